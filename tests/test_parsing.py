@@ -1,0 +1,81 @@
+import pytest
+
+from zerosum.games.parsing import MAX_SCAN_CHARS, last_boxed, parse_action
+
+KUHN = ["check", "bet"]
+
+
+@pytest.mark.parametrize(
+    "response, expected",
+    [
+        (r"I think betting is best. \boxed{bet}", "bet"),
+        (r"\boxed{check} no wait... \boxed{bet}", "bet"),  # the last boxed answer wins
+        (r"\boxed{\text{bet}}", "bet"),  # LaTeX text wrapper
+        (r"\boxed{\textbf{\text{Check}}}", "check"),  # nested wrappers, wrong case
+        (r"\boxed{ BET }", "bet"),  # whitespace and case
+        (r"\boxed{[bet]}", "bet"),  # bracketed inside the box
+        (r"\boxed {bet}", "bet"),  # space before the brace
+        ("I will [check] here", "check"),  # fallback: last bracketed legal action
+        ("[bet] or [check]? Final: [check]", "check"),
+        ("[bet] then [raise]", "bet"),  # the last *legal* bracketed action
+        (r"\boxed{I bet}", None),  # extra words inside the box are not guessed at
+        (r"\boxed{fold}", None),  # not legal here
+        (r"\boxed{} [bet]", None),  # an empty box is an answer, and an invalid one
+        ("", None),
+        ("   ", None),
+        ("just words", None),
+        (r"\boxed{bet", None),  # unbalanced
+        (r"\boxed{check} and then \boxed{bet", "check"),  # unbalanced last: earlier one counts
+        ("😀 \\boxed{béte}", None),
+    ],
+)
+def test_parse_table(response, expected):
+    parsed = parse_action(response, KUHN)
+    assert parsed.action == expected
+    assert parsed.valid == (expected is not None)
+    if expected is None:
+        assert parsed.reason
+
+
+def test_nested_braces():
+    assert last_boxed(r"x \boxed{\frac{1}{2}} y") == r"\frac{1}{2}"
+    assert parse_action(r"\boxed{{4}}", [str(i) for i in range(9)]).action == "4"
+
+
+def test_reasons_name_the_problem():
+    assert "not a legal action" in parse_action(r"\boxed{raise}", KUHN).reason
+    assert parse_action("", KUHN).reason == "empty response"
+    assert "no \\boxed{}" in parse_action("hmm", KUHN, fallback="none").reason
+
+
+def test_no_fallback_ignores_brackets():
+    assert parse_action("[bet]", KUHN, fallback="none").action is None
+    with pytest.raises(ValueError, match="unknown parser fallback 'guess'"):
+        parse_action("[bet]", KUHN, fallback="guess")
+
+
+def test_free_text_moves():
+    move = parse_action(r"Let me offer... \boxed{[Offer: 2 Wood -> 1 Gold]}", None)
+    assert move.action == "[Offer: 2 Wood -> 1 Gold]"
+    assert parse_action("thinking [Accept]", None).action == "[Accept]"
+    assert parse_action(r"\boxed{" + "a" * 1000 + "}", None).action is None
+    assert parse_action("", None).action is None
+
+
+@pytest.mark.timeout(20)  # a hang guard, not a speed assertion
+@pytest.mark.parametrize(
+    "blob",
+    [
+        "x" * 1_000_000,
+        "\\boxed{" * 150_000,
+        "{" * 1_000_000,
+        "[" * 500_000 + "]" * 500_000,
+        "é漢😀" * 300_000,
+    ],
+)
+def test_huge_inputs_are_bounded(blob):
+    # Only a bounded tail is scanned: a 1 MB response parses exactly like its last 20 kB.
+    for suffix, expected in ((r"\boxed{bet}", "bet"), ("", None), ("[check]", "check")):
+        parsed = parse_action(blob + suffix, KUHN)
+        assert parsed.action == expected
+        assert parsed == parse_action((blob + suffix)[-MAX_SCAN_CHARS:], KUHN)

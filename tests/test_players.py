@@ -1,0 +1,99 @@
+import numpy as np
+import pytest
+from open_spiel.python.algorithms import expected_game_score, exploitability
+
+from zerosum.games import load_game
+from zerosum.match import run_match
+from zerosum.players import make_player
+from zerosum.players.simple import cfr_policy_table, minimax_values, optimal_actions, tabular_policy
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("ZEROSUM_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+def test_random_player_only_plays_legal_moves():
+    game = load_game("connect_four")
+    player = make_player("random")
+    rng = np.random.default_rng(0)
+    state = game.new_episode(0)
+    while not state.is_terminal():
+        move = player.act(state, rng)
+        assert move.action in state.legal_actions()
+        state.apply_action(move.action)
+
+
+def test_minimax_knows_tic_tac_toe_is_a_draw():
+    values = minimax_values("tic_tac_toe")
+    state = load_game("tic_tac_toe").new_episode(0)
+    assert values[str(state.spiel_state)] == 0.0
+    assert len(values) == 5478  # every reachable position
+    # x in a corner, o on an edge next to it loses by force: o's reply must be the centre.
+    state.apply_action("0")
+    assert optimal_actions(state) == ["4"]
+
+
+@pytest.mark.parametrize("opponent", ["random", "mcts:50"])
+def test_perfect_tic_tac_toe_never_loses(opponent):
+    result = run_match(
+        load_game("tic_tac_toe"), (make_player("perfect"), make_player(opponent)), 200, seed=1
+    )
+    perfect = result.stats[0]
+    assert perfect.games == 200
+    assert perfect.losses == 0
+    if opponent == "random":
+        assert perfect.wins > 150  # it also punishes mistakes
+
+
+def test_mcts_beats_random_at_connect_four():
+    result = run_match(
+        load_game("connect_four"), (make_player("mcts:100"), make_player("random")), 10, seed=0
+    )
+    assert result.stats[0].wins >= 8
+
+
+def test_cfr_kuhn_value_is_minus_one_eighteenth():
+    game = load_game("kuhn_poker").spiel_game
+    policy = tabular_policy(game, cfr_policy_table("kuhn_poker"))
+    value = expected_game_score.policy_value(game.new_initial_state(), [policy, policy])[0]
+    assert value == pytest.approx(-1 / 18, abs=0.01)
+    assert exploitability.nash_conv(game, policy) < 0.01
+
+
+def test_cfr_table_is_cached_on_disk(tmp_path, monkeypatch):
+    monkeypatch.setenv("ZEROSUM_CACHE", str(tmp_path))
+    cfr_policy_table.cache_clear()
+    table = cfr_policy_table("kuhn_poker", 200)
+    files = list((tmp_path / "cfr").glob("*.json"))
+    assert [f.name for f in files] == ["kuhn_poker-cfrplus-200.json"]
+    cfr_policy_table.cache_clear()
+    assert cfr_policy_table("kuhn_poker", 200) == table  # read back from disk
+
+
+def test_nash_player_beats_random_at_kuhn():
+    result = run_match(
+        load_game("kuhn_poker"), (make_player("nash"), make_player("random")), 2000, seed=0
+    )
+    assert result.stats[0].mean_return > 0.1  # Nash exploits uniform random in expectation
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("alphazero", "unknown player 'alphazero'; valid: random"),
+        ("mcts:lots", "bad player 'mcts:lots'"),
+        ("mcts:0", "MCTS simulations must be >= 1, got 0"),
+    ],
+)
+def test_bad_player_specs(spec, message):
+    with pytest.raises(ValueError, match=message):
+        make_player(spec)
+
+
+def test_players_refuse_games_they_cannot_play():
+    state = load_game("kuhn_poker").new_episode(0)
+    with pytest.raises(ValueError, match="perfect-information"):
+        make_player("mcts:10").act(state, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="no Nash policy for 'tic_tac_toe'"):
+        make_player("nash").act(load_game("tic_tac_toe").new_episode(0), np.random.default_rng(0))

@@ -1,0 +1,82 @@
+"""The `zerosum` command line: `games`, `match` (and, as they land, `train`, `eval`, ...)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from zerosum.games import game_names, load_game
+from zerosum.match import INVALID_MODES, InvalidMovePolicy, MatchResult, run_match
+from zerosum.players import PLAYER_SPECS, make_player
+
+
+def cmd_games(args: argparse.Namespace) -> None:
+    for name in game_names():
+        print(f"{name:22s} {load_game(name).description}")
+
+
+def format_match(result: MatchResult, game_name: str) -> str:
+    lines = [f"{game_name}: {len(result.episodes)} games, seats alternate"]
+    header = f"{'player':16s} {'win':>5s} {'draw':>5s} {'loss':>5s} {'mean return':>12s}   per seat (W/D/L)"
+    lines.append(header)
+    for name, st in zip(result.names, result.stats):
+        seats = "  ".join(
+            f"seat {s}: {c['win']}/{c['draw']}/{c['loss']}" for s, c in st.seat_wdl.items()
+        )
+        lines.append(
+            f"{name:16s} {st.wins:5d} {st.draws:5d} {st.losses:5d} {st.mean_return:12.3f}   {seats}"
+        )
+        for reason, count in st.invalid.most_common():
+            lines.append(f"{'':16s} invalid x{count}: {reason}")
+    if result.truncated:
+        lines.append(f"{result.truncated} games hit the turn limit and count as draws")
+    return "\n".join(lines)
+
+
+def cmd_match(args: argparse.Namespace) -> None:
+    game = load_game(args.game)
+    players = (make_player(args.players[0]), make_player(args.players[1]))
+    invalid = InvalidMovePolicy(mode=args.invalid)
+    result = run_match(game, players, args.games, args.seed, invalid, args.max_turns)
+    print(format_match(result, game.name))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="zerosum", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("games", help="list every game with a one-line description").set_defaults(
+        func=cmd_games
+    )
+
+    m = sub.add_parser("match", help="play N games between two players, both seat orders")
+    m.add_argument("--game", required=True, help="game name (see `zerosum games`)")
+    m.add_argument(
+        "--players",
+        nargs=2,
+        required=True,
+        metavar=("A", "B"),
+        help=f"player specs: {', '.join(PLAYER_SPECS)}",
+    )
+    m.add_argument("--games", type=int, default=100, help="number of games (seats alternate)")
+    m.add_argument("--seed", type=int, default=0, help="seed of game i is seed + i")
+    m.add_argument("--max-turns", type=int, default=200, help="longer games are draws")
+    m.add_argument(
+        "--invalid", choices=INVALID_MODES, default="forfeit", help="invalid-move policy"
+    )
+    m.set_defaults(func=cmd_match)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except ValueError as err:  # bad input: one line naming the value and what is valid
+        print(f"zerosum: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,306 @@
+"""Canonical games over OpenSpiel, with a text view per seat.
+
+OpenSpiel is the source of truth for the rules; this module only names actions in words
+(`[check]`, `[bid 2-3]`, `[4]`), samples chance events from the episode's seeded RNG, and
+renders what one seat knows. Each game is described by a small `TextSpec`: how to label an
+action in context, which chance outcomes belong to which seat, and what public state to
+show. Rendering reads only the seat's own chance outcomes and public moves, so it is a
+function of that seat's information state (tests check this against OpenSpiel's own
+information-state strings).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyspiel
+
+from zerosum.games.base import IllegalActionError, bracket
+
+SEAT_NAMES = ("Player 0", "Player 1")
+
+
+@dataclass(frozen=True)
+class TextSpec:
+    """How one OpenSpiel game is shown as text."""
+
+    name: str
+    openspiel_name: str
+    description: str
+    rules: str
+    label: Callable[[pyspiel.State, int], str]  # (state, action id) -> label
+    # (chance index, outcome) -> (owner seat or None if public, text); None hides it.
+    chance_text: Callable[[int, int], tuple[int | None, str] | None] = lambda i, o: None
+    public_state: Callable[[pyspiel.State], str] = lambda s: ""
+    params: dict = field(default_factory=dict)
+
+
+class OpenSpielState:
+    """An episode of an OpenSpiel game; chance is sampled from its own seeded RNG."""
+
+    def __init__(self, spec: TextSpec, game: pyspiel.Game, seed: int):
+        self.spec = spec
+        self.spiel_state = game.new_initial_state()
+        self._rng = np.random.default_rng(seed)
+        self._chance: list[tuple[int | None, str]] = []  # (owner, text) per revealed event
+        self._moves: list[tuple[int, str]] = []
+        self._timeline: list[str] = []  # public moves and public chance events, for seat views
+        self._advance_chance()
+
+    # -- protocol --------------------------------------------------------------
+    def current_seat(self) -> int:
+        return self.spiel_state.current_player()
+
+    def legal_actions(self) -> list[str]:
+        if self.spiel_state.is_terminal():
+            return []
+        return [self.spec.label(self.spiel_state, a) for a in self.spiel_state.legal_actions()]
+
+    def apply_action(self, action: str) -> None:
+        action_id = self.action_id(action)
+        seat = self.spiel_state.current_player()
+        self._moves.append((seat, self.spec.label(self.spiel_state, action_id)))
+        self._timeline.append(f"{SEAT_NAMES[seat]} [{self._moves[-1][1]}]")
+        self.spiel_state.apply_action(action_id)
+        self._advance_chance()
+
+    def is_terminal(self) -> bool:
+        return self.spiel_state.is_terminal()
+
+    def returns(self) -> tuple[float, float]:
+        r = self.spiel_state.returns()
+        return (float(r[0]), float(r[1]))
+
+    def move_history(self) -> list[tuple[int, str]]:
+        return list(self._moves)
+
+    def observation(self, seat: int) -> str:
+        spec = self.spec
+        lines = [
+            f"You are {SEAT_NAMES[seat]} in a game of {spec.description}",
+            "",
+            spec.rules,
+            "",
+        ]
+        for owner, text in self._chance:
+            if owner == seat:
+                lines.append(f"Your private information: {text}")
+            elif owner is None:
+                lines.append(f"Public information: {text}")
+        public = spec.public_state(self.spiel_state)
+        if public:
+            lines.append(public)
+        if self._timeline:
+            lines.append(f"Moves so far: {'; '.join(self._timeline)}")
+        else:
+            lines.append("No moves have been made yet.")
+        if not self.is_terminal() and self.current_seat() == seat:
+            lines.append(f"It is your turn. Legal actions: {bracket(self.legal_actions())}")
+        return "\n".join(lines)
+
+    # -- helpers for fixed players and evaluation --------------------------------
+    def action_id(self, action: str) -> int:
+        """The OpenSpiel action id of a legal action label."""
+        if self.spiel_state.is_terminal():
+            raise IllegalActionError(f"game is over; no action {action!r} is legal")
+        for a in self.spiel_state.legal_actions():
+            if self.spec.label(self.spiel_state, a) == action:
+                return a
+        raise IllegalActionError(
+            f"illegal action {action!r}; legal: {bracket(self.legal_actions())}"
+        )
+
+    def label(self, action_id: int) -> str:
+        return self.spec.label(self.spiel_state, action_id)
+
+    def _advance_chance(self) -> None:
+        st = self.spiel_state
+        while st.is_chance_node():
+            outcomes, probs = zip(*st.chance_outcomes())
+            outcome = outcomes[int(self._rng.choice(len(outcomes), p=np.asarray(probs)))]
+            shown = self.spec.chance_text(len(self._chance), outcome)
+            self._chance.append(shown if shown is not None else (-1, ""))
+            if shown is not None and shown[0] is None and self._moves:
+                self._timeline.append(f"({shown[1]})")
+            st.apply_action(outcome)
+
+
+class OpenSpielGame:
+    """A `Game` backed by an OpenSpiel game and a `TextSpec`."""
+
+    def __init__(self, spec: TextSpec):
+        self.spec = spec
+        self.name = spec.name
+        self.description = spec.description
+        self.spiel_game = pyspiel.load_game(spec.openspiel_name, spec.params)
+
+    def rules(self) -> str:
+        return self.spec.rules
+
+    def new_episode(self, seed: int) -> OpenSpielState:
+        return OpenSpielState(self.spec, self.spiel_game, seed)
+
+
+# --- Kuhn poker -----------------------------------------------------------------
+KUHN_CARDS = ("J", "Q", "K")
+
+
+def _kuhn_label(state: pyspiel.State, action: int) -> str:
+    facing_bet = 1 in state.history()[2:]  # history: two deals, then the betting
+    if action == 0:
+        return "fold" if facing_bet else "check"
+    return "call" if facing_bet else "bet"
+
+
+def _kuhn_pot(state: pyspiel.State) -> str:
+    bets = sum(1 for a in state.history()[2:] if a == 1)
+    return f"Pot: {2 + bets} chips."
+
+
+KUHN = TextSpec(
+    name="kuhn_poker",
+    openspiel_name="kuhn_poker",
+    description="Kuhn Poker, a two-player betting game with a three-card deck.",
+    rules=(
+        "Rules: the deck has three cards, J < Q < K. Each player antes 1 chip and gets one "
+        "private card. Player 0 acts first. A player may [check] or [bet] 1 chip; facing a "
+        "bet, a player may [call] (add 1 chip) or [fold] (give up the pot). If both check, "
+        "or a bet is called, the higher card wins the pot. Your reward is the chips you win "
+        "or lose."
+    ),
+    label=_kuhn_label,
+    chance_text=lambda i, o: (i, f"your card is {KUHN_CARDS[o]}"),
+    public_state=_kuhn_pot,
+)
+
+
+# --- Leduc poker ------------------------------------------------------------------
+def _leduc_card(card: int) -> str:
+    return f"{KUHN_CARDS[card // 2]}{'♠♥'[card % 2]}"
+
+
+def _leduc_label(state: pyspiel.State, action: int) -> str:
+    facing_bet = 0 in state.legal_actions()  # OpenSpiel only allows folding to a bet
+    return ("fold", "call" if facing_bet else "check", "raise" if facing_bet else "bet")[action]
+
+
+_LEDUC_FIELD = re.compile(r"\[(Round|Pot:|Money:) ([^\]]*)\]")
+
+
+def _leduc_public(state: pyspiel.State) -> str:
+    if state.is_terminal():
+        return ""
+    fields = dict(_LEDUC_FIELD.findall(state.information_state_string(state.current_player())))
+    money = fields.get("Money:", "").split()
+    stacks = f" Chips left: Player 0 {money[0]}, Player 1 {money[1]}." if len(money) == 2 else ""
+    return f"Betting round {fields.get('Round', '?')} of 2. Pot: {fields.get('Pot:', '?')} chips.{stacks}"
+
+
+def _leduc_chance(index: int, outcome: int) -> tuple[int | None, str]:
+    if index < 2:
+        return index, f"your card is {_leduc_card(outcome)}"
+    return None, f"the public card is {_leduc_card(outcome)}"
+
+
+LEDUC = TextSpec(
+    name="leduc_poker",
+    openspiel_name="leduc_poker",
+    description="Leduc Poker, a two-round betting game with a six-card deck.",
+    rules=(
+        "Rules: the deck has six cards, two each of J < Q < K (suits ♠ and ♥). Each player "
+        "antes 1 chip and gets one private card. There are two betting rounds; after the "
+        "first, one public card is revealed. In each round a player may [check] or [bet]; "
+        "facing a bet, a player may [call], [raise] or [fold]. Bets are 2 chips in round 1 "
+        "and 4 chips in round 2, with at most two bets or raises per round. At showdown a "
+        "private card that pairs the public card wins; otherwise the higher private card "
+        "wins. Your reward is the chips you win or lose."
+    ),
+    label=_leduc_label,
+    chance_text=_leduc_chance,
+    public_state=_leduc_public,
+)
+
+
+# --- Liar's dice -----------------------------------------------------------------
+LIARS_DICE_PARAMS = {"numdice": 1, "dice_sides": 6}
+
+
+def _liars_label(state: pyspiel.State, action: int) -> str:
+    text = state.action_to_string(state.current_player(), action)
+    return "liar" if text == "Liar" else f"bid {text}"
+
+
+def _liars_chance(index: int, outcome: int) -> tuple[int | None, str]:
+    n = LIARS_DICE_PARAMS["numdice"]
+    return index // n, f"your die {index % n + 1} shows {outcome + 1}"
+
+
+LIARS_DICE = TextSpec(
+    name="liars_dice",
+    openspiel_name="liars_dice",
+    description="Liar's Dice, a bluffing game with hidden dice.",
+    rules=(
+        "Rules: each player rolls one six-sided die in secret. Players take turns bidding; "
+        "[bid Q-F] claims that at least Q of all the dice show face F, where a 6 is wild and "
+        "counts as every face. Each bid must be higher than the last: a larger quantity, or "
+        "the same quantity with a larger face. Instead of bidding, you may call [liar] on the "
+        "last bid: if the bid is true, the caller loses; otherwise the bidder loses. The "
+        "winner gets +1, the loser -1."
+    ),
+    label=_liars_label,
+    chance_text=_liars_chance,
+    params=LIARS_DICE_PARAMS,
+)
+
+
+# --- Tic-tac-toe and Connect Four ----------------------------------------------
+def _ttt_board(state: pyspiel.State) -> str:
+    rows = str(state).split("\n")
+    cells = [
+        c if c != "." else str(3 * r + i) for r, row in enumerate(rows) for i, c in enumerate(row)
+    ]
+    grid = "\n".join(" " + " | ".join(cells[3 * r : 3 * r + 3]) for r in range(3))
+    return f"Board (empty cells show their number):\n{grid}"
+
+
+TIC_TAC_TOE = TextSpec(
+    name="tic_tac_toe",
+    openspiel_name="tic_tac_toe",
+    description="Tic-Tac-Toe on a 3x3 board.",
+    rules=(
+        "Rules: Player 0 plays x and moves first; Player 1 plays o. Players take turns "
+        "placing their mark in an empty cell, numbered 0-8 left to right, top to bottom; "
+        "the move [4] takes the centre. Three marks in a row, column or diagonal win (+1; "
+        "the loser gets -1). A full board without a line is a draw (0)."
+    ),
+    label=lambda state, action: str(action),
+    public_state=_ttt_board,
+)
+
+
+def _c4_board(state: pyspiel.State) -> str:
+    rows = str(state).strip().split("\n")
+    header = " ".join(str(i) for i in range(len(rows[0])))
+    return "Board (columns numbered, top row first):\n" + "\n".join(
+        [header] + [" ".join(row) for row in rows]
+    )
+
+
+CONNECT_FOUR = TextSpec(
+    name="connect_four",
+    openspiel_name="connect_four",
+    description="Connect Four on a 6x7 board.",
+    rules=(
+        "Rules: Player 0 plays x and moves first; Player 1 plays o. Players take turns "
+        "dropping a disc into a column (0-6); it falls to the lowest empty cell. Four discs "
+        "in a row horizontally, vertically or diagonally win (+1; the loser gets -1). A "
+        "full board is a draw (0)."
+    ),
+    label=lambda state, action: str(action),
+    public_state=_c4_board,
+)
+
+SPECS: Sequence[TextSpec] = (KUHN, LEDUC, LIARS_DICE, TIC_TAC_TOE, CONNECT_FOUR)

@@ -1,0 +1,189 @@
+"""Fixed reference opponents that act on the game state: random, MCTS, perfect play, CFR."""
+
+from __future__ import annotations
+
+import json
+import os
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import pyspiel
+from open_spiel.python import policy as os_policy
+from open_spiel.python.algorithms import mcts
+
+from zerosum.games.base import GameState
+from zerosum.games.openspiel_games import OpenSpielGame, OpenSpielState
+from zerosum.players.base import Move
+
+
+def _spiel_state(state: GameState, who: str) -> OpenSpielState:
+    if not isinstance(state, OpenSpielState):
+        raise ValueError(f"player {who!r} needs an OpenSpiel game, got {type(state).__name__}")
+    return state
+
+
+class RandomPlayer:
+    """Uniformly random legal move (free-text games: not supported)."""
+
+    name = "random"
+
+    def act(self, state: GameState, rng: np.random.Generator, feedback: str | None = None) -> Move:
+        legal = state.legal_actions()
+        if not legal:
+            raise ValueError("player 'random' needs a game with a finite list of legal actions")
+        return Move(legal[int(rng.integers(len(legal)))])
+
+
+class MCTSPlayer:
+    """OpenSpiel's UCT search with random rollouts, for perfect-information games."""
+
+    def __init__(self, simulations: int = 200, uct_c: float = 2.0):
+        if simulations < 1:
+            raise ValueError(f"MCTS simulations must be >= 1, got {simulations}")
+        self.simulations = simulations
+        self.uct_c = uct_c
+        self.name = f"mcts:{simulations}"
+
+    def act(self, state: GameState, rng: np.random.Generator, feedback: str | None = None) -> Move:
+        st = _spiel_state(state, self.name)
+        game = st.spiel_state.get_game()
+        if game.get_type().information != pyspiel.GameType.Information.PERFECT_INFORMATION:
+            raise ValueError(
+                f"player {self.name!r} needs a perfect-information game, not {st.spec.name!r}"
+            )
+        random_state = np.random.RandomState(int(rng.integers(2**31)))
+        evaluator = mcts.RandomRolloutEvaluator(n_rollouts=1, random_state=random_state)
+        bot = mcts.MCTSBot(
+            game, self.uct_c, self.simulations, evaluator, random_state=random_state, solve=True
+        )
+        return Move(st.label(bot.step(st.spiel_state)))
+
+
+@cache
+def minimax_values(game_name: str) -> dict[str, float]:
+    """Exact value (for player 0) of every reachable state of a small deterministic
+    perfect-information game, keyed by `str(state)`; solves tic-tac-toe in about 0.1 s."""
+    from zerosum.games import load_game
+
+    game = load_game(game_name)
+    if not isinstance(game, OpenSpielGame) or game.name != "tic_tac_toe":
+        raise ValueError(f"perfect play is available for 'tic_tac_toe' only, not {game_name!r}")
+    values: dict[str, float] = {}
+
+    def solve(s: pyspiel.State) -> float:
+        key = str(s)
+        if key not in values:
+            if s.is_terminal():
+                values[key] = s.returns()[0]
+            else:
+                children = [solve(s.child(a)) for a in s.legal_actions()]
+                values[key] = max(children) if s.current_player() == 0 else min(children)
+        return values[key]
+
+    solve(game.spiel_game.new_initial_state())
+    return values
+
+
+def optimal_actions(state: OpenSpielState) -> list[str]:
+    """The minimax-optimal moves of the seat to act."""
+    values = minimax_values(state.spec.name)
+    seat = state.current_seat()
+    sign = 1.0 if seat == 0 else -1.0
+    scored = {
+        a: sign * values[str(state.spiel_state.child(a))] for a in state.spiel_state.legal_actions()
+    }
+    best = max(scored.values())
+    return [state.label(a) for a, v in scored.items() if v == best]
+
+
+class PerfectPlayer:
+    """Minimax-perfect play (tic-tac-toe), random among equally good moves."""
+
+    name = "perfect"
+
+    def act(self, state: GameState, rng: np.random.Generator, feedback: str | None = None) -> Move:
+        best = optimal_actions(_spiel_state(state, self.name))
+        return Move(best[int(rng.integers(len(best)))])
+
+
+NASH_GAMES = ("kuhn_poker", "leduc_poker")
+
+
+def cache_dir() -> Path:
+    """Where zerosum caches derived artefacts (`ZEROSUM_CACHE`, else ~/.cache/zerosum)."""
+    root = os.environ.get("ZEROSUM_CACHE") or Path.home() / ".cache" / "zerosum"
+    return Path(root)
+
+
+@cache
+def cfr_policy_table(game_name: str, iterations: int = 1000) -> dict[str, dict[str, float]]:
+    """Average CFR+ policy as {information state: {action id: probability}}.
+
+    Computed with OpenSpiel's C++ solver on first use (about 20 s for leduc_poker) and cached
+    on disk; the file is written atomically so a killed run never leaves half a table.
+    """
+    if game_name not in NASH_GAMES:
+        raise ValueError(
+            f"no Nash policy for {game_name!r}; available for: {', '.join(NASH_GAMES)}"
+        )
+    path = cache_dir() / "cfr" / f"{game_name}-cfrplus-{iterations}.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    game = pyspiel.load_game(game_name)
+    solver = pyspiel.CFRPlusSolver(game)
+    for _ in range(iterations):
+        solver.evaluate_and_update_policy()
+    average = solver.average_policy()
+    table: dict[str, dict[str, float]] = {}
+    for state in _decision_states(game.new_initial_state()):
+        key = state.information_state_string()
+        if key not in table:
+            table[key] = {str(a): float(p) for a, p in average.get_state_policy(key)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(table))
+    os.replace(tmp, path)
+    return table
+
+
+def _decision_states(state: pyspiel.State):
+    if state.is_terminal():
+        return
+    if not state.is_chance_node():
+        yield state
+    for action in (
+        (a for a, _ in state.chance_outcomes()) if state.is_chance_node() else state.legal_actions()
+    ):
+        yield from _decision_states(state.child(action))
+
+
+def tabular_policy(
+    game: pyspiel.Game, table: dict[str, dict[str, float]]
+) -> os_policy.TabularPolicy:
+    """An OpenSpiel `TabularPolicy` from an {information state: {action: prob}} table."""
+    tabular = os_policy.TabularPolicy(game)
+    for key, index in tabular.state_lookup.items():
+        row = tabular.action_probability_array[index]
+        row[:] = 0.0
+        for action, prob in table[key].items():
+            row[int(action)] = prob
+    return tabular
+
+
+class NashPlayer:
+    """Samples from an approximate Nash equilibrium (CFR+) of kuhn_poker or leduc_poker."""
+
+    name = "nash"
+
+    def __init__(self, iterations: int = 1000):
+        self.iterations = iterations
+
+    def act(self, state: GameState, rng: np.random.Generator, feedback: str | None = None) -> Move:
+        st = _spiel_state(state, self.name)
+        table = cfr_policy_table(st.spec.name, self.iterations)
+        probs = table[st.spiel_state.information_state_string()]
+        actions = [int(a) for a in probs]
+        p = np.asarray([probs[str(a)] for a in actions])
+        choice = actions[int(rng.choice(len(actions), p=p / p.sum()))]
+        return Move(st.label(choice))
