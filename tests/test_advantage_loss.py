@@ -1,0 +1,108 @@
+import math
+
+import pytest
+import torch
+
+from zerosum.advantage import keep_nonzero, rae_advantages
+from zerosum.loss import kl_k3, policy_loss, token_entropy
+
+
+def test_rae_hand_computed():
+    adv, new = rae_advantages(
+        [1.0, -1.0, 2.0], [("k", 0), ("k", 1), ("k", 0)], {"k/0": 0.5}, decay=0.9
+    )
+    assert adv == pytest.approx([0.5, -1.0, 1.5])  # baseline read before the update
+    assert new == pytest.approx({"k/0": 0.6, "k/1": -0.1})  # 0.9*0.5 + 0.1*mean(1, 2)
+
+
+def test_rae_does_not_mutate_and_can_be_disabled():
+    base = {"k/0": 0.5}
+    adv, new = rae_advantages([1.0], [("k", 0)], base, enabled=False)
+    assert adv == [1.0] and new == base and new is not base
+    rae_advantages([1.0], [("k", 0)], base)
+    assert base == {"k/0": 0.5}
+
+
+def test_rae_baseline_converges_to_mean_return():
+    base: dict[str, float] = {}
+    for _ in range(400):
+        _, base = rae_advantages([1.0, 3.0], [("g", 0), ("g", 0)], base, decay=0.95)
+    assert base["g/0"] == pytest.approx(2.0, abs=1e-6)
+
+
+def test_rae_errors():
+    with pytest.raises(ValueError, match="got 2 returns for 1 roles"):
+        rae_advantages([1.0, 2.0], [("g", 0)], {})
+    with pytest.raises(ValueError, match="RAE decay must be in"):
+        rae_advantages([1.0], [("g", 0)], {}, decay=1.5)
+
+
+def test_keep_nonzero():
+    assert keep_nonzero([0.0, 0.3, -1e-12, -2.0]) == [1, 3]
+
+
+LP = [[-1.0, -2.0], [-0.5, -3.0]]
+MASK = torch.tensor([[1.0, 1.0], [1.0, 0.0]])  # the last token is padding
+ADV = torch.tensor([2.0, -1.0])
+
+
+def test_reinforce_hand_computed():
+    lp = torch.tensor(LP, requires_grad=True)
+    loss, stats = policy_loss(lp, lp.detach(), ADV, MASK, kind="reinforce", norm_constant=4.0)
+    # per token -A: [[-2, -2], [1, (masked)]] -> sum -3 -> / 4
+    assert loss.item() == pytest.approx(-0.75)
+    loss.backward()
+    assert torch.allclose(
+        lp.grad, torch.tensor([[-0.5, -0.5], [0.25, 0.0]])
+    )  # masked token: no grad
+    assert stats["loss/tokens"] == 3.0
+
+    loss_mean, _ = policy_loss(lp, lp.detach(), ADV, MASK, kind="reinforce", aggregation="mean")
+    assert loss_mean.item() == pytest.approx(-1.0)  # -3 / 3 real tokens
+    loss_split, _ = policy_loss(
+        lp, lp.detach(), ADV, MASK, kind="reinforce", aggregation="mean", total_tokens=6
+    )
+    assert loss_split.item() == pytest.approx(-0.5)  # a micro-batch of a 6-token batch
+
+
+def test_ppo_clip_hand_computed():
+    old = torch.tensor(LP)
+    new = old.clone()
+    new[0, 0] += math.log(1.5)  # ratio 1.5, A=+2: clipped to 1.2 -> objective 2.4
+    new[1, 0] += math.log(0.5)  # ratio 0.5, A=-1: clipped to 0.8 -> objective -0.8
+    new.requires_grad_(True)
+    loss, stats = policy_loss(new, old, ADV, MASK, kind="ppo", clip_eps=0.2, norm_constant=4.0)
+    assert loss.item() == pytest.approx(-(2.4 + 2.0 - 0.8) / 4)
+    assert stats["loss/clip_frac"] == pytest.approx(2 / 3)
+    loss.backward()
+    # Clipped tokens carry no gradient; the unclipped one gets -A * ratio / 4.
+    assert torch.allclose(new.grad, torch.tensor([[0.0, -0.5], [0.0, 0.0]]))
+
+
+def test_all_zero_advantages_give_zero_loss_and_gradient():
+    lp = torch.tensor(LP, requires_grad=True)
+    loss, _ = policy_loss(lp, lp.detach() - 0.1, torch.zeros(2), MASK, kind="ppo")
+    loss.backward()
+    assert loss.item() == 0.0
+    assert torch.count_nonzero(lp.grad) == 0
+
+
+def test_kl_penalty_k3():
+    assert kl_k3(torch.tensor([-1.0]), torch.tensor([-2.0])).item() == pytest.approx(math.exp(-1))
+    assert kl_k3(torch.tensor([-1.0]), torch.tensor([-1.0])).item() == 0.0
+    lp = torch.tensor(LP)
+    ref = lp - 1.0  # d = -1 on every token: k3 = e^-1
+    loss, stats = policy_loss(
+        lp, lp, torch.zeros(2), MASK, ref_logprobs=ref, kl_coef=0.5, norm_constant=1.0
+    )
+    assert loss.item() == pytest.approx(0.5 * 3 * math.exp(-1))
+    assert stats["loss/kl_ref"] == pytest.approx(math.exp(-1))
+
+
+def test_entropy_of_uniform_and_bad_options():
+    assert token_entropy(torch.zeros(1, 1, 4)).item() == pytest.approx(math.log(4))
+    lp = torch.tensor(LP)
+    with pytest.raises(ValueError, match="unknown loss 'grpo'; valid: reinforce, ppo"):
+        policy_loss(lp, lp, ADV, MASK, kind="grpo")
+    with pytest.raises(ValueError, match="unknown aggregation 'median'"):
+        policy_loss(lp, lp, ADV, MASK, aggregation="median")

@@ -1,0 +1,55 @@
+"""Role-conditioned advantage estimation (RAE) as a pure function.
+
+SPIRAL keeps an exponential moving average of the return per (game, seat) and uses
+`return - baseline` as the advantage; the seat matters because zero-sum games are rarely
+symmetric (Kuhn Poker is worth -1/18 to the first player). Departure from the paper's
+per-sample update: the baseline is read once per batch and then updated with the batch's
+mean return per key, so the result does not depend on the order in which concurrent games
+finished. With `enabled=False` the baseline is zero (plain REINFORCE, for ablations).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+
+RoleKey = tuple[str, int]  # (game name, seat)
+
+
+def role_key(game: str, seat: int) -> str:
+    """Serialisable key of a role, as stored in checkpoints and metrics."""
+    return f"{game}/{seat}"
+
+
+def rae_advantages(
+    returns: Sequence[float],
+    roles: Sequence[RoleKey],
+    baselines: Mapping[str, float],
+    decay: float = 0.95,
+    enabled: bool = True,
+) -> tuple[list[float], dict[str, float]]:
+    """Advantages for one batch and the updated baselines (the input is not modified).
+
+    A role seen for the first time starts from a baseline of 0. For each role key,
+    `new = decay * old + (1 - decay) * mean(batch returns of that role)`.
+    """
+    if len(returns) != len(roles):
+        raise ValueError(f"got {len(returns)} returns for {len(roles)} roles")
+    if not 0.0 <= decay <= 1.0:
+        raise ValueError(f"RAE decay must be in [0, 1], got {decay}")
+    keys = [role_key(game, seat) for game, seat in roles]
+    if not enabled:
+        return [float(r) for r in returns], dict(baselines)
+    advantages = [float(r) - baselines.get(k, 0.0) for r, k in zip(returns, keys)]
+    grouped: dict[str, list[float]] = defaultdict(list)
+    for r, k in zip(returns, keys):
+        grouped[k].append(float(r))
+    updated = dict(baselines)
+    for k, rs in grouped.items():
+        updated[k] = decay * baselines.get(k, 0.0) + (1.0 - decay) * sum(rs) / len(rs)
+    return advantages, updated
+
+
+def keep_nonzero(advantages: Sequence[float], eps: float = 1e-8) -> list[int]:
+    """Indices of samples whose advantage is not zero: the others carry no gradient signal."""
+    return [i for i, a in enumerate(advantages) if abs(a) > eps]

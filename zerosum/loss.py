@@ -1,0 +1,94 @@
+"""Policy-gradient losses as pure functions of per-token log-probabilities.
+
+Shapes: B sequences (turns) by T response tokens; `mask` is 1 on tokens the policy chose
+and 0 on padding. All turns of a seat in one game share that seat's advantage.
+
+Aggregation follows Dr.GRPO by default: the masked token losses are summed and divided by
+a constant (SPIRAL: 4,096, the max response length), so long answers are not down-weighted
+per token and micro-batches simply add up. `mean` divides by the number of real tokens in
+the whole batch (pass `total_tokens` when the batch is split into micro-batches).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+
+LossKind = Literal["reinforce", "ppo"]
+Aggregation = Literal["sum", "mean"]
+LOSS_KINDS: tuple[str, ...] = ("reinforce", "ppo")
+AGGREGATIONS: tuple[str, ...] = ("sum", "mean")
+
+
+def kl_k3(logprobs: torch.Tensor, ref_logprobs: torch.Tensor) -> torch.Tensor:
+    """Per-token k3 estimator of KL(policy || reference): exp(d) - d - 1, d = ref - policy.
+
+    Unbiased, always >= 0, low variance (Schulman, "Approximating KL divergence")."""
+    d = ref_logprobs - logprobs
+    return torch.exp(d) - d - 1.0
+
+
+def policy_loss(
+    logprobs: torch.Tensor,  # [B, T] under the current policy, with grad
+    old_logprobs: torch.Tensor,  # [B, T] at sampling time
+    advantages: torch.Tensor,  # [B]
+    mask: torch.Tensor,  # [B, T] 1.0 on response tokens
+    kind: LossKind = "ppo",
+    clip_eps: float = 0.2,
+    ref_logprobs: torch.Tensor | None = None,  # [B, T] of the initial model, for the KL term
+    kl_coef: float = 0.0,
+    aggregation: Aggregation = "sum",
+    norm_constant: float = 4096.0,
+    total_tokens: float | None = None,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """The policy-gradient loss and its statistics (namespaced `loss/...`)."""
+    if kind not in LOSS_KINDS:
+        raise ValueError(f"unknown loss {kind!r}; valid: {', '.join(LOSS_KINDS)}")
+    if aggregation not in AGGREGATIONS:
+        raise ValueError(f"unknown aggregation {aggregation!r}; valid: {', '.join(AGGREGATIONS)}")
+    mask = mask.to(logprobs.dtype)
+    adv = advantages.to(logprobs.dtype)[:, None]  # [B, 1]
+    log_ratio = (logprobs - old_logprobs) * mask
+    ratio = torch.exp(log_ratio)
+    if kind == "reinforce":
+        # ratio equals 1 in value but carries the gradient of log pi: grad(ratio) = grad(logp).
+        per_token = -adv * ratio
+        clipped = torch.zeros_like(per_token)
+    else:
+        unclipped = ratio * adv
+        clipped_obj = torch.clamp(ratio, 1.0 - clip_eps, 1.0 + clip_eps) * adv
+        per_token = -torch.minimum(unclipped, clipped_obj)
+        clipped = (clipped_obj < unclipped).to(logprobs.dtype)
+    kl = None
+    if ref_logprobs is not None:
+        kl = kl_k3(logprobs, ref_logprobs)
+        if kl_coef:
+            per_token = per_token + kl_coef * kl
+
+    n_tokens = mask.sum()
+    if aggregation == "sum":
+        denom = torch.as_tensor(norm_constant, dtype=logprobs.dtype)
+    else:
+        denom = torch.as_tensor(
+            total_tokens if total_tokens is not None else n_tokens, dtype=logprobs.dtype
+        )
+    loss = (per_token * mask).sum() / denom.clamp(min=1e-8)
+
+    safe_n = n_tokens.clamp(min=1.0)
+    stats = {
+        "loss/total": float(loss.detach()),
+        "loss/clip_frac": float((clipped * mask).sum() / safe_n),
+        "loss/ratio_mean": float((ratio.detach() * mask).sum() / safe_n),
+        "loss/approx_kl_old": float(((-log_ratio.detach()) * mask).sum() / safe_n),
+        "loss/tokens": float(n_tokens),
+    }
+    if kl is not None:
+        stats["loss/kl_ref"] = float((kl.detach() * mask).sum() / safe_n)
+    return loss, stats
+
+
+def token_entropy(logits: torch.Tensor) -> torch.Tensor:
+    """Entropy of each next-token distribution: [B, T, V] -> [B, T]."""
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    return -(logp.exp() * logp).sum(-1)
