@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from zerosum.games import game_names, load_game
 from zerosum.match import INVALID_MODES, InvalidMovePolicy, MatchResult, run_match
@@ -41,6 +42,26 @@ def cmd_match(args: argparse.Namespace) -> None:
     print(format_match(result, game.name))
 
 
+def cmd_train(args: argparse.Namespace) -> None:
+    from zerosum.config import config_help, load_config
+
+    if args.help_config:
+        print(config_help())
+        return
+    overrides = list(args.overrides)
+    if args.resume:
+        saved = Path(args.resume) / "config.json"
+        if not saved.is_file():
+            raise ValueError(f"--resume {args.resume!r} is not a run directory (no config.json)")
+        cfg = load_config(saved, overrides + [f"run.out_dir={args.resume}"])
+    else:
+        cfg = load_config(args.config, overrides)
+    from zerosum.train import train
+
+    run_dir = train(cfg, resume=bool(args.resume))
+    print(f"run saved in {run_dir}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="zerosum", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -65,6 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--invalid", choices=INVALID_MODES, default="forfeit", help="invalid-move policy"
     )
     m.set_defaults(func=cmd_match)
+
+    t = sub.add_parser("train", help="self-play training from a YAML recipe")
+    t.add_argument("--config", help="YAML recipe (see configs/)")
+    t.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR exactly")
+    t.add_argument("--help-config", action="store_true", help="list every config field")
+    t.add_argument("overrides", nargs="*", help="section.field=value overrides")
+    t.set_defaults(func=cmd_train)
     return parser
 
 

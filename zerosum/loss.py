@@ -41,8 +41,13 @@ def policy_loss(
     aggregation: Aggregation = "sum",
     norm_constant: float = 4096.0,
     total_tokens: float | None = None,
+    entropy: torch.Tensor | None = None,  # [B, T] entropy of each next-token distribution
+    entropy_coef: float = 0.0,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """The policy-gradient loss and its statistics (namespaced `loss/...`)."""
+    """The policy-gradient loss and its statistics (namespaced `loss/...`).
+
+    `entropy_coef` > 0 adds an entropy bonus (exact, from the logits): it keeps self-play
+    from collapsing to a deterministic policy before the model can tell states apart."""
     if kind not in LOSS_KINDS:
         raise ValueError(f"unknown loss {kind!r}; valid: {', '.join(LOSS_KINDS)}")
     if aggregation not in AGGREGATIONS:
@@ -66,6 +71,9 @@ def policy_loss(
         if kl_coef:
             per_token = per_token + kl_coef * kl
 
+    if entropy is not None and entropy_coef:
+        per_token = per_token - entropy_coef * entropy
+
     n_tokens = mask.sum()
     if aggregation == "sum":
         denom = torch.as_tensor(norm_constant, dtype=logprobs.dtype)
@@ -83,6 +91,8 @@ def policy_loss(
         "loss/approx_kl_old": float(((-log_ratio.detach()) * mask).sum() / safe_n),
         "loss/tokens": float(n_tokens),
     }
+    if entropy is not None:
+        stats["loss/entropy"] = float((entropy.detach() * mask).sum() / safe_n)
     if kl is not None:
         stats["loss/kl_ref"] = float((kl.detach() * mask).sum() / safe_n)
     return loss, stats

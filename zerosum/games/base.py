@@ -38,10 +38,10 @@ class GameState(Protocol):
         """Final returns per seat; they sum to zero. Only meaningful at terminal states."""
         ...
 
-    def observation(self, seat: int) -> str:
-        """What `seat` knows, as text: its private information, the public history and
-        (when it is to move) the legal actions. Never the opponent's private information
-        or reasoning."""
+    def observation(self, seat: int, include_rules: bool = True) -> str:
+        """What `seat` knows, as text: the rules (optional: short prompts help tiny models),
+        its private information, the public history and (when it is to move) the legal
+        actions. Never the opponent's private information or reasoning."""
         ...
 
     def move_history(self) -> list[tuple[int, str]]:

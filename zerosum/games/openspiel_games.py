@@ -41,10 +41,13 @@ class TextSpec:
 class OpenSpielState:
     """An episode of an OpenSpiel game; chance is sampled from its own seeded RNG."""
 
-    def __init__(self, spec: TextSpec, game: pyspiel.Game, seed: int):
+    def __init__(
+        self, spec: TextSpec, game: pyspiel.Game, seed: int, forced_chance: Sequence[int] = ()
+    ):
         self.spec = spec
         self.spiel_state = game.new_initial_state()
         self._rng = np.random.default_rng(seed)
+        self._forced = list(forced_chance)  # chance outcomes to use before sampling
         self._chance: list[tuple[int | None, str]] = []  # (owner, text) per revealed event
         self._moves: list[tuple[int, str]] = []
         self._timeline: list[str] = []  # public moves and public chance events, for seat views
@@ -77,14 +80,11 @@ class OpenSpielState:
     def move_history(self) -> list[tuple[int, str]]:
         return list(self._moves)
 
-    def observation(self, seat: int) -> str:
+    def observation(self, seat: int, include_rules: bool = True) -> str:
         spec = self.spec
-        lines = [
-            f"You are {SEAT_NAMES[seat]} in a game of {spec.description}",
-            "",
-            spec.rules,
-            "",
-        ]
+        lines = [f"You are {SEAT_NAMES[seat]} in a game of {spec.description}", ""]
+        if include_rules:
+            lines += [spec.rules, ""]
         for owner, text in self._chance:
             if owner == seat:
                 lines.append(f"Your private information: {text}")
@@ -120,7 +120,10 @@ class OpenSpielState:
         st = self.spiel_state
         while st.is_chance_node():
             outcomes, probs = zip(*st.chance_outcomes())
-            outcome = outcomes[int(self._rng.choice(len(outcomes), p=np.asarray(probs)))]
+            if self._forced:
+                outcome = self._forced.pop(0)
+            else:
+                outcome = outcomes[int(self._rng.choice(len(outcomes), p=np.asarray(probs)))]
             shown = self.spec.chance_text(len(self._chance), outcome)
             self._chance.append(shown if shown is not None else (-1, ""))
             if shown is not None and shown[0] is None and self._moves:
@@ -142,6 +145,19 @@ class OpenSpielGame:
 
     def new_episode(self, seed: int) -> OpenSpielState:
         return OpenSpielState(self.spec, self.spiel_game, seed)
+
+    def state_from_history(self, history: Sequence[int]) -> OpenSpielState:
+        """The episode that followed OpenSpiel's `history` (chance outcomes and action ids),
+        e.g. to render the state behind a given information set."""
+        chance, moves = [], []
+        probe = self.spiel_game.new_initial_state()
+        for a in history:
+            (chance if probe.is_chance_node() else moves).append(a)
+            probe.apply_action(a)
+        state = OpenSpielState(self.spec, self.spiel_game, 0, forced_chance=chance)
+        for a in moves:  # chance outcomes in between are replayed from `forced_chance`
+            state.apply_action(state.label(a))
+        return state
 
 
 # --- Kuhn poker -----------------------------------------------------------------

@@ -165,9 +165,10 @@ class TextArenaState:
             return (0.0, 0.0)
         return (1.0, -1.0) if diff > 0 else (-1.0, 1.0)
 
-    def observation(self, seat: int) -> str:
+    def observation(self, seat: int, include_rules: bool = True) -> str:
         """TextArena's prompt for `seat` and the messages it was sent (its own private info
-        only), then whose turn it is or how the game ended."""
+        only), then whose turn it is or how the game ended. TextArena's prompt holds the
+        rules and the private information together, so `include_rules` cannot drop them."""
         _check_seat(seat)
         state = self.env.state
         prompt, transcript = "", []

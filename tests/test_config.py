@@ -1,0 +1,70 @@
+from pathlib import Path
+
+import pytest
+
+from zerosum.cli import main
+from zerosum.config import ConfigError, config_help, load_config
+
+RECIPES = sorted(Path(__file__).parent.parent.glob("configs/*.yaml"))
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)
+def test_every_recipe_loads(path):
+    cfg = load_config(path)
+    assert cfg.rollout.games
+
+
+def test_overrides_are_typed():
+    cfg = load_config(
+        None, ["optim.lr=1e-6", "rollout.games={kuhn_poker: 1, tic_tac_toe: 2}", "algo.rae=false"]
+    )
+    assert cfg.optim.lr == 1e-6 and isinstance(cfg.optim.lr, float)
+    assert cfg.rollout.games == {"kuhn_poker": 1, "tic_tac_toe": 2}
+    assert cfg.algo.rae is False
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        (
+            "algo.loss=grpo",
+            "config field 'algo.loss' = 'grpo' is invalid; allowed: one of 'reinforce', 'ppo'",
+        ),
+        ("sampling.temperature=0", "'sampling.temperature' = 0.0 is invalid; allowed: a number > 0"),
+        ("model.nme=x", "unknown config field 'model.nme'; valid fields: model.name"),
+        ("rollout.games={chess: 1}", "unknown game 'chess'; valid games: connect_four"),
+        (
+            "sampling.max_new_tokens=abc",
+            "'sampling.max_new_tokens' = 'abc' is invalid; allowed: int",
+        ),
+        ("optim.lr=true", "'optim.lr' = 'True' is invalid; allowed: float"),
+        ("model=3", "config section 'model' must be a mapping, got 3"),
+        ("nonsense", "override 'nonsense' must look like section.field=value"),
+    ],
+)
+def test_bad_values_fail_with_one_line(override, message):
+    with pytest.raises(ConfigError) as err:
+        load_config(None, [override])
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_bad_files(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: [unclosed")
+    with pytest.raises(ConfigError, match="is not valid YAML"):
+        load_config(bad)
+
+
+def test_cli_train_reports_config_errors_in_one_line(capsys):
+    assert main(["train", "algo.loss=grpo"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("zerosum: error: config field 'algo.loss'") and "\n" not in err
+
+
+def test_help_lists_every_field_with_help():
+    text = config_help()
+    assert "algo.rae_decay = 0.95  # EMA decay" in text
+    assert all("#" in line and line.split("# ", 1)[1] for line in text.splitlines())

@@ -1,0 +1,294 @@
+"""Typed training configuration: YAML recipes plus `section.field=value` overrides.
+
+Every field has a default and help text (the `help` metadata, shown by `zerosum train
+--help-config`). Loading is strict: an unknown key, a value of the wrong type or a value
+outside its allowed set fails at start with one line naming the field and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import dacite
+import yaml
+
+
+def _f(default: Any, help: str, **kw: Any) -> Any:
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help}, **kw)
+    return field(default=default, metadata={"help": help}, **kw)
+
+
+@dataclass
+class ModelConfig:
+    name: str = _f(
+        "smollm2-135m-instruct", "HF model id, local path, or the packaged default alias"
+    )
+    dtype: Literal["float32", "bfloat16"] = _f("float32", "weights dtype of the learner")
+    lora: bool = _f(False, "train a LoRA adapter (PEFT) instead of all weights")
+    lora_rank: int = _f(16, "LoRA rank")
+    lora_alpha: int = _f(32, "LoRA alpha")
+    tiny: bool = _f(False, "replace the weights by a tiny randomly initialised model (tests)")
+    tiny_hidden_size: int = _f(64, "hidden size of the tiny model")
+    tiny_layers: int = _f(2, "layers of the tiny model")
+
+
+@dataclass
+class SamplingConfig:
+    temperature: float = _f(1.0, "sampling temperature of rollouts")
+    top_p: float = _f(1.0, "nucleus sampling mass of rollouts")
+    max_new_tokens: int = _f(256, "cap on generated tokens per turn")
+
+
+@dataclass
+class RolloutConfig:
+    games: dict[str, float] = _f({"kuhn_poker": 1.0}, "games to train on with mixture weights")
+    games_per_step: int = _f(16, "complete games played per training step")
+    max_concurrent: int = _f(16, "games in flight at once (one engine batch)")
+    max_turns: int = _f(50, "turns after which a game is a draw")
+    answer_mode: Literal["free", "constrained"] = _f(
+        "free", "free: reason then \\boxed{move}; constrained: reply is only a legal move"
+    )
+    parser_fallback: Literal["last_bracket", "none"] = _f(
+        "last_bracket", "without \\boxed{}, accept the last bracketed legal action"
+    )
+    invalid_mode: Literal["forfeit", "retry", "random"] = _f("forfeit", "invalid-move policy")
+    invalid_loss: float = _f(-1.5, "return of the seat that forfeits by an invalid move")
+    invalid_win: float = _f(0.5, "return of the other seat on a forfeit")
+    invalid_retries: int = _f(2, "retries before forfeiting, in retry mode")
+    include_rules: bool = _f(True, "put the game's rules into every prompt")
+
+
+@dataclass
+class AlgoConfig:
+    loss: Literal["reinforce", "ppo"] = _f("ppo", "policy-gradient loss")
+    ppo_epochs: int = _f(2, "passes over each batch (one optimizer step each)")
+    clip_eps: float = _f(0.2, "PPO ratio clip")
+    rae: bool = _f(True, "role-conditioned advantage estimation; off = plain REINFORCE")
+    rae_decay: float = _f(0.95, "EMA decay of the per-(game, seat) baseline")
+    drop_zero_advantage: bool = _f(True, "drop samples whose advantage is zero")
+    aggregation: Literal["sum", "mean"] = _f("sum", "token loss: sum / constant (Dr.GRPO) or mean")
+    norm_constant: float = _f(4096.0, "divisor of the summed token loss")
+    kl_coef: float = _f(0.0, "weight of the k3 KL penalty to the initial model")
+    entropy_coef: float = _f(0.0, "weight of the entropy bonus (keeps self-play exploring)")
+
+
+@dataclass
+class OptimConfig:
+    lr: float = _f(1e-6, "AdamW learning rate (constant)")
+    beta1: float = _f(0.9, "Adam beta1")
+    beta2: float = _f(0.95, "Adam beta2")
+    weight_decay: float = _f(0.0, "AdamW weight decay")
+    grad_clip: float = _f(1.0, "max global gradient norm")
+    micro_batch_tokens: int = _f(4096, "padded tokens per micro-batch")
+    bf16: bool = _f(False, "bf16 autocast for learner forward/backward")
+
+
+@dataclass
+class RunConfig:
+    steps: int = _f(10, "training steps")
+    seed: int = _f(0, "seed of games, sampling and initialisation")
+    out_dir: str = _f("runs/default", "run directory: metrics, checkpoints, config")
+    eval_every: int = _f(0, "evaluate every N steps (0: never); see the eval section")
+    checkpoint_every: int = _f(5, "save a checkpoint every N steps (0: only at the end)")
+    keep_checkpoints: int = _f(2, "number of recent checkpoints kept")
+    tensorboard: bool = _f(True, "also write TensorBoard event files")
+    progress: bool = _f(True, "show a progress bar")
+
+
+@dataclass
+class EvalConfig:
+    nash_conv: list[str] = _f(
+        [], "games whose exact NashConv is computed (constrained mode; kuhn_poker, leduc_poker)"
+    )
+
+
+@dataclass
+class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    engine: Literal["hf", "vllm"] = _f("hf", "generation backend")
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    algo: AlgoConfig = field(default_factory=AlgoConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+class ConfigError(ValueError):
+    """A bad configuration value; the message is one line."""
+
+
+# (section.field, predicate, what is allowed)
+_CHECKS: list[tuple[str, typing.Callable[[Any], bool], str]] = [
+    ("sampling.temperature", lambda v: v > 0, "a number > 0"),
+    ("sampling.top_p", lambda v: 0 < v <= 1, "a number in (0, 1]"),
+    ("sampling.max_new_tokens", lambda v: v >= 1, "an integer >= 1"),
+    ("rollout.games_per_step", lambda v: v >= 1, "an integer >= 1"),
+    ("rollout.max_concurrent", lambda v: v >= 1, "an integer >= 1"),
+    ("rollout.max_turns", lambda v: v >= 1, "an integer >= 1"),
+    ("rollout.invalid_retries", lambda v: v >= 0, "an integer >= 0"),
+    ("algo.ppo_epochs", lambda v: v >= 1, "an integer >= 1"),
+    ("algo.clip_eps", lambda v: 0 < v < 1, "a number in (0, 1)"),
+    ("algo.rae_decay", lambda v: 0 <= v <= 1, "a number in [0, 1]"),
+    ("algo.norm_constant", lambda v: v > 0, "a number > 0"),
+    ("algo.kl_coef", lambda v: v >= 0, "a number >= 0"),
+    ("algo.entropy_coef", lambda v: v >= 0, "a number >= 0"),
+    ("optim.lr", lambda v: v > 0, "a number > 0"),
+    ("optim.grad_clip", lambda v: v > 0, "a number > 0"),
+    ("optim.micro_batch_tokens", lambda v: v >= 1, "an integer >= 1"),
+    ("run.steps", lambda v: v >= 1, "an integer >= 1"),
+    ("run.checkpoint_every", lambda v: v >= 0, "an integer >= 0"),
+    ("run.eval_every", lambda v: v >= 0, "an integer >= 0"),
+    ("run.keep_checkpoints", lambda v: v >= 1, "an integer >= 1"),
+]
+
+
+def _set_dotted(data: dict, key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = data
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {key!r}: {part!r} is not a section")
+    node[parts[-1]] = value
+
+
+def _known_keys(cls: type, prefix: str = "") -> list[str]:
+    keys = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            keys += _known_keys(hints[f.name], f"{prefix}{f.name}.")
+        else:
+            keys.append(prefix + f.name)
+    return keys
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
+    """A validated `TrainConfig` from a YAML file and `a.b=value` overrides (YAML values)."""
+    data: dict = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {str(p)!r} does not exist")
+        try:
+            data = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(
+                f"config file {str(p)!r} is not valid YAML: {str(err).splitlines()[0]}"
+            ) from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"config file {str(p)!r} must hold a mapping of sections")
+    for item in overrides or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r} must look like section.field=value")
+        _set_dotted(data, key.strip(), yaml.safe_load(raw) if raw.strip() else "")
+    return config_from_dict(data)
+
+
+def _to_float(value: Any) -> Any:
+    """Accept ints and numeric strings for float fields (YAML reads `1e-6` as a string)."""
+    if isinstance(value, bool):
+        return repr(value)  # a string, so the type check rejects it
+    if isinstance(value, int):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _check_keys(data: dict, cls: type | None = None, prefix: str = "") -> None:
+    cls = cls or TrainConfig
+    hints = typing.get_type_hints(cls)
+    for key, value in data.items():
+        if key not in hints:
+            valid = ", ".join(_known_keys(TrainConfig))
+            raise ConfigError(f"unknown config field {prefix + str(key)!r}; valid fields: {valid}")
+        if dataclasses.is_dataclass(hints[key]):
+            if not isinstance(value, dict):
+                raise ConfigError(
+                    f"config section {prefix + key!r} must be a mapping, got {value!r}"
+                )
+            _check_keys(value, hints[key], f"{prefix}{key}.")
+
+
+def config_from_dict(data: dict) -> TrainConfig:
+    _check_keys(data)
+    try:
+        cfg = dacite.from_dict(
+            TrainConfig,
+            data,
+            config=dacite.Config(strict=True, check_types=True, type_hooks={float: _to_float}),
+        )
+    except dacite.WrongTypeError as err:
+        raise ConfigError(
+            f"config field {err.field_path!r} = {err.value!r} is invalid; allowed: {_describe(err.field_type)}"
+        ) from None
+    except dacite.DaciteError as err:
+        raise ConfigError(f"bad config: {err}") from None
+    for key, ok, allowed in _CHECKS:
+        section, name = key.split(".")
+        value = getattr(getattr(cfg, section), name)
+        if not ok(value):
+            raise ConfigError(f"config field {key!r} = {value!r} is invalid; allowed: {allowed}")
+    from zerosum.games import game_names
+
+    for game, weight in cfg.rollout.games.items():
+        if game not in game_names():
+            raise ConfigError(
+                f"config field 'rollout.games' names unknown game {game!r}; valid games: {', '.join(game_names())}"
+            )
+        if not weight > 0:
+            raise ConfigError(
+                f"config field 'rollout.games' weight of {game!r} = {weight!r} is invalid; allowed: a number > 0"
+            )
+    for game in cfg.eval.nash_conv:
+        if game not in ("kuhn_poker", "leduc_poker"):
+            raise ConfigError(
+                f"config field 'eval.nash_conv' names {game!r}; allowed: kuhn_poker, leduc_poker"
+            )
+    if cfg.eval.nash_conv and cfg.rollout.answer_mode != "constrained":
+        raise ConfigError(
+            "config field 'eval.nash_conv' needs rollout.answer_mode = 'constrained' (exact policy)"
+        )
+    if not cfg.rollout.games:
+        raise ConfigError(
+            "config field 'rollout.games' is empty; allowed: a mapping of game name to weight"
+        )
+    return cfg
+
+
+def _describe(tp: Any) -> str:
+    if typing.get_origin(tp) is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    return getattr(tp, "__name__", str(tp))
+
+
+def config_to_dict(cfg: TrainConfig) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def config_help() -> str:
+    """Every field with its default and help text."""
+    lines = []
+
+    def walk(cls: type, prefix: str) -> None:
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if dataclasses.is_dataclass(hints[f.name]):
+                walk(hints[f.name], f"{prefix}{f.name}.")
+            else:
+                default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+                lines.append(f"{prefix}{f.name} = {default!r}  # {f.metadata.get('help', '')}")
+
+    walk(TrainConfig, "")
+    return "\n".join(lines)

@@ -1,0 +1,68 @@
+"""The engine protocol: batched sampling that reports exactly what was sampled.
+
+Constrained-answer mode: each prompt may carry a list of allowed answers (the legal action
+strings). Decoding is then restricted, token by token, to continuations of those answers
+(a prefix trie), followed by end-of-sequence. The sampling probability of an answer is the
+product of per-step probabilities renormalised over the allowed tokens, which the learner
+reproduces exactly from the stored `allowed` sets (vLLM's guided choice works the same way).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 256
+
+
+@dataclass
+class Generation:
+    """One sampled response."""
+
+    token_ids: list[int]  # generated tokens, including a final end-of-sequence token if any
+    logprobs: list[float]  # log-probability of each token under the sampling distribution
+    finish_reason: str  # "stop" (end-of-sequence) or "length" (hit max_new_tokens)
+    text: str  # decoded response without special tokens
+    allowed: list[list[int]] | None = None  # constrained mode: allowed token ids per step
+
+
+class Engine(Protocol):
+    def generate(
+        self,
+        prompts: Sequence[list[int]],
+        params: SamplingParams,
+        choices: Sequence[Sequence[str]] | None = None,
+        seed: int = 0,
+    ) -> list[Generation]:
+        """Sample one response per prompt (token ids). `choices[i]` constrains prompt i."""
+        ...
+
+    def sync_weights(self) -> None:
+        """Serve the learner's current weights (a no-op when weights are shared)."""
+        ...
+
+
+class ChoiceTrie:
+    """Token-level prefix trie of the allowed answers, each ending with end-of-sequence."""
+
+    def __init__(self, sequences: Sequence[Sequence[int]]):
+        if not sequences:
+            raise ValueError("constrained decoding needs at least one allowed answer")
+        self.sequences = [list(s) for s in sequences]
+
+    def allowed(self, prefix: Sequence[int]) -> list[int]:
+        """Token ids that extend `prefix` towards some allowed answer."""
+        n = len(prefix)
+        nxt = {s[n] for s in self.sequences if len(s) > n and s[:n] == list(prefix)}
+        return sorted(nxt)
+
+
+def choice_token_ids(tokenizer, choices: Sequence[str], eos_id: int) -> list[list[int]]:
+    """Token sequences of the allowed answers, as the model must write them."""
+    return [tokenizer.encode(c, add_special_tokens=False) + [eos_id] for c in choices]

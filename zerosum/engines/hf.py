@@ -1,0 +1,150 @@
+"""The `hf` engine: batched sampling with a KV cache over the learner's own model.
+
+A hand-written decode loop rather than `model.generate`, because it must report the exact
+log-probability of every sampled token under the sampling distribution (temperature, top-p,
+constraint) without keeping [batch, vocab] scores for every step in memory. It shares the
+learner's module, so there is nothing to synchronise after an optimizer step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from zerosum.engines.base import ChoiceTrie, Generation, SamplingParams, choice_token_ids
+
+
+def stop_token_ids(model, tokenizer) -> set[int]:
+    """End-of-sequence ids from the tokenizer and the model's generation config."""
+    ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
+    gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    if isinstance(gen_eos, int):
+        ids.add(gen_eos)
+    elif gen_eos:
+        ids.update(gen_eos)
+    return ids
+
+
+def top_p_filter(logp: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Renormalised log-probs restricted to the smallest set with mass >= top_p. [B, V]."""
+    if top_p >= 1.0:
+        return logp
+    sorted_lp, order = torch.sort(logp, descending=True, dim=-1)
+    mass_before = sorted_lp.exp().cumsum(-1) - sorted_lp.exp()
+    drop_sorted = mass_before >= top_p  # keeps at least the top token
+    drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+    return torch.log_softmax(logp.masked_fill(drop, float("-inf")), dim=-1)
+
+
+class HFEngine:
+    """Sampling over a transformers causal LM (optionally wrapped by PEFT)."""
+
+    def __init__(self, model, tokenizer, max_batch: int = 64):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.max_batch = max_batch
+        self.stop_ids = stop_token_ids(model, tokenizer)
+        self.eos_id = tokenizer.eos_token_id
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_id
+
+    def sync_weights(self) -> None:  # weights are shared with the learner
+        return None
+
+    def generate(
+        self,
+        prompts: Sequence[list[int]],
+        params: SamplingParams,
+        choices: Sequence[Sequence[str]] | None = None,
+        seed: int = 0,
+    ) -> list[Generation]:
+        out: list[Generation] = []
+        for start in range(0, len(prompts), self.max_batch):
+            chunk = slice(start, start + self.max_batch)
+            out += self._generate_batch(
+                prompts[chunk], params, None if choices is None else choices[chunk], seed + start
+            )
+        return out
+
+    @torch.no_grad()
+    def _generate_batch(self, prompts, params, choices, seed) -> list[Generation]:
+        model = self.model
+        was_training = model.training
+        model.eval()
+        device = next(model.parameters()).device
+        gen = torch.Generator(device="cpu").manual_seed(seed)
+        batch = len(prompts)
+        width = max(len(p) for p in prompts)
+        input_ids = torch.full((batch, width), self.pad_id, dtype=torch.long)
+        attn = torch.zeros((batch, width), dtype=torch.long)
+        for i, p in enumerate(prompts):  # left padding
+            input_ids[i, width - len(p) :] = torch.tensor(p, dtype=torch.long)
+            attn[i, width - len(p) :] = 1
+        positions = (attn.cumsum(-1) - 1).clamp(min=0)
+        tries = None
+        if choices is not None:
+            tries = [ChoiceTrie(choice_token_ids(self.tokenizer, c, self.eos_id)) for c in choices]
+
+        result = model(
+            input_ids=input_ids.to(device),
+            attention_mask=attn.to(device),
+            position_ids=positions.to(device),
+            use_cache=True,
+            logits_to_keep=1,  # the prompt's last position is the only one sampled from
+        )
+        cache = result.past_key_values
+        logits = result.logits[:, -1, :].float().cpu()
+        tokens: list[list[int]] = [[] for _ in range(batch)]
+        logprobs: list[list[float]] = [[] for _ in range(batch)]
+        allowed: list[list[list[int]]] = [[] for _ in range(batch)]
+        done = [False] * batch
+        stopped = [False] * batch
+        next_pos = positions[:, -1] + 1
+        for _ in range(params.max_new_tokens):
+            logp = torch.log_softmax(logits / params.temperature, dim=-1)
+            if tries is not None:
+                keep = torch.zeros_like(logp, dtype=torch.bool)
+                for i in range(batch):
+                    ids = tries[i].allowed(tokens[i]) if not done[i] else [self.pad_id]
+                    ids = ids or [self.eos_id]
+                    if not done[i]:
+                        allowed[i].append(ids)
+                    keep[i, ids] = True
+                logp = torch.log_softmax(logp.masked_fill(~keep, float("-inf")), dim=-1)
+            logp = top_p_filter(logp, params.top_p)
+            sampled = torch.multinomial(logp.exp(), 1, generator=gen).squeeze(1)  # [B]
+            chosen_lp = logp.gather(1, sampled[:, None]).squeeze(1)
+            for i in range(batch):
+                if done[i]:
+                    sampled[i] = self.pad_id
+                    continue
+                tok = int(sampled[i])
+                tokens[i].append(tok)
+                logprobs[i].append(float(chosen_lp[i]))
+                if tok in self.stop_ids:
+                    done[i] = stopped[i] = True
+            if all(done):
+                break
+            attn = torch.cat([attn, torch.ones((batch, 1), dtype=torch.long)], dim=1)
+            result = model(
+                input_ids=sampled[:, None].to(device),
+                attention_mask=attn.to(device),
+                position_ids=next_pos[:, None].to(device),
+                past_key_values=cache,
+                use_cache=True,
+            )
+            cache = result.past_key_values
+            logits = result.logits[:, -1, :].float().cpu()
+            next_pos = next_pos + 1
+        if was_training:
+            model.train()
+        return [
+            Generation(
+                token_ids=tokens[i],
+                logprobs=logprobs[i],
+                finish_reason="stop" if stopped[i] else "length",
+                text=self.tokenizer.decode(tokens[i], skip_special_tokens=True),
+                allowed=allowed[i] if tries is not None else None,
+            )
+            for i in range(batch)
+        ]

@@ -1,0 +1,1 @@
+"""Evaluation: the model's policy as a table, exploitability, win rates."""

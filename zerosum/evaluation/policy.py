@@ -1,0 +1,93 @@
+"""The model's policy at every information set, read exactly in constrained-answer mode.
+
+In constrained mode the reply is a legal action followed by end-of-sequence, decoded
+token by token under the prefix-trie restriction; the probability of an action is the
+product of the renormalised per-token probabilities along its path. Scoring each legal
+action's path by teacher forcing gives the whole distribution without sampling, and the
+table plugs into OpenSpiel's `exploitability.nash_conv`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pyspiel
+import torch
+from open_spiel.python import policy as os_policy
+from open_spiel.python.algorithms import exploitability
+
+from zerosum.engines.base import ChoiceTrie, choice_token_ids
+from zerosum.games import load_game
+from zerosum.games.openspiel_games import OpenSpielGame
+from zerosum.learner import Sample, response_logprobs
+from zerosum.rollout import build_prompt
+
+
+@torch.no_grad()
+def constrained_action_probs(
+    model, tokenizer, state, temperature: float = 1.0, include_rules: bool = True
+) -> dict[str, float]:
+    """Exact probability of each legal action for the seat to move."""
+    seat = state.current_seat()
+    legal = list(state.legal_actions())
+    prompt = build_prompt(tokenizer, state, seat, "constrained", include_rules=include_rules)
+    seqs = choice_token_ids(tokenizer, legal, tokenizer.eos_token_id)
+    trie = ChoiceTrie(seqs)
+    samples = [
+        Sample(prompt, seq, 0.0, [trie.allowed(seq[:t]) for t in range(len(seq))]) for seq in seqs
+    ]
+    was_training = model.training
+    model.eval()
+    logp, mask, _ = response_logprobs(model, samples, temperature, tokenizer.pad_token_id)
+    if was_training:
+        model.train()
+    totals = (logp * mask).sum(-1).tolist()
+    return {a: math.exp(t) for a, t in zip(legal, totals)}
+
+
+def model_policy(
+    model, tokenizer, game_name: str, temperature: float = 1.0, include_rules: bool = True
+) -> os_policy.TabularPolicy:
+    """The model's constrained-mode policy as an OpenSpiel `TabularPolicy` (all info sets)."""
+    game = load_game(game_name)
+    if not isinstance(game, OpenSpielGame):
+        raise ValueError(f"exact policies need an OpenSpiel game, not {game_name!r}")
+    table = os_policy.TabularPolicy(game.spiel_game)
+    for key, index in table.state_lookup.items():
+        spiel_state = _state_for(game.spiel_game, key)
+        state = game.state_from_history(spiel_state.history())
+        probs = constrained_action_probs(model, tokenizer, state, temperature, include_rules)
+        row = table.action_probability_array[index]
+        row[:] = 0.0
+        for action in spiel_state.legal_actions():
+            row[action] = probs[state.label(action)]
+        row /= row.sum()  # guards float drift; probabilities already sum to 1
+    return table
+
+
+_STATES: dict[tuple[str, str], pyspiel.State] = {}
+
+
+def _state_for(game: pyspiel.Game, info_key: str) -> pyspiel.State:
+    """One state in the information set `info_key` (any member renders the same view)."""
+    name = game.get_type().short_name
+    if not _STATES or (name, info_key) not in _STATES:
+
+        def walk(s: pyspiel.State) -> None:
+            if s.is_terminal():
+                return
+            if s.is_chance_node():
+                for a, _ in s.chance_outcomes():
+                    walk(s.child(a))
+                return
+            _STATES.setdefault((name, s.information_state_string()), s)
+            for a in s.legal_actions():
+                walk(s.child(a))
+
+        walk(game.new_initial_state())
+    return _STATES[(name, info_key)]
+
+
+def nash_conv(game_name: str, policy: os_policy.TabularPolicy) -> float:
+    """NashConv (sum of both seats' best-response gains) by OpenSpiel."""
+    return float(exploitability.nash_conv(load_game(game_name).spiel_game, policy))

@@ -1,0 +1,208 @@
+"""The learner: log-probabilities of sampled responses, and one optimizer step.
+
+Micro-batches are formed by sorting samples by length and packing them under a token budget
+(padded tokens), so similar lengths share a batch and little compute goes to padding; the
+loss of a step is accumulated over micro-batches (the summed Dr.GRPO loss adds up exactly).
+PPO: every epoch is one optimizer step over the whole batch, so the first epoch's
+log-probabilities are exactly those of the policy that produced the batch, and serve as the
+"old" log-probabilities of the later epochs (no extra forward pass).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import torch
+
+from zerosum.loss import policy_loss, token_entropy
+
+
+@dataclass
+class Sample:
+    """One turn as training data."""
+
+    prompt_ids: list[int]
+    response_ids: list[int]
+    advantage: float
+    allowed: list[list[int]] | None = None  # constrained mode: allowed token ids per step
+
+    def __len__(self) -> int:
+        return len(self.prompt_ids) + len(self.response_ids)
+
+
+def micro_batches(lengths: Sequence[int], budget: int) -> list[list[int]]:
+    """Indices grouped so that (count x longest) <= budget; a longer sample goes alone."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for i in order:
+        longest = lengths[current[0]] if current else lengths[i]
+        if current and (len(current) + 1) * longest > budget:
+            batches.append(current)
+            current = []
+        current.append(i)
+    if current:
+        batches.append(current)
+    return batches
+
+
+def response_logprobs(
+    model,
+    samples: Sequence[Sample],
+    temperature: float = 1.0,
+    pad_id: int = 0,
+    entropy_grad: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-token log-probs of each response under `model`, the response mask and entropy.
+
+    Returns logp [B, T], mask [B, T] and entropy [B, T], T the longest response. Constrained
+    samples are scored under the same allowed-token restriction they were sampled with.
+    """
+    device = next(model.parameters()).device
+    batch = len(samples)
+    width = max(len(s) for s in samples)
+    t_max = max(len(s.response_ids) for s in samples)
+    # Left padding right-aligns every response, so the logits needed are the last t_max + 1
+    # positions of every row: only those go through the vocabulary projection.
+    ids = torch.full((batch, width), pad_id, dtype=torch.long)
+    attn = torch.zeros((batch, width), dtype=torch.long)
+    index = torch.zeros((batch, t_max), dtype=torch.long)  # kept position predicting token t
+    targets = torch.zeros((batch, t_max), dtype=torch.long)
+    mask = torch.zeros((batch, t_max))
+    for i, s in enumerate(samples):
+        seq = s.prompt_ids + s.response_ids
+        ids[i, width - len(seq) :] = torch.tensor(seq)
+        attn[i, width - len(seq) :] = 1
+        n = len(s.response_ids)
+        index[i, :n] = torch.arange(t_max - n, t_max)
+        targets[i, :n] = torch.tensor(s.response_ids)
+        mask[i, :n] = 1.0
+    positions = (attn.cumsum(-1) - 1).clamp(min=0)
+    logits = model(
+        input_ids=ids.to(device),
+        attention_mask=attn.to(device),
+        position_ids=positions.to(device),
+        logits_to_keep=t_max + 1,
+    ).logits  # [B, t_max + 1, V]
+    vocab = logits.shape[-1]
+    picked = logits.gather(1, index.to(device)[:, :, None].expand(-1, -1, vocab)).float()
+    picked = picked / temperature  # [B, T, V]
+    if any(s.allowed is not None for s in samples):
+        keep = torch.ones_like(picked, dtype=torch.bool)
+        for i, s in enumerate(samples):
+            if s.allowed is not None:
+                keep[i, : len(s.allowed)] = False
+                for t, allowed in enumerate(s.allowed):
+                    keep[i, t, allowed] = True
+        picked = picked.masked_fill(~keep, float("-inf"))
+    logp_all = torch.log_softmax(picked, dim=-1)
+    logp = logp_all.gather(-1, targets.to(device)[:, :, None]).squeeze(-1)
+    with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
+        entropy = token_entropy(picked.nan_to_num(neginf=-1e9))
+    mask = mask.to(device)
+    return logp * mask, mask, entropy * mask
+
+
+@dataclass(frozen=True)
+class LearnerSettings:
+    loss: str = "ppo"
+    epochs: int = 1
+    clip_eps: float = 0.2
+    aggregation: str = "sum"
+    norm_constant: float = 4096.0
+    kl_coef: float = 0.0
+    entropy_coef: float = 0.0
+    grad_clip: float = 1.0
+    micro_batch_tokens: int = 4096
+    temperature: float = 1.0
+    bf16: bool = False
+
+
+class Learner:
+    """Owns the optimizer; `step(samples)` is one training iteration's update."""
+
+    def __init__(
+        self,
+        model,
+        optimizer: torch.optim.Optimizer,
+        settings: LearnerSettings,
+        pad_id: int,
+        ref_model=None,
+    ):
+        self.model = model
+        self.optimizer = optimizer
+        self.s = settings
+        self.pad_id = pad_id
+        self.ref_model = ref_model  # for the KL penalty; None disables it
+
+    def _autocast(self):
+        return torch.autocast("cpu", dtype=torch.bfloat16) if self.s.bf16 else nullcontext()
+
+    def _ref_logprobs(self, samples: Sequence[Sample]) -> torch.Tensor | None:
+        if self.ref_model is None or not self.s.kl_coef:
+            return None
+        with torch.no_grad(), self._autocast():
+            return response_logprobs(self.ref_model, samples, self.s.temperature, self.pad_id)[0]
+
+    def step(self, samples: Sequence[Sample]) -> dict[str, float]:
+        """PPO epochs (or one REINFORCE pass) over `samples`; returns namespaced stats."""
+        if not samples:
+            return {"loss/skipped_empty_batch": 1.0}
+        self.model.train()
+        s = self.s
+        batches = micro_batches([len(x) for x in samples], s.micro_batch_tokens)
+        total_tokens = float(sum(len(x.response_ids) for x in samples))
+        old: dict[int, torch.Tensor] = {}
+        refs = {b: self._ref_logprobs([samples[i] for i in idx]) for b, idx in enumerate(batches)}
+        stats: dict[str, float] = {}
+        padded = 0
+        for epoch in range(s.epochs if s.loss == "ppo" else 1):
+            self.optimizer.zero_grad(set_to_none=True)
+            sums: dict[str, float] = {}
+            for b, idx in enumerate(batches):
+                mb = [samples[i] for i in idx]
+                with self._autocast():
+                    logp, mask, ent = response_logprobs(
+                        self.model, mb, s.temperature, self.pad_id, entropy_grad=s.entropy_coef > 0
+                    )
+                if epoch == 0:
+                    old[b] = logp.detach()
+                    padded += len(mb) * max(len(x) for x in mb)
+                adv = torch.tensor([x.advantage for x in mb])
+                loss, st = policy_loss(
+                    logp.float(), old[b].float(), adv, mask, kind=s.loss, clip_eps=s.clip_eps,
+                    ref_logprobs=refs[b], kl_coef=s.kl_coef, aggregation=s.aggregation,
+                    norm_constant=s.norm_constant, total_tokens=total_tokens,
+                    entropy=ent.float(), entropy_coef=s.entropy_coef,
+                )  # fmt: skip
+                loss.backward()
+                weight = float(mask.sum()) / total_tokens
+                for k, v in st.items():
+                    sums[k] = sums.get(k, 0.0) + (
+                        v if k in ("loss/total", "loss/tokens") else v * weight
+                    )
+            grad_norm = torch.nn.utils.clip_grad_norm_(
+                [p for p in self.model.parameters() if p.requires_grad], s.grad_clip
+            )
+            self.optimizer.step()
+            stats = sums
+            stats["loss/grad_norm"] = float(grad_norm)
+        stats["perf/pad_fraction"] = 1.0 - sum(len(x) for x in samples) / max(padded, 1)
+        stats["loss/micro_batches"] = float(len(batches))
+        return stats
+
+    @torch.no_grad()
+    def surrogate_loss(self, samples: Sequence[Sample]) -> float:
+        """REINFORCE surrogate -sum(A * logp) / tokens at the current weights (for tests and
+        diagnostics: it falls when an update moved probability towards positive advantages)."""
+        total = 0.0
+        n = 0
+        for idx in micro_batches([len(x) for x in samples], self.s.micro_batch_tokens):
+            mb = [samples[i] for i in idx]
+            logp, mask, _ = response_logprobs(self.model, mb, self.s.temperature, self.pad_id)
+            adv = torch.tensor([x.advantage for x in mb])[:, None]
+            total += float(-(adv * logp * mask).sum())
+            n += int(mask.sum())
+        return total / max(n, 1)

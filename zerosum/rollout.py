@@ -1,0 +1,249 @@
+"""Self-play rollouts: many games in flight, one engine batch per round.
+
+Every round, each live game contributes the turn of whichever seat is to move, so games
+advance independently (no lockstep, seats mixed in one batch); a finished game's slot is
+refilled at once from the step's schedule. One policy plays both seats. Every turn is
+recorded with what the learner needs (token ids, sampling log-probs, allowed sets in
+constrained mode) and, when its game ends, the seat's final return.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from zerosum.engines.base import Engine, SamplingParams
+from zerosum.games import load_game
+from zerosum.games.base import GameState, Outcome
+from zerosum.games.parsing import normalize, parse_action
+from zerosum.match import InvalidMovePolicy
+
+FREE_INSTRUCTION = "Think step by step, then give your final move in \\boxed{{}}, for example \\boxed{{{example}}}."
+FREE_TEXT_INSTRUCTION = "Think step by step, then put your move or message in \\boxed{}."
+CONSTRAINED_INSTRUCTION = "Reply with one legal action only."
+
+
+@dataclass
+class Turn:
+    """One model turn: training data plus what metrics need."""
+
+    game: str
+    episode: int  # index of the game within the step
+    seat: int
+    turn: int
+    prompt_ids: list[int]
+    response_ids: list[int]
+    logprobs: list[float]
+    allowed: list[list[int]] | None
+    valid: bool
+    reason: str | None
+    finish_reason: str
+    ret: float = 0.0  # the seat's final return, set when the game ends
+
+
+@dataclass
+class Episode:
+    game: str
+    seed: int
+    outcome: Outcome | None = None
+    invalid: list[tuple[int, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RolloutSettings:
+    answer_mode: str = "free"
+    parser_fallback: str = "last_bracket"
+    invalid: InvalidMovePolicy = InvalidMovePolicy("forfeit", loss=-1.5, win=0.5)
+    max_turns: int = 50
+    max_concurrent: int = 16
+    include_rules: bool = True
+
+
+def schedule_games(
+    weights: Mapping[str, float], n: int, seed: int, step: int
+) -> list[tuple[str, int]]:
+    """The (game, seed) pairs of one step, drawn from the mixture; a pure function of
+    (seed, step) so a resumed run plays exactly the same games."""
+    rng = np.random.default_rng([seed, step, 7])
+    names = sorted(weights)
+    p = np.asarray([weights[g] for g in names], dtype=float)
+    picks = rng.choice(len(names), size=n, p=p / p.sum())
+    seeds = rng.integers(0, 2**31 - 1, size=n)
+    return [(names[int(i)], int(s)) for i, s in zip(picks, seeds)]
+
+
+def build_prompt(
+    tokenizer,
+    state: GameState,
+    seat: int,
+    answer_mode: str,
+    feedback: str | None = None,
+    include_rules: bool = True,
+) -> list[int]:
+    """The seat's view wrapped in the model's chat template, as token ids."""
+    legal = state.legal_actions()
+    if answer_mode == "constrained":
+        instruction = CONSTRAINED_INSTRUCTION
+    elif legal is None:
+        instruction = FREE_TEXT_INSTRUCTION
+    else:
+        instruction = FREE_INSTRUCTION.format(example=legal[0])
+    content = f"{state.observation(seat, include_rules)}\n\n{instruction}"
+    if feedback:
+        content += f"\n{feedback}"
+    messages = [{"role": "user", "content": content}]
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return tokenizer.encode(text, add_special_tokens=False)
+
+
+@dataclass
+class _Slot:
+    index: int
+    game: str
+    state: GameState
+    rng: np.random.Generator
+    turns: list[Turn] = field(default_factory=list)
+    moves: int = 0
+    attempts: int = 0
+    feedback: str | None = None
+
+
+def play_games(
+    engine: Engine,
+    tokenizer,
+    schedule: Sequence[tuple[str, int]],
+    params: SamplingParams,
+    settings: RolloutSettings,
+    seed: int,
+) -> tuple[list[Turn], list[Episode]]:
+    """Play every scheduled game to the end by self-play; returns all turns and episodes."""
+    episodes = [Episode(game, s) for game, s in schedule]
+    turns: list[Turn] = []
+    pending = list(range(len(schedule)))[::-1]
+    live: list[_Slot] = []
+    round_index = 0
+
+    def finish(slot: _Slot, outcome: Outcome) -> None:
+        episodes[slot.index].outcome = outcome
+        for t in slot.turns:
+            t.ret = outcome.returns[t.seat]
+        turns.extend(slot.turns)
+
+    while pending or live:
+        while pending and len(live) < settings.max_concurrent:
+            i = pending.pop()
+            game_name, game_seed = schedule[i]
+            state = load_game(game_name).new_episode(game_seed)
+            if settings.answer_mode == "constrained" and state.legal_actions() is None:
+                raise ValueError(
+                    f"answer_mode 'constrained' needs a game with finite legal actions, not {game_name!r}"
+                )
+            live.append(_Slot(i, game_name, state, np.random.default_rng([game_seed, 3])))
+        seats = [slot.state.current_seat() for slot in live]
+        prompts = [
+            build_prompt(
+                tokenizer,
+                slot.state,
+                seat,
+                settings.answer_mode,
+                slot.feedback,
+                settings.include_rules,
+            )
+            for slot, seat in zip(live, seats)
+        ]
+        choices = None
+        if settings.answer_mode == "constrained":
+            choices = [list(slot.state.legal_actions()) for slot in live]
+        gens = engine.generate(prompts, params, choices, seed=seed * 1_000_003 + round_index)
+        round_index += 1
+
+        still_live = []
+        for slot, seat, prompt, gen in zip(live, seats, prompts, gens):
+            legal = slot.state.legal_actions()
+            if settings.answer_mode == "constrained":
+                by_key = {normalize(a): a for a in legal}
+                action = by_key.get(normalize(gen.text))
+                reason = None if action else "no legal action (truncated constrained answer)"
+            else:
+                parsed = parse_action(gen.text, legal, settings.parser_fallback)
+                action, reason = parsed.action, parsed.reason
+            turn = Turn(
+                slot.game, slot.index, seat, slot.moves, prompt, gen.token_ids, gen.logprobs,
+                gen.allowed, action is not None, reason, gen.finish_reason,
+            )  # fmt: skip
+            slot.turns.append(turn)
+            if action is None:
+                slot.attempts += 1
+                episodes[slot.index].invalid.append((seat, reason or "invalid"))
+                decision = settings.invalid.decide(slot.attempts)
+                if decision == "retry":
+                    slot.feedback = f"Your last answer was invalid: {reason}. Answer with one legal action in \\boxed{{}}."
+                    still_live.append(slot)
+                    continue
+                if decision == "forfeit" or not legal:
+                    finish(
+                        slot,
+                        Outcome(
+                            settings.invalid.forfeit_returns(seat), slot.moves, forfeit_seat=seat
+                        ),
+                    )
+                    continue
+                action = legal[int(slot.rng.integers(len(legal)))]
+            slot.attempts, slot.feedback = 0, None
+            slot.state.apply_action(action)
+            slot.moves += 1
+            game_invalid = getattr(slot.state, "invalid_reason", None)  # judged by the game
+            if game_invalid:
+                turn.valid, turn.reason = False, game_invalid
+                episodes[slot.index].invalid.append((seat, game_invalid))
+                finish(
+                    slot,
+                    Outcome(settings.invalid.forfeit_returns(seat), slot.moves, forfeit_seat=seat),
+                )
+            elif slot.state.is_terminal():
+                finish(slot, Outcome(slot.state.returns(), slot.moves))
+            elif slot.moves >= settings.max_turns:
+                finish(slot, Outcome((0.0, 0.0), slot.moves, truncated=True))
+            else:
+                still_live.append(slot)
+        live = still_live
+    return turns, episodes
+
+
+def rollout_metrics(turns: Sequence[Turn], episodes: Sequence[Episode]) -> dict[str, float]:
+    """`rollout/...` metrics: results per game and seat, invalid moves, lengths."""
+    m: dict[str, float] = {}
+    by_game: dict[str, list[Episode]] = {}
+    for ep in episodes:
+        by_game.setdefault(ep.game, []).append(ep)
+    for game, eps in by_game.items():
+        n = len(eps)
+        for seat in (0, 1):
+            m[f"rollout/{game}/win_rate_seat{seat}"] = (
+                sum(e.outcome.winner == seat for e in eps) / n
+            )
+            m[f"rollout/{game}/return_seat{seat}"] = sum(e.outcome.returns[seat] for e in eps) / n
+        m[f"rollout/{game}/draw_rate"] = sum(e.outcome.winner is None for e in eps) / n
+        m[f"rollout/{game}/truncated_rate"] = sum(e.outcome.truncated for e in eps) / n
+        m[f"rollout/{game}/game_length"] = sum(e.outcome.turns for e in eps) / n
+    n_turns = max(len(turns), 1)
+    m["rollout/games"] = float(len(episodes))
+    m["rollout/turns"] = float(len(turns))
+    m["rollout/invalid_rate"] = sum(not t.valid for t in turns) / n_turns
+    m["rollout/forfeit_rate"] = sum(e.outcome.forfeit_seat is not None for e in episodes) / max(
+        len(episodes), 1
+    )
+    m["rollout/response_tokens"] = sum(len(t.response_ids) for t in turns) / n_turns
+    m["rollout/length_capped_rate"] = sum(t.finish_reason == "length" for t in turns) / n_turns
+    for reason, count in Counter(t.reason for t in turns if not t.valid).items():
+        m[f"rollout/invalid_reason/{_metric_name(reason)}"] = count / n_turns
+    return m
+
+
+def _metric_name(reason: str | None) -> str:
+    """A short, stable metric key for an invalid-move reason (drops quoted model text)."""
+    text = (reason or "invalid").split("'")[0].strip().lower()
+    return "_".join(text.replace("\\", "").replace("{}", "").split())[:48] or "invalid"

@@ -1,0 +1,225 @@
+"""Self-play training, one iteration top to bottom (SPIRAL, arXiv 2506.24119).
+
+    schedule games -> play them by self-play (one policy, both seats) -> RAE advantages
+    -> policy-gradient step -> serve new weights -> metrics -> checkpoint
+
+Departures from the paper, and why:
+- RAE updates its per-(game, seat) baseline once per batch with the batch mean (the paper
+  updates per sample); the result does not depend on the order concurrent games finish.
+- PPO "old" log-probabilities come from the learner's first epoch, not from the engine,
+  so top-p or engine numerics never leak into the ratio (the engine's are kept for metrics).
+- Every random choice of a step is derived from (seed, step): resuming repeats a run exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from zerosum.advantage import keep_nonzero, rae_advantages
+from zerosum.checkpoint import TrainState, latest_checkpoint, load_checkpoint, save_checkpoint
+from zerosum.config import TrainConfig, config_to_dict
+from zerosum.engines.base import SamplingParams
+from zerosum.learner import Learner, LearnerSettings, Sample
+from zerosum.match import InvalidMovePolicy
+from zerosum.rollout import RolloutSettings, play_games, rollout_metrics, schedule_games
+
+
+def build_model(cfg: TrainConfig):
+    """The policy (full or LoRA) and its tokenizer."""
+    from zerosum.models import load_model, load_tokenizer, tiny_model
+
+    if cfg.model.tiny:
+        tokenizer = load_tokenizer(cfg.model.name)
+        model = tiny_model(
+            tokenizer, cfg.model.tiny_hidden_size, cfg.model.tiny_layers, seed=cfg.run.seed
+        )
+    else:
+        model, tokenizer = load_model(cfg.model.name, cfg.model.dtype)
+    if cfg.model.lora:
+        from peft import LoraConfig, get_peft_model
+
+        lora = LoraConfig(
+            r=cfg.model.lora_rank,
+            lora_alpha=cfg.model.lora_alpha,
+            target_modules="all-linear",
+            task_type="CAUSAL_LM",
+        )
+        model = get_peft_model(model, lora)
+    return model, tokenizer
+
+
+def build_engine(cfg: TrainConfig, model, tokenizer):
+    if cfg.engine == "hf":
+        from zerosum.engines.hf import HFEngine
+
+        return HFEngine(model, tokenizer, max_batch=cfg.rollout.max_concurrent)
+    raise ValueError(f"engine {cfg.engine!r} is not available yet; valid: hf")
+
+
+def evaluate(cfg: TrainConfig, model, tokenizer) -> dict[str, float]:
+    """Online evaluation: `eval/...` metrics."""
+    from zerosum.evaluation.policy import model_policy, nash_conv
+
+    metrics = {}
+    for game in cfg.eval.nash_conv:
+        policy = model_policy(
+            model, tokenizer, game, cfg.sampling.temperature, cfg.rollout.include_rules
+        )
+        metrics[f"eval/{game}/nash_conv"] = nash_conv(game, policy)
+    return metrics
+
+
+class MetricsLog:
+    """Namespaced metrics per step to metrics.jsonl (and TensorBoard)."""
+
+    def __init__(self, run_dir: Path, tensorboard: bool, resume_step: int):
+        self.path = run_dir / "metrics.jsonl"
+        if self.path.exists():  # drop steps after the checkpoint we resume from
+            kept = [
+                ln
+                for ln in self.path.read_text().splitlines()
+                if ln and json.loads(ln)["step"] <= resume_step
+            ]
+            self.path.write_text("".join(ln + "\n" for ln in kept))
+        self.writer = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=resume_step + 1)
+
+    def log(self, step: int, metrics: dict[str, float]) -> None:
+        with self.path.open("a") as f:
+            f.write(json.dumps({"step": step, **metrics}) + "\n")
+        if self.writer is not None:
+            for key, value in metrics.items():
+                self.writer.add_scalar(key, value, step)
+            self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def train(cfg: TrainConfig, resume: bool = False) -> Path:
+    """Run (or continue) training; returns the run directory."""
+    run_dir = Path(cfg.run.out_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.run.seed)
+    model, tokenizer = build_model(cfg)
+    params = [p for p in model.parameters() if p.requires_grad]
+    o = cfg.optim
+    optimizer = torch.optim.AdamW(
+        params, lr=o.lr, betas=(o.beta1, o.beta2), weight_decay=o.weight_decay
+    )
+    state = TrainState()
+    if resume:
+        ckpt = latest_checkpoint(run_dir)
+        if ckpt is None:
+            raise ValueError(f"no checkpoint to resume from in {str(run_dir)!r}")
+        state, _ = load_checkpoint(ckpt, model, optimizer)
+    (run_dir / "config.json").write_text(json.dumps(config_to_dict(cfg), indent=2))
+
+    ref_model = None
+    if cfg.algo.kl_coef > 0 and not cfg.model.lora:
+        ref_model, _ = build_model(cfg)  # the initial weights, frozen
+        ref_model.requires_grad_(False)
+    a = cfg.algo
+    learner = Learner(
+        model, optimizer,
+        LearnerSettings(a.loss, a.ppo_epochs, a.clip_eps, a.aggregation, a.norm_constant, a.kl_coef,
+                        a.entropy_coef, o.grad_clip, o.micro_batch_tokens, cfg.sampling.temperature,
+                        o.bf16),
+        pad_id=tokenizer.pad_token_id, ref_model=ref_model,
+    )  # fmt: skip
+    engine = build_engine(cfg, model, tokenizer)
+    sampling = SamplingParams(
+        cfg.sampling.temperature, cfg.sampling.top_p, cfg.sampling.max_new_tokens
+    )
+    r = cfg.rollout
+    invalid = InvalidMovePolicy(r.invalid_mode, r.invalid_loss, r.invalid_win, r.invalid_retries)
+    settings = RolloutSettings(
+        r.answer_mode, r.parser_fallback, invalid, r.max_turns, r.max_concurrent, r.include_rules
+    )
+    log = MetricsLog(run_dir, cfg.run.tensorboard, state.step)
+    bar = tqdm(
+        total=cfg.run.steps,
+        initial=state.step,
+        desc="train",
+        disable=not cfg.run.progress,
+        dynamic_ncols=True,
+    )
+
+    for step in range(state.step + 1, cfg.run.steps + 1):
+        t0 = time.perf_counter()
+        # 1. Self-play: the same model in both seats of every scheduled game.
+        schedule = schedule_games(r.games, r.games_per_step, cfg.run.seed, step)
+        turns, episodes = play_games(
+            engine, tokenizer, schedule, sampling, settings, seed=cfg.run.seed * 100_003 + step
+        )
+        t_rollout = time.perf_counter() - t0
+
+        # 2. Role-conditioned advantages: return minus the EMA baseline of (game, seat).
+        roles = [(t.game, t.seat) for t in turns]
+        advantages, state.baselines = rae_advantages(
+            [t.ret for t in turns], roles, state.baselines, a.rae_decay, a.rae
+        )
+        keep = keep_nonzero(advantages) if a.drop_zero_advantage else range(len(turns))
+        samples = [
+            Sample(turns[i].prompt_ids, turns[i].response_ids, advantages[i], turns[i].allowed)
+            for i in keep
+        ]
+
+        # 3. Policy-gradient update, then the engine serves the new weights.
+        t1 = time.perf_counter()
+        torch.manual_seed(cfg.run.seed * 100_003 + step)
+        learn_stats = learner.step(samples)
+        engine.sync_weights()
+        t_learn = time.perf_counter() - t1
+
+        # 4. Metrics, progress, checkpoint.
+        state.step = step
+        state.games_played += len(episodes)
+        state.turns_trained += len(samples)
+        gen_tokens = sum(len(t.response_ids) for t in turns)
+        train_tokens = sum(len(s) for s in samples)
+        metrics = {
+            **rollout_metrics(turns, episodes),
+            "adv/mean": sum(advantages) / max(len(advantages), 1),
+            "adv/abs_mean": sum(abs(x) for x in advantages) / max(len(advantages), 1),
+            "adv/kept_fraction": len(samples) / max(len(turns), 1),
+            **{f"adv/baseline/{k}": v for k, v in sorted(state.baselines.items())},
+            **learn_stats,
+            "perf/rollout_s": t_rollout,
+            "perf/learn_s": t_learn,
+            "perf/gen_tokens_per_s": gen_tokens / max(t_rollout, 1e-9),
+            "perf/train_tokens_per_s": train_tokens / max(t_learn, 1e-9),
+            "progress/games": float(state.games_played),
+        }
+        if cfg.run.eval_every and (step % cfg.run.eval_every == 0 or step == 1):
+            metrics.update(evaluate(cfg, model, tokenizer))
+        log.log(step, metrics)
+        bar.update(1)
+        bar.set_postfix(
+            invalid=f"{metrics['rollout/invalid_rate']:.2f}",
+            resp=f"{metrics['rollout/response_tokens']:.0f}",
+            loss=f"{learn_stats.get('loss/total', 0.0):+.4f}",
+        )
+        every = cfg.run.checkpoint_every
+        if (every and step % every == 0) or step == cfg.run.steps:
+            save_checkpoint(
+                run_dir,
+                model,
+                tokenizer,
+                optimizer,
+                state,
+                config_to_dict(cfg),
+                cfg.run.keep_checkpoints,
+            )
+    bar.close()
+    log.close()
+    return run_dir
