@@ -16,10 +16,10 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/zerosum match --game tic_tac_toe --players perfect mcts:200 --games 20
+	$(BIN)/zerosum train --config configs/kuhn_poker_cpu.yaml
 
 test: $(STAMP)
-	$(BIN)/ruff check zerosum tests bench
+	$(BIN)/ruff check zerosum tests
 	$(BIN)/python -m pytest -q
 
 test-slow: $(STAMP)

@@ -106,3 +106,15 @@ def test_entropy_of_uniform_and_bad_options():
         policy_loss(lp, lp, ADV, MASK, kind="grpo")
     with pytest.raises(ValueError, match="unknown aggregation 'median'"):
         policy_loss(lp, lp, ADV, MASK, aggregation="median")
+
+
+def test_entropy_bonus_hand_computed():
+    lp = torch.tensor(LP)
+    ent = torch.tensor([[1.0, 2.0], [3.0, 4.0]])  # the 4.0 sits on a masked token
+    loss, stats = policy_loss(
+        lp, lp, torch.zeros(2), MASK, entropy=ent, entropy_coef=0.5, norm_constant=1.0
+    )
+    assert loss.item() == pytest.approx(-0.5 * (1 + 2 + 3))
+    assert stats["loss/entropy"] == pytest.approx(2.0)
+    loss_off, _ = policy_loss(lp, lp, torch.zeros(2), MASK, entropy=ent, entropy_coef=0.0)
+    assert loss_off.item() == 0.0

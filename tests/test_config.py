@@ -30,7 +30,10 @@ def test_overrides_are_typed():
             "algo.loss=grpo",
             "config field 'algo.loss' = 'grpo' is invalid; allowed: one of 'reinforce', 'ppo'",
         ),
-        ("sampling.temperature=0", "'sampling.temperature' = 0.0 is invalid; allowed: a number > 0"),
+        (
+            "sampling.temperature=0",
+            "'sampling.temperature' = 0.0 is invalid; allowed: a number > 0",
+        ),
         ("model.nme=x", "unknown config field 'model.nme'; valid fields: model.name"),
         ("rollout.games={chess: 1}", "unknown game 'chess'; valid games: connect_four"),
         (

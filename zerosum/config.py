@@ -61,6 +61,9 @@ class RolloutConfig:
     invalid_win: float = _f(0.5, "return of the other seat on a forfeit")
     invalid_retries: int = _f(2, "retries before forfeiting, in retry mode")
     include_rules: bool = _f(True, "put the game's rules into every prompt")
+    prompt_format: Literal["chat", "plain"] = _f(
+        "chat", "chat: the model's chat template; plain: the view then 'Answer:' (base models)"
+    )
 
 
 @dataclass

@@ -80,22 +80,34 @@ def response_logprobs(
         targets[i, :n] = torch.tensor(s.response_ids)
         mask[i, :n] = 1.0
     positions = (attn.cumsum(-1) - 1).clamp(min=0)
-    logits = model(
-        input_ids=ids.to(device),
-        attention_mask=attn.to(device),
-        position_ids=positions.to(device),
-        logits_to_keep=t_max + 1,
-    ).logits  # [B, t_max + 1, V]
-    vocab = logits.shape[-1]
-    picked = logits.gather(1, index.to(device)[:, :, None].expand(-1, -1, vocab)).float()
-    picked = picked / temperature  # [B, T, V]
-    if any(s.allowed is not None for s in samples):
+    inputs = {
+        "input_ids": ids.to(device),
+        "attention_mask": attn.to(device),
+        "position_ids": positions.to(device),
+    }
+    if all(s.allowed is not None for s in samples) and _plain_output_layer(model):
+        # Constrained answers only ever choose among a few tokens: project the hidden states
+        # onto those rows of the output embedding instead of the whole vocabulary.
+        vocab_ids = sorted({tok for s in samples for step in s.allowed for tok in step})
+        to_k = {tok: k for k, tok in enumerate(vocab_ids)}
+        hidden = model.get_decoder()(**inputs).last_hidden_state[:, -(t_max + 1) :]
+        head = model.get_output_embeddings()
+        logits = hidden @ head.weight[vocab_ids].T  # [B, t_max + 1, K]
+        targets = targets.apply_(lambda tok: to_k.get(tok, 0))
+        allowed = [[[to_k[tok] for tok in step] for step in s.allowed] for s in samples]
+    else:
+        logits = model(**inputs, logits_to_keep=t_max + 1).logits  # [B, t_max + 1, V]
+        allowed = [s.allowed for s in samples]
+    width_v = logits.shape[-1]
+    picked = logits.gather(1, index.to(device)[:, :, None].expand(-1, -1, width_v)).float()
+    picked = picked / temperature  # [B, T, V or K]
+    if any(a is not None for a in allowed):
         keep = torch.ones_like(picked, dtype=torch.bool)
-        for i, s in enumerate(samples):
-            if s.allowed is not None:
-                keep[i, : len(s.allowed)] = False
-                for t, allowed in enumerate(s.allowed):
-                    keep[i, t, allowed] = True
+        for i, steps in enumerate(allowed):
+            if steps is not None:
+                keep[i, : len(steps)] = False
+                for t, ok in enumerate(steps):
+                    keep[i, t, ok] = True
         picked = picked.masked_fill(~keep, float("-inf"))
     logp_all = torch.log_softmax(picked, dim=-1)
     logp = logp_all.gather(-1, targets.to(device)[:, :, None]).squeeze(-1)
@@ -103,6 +115,16 @@ def response_logprobs(
         entropy = token_entropy(picked.nan_to_num(neginf=-1e9))
     mask = mask.to(device)
     return logp * mask, mask, entropy * mask
+
+
+def _plain_output_layer(model) -> bool:
+    """True when logits are a bias-free linear map of the decoder's last hidden state (no
+    soft-capping or scaling), so a subset of vocabulary rows can be projected alone."""
+    config = getattr(model, "config", None)
+    if getattr(config, "final_logit_softcapping", None) or getattr(config, "logit_scale", None):
+        return False
+    head = model.get_output_embeddings()
+    return getattr(head, "bias", None) is None and hasattr(model, "get_decoder")
 
 
 @dataclass(frozen=True)

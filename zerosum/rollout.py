@@ -60,6 +60,7 @@ class RolloutSettings:
     max_turns: int = 50
     max_concurrent: int = 16
     include_rules: bool = True
+    prompt_format: str = "chat"
 
 
 def schedule_games(
@@ -82,8 +83,10 @@ def build_prompt(
     answer_mode: str,
     feedback: str | None = None,
     include_rules: bool = True,
+    prompt_format: str = "chat",
 ) -> list[int]:
-    """The seat's view wrapped in the model's chat template, as token ids."""
+    """The seat's view wrapped in the model's chat template (or, `plain`, followed by
+    "Answer:" for base models without one and for tiny test models), as token ids."""
     legal = state.legal_actions()
     if answer_mode == "constrained":
         instruction = CONSTRAINED_INSTRUCTION
@@ -94,6 +97,8 @@ def build_prompt(
     content = f"{state.observation(seat, include_rules)}\n\n{instruction}"
     if feedback:
         content += f"\n{feedback}"
+    if prompt_format == "plain":
+        return tokenizer.encode(f"{content}\nAnswer: ", add_special_tokens=False)
     messages = [{"role": "user", "content": content}]
     text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     return tokenizer.encode(text, add_special_tokens=False)
@@ -151,6 +156,7 @@ def play_games(
                 settings.answer_mode,
                 slot.feedback,
                 settings.include_rules,
+                settings.prompt_format,
             )
             for slot, seat in zip(live, seats)
         ]

@@ -67,8 +67,9 @@ def evaluate(cfg: TrainConfig, model, tokenizer) -> dict[str, float]:
 
     metrics = {}
     for game in cfg.eval.nash_conv:
+        r = cfg.rollout
         policy = model_policy(
-            model, tokenizer, game, cfg.sampling.temperature, cfg.rollout.include_rules
+            model, tokenizer, game, cfg.sampling.temperature, r.include_rules, r.prompt_format
         )
         metrics[f"eval/{game}/nash_conv"] = nash_conv(game, policy)
     return metrics
@@ -114,7 +115,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     params = [p for p in model.parameters() if p.requires_grad]
     o = cfg.optim
     optimizer = torch.optim.AdamW(
-        params, lr=o.lr, betas=(o.beta1, o.beta2), weight_decay=o.weight_decay
+        params, lr=o.lr, betas=(o.beta1, o.beta2), weight_decay=o.weight_decay, fused=True
     )
     state = TrainState()
     if resume:
@@ -143,8 +144,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     r = cfg.rollout
     invalid = InvalidMovePolicy(r.invalid_mode, r.invalid_loss, r.invalid_win, r.invalid_retries)
     settings = RolloutSettings(
-        r.answer_mode, r.parser_fallback, invalid, r.max_turns, r.max_concurrent, r.include_rules
-    )
+        r.answer_mode, r.parser_fallback, invalid, r.max_turns, r.max_concurrent, r.include_rules,
+        r.prompt_format,
+    )  # fmt: skip
     log = MetricsLog(run_dir, cfg.run.tensorboard, state.step)
     bar = tqdm(
         total=cfg.run.steps,

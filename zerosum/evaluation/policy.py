@@ -25,12 +25,17 @@ from zerosum.rollout import build_prompt
 
 @torch.no_grad()
 def constrained_action_probs(
-    model, tokenizer, state, temperature: float = 1.0, include_rules: bool = True
+    model,
+    tokenizer,
+    state,
+    temperature: float = 1.0,
+    include_rules: bool = True,
+    prompt_format: str = "chat",
 ) -> dict[str, float]:
     """Exact probability of each legal action for the seat to move."""
     seat = state.current_seat()
     legal = list(state.legal_actions())
-    prompt = build_prompt(tokenizer, state, seat, "constrained", include_rules=include_rules)
+    prompt = build_prompt(tokenizer, state, seat, "constrained", None, include_rules, prompt_format)
     seqs = choice_token_ids(tokenizer, legal, tokenizer.eos_token_id)
     trie = ChoiceTrie(seqs)
     samples = [
@@ -46,7 +51,12 @@ def constrained_action_probs(
 
 
 def model_policy(
-    model, tokenizer, game_name: str, temperature: float = 1.0, include_rules: bool = True
+    model,
+    tokenizer,
+    game_name: str,
+    temperature: float = 1.0,
+    include_rules: bool = True,
+    prompt_format: str = "chat",
 ) -> os_policy.TabularPolicy:
     """The model's constrained-mode policy as an OpenSpiel `TabularPolicy` (all info sets)."""
     game = load_game(game_name)
@@ -56,7 +66,9 @@ def model_policy(
     for key, index in table.state_lookup.items():
         spiel_state = _state_for(game.spiel_game, key)
         state = game.state_from_history(spiel_state.history())
-        probs = constrained_action_probs(model, tokenizer, state, temperature, include_rules)
+        probs = constrained_action_probs(
+            model, tokenizer, state, temperature, include_rules, prompt_format
+        )
         row = table.action_probability_array[index]
         row[:] = 0.0
         for action in spiel_state.legal_actions():
