@@ -79,3 +79,20 @@ def test_huge_inputs_are_bounded(blob):
         parsed = parse_action(blob + suffix, KUHN)
         assert parsed.action == expected
         assert parsed == parse_action((blob + suffix)[-MAX_SCAN_CHARS:], KUHN)
+
+
+@pytest.mark.parametrize(
+    "response, expected",
+    [
+        ("So the final action is to check 1 chip.", "check"),
+        ("I could bet, but I will CHECK", "check"),
+        ("betting is tempting; I bet.", "bet"),  # 'betting' is not the word 'bet'
+        ("I [check]... no, bet", "check"),  # a bracketed action still wins over a mention
+        (r"\boxed{raise} but bet", None),  # a boxed answer is final, even when invalid
+        ("alphabet soup", None),
+    ],
+)
+def test_last_mention_fallback(response, expected):
+    assert parse_action(response, KUHN, fallback="last_mention").action == expected
+    if expected is not None:
+        assert parse_action(response, KUHN).action != expected or "[" in response

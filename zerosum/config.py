@@ -53,8 +53,10 @@ class RolloutConfig:
     answer_mode: Literal["free", "constrained"] = _f(
         "free", "free: reason then \\boxed{move}; constrained: reply is only a legal move"
     )
-    parser_fallback: Literal["last_bracket", "none"] = _f(
-        "last_bracket", "without \\boxed{}, accept the last bracketed legal action"
+    parser_fallback: Literal["last_bracket", "last_mention", "none"] = _f(
+        "last_bracket",
+        "without \\boxed{}: last_bracket takes the last [action]; last_mention also the last "
+        "legal action named as a word; none rejects",
     )
     invalid_mode: Literal["forfeit", "retry", "random"] = _f("forfeit", "invalid-move policy")
     invalid_loss: float = _f(-1.5, "return of the seat that forfeits by an invalid move")

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-Fallback = Literal["last_bracket", "none"]
-FALLBACKS: tuple[str, ...] = ("last_bracket", "none")
+Fallback = Literal["last_bracket", "last_mention", "none"]
+FALLBACKS: tuple[str, ...] = ("last_bracket", "last_mention", "none")
 
 # Only the tail of a response can hold its final answer; cap the work on huge inputs.
 MAX_SCAN_CHARS = 20_000
@@ -101,18 +101,35 @@ def parse_action(
             return ParsedAction(action, source="boxed")
         shown = boxed.strip()[:40]
         return ParsedAction(None, f"boxed answer {shown!r} is not a legal action", "boxed")
-    if fallback == "last_bracket":
+    if fallback in ("last_bracket", "last_mention"):
         for match in reversed(_BRACKETED.findall(text)):
             action = by_key.get(normalize(match))
             if action is not None:
                 return ParsedAction(action, source="bracket")
+    if fallback == "last_mention" and (action := _last_mention(text, legal_actions)):
+        return ParsedAction(action, source="mention")
     if not text.strip():
         return ParsedAction(None, "empty response")
-    return ParsedAction(
-        None,
-        "no \\boxed{} answer"
-        + (" or bracketed legal action" if fallback == "last_bracket" else ""),
+    missing = {"none": "", "last_bracket": " or bracketed legal action"}
+    return ParsedAction(None, "no \\boxed{} answer" + missing.get(fallback, " or legal action"))
+
+
+def _last_mention(text: str, legal_actions: Sequence[str]) -> str | None:
+    """The legal action named last in the text as a whole word (`... so I check.`): the most
+    lenient fallback, for small models that rarely format answers."""
+    words = [a for a in legal_actions if a.strip()]
+    if not words:
+        return None
+    pattern = (
+        r"(?<![\w-])("
+        + "|".join(re.escape(a) for a in sorted(words, key=len, reverse=True))
+        + r")(?![\w-])"
     )
+    matches = re.findall(pattern, text, flags=re.IGNORECASE)
+    if not matches:
+        return None
+    key = normalize(matches[-1])
+    return next(a for a in legal_actions if normalize(a) == key)
 
 
 def _parse_free(text: str, boxed: str | None, fallback: Fallback) -> ParsedAction:
