@@ -64,3 +64,21 @@ def test_empty_batch_is_a_no_op(tiny, tokenizer):
     stats = Learner(tiny, opt, LearnerSettings(), tokenizer.pad_token_id).step([])
     assert stats == {"loss/skipped_empty_batch": 1.0}
     assert all(torch.equal(a, b) for a, b in zip(before, tiny.parameters()))
+
+
+def test_kl_penalty_pulls_towards_the_reference(tiny, tokenizer):
+    """With only the KL term (zero advantages), a policy moved away from the reference is
+    pulled back: the KL to the reference falls step by step. LoRA uses its disabled adapter."""
+    from peft import LoraConfig, get_peft_model
+
+    model = get_peft_model(tiny, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear"))
+    with torch.no_grad():  # move the policy away from the reference (adapter off)
+        for n, p in model.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.05)
+    samples = [Sample(s.prompt_ids, s.response_ids, 0.0) for s in make_samples(tokenizer)]
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    settings = LearnerSettings(loss="reinforce", kl_coef=1.0, aggregation="mean")
+    learner = Learner(model, opt, settings, tokenizer.pad_token_id)
+    kls = [learner.step(samples)["loss/kl_ref"] for _ in range(5)]
+    assert kls[0] > 0 and kls[-1] < kls[0] / 2

@@ -98,7 +98,7 @@ class RunConfig:
     steps: int = _f(10, "training steps")
     seed: int = _f(0, "seed of games, sampling and initialisation")
     out_dir: str = _f("runs/default", "run directory: metrics, checkpoints, config")
-    eval_every: int = _f(0, "evaluate every N steps (0: never); see the eval section")
+    eval_every: int = _f(0, "evaluate after step 1 and every N steps (0: never); see eval")
     checkpoint_every: int = _f(5, "save a checkpoint every N steps (0: only at the end)")
     keep_checkpoints: int = _f(2, "number of recent checkpoints kept")
     tensorboard: bool = _f(True, "also write TensorBoard event files")

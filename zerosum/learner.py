@@ -163,10 +163,18 @@ class Learner:
         return torch.autocast("cpu", dtype=torch.bfloat16) if self.s.bf16 else nullcontext()
 
     def _ref_logprobs(self, samples: Sequence[Sample]) -> torch.Tensor | None:
-        if self.ref_model is None or not self.s.kl_coef:
+        """Log-probs under the initial policy: the frozen reference model, or for a LoRA
+        model the same network with its adapter switched off (no second copy in memory)."""
+        if not self.s.kl_coef:
             return None
-        with torch.no_grad(), self._autocast():
-            return response_logprobs(self.ref_model, samples, self.s.temperature, self.pad_id)[0]
+        if self.ref_model is not None:
+            ref, context = self.ref_model, nullcontext()
+        elif hasattr(self.model, "disable_adapter"):
+            ref, context = self.model, self.model.disable_adapter()
+        else:
+            raise ValueError("kl_coef > 0 needs a reference model or a LoRA model")
+        with torch.no_grad(), self._autocast(), context:
+            return response_logprobs(ref, samples, self.s.temperature, self.pad_id)[0]
 
     def step(self, samples: Sequence[Sample]) -> dict[str, float]:
         """PPO epochs (or one REINFORCE pass) over `samples`; returns namespaced stats."""
