@@ -128,3 +128,25 @@ def test_constrained_mode_refuses_free_text_games(tokenizer):
             RolloutSettings(answer_mode="constrained"),
             0,
         )
+
+
+def test_language_games_pass_only_the_extracted_move(tokenizer):
+    """A TextArena game in a rollout: the boxed move (not the reasoning) reaches the game, and
+    a move the game itself rejects ends it as a forfeit with the training rewards."""
+    engine = ScriptEngine(
+        tokenizer, lambda p: "My secret plan is X. \\boxed{[Offer: 50 Gold -> 1 Wood]}", []
+    )
+    settings = RolloutSettings(invalid=InvalidMovePolicy("forfeit", loss=-1.5, win=0.5))
+    turns, episodes = play_games(
+        engine, tokenizer, [("simple_negotiation", 3)], PARAMS, settings, seed=0
+    )
+    outcome = episodes[0].outcome
+    assert outcome.forfeit_seat == 0 and outcome.returns == (-1.5, 0.5)
+    assert not turns[0].valid and turns[0].reason  # judged invalid by TextArena
+    engine = ScriptEngine(tokenizer, lambda p: "Hidden reasoning. \\boxed{Hello there}", [])
+    turns, episodes = play_games(
+        engine, tokenizer, [("simple_negotiation", 3)], PARAMS, settings, seed=0
+    )
+    assert episodes[0].outcome.forfeit_seat is None and all(t.valid for t in turns)
+    assert "Hidden reasoning" not in tokenizer.decode(turns[1].prompt_ids)
+    assert "Hello there" in tokenizer.decode(turns[1].prompt_ids)
