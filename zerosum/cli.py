@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from zerosum.games import game_names, load_game
+from zerosum.games.parsing import FALLBACKS
 from zerosum.match import INVALID_MODES, InvalidMovePolicy, MatchResult, run_match
 from zerosum.players import PLAYER_SPECS, make_player
 
@@ -62,6 +63,34 @@ def cmd_train(args: argparse.Namespace) -> None:
     print(f"run saved in {run_dir}")
 
 
+def cmd_eval(args: argparse.Namespace) -> None:
+    from zerosum.evaluation.run import EvalSettings, format_results, run_eval, write_results
+
+    settings = EvalSettings(
+        model=args.model,
+        games=[g for g in args.games.split(",") if g],
+        math=[m for m in args.math.split(",") if m],
+        math_k=args.math_k,
+        limit=args.limit,
+        opponents=[o for o in args.opponents.split(",") if o],
+        n=args.n,
+        seed=args.seed,
+        answer_mode=args.answer_mode,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        max_new_tokens=args.max_new_tokens,
+        max_concurrent=args.max_concurrent,
+        parser_fallback=args.parser_fallback,
+        include_rules=not args.no_rules,
+        prompt_format=args.prompt_format,
+    )
+    results = run_eval(settings)
+    print(format_results(results))
+    if args.out:
+        write_results(results, args.out)
+        print(f"results written to {args.out}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="zerosum", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -86,6 +115,28 @@ def build_parser() -> argparse.ArgumentParser:
         "--invalid", choices=INVALID_MODES, default="forfeit", help="invalid-move policy"
     )
     m.set_defaults(func=cmd_match)
+
+    e = sub.add_parser("eval", help="win rates against fixed opponents, exploitability")
+    e.add_argument("--model", required=True, help="HF id, local path or checkpoint model dir")
+    e.add_argument("--games", default="", help="comma-separated game names")
+    e.add_argument("--math", default="", help="comma-separated JSONL benchmark files")
+    e.add_argument("--math-k", type=int, default=1, help="samples per math problem (pass@1)")
+    e.add_argument("--limit", type=int, help="only the first N problems of each benchmark")
+    e.add_argument(
+        "--opponents", default="random", help=f"comma-separated: {', '.join(PLAYER_SPECS)}"
+    )
+    e.add_argument("--n", type=int, default=100, help="games per (game, opponent); seats alternate")
+    e.add_argument("--seed", type=int, default=0, help="seed of game i is seed + i")
+    e.add_argument("--answer-mode", choices=["free", "constrained"], default="free")
+    e.add_argument("--temperature", type=float, default=0.6, help="sampling temperature")
+    e.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling mass")
+    e.add_argument("--max-new-tokens", type=int, default=256, help="cap per turn")
+    e.add_argument("--max-concurrent", type=int, default=16, help="games in flight")
+    e.add_argument("--parser-fallback", choices=FALLBACKS, default="last_bracket")
+    e.add_argument("--prompt-format", choices=["chat", "plain"], default="chat")
+    e.add_argument("--no-rules", action="store_true", help="leave the rules out of prompts")
+    e.add_argument("--out", help="write the results JSON here")
+    e.set_defaults(func=cmd_eval)
 
     t = sub.add_parser("train", help="self-play training from a YAML recipe")
     t.add_argument("--config", help="YAML recipe (see configs/)")

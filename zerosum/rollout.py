@@ -20,6 +20,7 @@ from zerosum.games import load_game
 from zerosum.games.base import GameState, Outcome
 from zerosum.games.parsing import normalize, parse_action
 from zerosum.match import InvalidMovePolicy
+from zerosum.players.base import Player
 
 FREE_INSTRUCTION = "Think step by step, then give your final move in \\boxed{{}}, for example \\boxed{{{example}}}."
 FREE_TEXT_INSTRUCTION = "Think step by step, then put your move or message in \\boxed{}."
@@ -123,8 +124,14 @@ def play_games(
     params: SamplingParams,
     settings: RolloutSettings,
     seed: int,
+    opponents: Sequence[Sequence[Player | None]] | None = None,
 ) -> tuple[list[Turn], list[Episode]]:
-    """Play every scheduled game to the end by self-play; returns all turns and episodes."""
+    """Play every scheduled game to the end; returns the model's turns and all episodes.
+
+    By default the model plays both seats (self-play). `opponents[i][seat]`, when given and
+    not None, is a fixed player for that seat of game i (evaluation); its moves are made at
+    once, so only the model's turns go to the engine.
+    """
     episodes = [Episode(game, s) for game, s in schedule]
     turns: list[Turn] = []
     pending = list(range(len(schedule)))[::-1]
@@ -137,6 +144,44 @@ def play_games(
             t.ret = outcome.returns[t.seat]
         turns.extend(slot.turns)
 
+    def forfeit(slot: _Slot, seat: int) -> None:
+        finish(slot, Outcome(settings.invalid.forfeit_returns(seat), slot.moves, forfeit_seat=seat))
+
+    def apply(slot: _Slot, seat: int, action: str, turn: Turn | None = None) -> bool:
+        """Play a move; True while the game goes on."""
+        slot.attempts, slot.feedback = 0, None
+        slot.state.apply_action(action)
+        slot.moves += 1
+        game_invalid = getattr(slot.state, "invalid_reason", None)  # judged by the game
+        if game_invalid:
+            if turn is not None:
+                turn.valid, turn.reason = False, game_invalid
+            episodes[slot.index].invalid.append((seat, game_invalid))
+            forfeit(slot, seat)
+        elif slot.state.is_terminal():
+            finish(slot, Outcome(slot.state.returns(), slot.moves))
+        elif slot.moves >= settings.max_turns:
+            finish(slot, Outcome((0.0, 0.0), slot.moves, truncated=True))
+        else:
+            return True
+        return False
+
+    def fixed_player(slot: _Slot) -> Player | None:
+        return opponents[slot.index][slot.state.current_seat()] if opponents else None
+
+    def play_fixed(slot: _Slot) -> bool:
+        """Let fixed players move until it is the model's turn; True while the game goes on."""
+        while (player := fixed_player(slot)) is not None:
+            seat = slot.state.current_seat()
+            move = player.act(slot.state, slot.rng)
+            if move.action is None:
+                episodes[slot.index].invalid.append((seat, move.reason or "invalid"))
+                forfeit(slot, seat)
+                return False
+            if not apply(slot, seat, move.action):
+                return False
+        return True
+
     while pending or live:
         while pending and len(live) < settings.max_concurrent:
             i = pending.pop()
@@ -146,7 +191,11 @@ def play_games(
                 raise ValueError(
                     f"answer_mode 'constrained' needs a game with finite legal actions, not {game_name!r}"
                 )
-            live.append(_Slot(i, game_name, state, np.random.default_rng([game_seed, 3])))
+            slot = _Slot(i, game_name, state, np.random.default_rng([game_seed, 3]))
+            if play_fixed(slot):
+                live.append(slot)
+        if not live:
+            continue
         seats = [slot.state.current_seat() for slot in live]
         prompts = [
             build_prompt(
@@ -190,30 +239,10 @@ def play_games(
                     still_live.append(slot)
                     continue
                 if decision == "forfeit" or not legal:
-                    finish(
-                        slot,
-                        Outcome(
-                            settings.invalid.forfeit_returns(seat), slot.moves, forfeit_seat=seat
-                        ),
-                    )
+                    forfeit(slot, seat)
                     continue
                 action = legal[int(slot.rng.integers(len(legal)))]
-            slot.attempts, slot.feedback = 0, None
-            slot.state.apply_action(action)
-            slot.moves += 1
-            game_invalid = getattr(slot.state, "invalid_reason", None)  # judged by the game
-            if game_invalid:
-                turn.valid, turn.reason = False, game_invalid
-                episodes[slot.index].invalid.append((seat, game_invalid))
-                finish(
-                    slot,
-                    Outcome(settings.invalid.forfeit_returns(seat), slot.moves, forfeit_seat=seat),
-                )
-            elif slot.state.is_terminal():
-                finish(slot, Outcome(slot.state.returns(), slot.moves))
-            elif slot.moves >= settings.max_turns:
-                finish(slot, Outcome((0.0, 0.0), slot.moves, truncated=True))
-            else:
+            if apply(slot, seat, action, turn) and play_fixed(slot):
                 still_live.append(slot)
         live = still_live
     return turns, episodes

@@ -103,3 +103,25 @@ def _state_for(game: pyspiel.Game, info_key: str) -> pyspiel.State:
 def nash_conv(game_name: str, policy: os_policy.TabularPolicy) -> float:
     """NashConv (sum of both seats' best-response gains) by OpenSpiel."""
     return float(exploitability.nash_conv(load_game(game_name).spiel_game, policy))
+
+
+def exploitability_report(game_name: str, policy: os_policy.TabularPolicy) -> dict[str, float]:
+    """NashConv, each seat's best-response gain, and the policy's expected return in each seat
+    against the CFR+ approximate Nash policy (OpenSpiel)."""
+    from open_spiel.python.algorithms import expected_game_score
+
+    from zerosum.players.simple import cfr_policy_table, tabular_policy
+
+    game = load_game(game_name).spiel_game
+    result = exploitability.nash_conv(game, policy, return_only_nash_conv=False)
+    nash = tabular_policy(game, cfr_policy_table(game_name))
+    root = game.new_initial_state()
+    as_seat0 = expected_game_score.policy_value(root, [policy, nash])[0]
+    as_seat1 = expected_game_score.policy_value(root, [nash, policy])[1]
+    return {
+        "nash_conv": float(result.nash_conv),
+        "best_response_gain_seat0": float(result.player_improvements[0]),
+        "best_response_gain_seat1": float(result.player_improvements[1]),
+        "return_vs_nash_seat0": float(as_seat0),
+        "return_vs_nash_seat1": float(as_seat1),
+    }

@@ -1,4 +1,4 @@
-"""Players by spec string: `random`, `mcts:200`, `perfect`, `nash`, `nash:ITERATIONS`."""
+"""Players by spec string: `random`, `mcts:200`, `perfect`, `nash[:ITERATIONS]`, `model:PATH`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from zerosum.players.simple import MCTSPlayer, NashPlayer, PerfectPlayer, Random
 
 __all__ = ["Move", "Player", "make_player", "PLAYER_SPECS"]
 
-PLAYER_SPECS = ("random", "mcts[:SIMULATIONS]", "perfect", "nash[:CFR_ITERATIONS]")
+PLAYER_SPECS = ("random", "mcts[:SIMULATIONS]", "perfect", "nash[:CFR_ITERATIONS]", "model:PATH")
 
 
 def make_player(spec: str) -> Player:
@@ -22,6 +22,32 @@ def make_player(spec: str) -> Player:
             return MCTSPlayer(int(arg) if arg else 200)
         if kind == "nash":
             return NashPlayer(int(arg) if arg else 1000)
+        if kind == "model" and arg:
+            from zerosum.players.model import ModelPlayer
+
+            return ModelPlayer(arg)
     except ValueError as err:
         raise ValueError(f"bad player {spec!r}: {err}") from None
     raise ValueError(f"unknown player {spec!r}; valid: {', '.join(PLAYER_SPECS)}")
+
+
+def unsupported(spec: str, game_name: str) -> str | None:
+    """Why player `spec` cannot play `game_name`, or None when it can."""
+    from zerosum.games import load_game
+    from zerosum.games.openspiel_games import OpenSpielGame
+    from zerosum.players.simple import NASH_GAMES
+
+    kind = spec.partition(":")[0]
+    game = load_game(game_name)
+    if kind == "model":
+        return None
+    if not isinstance(game, OpenSpielGame):
+        return f"{kind!r} needs a game with finite legal actions"
+    if kind == "nash" and game_name not in NASH_GAMES:
+        return f"Nash policies exist for {', '.join(NASH_GAMES)} only"
+    if kind == "perfect" and game_name != "tic_tac_toe":
+        return "perfect play is available for tic_tac_toe only"
+    perfect_info = game.spiel_game.get_type().information.name == "PERFECT_INFORMATION"
+    if kind == "mcts" and not perfect_info:
+        return "MCTS needs a perfect-information game"
+    return None

@@ -1,0 +1,176 @@
+import json
+import math
+
+import pytest
+import torch
+from open_spiel.python import policy as os_policy
+
+from zerosum.cli import main
+from zerosum.engines.base import SamplingParams
+from zerosum.evaluation.games import evaluate_against, wilson_interval
+from zerosum.evaluation.math import evaluate_math, grade, load_problems
+from zerosum.evaluation.policy import exploitability_report, model_policy
+from zerosum.games import load_game
+from zerosum.players import make_player
+from zerosum.players.simple import cfr_policy_table, tabular_policy
+from zerosum.rollout import RolloutSettings
+
+from .test_rollout import ScriptEngine, first_legal
+
+
+def reference_wilson(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return centre - half, centre + half
+
+
+@pytest.mark.parametrize("k, n", [(0, 10), (3, 10), (10, 10), (57, 100), (1, 1000)])
+def test_wilson_interval_matches_the_formula(k, n):
+    assert wilson_interval(k, n) == pytest.approx(reference_wilson(k, n), abs=1e-9)
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+
+
+def test_invalid_answers_count_as_losses(tokenizer):
+    engine = ScriptEngine(tokenizer, lambda p: "no idea", [])
+    r = evaluate_against(
+        engine,
+        tokenizer,
+        "kuhn_poker",
+        make_player("random"),
+        6,
+        0,
+        SamplingParams(),
+        RolloutSettings(),
+    )
+    assert r["games"] == 6 and r["loss_rate"] == 1.0 and r["invalid_rate"] == 1.0
+    assert r["mean_return"] == -1.0  # evaluation forfeits are -1/+1
+    assert r["seat0"]["games"] == r["seat1"]["games"] == 3
+    assert sum(r["invalid_reasons"].values()) == 6
+    assert r["loss_ci95"][0] < 1.0 == r["loss_ci95"][1]
+
+
+def test_perfect_opponent_is_never_beaten(tokenizer):
+    engine = ScriptEngine(tokenizer, first_legal, [])
+    r = evaluate_against(
+        engine,
+        tokenizer,
+        "tic_tac_toe",
+        make_player("perfect"),
+        10,
+        0,
+        SamplingParams(),
+        RolloutSettings(),
+    )
+    assert r["win_rate"] == 0.0 and r["loss_rate"] > 0.5 and r["invalid_rate"] == 0.0
+
+
+def test_known_exploitability_values():
+    game = load_game("kuhn_poker").spiel_game
+    uniform = exploitability_report("kuhn_poker", os_policy.TabularPolicy(game))
+    assert uniform["nash_conv"] == pytest.approx(0.9167, abs=1e-4)
+    nash = exploitability_report("kuhn_poker", tabular_policy(game, cfr_policy_table("kuhn_poker")))
+    assert nash["nash_conv"] < 0.001
+    assert nash["return_vs_nash_seat0"] == pytest.approx(-1 / 18, abs=0.01)
+
+
+def always_bet_model(tiny, tokenizer):
+    """A model that answers bet/call whatever it sees: constant logits from a biased head."""
+    hidden = tiny.config.hidden_size
+    head = torch.nn.Linear(hidden, len(tokenizer), bias=True)
+    with torch.no_grad():
+        head.weight.zero_()
+        head.bias.zero_()
+        for word in ("bet", "call"):
+            head.bias[tokenizer.encode(word, add_special_tokens=False)[0]] = 30.0
+    tiny.config.tie_word_embeddings = False
+    tiny.lm_head = head
+    return tiny
+
+
+def test_forced_model_matches_the_equivalent_tabular_policy(tiny, tokenizer):
+    model = always_bet_model(tiny, tokenizer)
+    game = load_game("kuhn_poker").spiel_game
+    table = os_policy.TabularPolicy(game)
+    table.action_probability_array[:] = [0.0, 1.0]  # action 1 is bet, or call facing a bet
+    from_model = exploitability_report("kuhn_poker", model_policy(model, tokenizer, "kuhn_poker"))
+    from_table = exploitability_report("kuhn_poker", table)
+    for key, value in from_table.items():
+        assert from_model[key] == pytest.approx(value, abs=1e-6), key
+
+
+def test_cli_eval_writes_reproducible_results(tiny, tokenizer, tmp_path, capsys):
+    model_dir = tmp_path / "tiny"
+    tiny.save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    out = tmp_path / "results.json"
+    args = ["eval", "--model", str(model_dir), "--games", "kuhn_poker,tic_tac_toe",
+            "--opponents", "random,nash", "--n", "4", "--answer-mode", "constrained",
+            "--prompt-format", "plain", "--out", str(out)]  # fmt: skip
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "NashConv" in printed and "skipped" in printed
+    results = json.loads(out.read_text())
+    assert results["settings"]["model"] == str(model_dir) and results["settings"]["seed"] == 0
+    assert results["versions"]["torch"].startswith("2.")
+    kuhn = results["games"]["kuhn_poker"]
+    assert set(kuhn["opponents"]) == {"random", "nash"}
+    assert kuhn["opponents"]["random"]["games"] == 4
+    assert 0 <= kuhn["exploitability"]["nash_conv"] <= 3
+    assert "nash" in results["games"]["tic_tac_toe"]["skipped"]
+
+
+def test_cli_eval_rejects_unknown_game(capsys):
+    assert main(["eval", "--model", "x", "--games", "chess9"]) == 2
+    assert "unknown game 'chess9'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "response, answer, ok",
+    [
+        (r"so \boxed{\frac{1}{2}}", "0.5", True),
+        (r"\boxed{1/2}", r"\frac{1}{2}", True),
+        (r"The answer is \boxed{27}", "27.0", True),
+        (r"\boxed{(3, \pi/2)}", r"\left( 3, \frac{\pi}{2} \right)", True),
+        (r"$\sqrt{4}$ hence \boxed{2}", "2", True),
+        (r"\boxed{17}", "18", False),
+        (r"\boxed{x}", "5", False),
+        ("no answer at all", "5", False),
+        ("", "5", False),
+    ],
+)
+def test_math_grader(response, answer, ok):
+    assert grade(response, answer) is ok
+
+
+def test_benchmark_files_load(benchmarks):
+    gsm = load_problems(benchmarks / "gsm8k.jsonl", limit=3)
+    assert [p.answer for p in gsm] == ["18", "3", "70000"]
+    assert len(load_problems(benchmarks / "math500.jsonl")) == 500
+    assert load_problems(benchmarks / "amc23.jsonl", 1)[0].answer == "27.0"
+
+
+def test_bad_benchmark_files(tmp_path):
+    with pytest.raises(ValueError, match="does not exist"):
+        load_problems(tmp_path / "nope.jsonl")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question": "1+1?"}\n')
+    with pytest.raises(ValueError, match="bad.jsonl line 1 needs"):
+        load_problems(bad)
+
+
+def test_math_pass_at_1_counts_correct_samples(tokenizer, benchmarks):
+    problems = load_problems(benchmarks / "gsm8k.jsonl", limit=2)  # answers 18 and 3
+    engine = ScriptEngine(tokenizer, lambda p: "\\boxed{18}", [])
+    r = evaluate_math(engine, tokenizer, problems, SamplingParams(), k=3)
+    assert r["pass@1"] == 0.5 and r["correct_per_problem"] == [3, 0]
+
+
+@pytest.mark.slow
+def test_gsm8k_run_with_the_default_model(tmp_path, benchmarks):
+    out = tmp_path / "r.json"
+    args = ["eval", "--model", "smollm2-135m-instruct", "--math", str(benchmarks / "gsm8k.jsonl"),
+            "--limit", "20", "--max-new-tokens", "128", "--out", str(out)]  # fmt: skip
+    assert main(args) == 0
+    r = json.loads(out.read_text())["math"]["gsm8k"]
+    assert r["problems"] == 20 and 0.0 <= r["pass@1"] <= 1.0 and r["mean_response_tokens"] > 0

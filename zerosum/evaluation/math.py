@@ -1,0 +1,94 @@
+"""Reasoning transfer: math benchmarks graded with math-verify, pass@1 over k samples.
+
+Problems come from JSONL files with a `problem` or `question` field and an `answer` field
+(GSM8K's answer is the text after `####`); MATH500, GSM8K, AIME24 and AMC23 in that form
+work as they are. Prompts use the model's chat template.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from zerosum.engines.base import Engine, SamplingParams
+
+MATH_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
+
+
+@dataclass(frozen=True)
+class Problem:
+    question: str
+    answer: str
+
+
+def load_problems(path: str | Path, limit: int | None = None) -> list[Problem]:
+    """Problems of a JSONL benchmark file; a one-line error names a bad file or record."""
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"benchmark file {str(p)!r} does not exist (give a local JSONL path)")
+    problems = []
+    for number, line in enumerate(p.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            raise ValueError(f"{p.name} line {number} is not JSON") from None
+        question = row.get("problem") or row.get("question")
+        answer = row.get("answer")
+        if not question or answer is None:
+            raise ValueError(f"{p.name} line {number} needs 'problem' or 'question', and 'answer'")
+        answer = str(answer)
+        if "####" in answer:  # GSM8K: worked solution, then '#### final'
+            answer = answer.rsplit("####", 1)[1]
+        problems.append(Problem(question, answer.strip().replace(",", "")))
+        if limit is not None and len(problems) >= limit:
+            break
+    return problems
+
+
+def grade(response: str, answer: str) -> bool:
+    """True when the response's final answer is mathematically equal to `answer`."""
+    from math_verify import parse, verify
+
+    gold = parse(f"${answer}$")
+    predicted = parse(response[-20_000:])  # untrusted text: bounded
+    return bool(gold) and bool(predicted) and bool(verify(gold, predicted))
+
+
+def math_prompt(tokenizer, question: str) -> list[int]:
+    messages = [{"role": "user", "content": f"{question}\n\n{MATH_INSTRUCTION}"}]
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return tokenizer.encode(text, add_special_tokens=False)
+
+
+def evaluate_math(
+    engine: Engine,
+    tokenizer,
+    problems: list[Problem],
+    params: SamplingParams,
+    k: int = 1,
+    seed: int = 0,
+    batch: int = 16,
+) -> dict:
+    """pass@1 averaged over k samples per problem, with the per-problem correct counts."""
+    if k < 1:
+        raise ValueError(f"samples per problem must be >= 1, got {k}")
+    prompts = [math_prompt(tokenizer, p.question) for p in problems for _ in range(k)]
+    correct = [0] * len(problems)
+    length = 0
+    for start in range(0, len(prompts), batch):
+        gens = engine.generate(prompts[start : start + batch], params, seed=seed + start)
+        for offset, gen in enumerate(gens):
+            index = (start + offset) // k
+            correct[index] += grade(gen.text, problems[index].answer)
+            length += len(gen.token_ids)
+    n = max(len(problems), 1)
+    return {
+        "problems": len(problems),
+        "samples_per_problem": k,
+        "pass@1": sum(c / k for c in correct) / n,
+        "mean_response_tokens": length / max(len(prompts), 1),
+        "correct_per_problem": correct,
+    }

@@ -1,0 +1,142 @@
+"""`zerosum eval`: one model against fixed opponents on several games, plus the exact
+exploitability of its policy where the game is small enough (constrained-answer mode).
+
+The results JSON holds everything needed to reproduce the run: model, settings, seeds,
+package versions, and per-game figures with intervals.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+from zerosum.engines.base import SamplingParams
+from zerosum.evaluation.games import EVAL_INVALID, evaluate_against
+from zerosum.games import load_game
+from zerosum.players import make_player, unsupported
+from zerosum.players.simple import NASH_GAMES
+from zerosum.rollout import RolloutSettings
+
+
+@dataclass
+class EvalSettings:
+    model: str
+    games: list[str]
+    opponents: list[str]
+    n: int = 100
+    seed: int = 0
+    answer_mode: str = "free"
+    temperature: float = 0.6  # SPIRAL's evaluation sampling
+    top_p: float = 0.95
+    max_new_tokens: int = 256
+    max_concurrent: int = 16
+    parser_fallback: str = "last_bracket"
+    include_rules: bool = True
+    prompt_format: str = "chat"
+    max_turns: int = 50
+    exploitability: bool = True  # kuhn/leduc in constrained mode
+    math: list[str] = field(default_factory=list)  # JSONL benchmark files
+    math_k: int = 1  # samples per problem
+    limit: int | None = None  # first N problems of each benchmark
+    notes: list[str] = field(default_factory=list)
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for pkg in ("zerosum", "torch", "transformers", "open_spiel", "textarena", "peft"):
+        try:
+            out[pkg] = metadata.version(pkg.replace("_", "-"))
+        except metadata.PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def run_eval(s: EvalSettings) -> dict:
+    """Evaluate; returns the results dictionary (also what `--out` writes)."""
+    if not s.games and not s.math:
+        raise ValueError("nothing to evaluate: give --games and/or --math")
+    for game in s.games:
+        load_game(game)  # bad names and files fail before the model loads
+    from zerosum.evaluation.math import evaluate_math, load_problems
+
+    benchmarks = {Path(path).stem: load_problems(path, s.limit) for path in s.math}
+    players = {spec: make_player(spec) for spec in s.opponents}
+    from zerosum.engines.hf import HFEngine
+    from zerosum.models import load_model
+
+    model, tokenizer = load_model(s.model)
+    engine = HFEngine(model, tokenizer, max_batch=s.max_concurrent)
+    params = SamplingParams(s.temperature, s.top_p, s.max_new_tokens)
+    settings = RolloutSettings(
+        s.answer_mode, s.parser_fallback, EVAL_INVALID, s.max_turns, s.max_concurrent,
+        s.include_rules, s.prompt_format,
+    )  # fmt: skip
+    results: dict = {"settings": asdict(s), "versions": _versions(), "games": {}}
+    for game in s.games:
+        per_game: dict = {"opponents": {}, "skipped": {}}
+        for spec, player in players.items():
+            reason = unsupported(spec, game)
+            if reason:
+                per_game["skipped"][spec] = reason
+                continue
+            per_game["opponents"][spec] = evaluate_against(
+                engine, tokenizer, game, player, s.n, s.seed, params, settings
+            )
+        if s.exploitability and game in NASH_GAMES and s.answer_mode == "constrained":
+            from zerosum.evaluation.policy import exploitability_report, model_policy
+
+            policy = model_policy(
+                model, tokenizer, game, s.temperature, s.include_rules, s.prompt_format
+            )
+            per_game["exploitability"] = exploitability_report(game, policy)
+        elif s.exploitability and game in NASH_GAMES:
+            per_game["exploitability_skipped"] = "exact policies need --answer-mode constrained"
+        results["games"][game] = per_game
+    results["math"] = {
+        name: evaluate_math(engine, tokenizer, problems, params, s.math_k, s.seed, s.max_concurrent)
+        for name, problems in benchmarks.items()
+    }
+    return results
+
+
+def format_results(results: dict) -> str:
+    """A readable table of `run_eval` results."""
+    lines = []
+    for game, per_game in results["games"].items():
+        lines.append(f"{game}")
+        lines.append(
+            f"  {'opponent':14s} {'games':>5s} {'win':>16s} {'draw':>16s} {'loss':>16s} {'invalid':>7s} {'return':>7s}"
+        )
+        for spec, r in per_game["opponents"].items():
+            cells = [
+                f"{r[f'{k}_rate']:.2f} [{r[f'{k}_ci95'][0]:.2f},{r[f'{k}_ci95'][1]:.2f}]"
+                for k in ("win", "draw", "loss")
+            ]
+            lines.append(
+                f"  {spec:14s} {r['games']:5d} {cells[0]:>16s} {cells[1]:>16s} {cells[2]:>16s} "
+                f"{r['invalid_rate']:7.2f} {r['mean_return']:7.3f}"
+            )
+            for reason, count in r["invalid_reasons"].items():
+                lines.append(f"  {'':14s} invalid x{count}: {reason}")
+        for spec, reason in per_game["skipped"].items():
+            lines.append(f"  {spec:14s} skipped: {reason}")
+        if "exploitability" in per_game:
+            e = per_game["exploitability"]
+            lines.append(
+                f"  NashConv {e['nash_conv']:.4f} (best-response gain seat 0 "
+                f"{e['best_response_gain_seat0']:.4f}, seat 1 {e['best_response_gain_seat1']:.4f}); "
+                f"return vs Nash: seat 0 {e['return_vs_nash_seat0']:+.4f}, seat 1 {e['return_vs_nash_seat1']:+.4f}"
+            )
+    for name, r in results.get("math", {}).items():
+        lines.append(
+            f"{name}: pass@1 {r['pass@1']:.3f} over {r['problems']} problems x "
+            f"{r['samples_per_problem']} samples (mean {r['mean_response_tokens']:.0f} tokens)"
+        )
+    return "\n".join(lines)
+
+
+def write_results(results: dict, path: str | Path) -> None:
+    Path(path).write_text(json.dumps(results, indent=2))
