@@ -50,8 +50,10 @@ def test_kill_and_resume_repeats_the_uninterrupted_run(tmp_path):
 def test_checkpoint_is_a_hugging_face_model(tmp_path):
     from transformers import AutoModelForCausalLM
 
+    online_eval = ["eval.games=[kuhn_poker]", "eval.opponents=[random]", "eval.n=4"]
     cfg = load_config(
-        RECIPE, [*FAST, "run.steps=1", f"run.out_dir={tmp_path}", "run.tensorboard=true"]
+        RECIPE,
+        [*FAST, "run.steps=1", f"run.out_dir={tmp_path}", "run.tensorboard=true", *online_eval],
     )
     train(cfg)
     ckpt = tmp_path / "checkpoints" / "step-000001"
@@ -64,6 +66,8 @@ def test_checkpoint_is_a_hugging_face_model(tmp_path):
         "rollout/kuhn_poker/win_rate_seat0",
         "rollout/invalid_rate",
         "adv/mean",
+        "eval/kuhn_poker/random/win_rate",
+        "eval/kuhn_poker/nash_conv",
         "loss/total",
     ):
         assert key in row

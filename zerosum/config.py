@@ -110,6 +110,11 @@ class EvalConfig:
     nash_conv: list[str] = _f(
         [], "games whose exact NashConv is computed (constrained mode; kuhn_poker, leduc_poker)"
     )
+    games: list[str] = _f([], "games played against each fixed opponent online")
+    opponents: list[str] = _f([], "fixed opponents: random, mcts:N, perfect, nash[:N]")
+    n: int = _f(20, "games per (game, opponent), seats alternating")
+    temperature: float = _f(0.6, "sampling temperature of evaluation games (SPIRAL: 0.6)")
+    top_p: float = _f(0.95, "nucleus mass of evaluation games (SPIRAL: 0.95)")
 
 
 @dataclass
@@ -149,6 +154,9 @@ _CHECKS: list[tuple[str, typing.Callable[[Any], bool], str]] = [
     ("run.steps", lambda v: v >= 1, "an integer >= 1"),
     ("run.checkpoint_every", lambda v: v >= 0, "an integer >= 0"),
     ("run.eval_every", lambda v: v >= 0, "an integer >= 0"),
+    ("eval.n", lambda v: v >= 1, "an integer >= 1"),
+    ("eval.temperature", lambda v: v > 0, "a number > 0"),
+    ("eval.top_p", lambda v: 0 < v <= 1, "a number in (0, 1]"),
     ("run.keep_checkpoints", lambda v: v >= 1, "an integer >= 1"),
 ]
 
@@ -265,6 +273,23 @@ def config_from_dict(data: dict) -> TrainConfig:
         raise ConfigError(
             "config field 'eval.nash_conv' needs rollout.answer_mode = 'constrained' (exact policy)"
         )
+    from zerosum.players import make_player, unsupported
+
+    for game in cfg.eval.games:
+        if game not in game_names():
+            raise ConfigError(
+                f"config field 'eval.games' names unknown game {game!r}; valid games: {', '.join(game_names())}"
+            )
+        for spec in cfg.eval.opponents:
+            try:
+                if not spec.startswith("model:"):  # a model loads only when it is used
+                    make_player(spec)
+            except ValueError as err:
+                raise ConfigError(f"config field 'eval.opponents': {err}") from None
+            if reason := unsupported(spec, game):
+                raise ConfigError(
+                    f"config field 'eval.opponents': {spec!r} cannot play {game!r}: {reason}"
+                )
     if not cfg.rollout.games:
         raise ConfigError(
             "config field 'rollout.games' is empty; allowed: a mapping of game name to weight"

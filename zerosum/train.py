@@ -61,17 +61,30 @@ def build_engine(cfg: TrainConfig, model, tokenizer):
     raise ValueError(f"engine {cfg.engine!r} is not available yet; valid: hf")
 
 
-def evaluate(cfg: TrainConfig, model, tokenizer) -> dict[str, float]:
-    """Online evaluation: `eval/...` metrics."""
+def evaluate(
+    cfg: TrainConfig, model, tokenizer, engine, settings: RolloutSettings, step: int
+) -> dict[str, float]:
+    """Online evaluation: exact NashConv and win rates against fixed opponents (`eval/...`)."""
+    from zerosum.evaluation.games import evaluate_against
     from zerosum.evaluation.policy import model_policy, nash_conv
+    from zerosum.players import make_player
 
+    r, e = cfg.rollout, cfg.eval
     metrics = {}
-    for game in cfg.eval.nash_conv:
-        r = cfg.rollout
+    for game in e.nash_conv:
         policy = model_policy(
             model, tokenizer, game, cfg.sampling.temperature, r.include_rules, r.prompt_format
         )
         metrics[f"eval/{game}/nash_conv"] = nash_conv(game, policy)
+    params = SamplingParams(e.temperature, e.top_p, cfg.sampling.max_new_tokens)
+    for game in e.games:
+        for spec in e.opponents:
+            seed = cfg.run.seed * 7919 + step * 1000  # fresh deals every evaluation, reproducible
+            res = evaluate_against(
+                engine, tokenizer, game, make_player(spec), e.n, seed, params, settings
+            )
+            for key in ("win_rate", "draw_rate", "loss_rate", "invalid_rate", "mean_return"):
+                metrics[f"eval/{game}/{spec}/{key}"] = res[key]
     return metrics
 
 
@@ -203,7 +216,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             "progress/games": float(state.games_played),
         }
         if cfg.run.eval_every and (step % cfg.run.eval_every == 0 or step == 1):
-            metrics.update(evaluate(cfg, model, tokenizer))
+            metrics.update(evaluate(cfg, model, tokenizer, engine, settings, step))
         log.log(step, metrics)
         bar.update(1)
         bar.set_postfix(
