@@ -174,3 +174,51 @@ def test_gsm8k_run_with_the_default_model(tmp_path, benchmarks):
     assert main(args) == 0
     r = json.loads(out.read_text())["math"]["gsm8k"]
     assert r["problems"] == 20 and 0.0 <= r["pass@1"] <= 1.0 and r["mean_response_tokens"] > 0
+
+
+def test_tic_tac_toe_move_quality_hand_checked():
+    from zerosum.evaluation.tictactoe import fixed_positions, move_quality
+
+    game = load_game("tic_tac_toe")
+    corner = game.new_episode(0)
+    corner.apply_action("0")  # x in a corner: o must take the centre or lose
+    quality = move_quality([(corner, "4"), (corner, "1"), (corner, None)])
+    assert quality["optimal_rate"] == pytest.approx(1 / 3)
+    assert quality["blunder_rate"] == pytest.approx(1 / 3)  # [1] turns a draw into a loss
+    assert quality["invalid_rate"] == pytest.approx(1 / 3)
+    positions = fixed_positions(30, seed=1)
+    assert len({str(p.spiel_state) for p in positions}) == 30
+    assert all(not p.is_terminal() for p in positions)
+    assert [str(p.spiel_state) for p in fixed_positions(30, seed=1)] == [
+        str(p.spiel_state) for p in positions
+    ]
+
+
+def test_perfect_play_in_evaluation_games_is_all_optimal(tokenizer):
+    """Scripted 'model' that plays the minimax move: every position in play is optimal."""
+    from zerosum.players.simple import optimal_actions
+
+    def perfect_answer(prompt: str) -> str:
+        board = prompt.rsplit("Board (empty cells show their number):\n", 1)[1].split("\nMoves")[0]
+        cells = [c.strip() for row in board.splitlines() for c in row.split("|")]
+        state = load_game("tic_tac_toe").new_episode(0)
+        xs = [i for i, c in enumerate(cells) if c == "x"]
+        os_ = [i for i, c in enumerate(cells) if c == "o"]
+        for k in range(len(xs) + len(os_)):  # any interleaving reaches the same board
+            state.apply_action(str(xs[k // 2] if k % 2 == 0 else os_[k // 2]))
+        return "\\boxed{" + optimal_actions(state)[0] + "}"
+
+    engine = ScriptEngine(tokenizer, perfect_answer, [])
+    r = evaluate_against(
+        engine,
+        tokenizer,
+        "tic_tac_toe",
+        make_player("random"),
+        6,
+        0,
+        SamplingParams(),
+        RolloutSettings(),
+    )
+    q = r["move_quality_in_play"]
+    assert q["positions"] > 6 and q["optimal_rate"] == 1.0 and q["blunder_rate"] == 0.0
+    assert r["loss_rate"] == 0.0

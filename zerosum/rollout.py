@@ -51,6 +51,7 @@ class Episode:
     seed: int
     outcome: Outcome | None = None
     invalid: list[tuple[int, str]] = field(default_factory=list)
+    moves: list[tuple[int, str]] = field(default_factory=list)  # public moves, in order
 
 
 @dataclass(frozen=True)
@@ -140,6 +141,7 @@ def play_games(
 
     def finish(slot: _Slot, outcome: Outcome) -> None:
         episodes[slot.index].outcome = outcome
+        episodes[slot.index].moves = slot.state.move_history()
         for t in slot.turns:
             t.ret = outcome.returns[t.seat]
         turns.extend(slot.turns)

@@ -96,4 +96,9 @@ def evaluate_against(
             if out.forfeit_seat == seat:
                 tally.invalid += 1
             tally.reasons.update(reason for s, reason in ep.invalid if s == seat)
-    return {**overall.summary(), "seat0": per_seat[0].summary(), "seat1": per_seat[1].summary()}
+    result = {**overall.summary(), "seat0": per_seat[0].summary(), "seat1": per_seat[1].summary()}
+    if game == "tic_tac_toe":
+        from zerosum.evaluation.tictactoe import decisions_in_play, move_quality
+
+        result["move_quality_in_play"] = move_quality(decisions_in_play(episodes, model_seat))
+    return result

@@ -85,6 +85,13 @@ def run_eval(s: EvalSettings) -> dict:
             per_game["opponents"][spec] = evaluate_against(
                 engine, tokenizer, game, player, s.n, s.seed, params, settings
             )
+        if game == "tic_tac_toe":
+            from zerosum.evaluation.tictactoe import answer_positions, fixed_positions, move_quality
+
+            decisions = answer_positions(
+                engine, tokenizer, fixed_positions(), params, settings, s.seed
+            )
+            per_game["move_quality_fixed_positions"] = move_quality(decisions)
         if s.exploitability and game in NASH_GAMES and s.answer_mode == "constrained":
             from zerosum.evaluation.policy import exploitability_report, model_policy
 
@@ -123,6 +130,18 @@ def format_results(results: dict) -> str:
                 lines.append(f"  {'':14s} invalid x{count}: {reason}")
         for spec, reason in per_game["skipped"].items():
             lines.append(f"  {spec:14s} skipped: {reason}")
+        qualities = [
+            (f"vs {spec}, in play", r["move_quality_in_play"])
+            for spec, r in per_game["opponents"].items()
+            if "move_quality_in_play" in r
+        ]
+        if "move_quality_fixed_positions" in per_game:
+            qualities.append(("fixed positions", per_game["move_quality_fixed_positions"]))
+        for label, q in qualities:
+            lines.append(
+                f"  {label}: optimal moves {q['optimal_rate']:.2f}, blunders "
+                f"{q['blunder_rate']:.2f}, invalid {q['invalid_rate']:.2f} ({q['positions']} positions)"
+            )
         if "exploitability" in per_game:
             e = per_game["exploitability"]
             lines.append(
