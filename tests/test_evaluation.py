@@ -222,3 +222,54 @@ def test_perfect_play_in_evaluation_games_is_all_optimal(tokenizer):
     q = r["move_quality_in_play"]
     assert q["positions"] > 6 and q["optimal_rate"] == 1.0 and q["blunder_rate"] == 0.0
     assert r["loss_rate"] == 0.0
+
+
+def test_sampled_free_text_policy(tokenizer):
+    from zerosum.evaluation.policy import sampled_policy
+
+    def always_bet(prompt: str) -> str:
+        return (
+            "I reason... \\boxed{"
+            + ("bet" if "[bet]" in prompt.split("Legal")[-1] else "call")
+            + "}"
+        )
+
+    game = load_game("kuhn_poker").spiel_game
+    table, stats = sampled_policy(
+        ScriptEngine(tokenizer, always_bet, []), tokenizer, "kuhn_poker", SamplingParams(), k=3
+    )
+    assert (table.action_probability_array == [[0.0, 1.0]] * 12).all()
+    assert stats["invalid_rate"] == 0.0 and stats["max_std_error"] == 0.0
+    reference = os_policy.TabularPolicy(game)
+    reference.action_probability_array[:] = [0.0, 1.0]
+    assert exploitability_report("kuhn_poker", table) == exploitability_report(
+        "kuhn_poker", reference
+    )
+
+    garbage, stats = sampled_policy(
+        ScriptEngine(tokenizer, lambda p: "???", []), tokenizer, "kuhn_poker", SamplingParams(), k=2
+    )
+    assert stats["invalid_rate"] == 1.0
+    assert exploitability_report("kuhn_poker", garbage)["nash_conv"] == pytest.approx(
+        0.9167, abs=1e-4
+    )
+
+
+def test_dataset_ids(monkeypatch):
+    import sys
+    import types
+
+    with pytest.raises(ValueError, match="must look like hf:NAME"):
+        load_problems("hf:gsm8k")
+    calls = []
+    fake = types.ModuleType("datasets")
+    fake.load_dataset = lambda *args, split: (
+        calls.append((args, split)) or [{"question": "1+1?", "answer": "work... #### 2"}]
+    )
+    monkeypatch.setitem(sys.modules, "datasets", fake)
+    problems = load_problems("hf:openai/gsm8k:main:test")
+    assert calls == [(("openai/gsm8k", "main"), "test")]
+    assert problems[0].answer == "2"
+    monkeypatch.setitem(sys.modules, "datasets", None)  # not installed
+    with pytest.raises(ValueError, match="needs the `datasets` package"):
+        load_problems("hf:openai/gsm8k:main:test")

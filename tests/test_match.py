@@ -5,9 +5,10 @@ import pytest
 
 from zerosum.cli import main
 from zerosum.games import load_game
-from zerosum.match import InvalidMovePolicy, play_episode, run_match
+from zerosum.match import play_episode, run_match
 from zerosum.players import make_player
 from zerosum.players.base import Move
+from zerosum.rollout import InvalidMovePolicy
 
 
 @dataclass

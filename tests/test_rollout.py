@@ -3,8 +3,13 @@ from dataclasses import dataclass
 import pytest
 
 from zerosum.engines.base import Generation, SamplingParams
-from zerosum.match import InvalidMovePolicy
-from zerosum.rollout import RolloutSettings, play_games, rollout_metrics, schedule_games
+from zerosum.rollout import (
+    InvalidMovePolicy,
+    RolloutSettings,
+    play_games,
+    rollout_metrics,
+    schedule_games,
+)
 
 
 @dataclass

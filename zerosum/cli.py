@@ -8,8 +8,9 @@ from pathlib import Path
 
 from zerosum.games import game_names, load_game
 from zerosum.games.parsing import FALLBACKS
-from zerosum.match import INVALID_MODES, InvalidMovePolicy, MatchResult, run_match
+from zerosum.match import MatchResult, run_match
 from zerosum.players import PLAYER_SPECS, make_player
+from zerosum.rollout import INVALID_MODES, InvalidMovePolicy
 
 
 def cmd_games(args: argparse.Namespace) -> None:
@@ -83,6 +84,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
         parser_fallback=args.parser_fallback,
         include_rules=not args.no_rules,
         prompt_format=args.prompt_format,
+        exploit_k=args.exploit_k,
     )
     results = run_eval(settings)
     print(format_results(results))
@@ -119,7 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="win rates against fixed opponents, exploitability")
     e.add_argument("--model", required=True, help="HF id, local path or checkpoint model dir")
     e.add_argument("--games", default="", help="comma-separated game names")
-    e.add_argument("--math", default="", help="comma-separated JSONL benchmark files")
+    e.add_argument(
+        "--math", default="", help="comma-separated JSONL files or hf:NAME[:CONFIG]:SPLIT"
+    )
     e.add_argument("--math-k", type=int, default=1, help="samples per math problem (pass@1)")
     e.add_argument("--limit", type=int, help="only the first N problems of each benchmark")
     e.add_argument(
@@ -135,6 +139,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--parser-fallback", choices=FALLBACKS, default="last_bracket")
     e.add_argument("--prompt-format", choices=["chat", "plain"], default="chat")
     e.add_argument("--no-rules", action="store_true", help="leave the rules out of prompts")
+    e.add_argument(
+        "--exploit-k",
+        type=int,
+        default=8,
+        help="free mode: sampled answers per information set for exploitability",
+    )
     e.add_argument("--out", help="write the results JSON here")
     e.set_defaults(func=cmd_eval)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
@@ -19,12 +20,52 @@ from zerosum.engines.base import Engine, SamplingParams
 from zerosum.games import load_game
 from zerosum.games.base import GameState, Outcome
 from zerosum.games.parsing import normalize, parse_action
-from zerosum.match import InvalidMovePolicy
 from zerosum.players.base import Player
 
 FREE_INSTRUCTION = "Think step by step, then give your final move in \\boxed{{}}, for example \\boxed{{{example}}}."
 FREE_TEXT_INSTRUCTION = "Think step by step, then put your move or message in \\boxed{}."
 CONSTRAINED_INSTRUCTION = "Reply with one legal action only."
+RETRY_INSTRUCTION = "Answer with one legal action in \\boxed{}."
+
+
+InvalidMode = Literal["forfeit", "retry", "random"]
+INVALID_MODES: tuple[str, ...] = ("forfeit", "retry", "random")
+
+
+@dataclass(frozen=True)
+class InvalidMovePolicy:
+    """What happens when a player's answer is not a legal move.
+
+    forfeit: the game ends; the offender gets `loss`, the other seat `win` (SPIRAL trains with
+    -1.5/+0.5 and evaluates with -1/+1). retry: ask again with the reason, up to `retries`
+    times, then forfeit. random: play a uniformly random legal move instead.
+    """
+
+    mode: InvalidMode = "forfeit"
+    loss: float = -1.0
+    win: float = 1.0
+    retries: int = 2
+
+    def __post_init__(self) -> None:
+        if self.mode not in INVALID_MODES:
+            raise ValueError(
+                f"unknown invalid-move mode {self.mode!r}; valid: {', '.join(INVALID_MODES)}"
+            )
+        if self.retries < 0:
+            raise ValueError(f"invalid-move retries must be >= 0, got {self.retries}")
+
+    def forfeit_returns(self, offender: int) -> tuple[float, float]:
+        return (self.loss, self.win) if offender == 0 else (self.win, self.loss)
+
+    def decide(self, attempts: int) -> InvalidMode:
+        """The action to take after `attempts` invalid answers in a row for one turn."""
+        if self.mode == "retry":
+            return "retry" if attempts <= self.retries else "forfeit"
+        return self.mode
+
+
+# Evaluation forfeits score -1/+1 (SPIRAL); training uses -1.5/+0.5 (RolloutSettings default).
+EVAL_INVALID = InvalidMovePolicy("forfeit", loss=-1.0, win=1.0)
 
 
 @dataclass
@@ -106,6 +147,17 @@ def build_prompt(
     return tokenizer.encode(text, add_special_tokens=False)
 
 
+def read_answer(
+    text: str, legal: Sequence[str] | None, settings: RolloutSettings
+) -> tuple[str | None, str | None]:
+    """The move in a model's answer, or None with the reason it is invalid."""
+    if settings.answer_mode == "constrained":  # the answer is a legal action unless truncated
+        action = {normalize(a): a for a in legal}.get(normalize(text))
+        return action, None if action else "no legal action (truncated constrained answer)"
+    parsed = parse_action(text, legal, settings.parser_fallback)
+    return parsed.action, parsed.reason
+
+
 @dataclass
 class _Slot:
     index: int
@@ -119,7 +171,7 @@ class _Slot:
 
 
 def play_games(
-    engine: Engine,
+    engine: Engine | None,
     tokenizer,
     schedule: Sequence[tuple[str, int]],
     params: SamplingParams,
@@ -131,7 +183,8 @@ def play_games(
 
     By default the model plays both seats (self-play). `opponents[i][seat]`, when given and
     not None, is a fixed player for that seat of game i (evaluation); its moves are made at
-    once, so only the model's turns go to the engine.
+    once, so only the model's turns go to the engine (None when no seat is the model's).
+    Every player's invalid answers go through the same invalid-move policy.
     """
     episodes = [Episode(game, s) for game, s in schedule]
     turns: list[Turn] = []
@@ -171,16 +224,34 @@ def play_games(
     def fixed_player(slot: _Slot) -> Player | None:
         return opponents[slot.index][slot.state.current_seat()] if opponents else None
 
+    def on_invalid(slot: _Slot, seat: int, reason: str) -> tuple[str, str | None]:
+        """Record an invalid answer and apply the invalid-move policy: ("retry", None),
+        ("forfeit", None) once the game is over, or ("play", a random legal action)."""
+        slot.attempts += 1
+        episodes[slot.index].invalid.append((seat, reason))
+        decision = settings.invalid.decide(slot.attempts)
+        legal = slot.state.legal_actions()
+        if decision == "retry":
+            slot.feedback = f"Your last answer was invalid: {reason}. {RETRY_INSTRUCTION}"
+            return "retry", None
+        if decision == "forfeit" or not legal:  # free-text games have nothing to substitute
+            forfeit(slot, seat)
+            return "forfeit", None
+        return "play", legal[int(slot.rng.integers(len(legal)))]
+
     def play_fixed(slot: _Slot) -> bool:
         """Let fixed players move until it is the model's turn; True while the game goes on."""
         while (player := fixed_player(slot)) is not None:
             seat = slot.state.current_seat()
-            move = player.act(slot.state, slot.rng)
-            if move.action is None:
-                episodes[slot.index].invalid.append((seat, move.reason or "invalid"))
-                forfeit(slot, seat)
-                return False
-            if not apply(slot, seat, move.action):
+            move = player.act(slot.state, slot.rng, slot.feedback)
+            action = move.action
+            if action is None:
+                what, action = on_invalid(slot, seat, move.reason or "invalid")
+                if what == "retry":
+                    continue
+                if what == "forfeit":
+                    return False
+            if not apply(slot, seat, action):
                 return False
         return True
 
@@ -219,31 +290,18 @@ def play_games(
 
         still_live = []
         for slot, seat, prompt, gen in zip(live, seats, prompts, gens):
-            legal = slot.state.legal_actions()
-            if settings.answer_mode == "constrained":
-                by_key = {normalize(a): a for a in legal}
-                action = by_key.get(normalize(gen.text))
-                reason = None if action else "no legal action (truncated constrained answer)"
-            else:
-                parsed = parse_action(gen.text, legal, settings.parser_fallback)
-                action, reason = parsed.action, parsed.reason
+            action, reason = read_answer(gen.text, slot.state.legal_actions(), settings)
             turn = Turn(
                 slot.game, slot.index, seat, slot.moves, prompt, gen.token_ids, gen.logprobs,
                 gen.allowed, action is not None, reason, gen.finish_reason,
             )  # fmt: skip
             slot.turns.append(turn)
             if action is None:
-                slot.attempts += 1
-                episodes[slot.index].invalid.append((seat, reason or "invalid"))
-                decision = settings.invalid.decide(slot.attempts)
-                if decision == "retry":
-                    slot.feedback = f"Your last answer was invalid: {reason}. Answer with one legal action in \\boxed{{}}."
+                what, action = on_invalid(slot, seat, reason or "invalid")
+                if what == "retry":
                     still_live.append(slot)
+                if what != "play":
                     continue
-                if decision == "forfeit" or not legal:
-                    forfeit(slot, seat)
-                    continue
-                action = legal[int(slot.rng.integers(len(legal)))]
             if apply(slot, seat, action, turn) and play_fixed(slot):
                 still_live.append(slot)
         live = still_live

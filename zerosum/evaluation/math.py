@@ -22,23 +22,46 @@ class Problem:
     answer: str
 
 
-def load_problems(path: str | Path, limit: int | None = None) -> list[Problem]:
-    """Problems of a JSONL benchmark file; a one-line error names a bad file or record."""
-    p = Path(path)
+def _rows(source: str | Path):
+    """(label, record) pairs of a JSONL file, or of `hf:NAME[:CONFIG]:SPLIT` (Hugging Face
+    `datasets`, which then needs the package and hub access or a local cache)."""
+    text = str(source)
+    if text.startswith("hf:"):
+        parts = text[3:].split(":")
+        if len(parts) not in (2, 3) or not all(parts):
+            raise ValueError(f"dataset id {text!r} must look like hf:NAME[:CONFIG]:SPLIT")
+        try:
+            import datasets
+        except ImportError:
+            raise ValueError(
+                f"dataset id {text!r} needs the `datasets` package: pip install datasets"
+            ) from None
+        name, *config, split = parts
+        for number, row in enumerate(datasets.load_dataset(name, *config, split=split), 1):
+            yield f"{text} row {number}", dict(row)
+        return
+    p = Path(source)
     if not p.is_file():
-        raise ValueError(f"benchmark file {str(p)!r} does not exist (give a local JSONL path)")
-    problems = []
+        raise ValueError(
+            f"benchmark file {str(p)!r} does not exist (give a JSONL path or hf:NAME:SPLIT)"
+        )
     for number, line in enumerate(p.read_text().splitlines(), 1):
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
+            yield f"{p.name} line {number}", json.loads(line)
         except json.JSONDecodeError:
             raise ValueError(f"{p.name} line {number} is not JSON") from None
+
+
+def load_problems(source: str | Path, limit: int | None = None) -> list[Problem]:
+    """Problems of a JSONL file or dataset id; a one-line error names a bad source or record."""
+    problems = []
+    for label, row in _rows(source):
         question = row.get("problem") or row.get("question")
         answer = row.get("answer")
         if not question or answer is None:
-            raise ValueError(f"{p.name} line {number} needs 'problem' or 'question', and 'answer'")
+            raise ValueError(f"{label} needs 'problem' or 'question', and 'answer'")
         answer = str(answer)
         if "####" in answer:  # GSM8K: worked solution, then '#### final'
             answer = answer.rsplit("####", 1)[1]

@@ -125,3 +125,61 @@ def exploitability_report(game_name: str, policy: os_policy.TabularPolicy) -> di
         "return_vs_nash_seat0": float(as_seat0),
         "return_vs_nash_seat1": float(as_seat1),
     }
+
+
+def sampled_policy(
+    engine,
+    tokenizer,
+    game_name: str,
+    params,
+    k: int,
+    fallback: str = "last_bracket",
+    include_rules: bool = True,
+    prompt_format: str = "chat",
+    seed: int = 0,
+) -> tuple[os_policy.TabularPolicy, dict[str, float]]:
+    """The free-text policy estimated from `k` sampled answers per information set.
+
+    Each action's probability is its share of the valid answers; an information set with no
+    valid answer gets the uniform policy (counted in `invalid_rate`). The statistics give the
+    sampling error: the mean and largest binomial standard error over all (set, action)."""
+    from zerosum.games.parsing import parse_action
+
+    if k < 1:
+        raise ValueError(f"samples per information set must be >= 1, got {k}")
+    game = load_game(game_name)
+    if not isinstance(game, OpenSpielGame):
+        raise ValueError(f"policies need an OpenSpiel game, not {game_name!r}")
+    table = os_policy.TabularPolicy(game.spiel_game)
+    keys = list(table.state_lookup)
+    states = [game.state_from_history(_state_for(game.spiel_game, key).history()) for key in keys]
+    prompts = [
+        build_prompt(tokenizer, s, s.current_seat(), "free", None, include_rules, prompt_format)
+        for s in states
+    ]
+    gens = engine.generate([p for p in prompts for _ in range(k)], params, seed=seed)
+    invalid = 0
+    errors = []
+    for i, (key, state) in enumerate(zip(keys, states)):
+        spiel_state = _state_for(game.spiel_game, key)
+        counts = dict.fromkeys(spiel_state.legal_actions(), 0)
+        for gen in gens[i * k : (i + 1) * k]:
+            action = parse_action(gen.text, state.legal_actions(), fallback).action
+            if action is None:
+                invalid += 1
+            else:
+                counts[state.action_id(action)] += 1
+        valid = sum(counts.values())
+        row = table.action_probability_array[table.state_lookup[key]]
+        row[:] = 0.0
+        for action, c in counts.items():
+            p = c / valid if valid else 1.0 / len(counts)
+            row[action] = p
+            errors.append(math.sqrt(p * (1 - p) / valid) if valid else 0.5)
+    stats = {
+        "samples_per_infoset": float(k),
+        "invalid_rate": invalid / (len(keys) * k),
+        "mean_std_error": sum(errors) / len(errors),
+        "max_std_error": max(errors),
+    }
+    return table, stats

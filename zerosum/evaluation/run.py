@@ -14,11 +14,11 @@ from importlib import metadata
 from pathlib import Path
 
 from zerosum.engines.base import SamplingParams
-from zerosum.evaluation.games import EVAL_INVALID, evaluate_against
+from zerosum.evaluation.games import evaluate_against
 from zerosum.games import load_game
 from zerosum.players import make_player, unsupported
 from zerosum.players.simple import NASH_GAMES
-from zerosum.rollout import RolloutSettings
+from zerosum.rollout import EVAL_INVALID, RolloutSettings
 
 
 @dataclass
@@ -37,7 +37,8 @@ class EvalSettings:
     include_rules: bool = True
     prompt_format: str = "chat"
     max_turns: int = 50
-    exploitability: bool = True  # kuhn/leduc in constrained mode
+    exploitability: bool = True  # kuhn/leduc: exact (constrained) or sampled (free)
+    exploit_k: int = 8  # free mode: sampled answers per information set
     math: list[str] = field(default_factory=list)  # JSONL benchmark files
     math_k: int = 1  # samples per problem
     limit: int | None = None  # first N problems of each benchmark
@@ -62,7 +63,7 @@ def run_eval(s: EvalSettings) -> dict:
         load_game(game)  # bad names and files fail before the model loads
     from zerosum.evaluation.math import evaluate_math, load_problems
 
-    benchmarks = {Path(path).stem: load_problems(path, s.limit) for path in s.math}
+    benchmarks = {_bench_name(path): load_problems(path, s.limit) for path in s.math}
     players = {spec: make_player(spec) for spec in s.opponents}
     from zerosum.engines.hf import HFEngine
     from zerosum.models import load_model
@@ -100,13 +101,23 @@ def run_eval(s: EvalSettings) -> dict:
             )
             per_game["exploitability"] = exploitability_report(game, policy)
         elif s.exploitability and game in NASH_GAMES:
-            per_game["exploitability_skipped"] = "exact policies need --answer-mode constrained"
+            from zerosum.evaluation.policy import exploitability_report, sampled_policy
+
+            policy, sampling = sampled_policy(
+                engine, tokenizer, game, params, s.exploit_k, s.parser_fallback,
+                s.include_rules, s.prompt_format, s.seed,
+            )  # fmt: skip
+            per_game["exploitability"] = {**exploitability_report(game, policy), **sampling}
         results["games"][game] = per_game
     results["math"] = {
         name: evaluate_math(engine, tokenizer, problems, params, s.math_k, s.seed, s.max_concurrent)
         for name, problems in benchmarks.items()
     }
     return results
+
+
+def _bench_name(source: str) -> str:
+    return source.split(":")[1].split("/")[-1] if source.startswith("hf:") else Path(source).stem
 
 
 def format_results(results: dict) -> str:
@@ -144,6 +155,12 @@ def format_results(results: dict) -> str:
             )
         if "exploitability" in per_game:
             e = per_game["exploitability"]
+            if "samples_per_infoset" in e:
+                lines.append(
+                    f"  policy sampled: {e['samples_per_infoset']:.0f} answers per information set, "
+                    f"invalid {e['invalid_rate']:.2f}, std error mean {e['mean_std_error']:.3f} "
+                    f"max {e['max_std_error']:.3f}"
+                )
             lines.append(
                 f"  NashConv {e['nash_conv']:.4f} (best-response gain seat 0 "
                 f"{e['best_response_gain_seat0']:.4f}, seat 1 {e['best_response_gain_seat1']:.4f}); "

@@ -13,9 +13,8 @@ import numpy as np
 from zerosum.engines.base import Engine, SamplingParams
 from zerosum.games import load_game
 from zerosum.games.openspiel_games import OpenSpielState
-from zerosum.games.parsing import normalize, parse_action
 from zerosum.players.simple import minimax_values, optimal_actions
-from zerosum.rollout import Episode, RolloutSettings, build_prompt
+from zerosum.rollout import Episode, RolloutSettings, build_prompt, read_answer
 
 
 def _value_for_mover(state: OpenSpielState, seat: int) -> float:
@@ -95,11 +94,7 @@ def answer_positions(
         [list(s.legal_actions()) for s in states] if settings.answer_mode == "constrained" else None
     )
     gens = engine.generate(prompts, params, choices, seed=seed)
-    out = []
-    for state, gen in zip(states, gens):
-        if settings.answer_mode == "constrained":
-            action = {normalize(a): a for a in state.legal_actions()}.get(normalize(gen.text))
-        else:
-            action = parse_action(gen.text, state.legal_actions(), settings.parser_fallback).action
-        out.append((state, action))
-    return out
+    return [
+        (state, read_answer(gen.text, state.legal_actions(), settings)[0])
+        for state, gen in zip(states, gens)
+    ]
