@@ -174,7 +174,7 @@ def play_games(
     engine: Engine | None,
     tokenizer,
     schedule: Sequence[tuple[str, int]],
-    params: SamplingParams,
+    params: SamplingParams | None,
     settings: RolloutSettings,
     seed: int,
     opponents: Sequence[Sequence[Player | None]] | None = None,
