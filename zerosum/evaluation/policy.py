@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 
-import pyspiel
 import torch
 from open_spiel.python import policy as os_policy
 from open_spiel.python.algorithms import exploitability
@@ -20,6 +19,7 @@ from zerosum.engines.base import ChoiceTrie, choice_token_ids
 from zerosum.games import load_game
 from zerosum.games.openspiel_games import OpenSpielGame
 from zerosum.learner import Sample, response_logprobs
+from zerosum.players.simple import info_set_states
 from zerosum.rollout import build_prompt
 
 
@@ -64,7 +64,7 @@ def model_policy(
         raise ValueError(f"exact policies need an OpenSpiel game, not {game_name!r}")
     table = os_policy.TabularPolicy(game.spiel_game)
     for key, index in table.state_lookup.items():
-        spiel_state = _state_for(game.spiel_game, key)
+        spiel_state = info_set_states(game_name)[key]
         state = game.state_from_history(spiel_state.history())
         probs = constrained_action_probs(
             model, tokenizer, state, temperature, include_rules, prompt_format
@@ -75,29 +75,6 @@ def model_policy(
             row[action] = probs[state.label(action)]
         row /= row.sum()  # guards float drift; probabilities already sum to 1
     return table
-
-
-_STATES: dict[tuple[str, str], pyspiel.State] = {}
-
-
-def _state_for(game: pyspiel.Game, info_key: str) -> pyspiel.State:
-    """One state in the information set `info_key` (any member renders the same view)."""
-    name = game.get_type().short_name
-    if not _STATES or (name, info_key) not in _STATES:
-
-        def walk(s: pyspiel.State) -> None:
-            if s.is_terminal():
-                return
-            if s.is_chance_node():
-                for a, _ in s.chance_outcomes():
-                    walk(s.child(a))
-                return
-            _STATES.setdefault((name, s.information_state_string()), s)
-            for a in s.legal_actions():
-                walk(s.child(a))
-
-        walk(game.new_initial_state())
-    return _STATES[(name, info_key)]
 
 
 def nash_conv(game_name: str, policy: os_policy.TabularPolicy) -> float:
@@ -152,7 +129,7 @@ def sampled_policy(
         raise ValueError(f"policies need an OpenSpiel game, not {game_name!r}")
     table = os_policy.TabularPolicy(game.spiel_game)
     keys = list(table.state_lookup)
-    states = [game.state_from_history(_state_for(game.spiel_game, key).history()) for key in keys]
+    states = [game.state_from_history(info_set_states(game_name)[key].history()) for key in keys]
     prompts = [
         build_prompt(tokenizer, s, s.current_seat(), "free", None, include_rules, prompt_format)
         for s in states
@@ -161,7 +138,7 @@ def sampled_policy(
     invalid = 0
     errors = []
     for i, (key, state) in enumerate(zip(keys, states)):
-        spiel_state = _state_for(game.spiel_game, key)
+        spiel_state = info_set_states(game_name)[key]
         counts = dict.fromkeys(spiel_state.legal_actions(), 0)
         for gen in gens[i * k : (i + 1) * k]:
             action = parse_action(gen.text, state.legal_actions(), fallback).action

@@ -135,11 +135,10 @@ def cfr_policy_table(game_name: str, iterations: int = 1000) -> dict[str, dict[s
     for _ in range(iterations):
         solver.evaluate_and_update_policy()
     average = solver.average_policy()
-    table: dict[str, dict[str, float]] = {}
-    for state in _decision_states(game.new_initial_state()):
-        key = state.information_state_string()
-        if key not in table:
-            table[key] = {str(a): float(p) for a, p in average.get_state_policy(key)}
+    table = {
+        key: {str(a): float(p) for a, p in average.get_state_policy(key)}
+        for key in info_set_states(game_name)
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     tmp.write_text(json.dumps(table))
@@ -147,15 +146,25 @@ def cfr_policy_table(game_name: str, iterations: int = 1000) -> dict[str, dict[s
     return table
 
 
-def _decision_states(state: pyspiel.State):
-    if state.is_terminal():
-        return
-    if not state.is_chance_node():
-        yield state
-    for action in (
-        (a for a, _ in state.chance_outcomes()) if state.is_chance_node() else state.legal_actions()
-    ):
-        yield from _decision_states(state.child(action))
+@cache
+def info_set_states(game_name: str) -> dict[str, pyspiel.State]:
+    """One OpenSpiel state per information set of a small game (any member renders the same
+    view), keyed by the information-state string, in depth-first order."""
+    states: dict[str, pyspiel.State] = {}
+
+    def walk(s: pyspiel.State) -> None:
+        if s.is_terminal():
+            return
+        if s.is_chance_node():
+            for a, _ in s.chance_outcomes():
+                walk(s.child(a))
+            return
+        states.setdefault(s.information_state_string(), s)
+        for a in s.legal_actions():
+            walk(s.child(a))
+
+    walk(pyspiel.load_game(game_name).new_initial_state())
+    return states
 
 
 def tabular_policy(
