@@ -72,13 +72,14 @@ def test_kl_penalty_pulls_towards_the_reference(tiny, tokenizer):
     from peft import LoraConfig, get_peft_model
 
     model = get_peft_model(tiny, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear"))
-    with torch.no_grad():  # move the policy away from the reference (adapter off)
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # move the policy away from the reference (adapter off), reproducibly
         for n, p in model.named_parameters():
-            if "lora_B" in n:
-                p.normal_(0, 0.05)
+            if "lora_" in n:
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
     samples = [Sample(s.prompt_ids, s.response_ids, 0.0) for s in make_samples(tokenizer)]
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
     settings = LearnerSettings(loss="reinforce", kl_coef=1.0, aggregation="mean")
     learner = Learner(model, opt, settings, tokenizer.pad_token_id)
-    kls = [learner.step(samples)["loss/kl_ref"] for _ in range(5)]
-    assert kls[0] > 0 and kls[-1] < kls[0] / 2
+    kls = [learner.step(samples)["loss/kl_ref"] for _ in range(8)]
+    assert kls[0] > 1e-3 and kls[-1] < kls[0] / 2, kls
