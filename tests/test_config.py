@@ -42,6 +42,14 @@ def test_overrides_are_typed():
         ),
         ("optim.lr=true", "'optim.lr' = 'True' is invalid; allowed: float"),
         ("model=3", "config section 'model' must be a mapping, got 3"),
+        (
+            "vllm.lora_sync=lora",
+            "'vllm.lora_sync' = 'lora' is invalid; allowed: one of 'adapter', 'merge'",
+        ),
+        (
+            "vllm.tensor_parallel_size=0",
+            "'vllm.tensor_parallel_size' = 0 is invalid; allowed: an integer >= 1",
+        ),
         ("nonsense", "override 'nonsense' must look like section.field=value"),
     ],
 )

@@ -29,6 +29,9 @@ class ScriptEngine:
             out.append(Generation(ids, [-0.5] * len(ids), "stop", text))
         return out
 
+    def offload(self):
+        return None
+
     def sync_weights(self):
         return None
 

@@ -1,9 +1,11 @@
 """The `vllm` engine against the learner: same log-probabilities, weight sync, constrained answers.
 
 Needs vLLM (the `.venv-vllm` environment, see BENCHMARKS.md); skipped elsewhere. One engine on a
-tiny model is shared by the module because starting it takes about 40-60 s on a 2-core CPU.
+tiny model is shared by most tests. Engines start eagerly (`enforce_eager`, a few seconds)
+except in the training run, which covers the default torch.compile path (40-60 s here).
 """
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -28,7 +30,7 @@ def setup(tokenizer):
     from zerosum.models import tiny_model
 
     model = tiny_model(tokenizer, hidden_size=64, layers=2, heads=2, seed=0)
-    return model, VLLMEngine(model, tokenizer, max_batch=16, kv_cache_gib=1)
+    return model, VLLMEngine(model, tokenizer, max_batch=16, kv_cache_gib=1, enforce_eager=True)
 
 
 def prompts(tokenizer) -> list[list[int]]:
@@ -47,14 +49,19 @@ def max_gap(a: list[torch.Tensor], gens) -> float:
 
 
 def test_logprobs_match_the_learner_before_and_after_a_synced_step(setup, tokenizer):
-    model, engine = setup
+    check_step_and_sync(*setup, tokenizer)
+
+
+def check_step_and_sync(model, engine, tokenizer) -> None:
+    """The engine samples with the learner's log-probabilities; after a learner step it is
+    stale until `sync_weights`, then it matches the new weights."""
     ps, pad = prompts(tokenizer), tokenizer.pad_token_id
     params = SamplingParams(temperature=0.7, max_new_tokens=8)
     before = engine.generate(ps, params, seed=1)
     assert max_gap(learner_logprobs(model, ps, before, 0.7, pad), before) < ATOL
 
     # One real optimizer step of the learner changes its weights, not yet the engine's.
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
     learner = Learner(model, opt, LearnerSettings(loss="reinforce", temperature=0.7), pad)
     learner.step([Sample(p, g.token_ids, (-1.0) ** i) for i, (p, g) in enumerate(zip(ps, before))])
     model.eval()
@@ -66,6 +73,38 @@ def test_logprobs_match_the_learner_before_and_after_a_synced_step(setup, tokeni
     after = engine.generate(ps, params, seed=1)
     assert max_gap(learner_logprobs(model, ps, after, 0.7, pad), after) < ATOL
     assert any(a.logprobs != b.logprobs for a, b in zip(after, before))
+
+
+@pytest.mark.parametrize(
+    ("mode", "tensor_parallel"), [("adapter", 1), ("merge", 1), ("full", 2), ("adapter", 2)]
+)
+def test_weight_sync_modes(mode, tensor_parallel):
+    """LoRA runs serve the adapter as a new LoRARequest (`adapter`) or fold it into reloaded
+    base weights (`merge`); split over 2 CPU workers (vLLM's multi-process executor, as with
+    tensor_parallel_size=2 on GPUs) full weights and adapters sync alike. Either way the engine
+    is stale after a learner update and matches the learner after `sync_weights`."""
+    script = Path(__file__).with_name("vllm_sync_check.py")
+    run = subprocess.run(
+        [sys.executable, str(script), mode, str(tensor_parallel)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    assert out["start"] < ATOL and max(out["synced"]) < ATOL
+    assert min(out["stale"]) > 1e-2
+    # One adapter at a time: the third (start, two syncs) replaced the others.
+    assert out["loras"] == ([3] if mode == "adapter" else [])
+    # LoRA: syncing (merging adds deltas to copies) never touched the learner's base weights.
+    assert out["base_unchanged"] == (mode != "full")
+
+
+def test_sleep_mode_off_a_gpu_is_a_clear_error(tokenizer):
+    from zerosum.engines.vllm import VLLMEngine
+    from zerosum.models import tiny_model
+
+    model = tiny_model(tokenizer, hidden_size=64, layers=2, heads=2, seed=0)
+    with pytest.raises(ValueError, match=r"vllm.sleep=true needs .* this platform is cpu"):
+        VLLMEngine(model, tokenizer, sleep=True)
 
 
 def test_seeds_reproduce_and_length_finish(setup, tokenizer):

@@ -38,6 +38,26 @@ class ModelConfig:
 
 
 @dataclass
+class VLLMConfig:
+    """Options of `engine: vllm` (ignored by `hf`)."""
+
+    lora_sync: Literal["adapter", "merge"] = _f(
+        "adapter",
+        "LoRA runs: adapter serves each new adapter as a LoRARequest; merge reloads the base "
+        "weights with the adapter folded in (no LoRA kernels at generation)",
+    )
+    enforce_eager: bool = _f(False, "skip torch.compile and graph capture (faster start)")
+    kv_cache_gib: int = _f(2, "CPU only: KV cache size in GiB (VLLM_CPU_KVCACHE_SPACE)")
+    gpu_memory_utilization: float = _f(
+        0.3, "GPU only: share of GPU memory vLLM may take (the learner shares the GPU)"
+    )
+    tensor_parallel_size: int = _f(1, "GPUs (or CPU workers) one model is split over")
+    sleep: bool = _f(
+        False, "GPU only: release vLLM's GPU memory while the learner steps (sleep mode)"
+    )
+
+
+@dataclass
 class SamplingConfig:
     temperature: float = _f(1.0, "sampling temperature of rollouts")
     top_p: float = _f(1.0, "nucleus sampling mass of rollouts")
@@ -121,6 +141,7 @@ class EvalConfig:
 class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     engine: Literal["hf", "vllm"] = _f("hf", "generation backend")
+    vllm: VLLMConfig = field(default_factory=VLLMConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     algo: AlgoConfig = field(default_factory=AlgoConfig)
@@ -158,6 +179,9 @@ _CHECKS: list[tuple[str, typing.Callable[[Any], bool], str]] = [
     ("eval.temperature", lambda v: v > 0, "a number > 0"),
     ("eval.top_p", lambda v: 0 < v <= 1, "a number in (0, 1]"),
     ("run.keep_checkpoints", lambda v: v >= 1, "an integer >= 1"),
+    ("vllm.kv_cache_gib", lambda v: v >= 1, "an integer >= 1"),
+    ("vllm.gpu_memory_utilization", lambda v: 0 < v <= 1, "a number in (0, 1]"),
+    ("vllm.tensor_parallel_size", lambda v: v >= 1, "an integer >= 1"),
 ]
 
 

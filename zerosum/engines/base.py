@@ -45,6 +45,10 @@ class Engine(Protocol):
         """Sample one response per prompt (token ids). `choices[i]` constrains prompt i."""
         ...
 
+    def offload(self) -> None:
+        """Free generation memory before a learner step (a no-op unless the engine can)."""
+        ...
+
     def sync_weights(self) -> None:
         """Serve the learner's current weights (a no-op when weights are shared)."""
         ...

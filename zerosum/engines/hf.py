@@ -48,6 +48,9 @@ class HFEngine:
         self.eos_id = tokenizer.eos_token_id
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_id
 
+    def offload(self) -> None:  # the learner's own module: nothing to free
+        return None
+
     def sync_weights(self) -> None:  # weights are shared with the learner
         return None
 

@@ -3,9 +3,10 @@
 vLLM runs in this process (`VLLM_ENABLE_V1_MULTIPROCESSING=0`) so that `sync_weights` can hand
 it the learner's tensors directly (`collective_rpc("reload_weights")`, about 0.6 s for 135M
 parameters) instead of writing a checkpoint; it starts once from a temporary copy of the
-learner's model. Reported log-probabilities are vLLM's "processed_logprobs": those of the
-distribution actually sampled from (after temperature, constraint and top-p), as the protocol
-requires.
+learner's model (LoRA runs: see `VLLMEngine` for the adapter and merge sync modes; tensor
+parallelism spawns worker processes, and the sync then goes through vLLM's RPC). Reported
+log-probabilities are vLLM's "processed_logprobs": those of the distribution actually sampled
+from (after temperature, constraint and top-p), as the protocol requires.
 
 Constrained answers use a logits processor that applies `ChoiceTrie` to the exact token
 sequences of the allowed answers, not vLLM's guided `choice`: a choice grammar accepts every
@@ -20,6 +21,7 @@ import os
 import random
 import shutil
 import tempfile
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
@@ -78,15 +80,16 @@ def _kept_rng_state() -> Iterator[None]:
     np.random.set_state(npy)
 
 
-def engine_weights(model) -> list[tuple[str, torch.Tensor]]:
+def engine_weights(model, merge_lora: bool = True) -> list[tuple[str, torch.Tensor]]:
     """The learner's weights under Hugging Face names, as vLLM loads them.
 
-    A PEFT model's LoRA deltas are added to the base weights without touching the model
-    (merge/unmerge in place would drift the base weights a little on every sync). Tied
-    embeddings come out under both names with the same values, as vLLM requires.
+    A PEFT model's LoRA deltas are added to the base weights (`merge_lora`) without touching
+    the model (merge/unmerge in place would drift the base weights a little on every sync);
+    without `merge_lora` these are the frozen base weights. Tied embeddings come out under both
+    names with the same values, as vLLM requires.
     """
     deltas: dict[str, torch.Tensor] = {}
-    if hasattr(model, "peft_config"):
+    if merge_lora and is_lora(model):
         from peft.tuners.lora import LoraLayer
 
         for name, module in model.named_modules():
@@ -107,8 +110,58 @@ def engine_weights(model) -> list[tuple[str, torch.Tensor]]:
     return out
 
 
+def is_lora(model) -> bool:
+    return hasattr(model, "peft_config")
+
+
+# vLLM accepts only these adapter ranks as its maximum (vllm.config.lora.MaxLoRARanks).
+_VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+
+
+def _max_lora_rank(model) -> int:
+    rank = max(c.r for c in model.peft_config.values())
+    for allowed in _VLLM_LORA_RANKS:
+        if allowed >= rank:
+            return allowed
+    raise ValueError(f"LoRA rank {rank} is above vLLM's maximum {_VLLM_LORA_RANKS[-1]}")
+
+
+def _bind_cpu_workers(workers: int) -> None:
+    """vLLM's CPU backend binds each tensor-parallel worker to its own NUMA node, and refuses
+    more workers than nodes; on one node, give each worker an equal share of this process's
+    cores instead (e.g. "0|1"), unless the user set VLLM_CPU_OMP_THREADS_BIND."""
+    cores = sorted(os.sched_getaffinity(0))
+    if workers > len(cores):
+        raise ValueError(
+            f"vllm.tensor_parallel_size={workers} needs at least {workers} cores on a CPU; "
+            f"this process may use {len(cores)}"
+        )
+    share = len(cores) // workers
+    groups = [cores[i * share : (i + 1) * share] for i in range(workers)]
+    os.environ.setdefault(
+        "VLLM_CPU_OMP_THREADS_BIND", "|".join(",".join(map(str, g)) for g in groups)
+    )
+
+
+def _scratch_dir(prefix: str) -> str:
+    """A fresh directory in memory (/dev/shm) where there is one, else in the temp dir."""
+    shm = "/dev/shm"
+    where = shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
+    return tempfile.mkdtemp(prefix=prefix, dir=where)
+
+
 class VLLMEngine:
-    """Batched sampling with vLLM (prefix caching on) from a snapshot of the learner's model."""
+    """Batched sampling with vLLM (prefix caching on) from a snapshot of the learner's model.
+
+    Weight sync after each learner step (`sync_weights`):
+    - full fine-tuning, or LoRA with `lora_sync="merge"`: the (merged) weights are loaded into
+      vLLM's model in place, by reference;
+    - LoRA with `lora_sync="adapter"`: vLLM keeps the frozen base weights and each sync
+      serves the current adapter as a new `LoRARequest` (written to /dev/shm, a few MB); the
+      previous adapter is unloaded.
+    `sleep` (GPU only) releases vLLM's memory from `offload` (called before the learner step)
+    until the next sync.
+    """
 
     def __init__(
         self,
@@ -118,23 +171,47 @@ class VLLMEngine:
         kv_cache_gib: int = 2,
         seed: int = 0,
         max_model_len: int | None = None,
+        lora_sync: str = "adapter",
+        enforce_eager: bool = False,
+        gpu_memory_utilization: float = 0.3,
+        tensor_parallel_size: int = 1,
+        sleep: bool = False,
     ):
+        if lora_sync not in ("adapter", "merge"):
+            raise ValueError(f"unknown lora_sync {lora_sync!r}; valid: adapter, merge")
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # in-process: weight sync by reference
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(kv_cache_gib))
         from vllm import LLM
+        from vllm.platforms import current_platform
 
+        if sleep and not current_platform.is_sleep_mode_available():
+            raise ValueError(
+                f"vllm.sleep=true needs vLLM sleep mode (CUDA/ROCm/XPU GPUs); this platform is "
+                f"{current_platform.device_type}: use vllm.sleep=false"
+            )
+        if current_platform.is_cpu() and tensor_parallel_size > 1:
+            _bind_cpu_workers(tensor_parallel_size)
         self.model = model
         self.tokenizer = tokenizer
         self.eos_id = tokenizer.eos_token_id
         self.stop_ids = stop_token_ids(model, tokenizer)
+        self.adapter = is_lora(model) and lora_sync == "adapter"
+        self.sleep, self.asleep = sleep, False
+        self._lora_request = None
+        self._lora_dir = _scratch_dir("zerosum-lora-") if self.adapter else None
+        lora_args = {}
+        if self.adapter:
+            lora_args = dict(enable_lora=True, max_lora_rank=_max_lora_rank(model), max_loras=1)
         dtype = next(model.parameters()).dtype
         threads = torch.get_num_threads()
-        self._dir = tempfile.mkdtemp(prefix="zerosum-vllm-")
+        snapshot = tempfile.mkdtemp(prefix="zerosum-vllm-")
         try:
-            self._save(model, tokenizer)
+            base = model.get_base_model() if is_lora(model) else model
+            base.save_pretrained(snapshot, state_dict=dict(self._weights()))
+            tokenizer.save_pretrained(snapshot)
             with _kept_rng_state():  # in-process vLLM seeds the global RNGs at start-up
                 self.llm = LLM(
-                    model=self._dir,
+                    model=snapshot,
                     dtype=str(dtype).removeprefix("torch."),
                     seed=seed,
                     enable_prefix_caching=True,
@@ -145,24 +222,56 @@ class VLLMEngine:
                     max_num_seqs=max_batch,
                     max_model_len=max_model_len,
                     logits_processors=[ChoiceLogitsProcessor],
+                    enforce_eager=enforce_eager,
+                    gpu_memory_utilization=gpu_memory_utilization,
+                    tensor_parallel_size=tensor_parallel_size,
+                    enable_sleep_mode=sleep,
+                    **lora_args,
                 )
         finally:  # vLLM holds the weights in memory; the snapshot is not needed again
-            shutil.rmtree(self._dir, ignore_errors=True)
+            shutil.rmtree(snapshot, ignore_errors=True)
             torch.set_num_threads = _set_num_threads
             _set_num_threads(threads)
+        if self._lora_dir is not None:
+            weakref.finalize(self, shutil.rmtree, self._lora_dir, ignore_errors=True)
+            self._publish_adapter()
 
-    def _save(self, model, tokenizer) -> None:
-        """Write the learner's current weights where vLLM can start from them."""
-        base = model.get_base_model() if hasattr(model, "peft_config") else model
-        state = dict(engine_weights(model))
-        base.save_pretrained(self._dir, state_dict=state)
-        tokenizer.save_pretrained(self._dir)
+    def _weights(self) -> list[tuple[str, torch.Tensor]]:
+        """What vLLM's own weights must be: the base alone when the adapter is served apart."""
+        return engine_weights(self.model, merge_lora=not self.adapter)
+
+    def _publish_adapter(self) -> None:
+        """Serve the learner's current adapter as a new LoRARequest and unload the previous."""
+        from vllm.lora.request import LoRARequest
+
+        old = self._lora_request
+        version = 1 if old is None else old.lora_int_id + 1
+        path = os.path.join(self._lora_dir, f"v{version}")
+        self.model.save_pretrained(path)  # PEFT: adapter config and weights only
+        self._lora_request = LoRARequest(f"zerosum-policy-v{version}", version, path)
+        if old is not None:
+            self.llm.llm_engine.remove_lora(old.lora_int_id)
+            shutil.rmtree(old.lora_path, ignore_errors=True)
+
+    def offload(self) -> None:
+        """Release vLLM's GPU memory for the learner step (sleep mode); no-op otherwise. Level 1
+        keeps the frozen base weights (adapter mode); level 2 drops weights a sync replaces."""
+        if self.sleep and not self.asleep:
+            self.llm.sleep(level=1 if self.adapter else 2)
+            self.asleep = True
 
     def sync_weights(self) -> None:
-        """Load the learner's current weights into vLLM in place and drop cached prefixes
-        (their keys and values were computed with the old weights)."""
-        weights = engine_weights(self.model)
-        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights})
+        """Serve the learner's current weights and drop cached prefixes (their keys and values
+        were computed with the old weights)."""
+        if self.asleep:
+            self.llm.wake_up(tags=["weights"])
+        if self.adapter:
+            self._publish_adapter()
+        else:
+            self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": self._weights()})
+        if self.asleep:
+            self.llm.wake_up(tags=["kv_cache"])
+            self.asleep = False
         self.llm.reset_prefix_cache()
 
     def generate(
@@ -174,6 +283,8 @@ class VLLMEngine:
     ) -> list[Generation]:
         from vllm import SamplingParams as VLLMParams
 
+        if self.asleep:  # generation without a learner step in between (evaluation)
+            self.sync_weights()
         tries: list[ChoiceTrie | None] = [None] * len(prompts)
         requests = []
         for i in range(len(prompts)):
@@ -200,7 +311,10 @@ class VLLMEngine:
         _set_num_threads(1)
         try:
             outputs = self.llm.generate(
-                [{"prompt_token_ids": list(p)} for p in prompts], requests, use_tqdm=False
+                [{"prompt_token_ids": list(p)} for p in prompts],
+                requests,
+                use_tqdm=False,
+                lora_request=self._lora_request,
             )
         finally:
             _set_num_threads(threads)
