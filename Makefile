@@ -43,5 +43,6 @@ test-vllm: $(VLLM_STAMP)
 
 bench-engines: $(VLLM_STAMP)
 	$(VLLM_VENV)/bin/python bench/bench_engines.py
+	$(VLLM_VENV)/bin/python bench/bench_lora_sync.py
 
 .PHONY: install run test test-slow test-vllm bench-engines

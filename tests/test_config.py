@@ -42,9 +42,10 @@ def test_overrides_are_typed():
         ),
         ("optim.lr=true", "'optim.lr' = 'True' is invalid; allowed: float"),
         ("model=3", "config section 'model' must be a mapping, got 3"),
+        ("model.device=gpu", "'model.device' = 'gpu' is invalid; allowed: auto, cpu, cuda or"),
         (
             "vllm.lora_sync=lora",
-            "'vllm.lora_sync' = 'lora' is invalid; allowed: one of 'adapter', 'merge'",
+            "'vllm.lora_sync' = 'lora' is invalid; allowed: one of 'auto', 'adapter', 'merge'",
         ),
         (
             "vllm.tensor_parallel_size=0",

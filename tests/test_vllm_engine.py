@@ -135,12 +135,22 @@ def test_constrained_mode_only_returns_allowed_answers(setup, tokenizer):
     assert {"check", "bet"} <= seen  # both answers are actually sampled
 
 
-def test_one_training_step_with_the_vllm_engine(tmp_path):
-    """`zerosum train engine=vllm` end to end (its own process: one vLLM engine per process)."""
+@pytest.mark.parametrize(
+    "extra",
+    [[], ["model.lora=true", "model.lora_rank=8", "vllm.lora_sync=adapter", "run.steps=2"]],
+    ids=["full-compiled", "lora-adapter"],
+)
+def test_short_training_run_with_the_vllm_engine(tmp_path, extra):
+    """`zerosum train engine=vllm` end to end in its own process (one vLLM engine per process):
+    full weights with vLLM's default torch.compile, and a LoRA run whose second step samples
+    from the adapter served after the first."""
     cmd = [
         sys.executable, "-m", "zerosum.cli", "train", "--config", str(RECIPE), "engine=vllm",
         "run.steps=1", "rollout.games_per_step=8", "rollout.max_concurrent=8",
-        "run.progress=false", f"run.out_dir={tmp_path}",
+        "run.progress=false", f"run.out_dir={tmp_path}", *extra,
     ]  # fmt: skip
     subprocess.run(cmd, check=True, timeout=600)
-    assert "rollout/" in (tmp_path / "metrics.jsonl").read_text()
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    steps = [json.loads(line) for line in lines]
+    assert len(steps) == (2 if extra else 1)
+    assert all(s["rollout/games"] == 8 for s in steps), steps

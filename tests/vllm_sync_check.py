@@ -35,7 +35,7 @@ def check(mode: str, tensor_parallel: int) -> dict:
     frozen = {k: v.clone() for k, v in engine_weights(model, merge_lora=False)}
     engine = VLLMEngine(
         model, tokenizer, max_batch=4, kv_cache_gib=1, enforce_eager=True,
-        tensor_parallel_size=tensor_parallel, lora_sync="merge" if mode == "merge" else "adapter",
+        tensor_parallel_size=tensor_parallel, lora_sync="adapter" if mode == "full" else mode,
     )  # fmt: skip
     prompt = tokenizer.encode("Hello there, how are", add_special_tokens=False)
 

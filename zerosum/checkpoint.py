@@ -89,7 +89,8 @@ def load_checkpoint(path: Path, model, optimizer) -> tuple[TrainState, dict]:
             )
         if hasattr(model, "tie_weights"):
             model.tie_weights()
-    blob = torch.load(Path(path) / "trainer_state.pt", weights_only=False)
+    # On the CPU first (a GPU run resumes anywhere); the optimizer moves its state to the params.
+    blob = torch.load(Path(path) / "trainer_state.pt", weights_only=False, map_location="cpu")
     optimizer.load_state_dict(blob["optimizer"])
     torch.set_rng_state(blob["rng"]["torch"])
     return TrainState(**blob["state"]), blob["config"]

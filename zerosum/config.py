@@ -8,6 +8,7 @@ outside its allowed set fails at start with one line naming the field and what i
 from __future__ import annotations
 
 import dataclasses
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,7 @@ class ModelConfig:
         "smollm2-135m-instruct", "HF model id, local path, or the packaged default alias"
     )
     dtype: Literal["float32", "bfloat16"] = _f("float32", "weights dtype of the learner")
+    device: str = _f("auto", "learner device: auto (a CUDA GPU if one is visible), cpu, cuda[:N]")
     lora: bool = _f(False, "train a LoRA adapter (PEFT) instead of all weights")
     lora_rank: int = _f(16, "LoRA rank")
     lora_alpha: int = _f(32, "LoRA alpha")
@@ -41,10 +43,11 @@ class ModelConfig:
 class VLLMConfig:
     """Options of `engine: vllm` (ignored by `hf`)."""
 
-    lora_sync: Literal["adapter", "merge"] = _f(
-        "adapter",
+    lora_sync: Literal["auto", "adapter", "merge"] = _f(
+        "auto",
         "LoRA runs: adapter serves each new adapter as a LoRARequest; merge reloads the base "
-        "weights with the adapter folded in (no LoRA kernels at generation)",
+        "weights with the adapter folded in (no LoRA kernels at generation); auto: adapter on "
+        "GPUs, merge on CPUs (4.5x faster generation there, BENCHMARKS.md)",
     )
     enforce_eager: bool = _f(False, "skip torch.compile and graph capture (faster start)")
     kv_cache_gib: int = _f(2, "CPU only: KV cache size in GiB (VLLM_CPU_KVCACHE_SPACE)")
@@ -156,6 +159,11 @@ class ConfigError(ValueError):
 
 # (section.field, predicate, what is allowed)
 _CHECKS: list[tuple[str, typing.Callable[[Any], bool], str]] = [
+    (
+        "model.device",
+        lambda v: v in ("auto", "cpu") or re.fullmatch(r"cuda(:\d+)?", v),
+        "auto, cpu, cuda or cuda:N",
+    ),
     ("sampling.temperature", lambda v: v > 0, "a number > 0"),
     ("sampling.top_p", lambda v: 0 < v <= 1, "a number in (0, 1]"),
     ("sampling.max_new_tokens", lambda v: v >= 1, "an integer >= 1"),

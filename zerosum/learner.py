@@ -160,7 +160,8 @@ class Learner:
         self.ref_model = ref_model  # for the KL penalty; None disables it
 
     def _autocast(self):
-        return torch.autocast("cpu", dtype=torch.bfloat16) if self.s.bf16 else nullcontext()
+        device = next(self.model.parameters()).device.type
+        return torch.autocast(device, dtype=torch.bfloat16) if self.s.bf16 else nullcontext()
 
     def _ref_logprobs(self, samples: Sequence[Sample]) -> torch.Tensor | None:
         """Log-probs under the initial policy: the frozen reference model, or for a LoRA
@@ -200,7 +201,7 @@ class Learner:
                 if epoch == 0:
                     old[b] = logp.detach()
                     padded += len(mb) * max(len(x) for x in mb)
-                adv = torch.tensor([x.advantage for x in mb])
+                adv = torch.tensor([x.advantage for x in mb], device=logp.device)
                 loss, st = policy_loss(
                     logp.float(), old[b].float(), adv, mask, kind=s.loss, clip_eps=s.clip_eps,
                     ref_logprobs=refs[b], kl_coef=s.kl_coef, aggregation=s.aggregation,
@@ -232,7 +233,7 @@ class Learner:
         for idx in micro_batches([len(x) for x in samples], self.s.micro_batch_tokens):
             mb = [samples[i] for i in idx]
             logp, mask, _ = response_logprobs(self.model, mb, self.s.temperature, self.pad_id)
-            adv = torch.tensor([x.advantage for x in mb])[:, None]
+            adv = torch.tensor([x.advantage for x in mb], device=logp.device)[:, None]
             total += float(-(adv * logp * mask).sum())
             n += int(mask.sum())
         return total / max(n, 1)

@@ -55,7 +55,16 @@ def build_model(cfg: TrainConfig):
             task_type="CAUSAL_LM",
         )
         model = get_peft_model(model, lora)
-    return model, tokenizer
+    return model.to(learner_device(cfg.model.device)), tokenizer
+
+
+def learner_device(name: str) -> torch.device:
+    """`auto` is the first CUDA GPU if one is visible, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"model.device={name!r} but no CUDA GPU is visible; valid here: auto, cpu")
+    return torch.device(name)
 
 
 def build_engine(cfg: TrainConfig, model, tokenizer):

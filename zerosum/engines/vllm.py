@@ -123,7 +123,10 @@ def _max_lora_rank(model) -> int:
     for allowed in _VLLM_LORA_RANKS:
         if allowed >= rank:
             return allowed
-    raise ValueError(f"LoRA rank {rank} is above vLLM's maximum {_VLLM_LORA_RANKS[-1]}")
+    raise ValueError(
+        f"LoRA rank {rank} is above vLLM's maximum adapter rank {_VLLM_LORA_RANKS[-1]}: "
+        "use a smaller model.lora_rank or vllm.lora_sync=merge"
+    )
 
 
 def _bind_cpu_workers(workers: int) -> None:
@@ -154,11 +157,11 @@ class VLLMEngine:
     """Batched sampling with vLLM (prefix caching on) from a snapshot of the learner's model.
 
     Weight sync after each learner step (`sync_weights`):
-    - full fine-tuning, or LoRA with `lora_sync="merge"`: the (merged) weights are loaded into
-      vLLM's model in place, by reference;
-    - LoRA with `lora_sync="adapter"`: vLLM keeps the frozen base weights and each sync
-      serves the current adapter as a new `LoRARequest` (written to /dev/shm, a few MB); the
-      previous adapter is unloaded.
+    - full fine-tuning, or LoRA with `lora_sync="merge"` (`auto` on CPUs): the (merged)
+      weights are loaded into vLLM's model in place, by reference;
+    - LoRA with `lora_sync="adapter"` (`auto` on GPUs): vLLM keeps the frozen base weights and
+      each sync serves the current adapter as a new `LoRARequest` (written to /dev/shm, a few
+      MB); the previous adapter is unloaded.
     `sleep` (GPU only) releases vLLM's memory from `offload` (called before the learner step)
     until the next sync.
     """
@@ -171,14 +174,14 @@ class VLLMEngine:
         kv_cache_gib: int = 2,
         seed: int = 0,
         max_model_len: int | None = None,
-        lora_sync: str = "adapter",
+        lora_sync: str = "auto",
         enforce_eager: bool = False,
         gpu_memory_utilization: float = 0.3,
         tensor_parallel_size: int = 1,
         sleep: bool = False,
     ):
-        if lora_sync not in ("adapter", "merge"):
-            raise ValueError(f"unknown lora_sync {lora_sync!r}; valid: adapter, merge")
+        if lora_sync not in ("auto", "adapter", "merge"):
+            raise ValueError(f"unknown lora_sync {lora_sync!r}; valid: auto, adapter, merge")
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # in-process: weight sync by reference
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(kv_cache_gib))
         from vllm import LLM
@@ -195,13 +198,16 @@ class VLLMEngine:
         self.tokenizer = tokenizer
         self.eos_id = tokenizer.eos_token_id
         self.stop_ids = stop_token_ids(model, tokenizer)
+        if lora_sync == "auto":  # vLLM's LoRA kernels cost 4.5x in throughput on CPUs
+            lora_sync = "merge" if current_platform.is_cpu() else "adapter"
         self.adapter = is_lora(model) and lora_sync == "adapter"
         self.sleep, self.asleep = sleep, False
         self._lora_request = None
-        self._lora_dir = _scratch_dir("zerosum-lora-") if self.adapter else None
         lora_args = {}
         if self.adapter:
             lora_args = dict(enable_lora=True, max_lora_rank=_max_lora_rank(model), max_loras=1)
+            self._lora_dir = _scratch_dir("zerosum-lora-")
+            weakref.finalize(self, shutil.rmtree, self._lora_dir, ignore_errors=True)
         dtype = next(model.parameters()).dtype
         threads = torch.get_num_threads()
         snapshot = tempfile.mkdtemp(prefix="zerosum-vllm-")
@@ -232,8 +238,7 @@ class VLLMEngine:
             shutil.rmtree(snapshot, ignore_errors=True)
             torch.set_num_threads = _set_num_threads
             _set_num_threads(threads)
-        if self._lora_dir is not None:
-            weakref.finalize(self, shutil.rmtree, self._lora_dir, ignore_errors=True)
+        if self.adapter:
             self._publish_adapter()
 
     def _weights(self) -> list[tuple[str, torch.Tensor]]:
