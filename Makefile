@@ -41,8 +41,11 @@ $(VLLM_STAMP): pyproject.toml
 test-vllm: $(VLLM_STAMP)
 	$(VLLM_VENV)/bin/python -m pytest -q -m "slow or not slow" tests/test_vllm_engine.py
 
+bench-hf: $(STAMP)
+	$(BIN)/python bench/bench_hf_compaction.py
+
 bench-engines: $(VLLM_STAMP)
 	$(VLLM_VENV)/bin/python bench/bench_engines.py
 	$(VLLM_VENV)/bin/python bench/bench_lora_sync.py
 
-.PHONY: install run test test-slow test-vllm bench-engines
+.PHONY: install run test test-slow test-vllm bench-hf bench-engines

@@ -70,6 +70,36 @@ def test_constrained_logprobs_match_the_learner(tiny, tokenizer):
         assert torch.allclose(logp[i, : len(g.token_ids)], torch.tensor(g.logprobs), atol=1e-4)
 
 
+@pytest.mark.parametrize("compact", [True, False])
+def test_rows_that_stop_early_leave_the_others_unchanged(tiny, tokenizer, compact, monkeypatch):
+    """Near-greedy decoding does not depend on the random stream, so every row must decode
+    exactly as in a run without stops, cut at its first stop token, whether finished rows
+    leave the batch and the KV cache (`compact`) or stay in it."""
+    from transformers.cache_utils import Cache
+
+    kept = []  # batch sizes the KV cache was cut down to
+    select = Cache.reorder_cache
+    monkeypatch.setattr(
+        Cache, "reorder_cache", lambda self, idx: (kept.append(len(idx)), select(self, idx))[1]
+    )
+    ps = prompts(tokenizer)
+    params = SamplingParams(temperature=1e-4, max_new_tokens=10)
+    engine = HFEngine(tiny, tokenizer, compact=compact)
+    free = [g.token_ids for g in engine.generate(ps, params)]
+    stop = free[0][2]
+    engine.stop_ids = {stop}
+    kept.clear()
+    gens = engine.generate(ps, params)
+    for g, f in zip(gens, free):
+        cut = f.index(stop) + 1 if stop in f else len(f)
+        assert g.token_ids == f[:cut]
+        assert g.finish_reason == ("stop" if stop in f else "length")
+    lengths = [len(g.token_ids) for g in gens]
+    assert min(lengths) <= 3 and max(lengths) == 10  # rows did finish at different steps
+    live_after_stops = sorted({sum(n > k for n in lengths) for k in lengths if k < 10})
+    assert kept == (live_after_stops[::-1] if compact else [])
+
+
 def test_choice_trie():
     trie = ChoiceTrie([[1, 2, 0], [1, 3, 0], [4, 0]])
     assert trie.allowed([]) == [1, 4]
@@ -87,3 +117,42 @@ def test_top_p_filter_hand_computed():
     assert out.tolist() == pytest.approx([0.625, 0.375, 0.0, 0.0])
     assert top_p_filter(logp, 1.0) is logp
     assert math.isclose(top_p_filter(logp, 0.01).exp()[0, 0].item(), 1.0)
+
+
+class FakeLLM:
+    """Records the calls the vllm engine makes on vLLM's `LLM` (no vLLM needed)."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __getattr__(self, name):
+        def call(*args, **kw):
+            extra = kw.get("tags") or ([kw["level"]] if "level" in kw else [])
+            self.calls.append((name, *args, *extra))
+
+        return call
+
+
+@pytest.mark.parametrize("adapter", [False, True])
+def test_vllm_sleep_mode_order(tiny, adapter):
+    """GPU sleep mode (cannot run here): vLLM sleeps before the learner step (level 2 drops
+    weights a full sync replaces; level 1 keeps the base under an adapter) and wakes in
+    `sync_weights` weights first, then the KV cache, before serving the new policy."""
+    from zerosum.engines.vllm import VLLMEngine
+
+    engine = VLLMEngine.__new__(VLLMEngine)  # skip starting vLLM
+    engine.model, engine.adapter, engine.tensor_parallel_size = tiny, adapter, 1
+    engine.sleep, engine.asleep, engine.llm = True, False, FakeLLM()
+    engine._publish_adapter = lambda: engine.llm.calls.append(("publish",))
+    engine.offload()
+    engine.offload()  # already asleep: nothing more
+    engine.sync_weights()
+    serve = ("publish",) if adapter else ("collective_rpc", "reload_weights")
+    assert engine.llm.calls == [
+        ("sleep", 1 if adapter else 2), ("wake_up", "weights"), serve, ("wake_up", "kv_cache"),
+        ("reset_prefix_cache",),
+    ]  # fmt: skip
+    assert not engine.asleep
+    engine.sleep = False
+    engine.offload()  # sleep mode off: a no-op
+    assert engine.llm.calls[-1] == ("reset_prefix_cache",)

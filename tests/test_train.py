@@ -108,8 +108,13 @@ def test_learner_device(monkeypatch):
     with pytest.raises(ValueError, match="model.device='cuda:1' but no CUDA GPU is visible"):
         learner_device("cuda:1")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     assert learner_device("auto") == torch.device("cuda")
     assert learner_device("cuda:1") == torch.device("cuda", 1)
+    with pytest.raises(
+        ValueError, match="'cuda:2' does not exist; valid here: auto, cpu, cuda:0, cuda:1"
+    ):
+        learner_device("cuda:2")
 
 
 def test_self_play_lowers_the_nash_conv_of_a_tiny_model(tmp_path):

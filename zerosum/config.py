@@ -47,7 +47,7 @@ class VLLMConfig:
         "auto",
         "LoRA runs: adapter serves each new adapter as a LoRARequest; merge reloads the base "
         "weights with the adapter folded in (no LoRA kernels at generation); auto: adapter on "
-        "GPUs, merge on CPUs (4.5x faster generation there, BENCHMARKS.md)",
+        "GPUs, merge on CPUs (4.8x faster generation there, BENCHMARKS.md)",
     )
     enforce_eager: bool = _f(False, "skip torch.compile and graph capture (faster start)")
     kv_cache_gib: int = _f(2, "CPU only: KV cache size in GiB (VLLM_CPU_KVCACHE_SPACE)")

@@ -62,9 +62,17 @@ def learner_device(name: str) -> torch.device:
     """`auto` is the first CUDA GPU if one is visible, else the CPU."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"model.device={name!r} but no CUDA GPU is visible; valid here: auto, cpu")
-    return torch.device(name)
+    device = torch.device(name)
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        valid = ", ".join(["auto", "cpu", *(f"cuda:{i}" for i in range(count))])
+        if count == 0:
+            raise ValueError(
+                f"model.device={name!r} but no CUDA GPU is visible; valid here: {valid}"
+            )
+        if (device.index or 0) >= count:
+            raise ValueError(f"model.device={name!r} does not exist; valid here: {valid}")
+    return device
 
 
 def build_engine(cfg: TrainConfig, model, tokenizer):

@@ -40,8 +40,9 @@ def top_p_filter(logp: torch.Tensor, top_p: float) -> torch.Tensor:
 class HFEngine:
     """Sampling over a transformers causal LM (optionally wrapped by PEFT)."""
 
-    def __init__(self, model, tokenizer, max_batch: int = 64):
+    def __init__(self, model, tokenizer, max_batch: int = 64, compact: bool = True):
         self.model = model
+        self.compact = compact  # drop finished rows from the batch and the KV cache
         self.tokenizer = tokenizer
         self.max_batch = max_batch
         self.stop_ids = stop_token_ids(model, tokenizer)
@@ -100,35 +101,36 @@ class HFEngine:
         tokens: list[list[int]] = [[] for _ in range(batch)]
         logprobs: list[list[float]] = [[] for _ in range(batch)]
         allowed: list[list[list[int]]] = [[] for _ in range(batch)]
-        done = [False] * batch
         stopped = [False] * batch
+        rows = list(range(batch))  # the prompt index of each row still in the cache
         next_pos = positions[:, -1] + 1
         for _ in range(params.max_new_tokens):
-            logp = torch.log_softmax(logits / params.temperature, dim=-1)
+            logp = torch.log_softmax(logits / params.temperature, dim=-1)  # [rows, V]
             if tries is not None:
                 keep = torch.zeros_like(logp, dtype=torch.bool)
-                for i in range(batch):
-                    ids = tries[i].allowed(tokens[i]) if not done[i] else [self.pad_id]
-                    ids = ids or [self.eos_id]
-                    if not done[i]:
+                for j, i in enumerate(rows):
+                    ids = tries[i].allowed(tokens[i]) or [self.eos_id]
+                    if not stopped[i]:
                         allowed[i].append(ids)
-                    keep[i, ids] = True
+                    keep[j, ids] = True
                 logp = torch.log_softmax(logp.masked_fill(~keep, float("-inf")), dim=-1)
             logp = top_p_filter(logp, params.top_p)
-            sampled = torch.multinomial(logp.exp(), 1, generator=gen).squeeze(1)  # [B]
+            sampled = torch.multinomial(logp.exp(), 1, generator=gen).squeeze(1)  # [rows]
             chosen_lp = logp.gather(1, sampled[:, None]).squeeze(1)
-            for i in range(batch):
-                if done[i]:
-                    sampled[i] = self.pad_id
-                    continue
-                tok = int(sampled[i])
-                tokens[i].append(tok)
-                logprobs[i].append(float(chosen_lp[i]))
-                if tok in self.stop_ids:
-                    done[i] = stopped[i] = True
-            if all(done):
+            for j, i in enumerate(rows):
+                if not stopped[i]:  # (finished rows stay in the batch without compaction)
+                    tokens[i].append(int(sampled[j]))
+                    logprobs[i].append(float(chosen_lp[j]))
+                    stopped[i] = tokens[i][-1] in self.stop_ids
+            live = [j for j, i in enumerate(rows) if not stopped[i]]
+            if not live:
                 break
-            attn = torch.cat([attn, torch.ones((batch, 1), dtype=torch.long)], dim=1)
+            if self.compact and len(live) < len(rows):  # finished rows leave the KV cache
+                index = torch.tensor(live)
+                cache.reorder_cache(index.to(device))  # every layer type (also recurrent state)
+                rows = [rows[j] for j in live]
+                sampled, attn, next_pos = sampled[index], attn[index], next_pos[index]
+            attn = torch.cat([attn, torch.ones((len(rows), 1), dtype=torch.long)], dim=1)
             result = model(
                 input_ids=sampled[:, None].to(device),
                 attention_mask=attn.to(device),
@@ -137,7 +139,7 @@ class HFEngine:
                 use_cache=True,
             )
             cache = result.past_key_values
-            logits = result.logits[:, -1, :].float().cpu()
+            logits = result.logits[:, -1, :].float().cpu()  # [rows, V]
             next_pos = next_pos + 1
         if was_training:
             model.train()

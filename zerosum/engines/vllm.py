@@ -17,6 +17,8 @@ re-score the samples exactly. With the trie both engines sample the same answer 
 
 from __future__ import annotations
 
+import gc
+import glob
 import os
 import random
 import shutil
@@ -119,7 +121,7 @@ _VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 
 
 def _max_lora_rank(model) -> int:
-    rank = max(c.r for c in model.peft_config.values())
+    rank = max(max([c.r, *(c.rank_pattern or {}).values()]) for c in model.peft_config.values())
     for allowed in _VLLM_LORA_RANKS:
         if allowed >= rank:
             return allowed
@@ -130,20 +132,22 @@ def _max_lora_rank(model) -> int:
 
 
 def _bind_cpu_workers(workers: int) -> None:
-    """vLLM's CPU backend binds each tensor-parallel worker to its own NUMA node, and refuses
-    more workers than nodes; on one node, give each worker an equal share of this process's
-    cores instead (e.g. "0|1"), unless the user set VLLM_CPU_OMP_THREADS_BIND."""
+    """vLLM's CPU backend binds each tensor-parallel worker to its own NUMA node and refuses
+    more workers than nodes; with fewer nodes than workers, split this process's cores among
+    the workers instead (e.g. "0|1"), unless the user set VLLM_CPU_OMP_THREADS_BIND."""
+    nodes = len(glob.glob("/sys/devices/system/node/node[0-9]*")) or 1
+    if workers <= nodes or "VLLM_CPU_OMP_THREADS_BIND" in os.environ:
+        return
     cores = sorted(os.sched_getaffinity(0))
     if workers > len(cores):
         raise ValueError(
             f"vllm.tensor_parallel_size={workers} needs at least {workers} cores on a CPU; "
             f"this process may use {len(cores)}"
         )
-    share = len(cores) // workers
-    groups = [cores[i * share : (i + 1) * share] for i in range(workers)]
-    os.environ.setdefault(
-        "VLLM_CPU_OMP_THREADS_BIND", "|".join(",".join(map(str, g)) for g in groups)
-    )
+    groups = [
+        cores[i * len(cores) // workers : (i + 1) * len(cores) // workers] for i in range(workers)
+    ]
+    os.environ["VLLM_CPU_OMP_THREADS_BIND"] = "|".join(",".join(map(str, g)) for g in groups)
 
 
 def _scratch_dir(prefix: str) -> str:
@@ -198,10 +202,11 @@ class VLLMEngine:
         self.tokenizer = tokenizer
         self.eos_id = tokenizer.eos_token_id
         self.stop_ids = stop_token_ids(model, tokenizer)
-        if lora_sync == "auto":  # vLLM's LoRA kernels cost 4.5x in throughput on CPUs
+        if lora_sync == "auto":  # vLLM's LoRA kernels cost 4.8x in throughput on CPUs
             lora_sync = "merge" if current_platform.is_cpu() else "adapter"
         self.adapter = is_lora(model) and lora_sync == "adapter"
         self.sleep, self.asleep = sleep, False
+        self.tensor_parallel_size = tensor_parallel_size
         self._lora_request = None
         lora_args = {}
         if self.adapter:
@@ -252,8 +257,11 @@ class VLLMEngine:
         old = self._lora_request
         version = 1 if old is None else old.lora_int_id + 1
         path = os.path.join(self._lora_dir, f"v{version}")
-        self.model.save_pretrained(path)  # PEFT: adapter config and weights only
+        # PEFT: adapter config and weights only (never the embeddings, which needs no hub check)
+        self.model.save_pretrained(path, save_embedding_layers=False)
         self._lora_request = LoRARequest(f"zerosum-policy-v{version}", version, path)
+        # Load now rather than at the next generate, so a bad adapter fails here, in the sync.
+        self.llm.llm_engine.add_lora(self._lora_request)
         if old is not None:
             self.llm.llm_engine.remove_lora(old.lora_int_id)
             shutil.rmtree(old.lora_path, ignore_errors=True)
@@ -269,11 +277,20 @@ class VLLMEngine:
         """Serve the learner's current weights and drop cached prefixes (their keys and values
         were computed with the old weights)."""
         if self.asleep:
+            # The learner's freed memory sits in torch's CUDA cache; vLLM's allocator needs it.
+            gc.collect()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
             self.llm.wake_up(tags=["weights"])
         if self.adapter:
             self._publish_adapter()
         else:
-            self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": self._weights()})
+            weights = self._weights()
+            if self.tensor_parallel_size > 1:
+                # Workers are other processes: vLLM's RPC passes CPU tensors through shared
+                # memory, while CUDA tensors would be rebuilt whole on the learner's GPU.
+                weights = [(name, t.cpu()) for name, t in weights]
+            self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights})
         if self.asleep:
             self.llm.wake_up(tags=["kv_cache"])
             self.asleep = False
