@@ -125,6 +125,13 @@ def test_cli_eval_rejects_unknown_game(capsys):
     assert "unknown game 'chess9'" in capsys.readouterr().err
 
 
+def test_cli_eval_rejects_a_bad_device_before_loading(capsys):
+    assert main(["eval", "--model", "x", "--games", "kuhn_poker", "--device", "tpu"]) == 2
+    err = capsys.readouterr().err
+    assert "--device='tpu' is not a device; valid here: auto, cpu" in err
+    assert len(err.strip().splitlines()) == 1
+
+
 @pytest.mark.parametrize(
     "response, answer, ok",
     [

@@ -204,3 +204,20 @@ def test_greedy_chat_generation_is_sensible(converted: Path, dtype: str) -> None
     text = tokenizer.decode(out[0, batch.input_ids.shape[1] :], skip_special_tokens=True)
     assert text.strip()
     assert "Paris" in text
+
+
+def test_resolve_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert models.resolve_device("auto") == models.resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(ValueError, match="model.device='cuda:1' but no CUDA GPU is visible"):
+        models.resolve_device("cuda:1")
+    with pytest.raises(ValueError, match="--device='gpu' is not a device; valid here: auto, cpu$"):
+        models.resolve_device("gpu", "--device")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert models.resolve_device("auto") == torch.device("cuda")
+    assert models.resolve_device("cuda:1") == torch.device("cuda", 1)
+    with pytest.raises(
+        ValueError, match="'cuda:2' does not exist; valid here: auto, cpu, cuda:0, cuda:1"
+    ):
+        models.resolve_device("cuda:2")

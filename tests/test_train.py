@@ -8,7 +8,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 import torch
 
 from zerosum.config import load_config
@@ -98,23 +97,6 @@ def test_resume_without_checkpoint_is_a_clear_error(tmp_path, capsys):
 
     assert main(["train", "--resume", str(tmp_path)]) == 2
     assert "is not a run directory" in capsys.readouterr().err
-
-
-def test_learner_device(monkeypatch):
-    from zerosum.train import learner_device
-
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert learner_device("auto") == learner_device("cpu") == torch.device("cpu")
-    with pytest.raises(ValueError, match="model.device='cuda:1' but no CUDA GPU is visible"):
-        learner_device("cuda:1")
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-    assert learner_device("auto") == torch.device("cuda")
-    assert learner_device("cuda:1") == torch.device("cuda", 1)
-    with pytest.raises(
-        ValueError, match="'cuda:2' does not exist; valid here: auto, cpu, cuda:0, cuda:1"
-    ):
-        learner_device("cuda:2")
 
 
 def test_self_play_lowers_the_nash_conv_of_a_tiny_model(tmp_path):

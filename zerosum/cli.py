@@ -81,6 +81,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
         top_p=args.top_p,
         max_new_tokens=args.max_new_tokens,
         max_concurrent=args.max_concurrent,
+        device=args.device,
         parser_fallback=args.parser_fallback,
         include_rules=not args.no_rules,
         prompt_format=args.prompt_format,
@@ -136,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling mass")
     e.add_argument("--max-new-tokens", type=int, default=256, help="cap per turn")
     e.add_argument("--max-concurrent", type=int, default=16, help="games in flight")
+    e.add_argument(
+        "--device", default="auto", help="auto (a CUDA GPU if one is visible), cpu, cuda[:N]"
+    )
     e.add_argument("--parser-fallback", choices=FALLBACKS, default="last_bracket")
     e.add_argument("--prompt-format", choices=["chat", "plain"], default="chat")
     e.add_argument("--no-rules", action="store_true", help="leave the rules out of prompts")

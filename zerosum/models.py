@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING
 from zerosum.players.simple import cache_dir
 
 if TYPE_CHECKING:  # torch and transformers are imported lazily: they cost ~7 s at startup
+    import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 __all__ = [
@@ -32,6 +34,7 @@ __all__ = [
     "resolve_model",
     "load_model",
     "load_tokenizer",
+    "resolve_device",
     "tiny_model",
 ]
 
@@ -267,6 +270,25 @@ def load_model(
         model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.eval()
     return model, tokenizer
+
+
+def resolve_device(name: str, option: str = "model.device") -> torch.device:
+    """`auto` is the first CUDA GPU if one is visible, else the CPU; also cpu, cuda, cuda:N.
+    Errors are one line naming `option` (the setting the name came from) and the valid ones."""
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    valid = ", ".join(["auto", "cpu", *(f"cuda:{i}" for i in range(count))])
+    if name == "auto":
+        return torch.device("cuda" if count else "cpu")
+    if name != "cpu" and not re.fullmatch(r"cuda(:\d+)?", name):
+        raise ValueError(f"{option}={name!r} is not a device; valid here: {valid}")
+    device = torch.device(name)
+    if device.type == "cuda" and count == 0:
+        raise ValueError(f"{option}={name!r} but no CUDA GPU is visible; valid here: {valid}")
+    if device.type == "cuda" and (device.index or 0) >= count:
+        raise ValueError(f"{option}={name!r} does not exist; valid here: {valid}")
+    return device
 
 
 def tiny_model(

@@ -36,7 +36,7 @@ from zerosum.rollout import (
 
 def build_model(cfg: TrainConfig):
     """The policy (full or LoRA) and its tokenizer."""
-    from zerosum.models import load_model, load_tokenizer, tiny_model
+    from zerosum.models import load_model, load_tokenizer, resolve_device, tiny_model
 
     if cfg.model.tiny:
         tokenizer = load_tokenizer(cfg.model.name)
@@ -55,24 +55,7 @@ def build_model(cfg: TrainConfig):
             task_type="CAUSAL_LM",
         )
         model = get_peft_model(model, lora)
-    return model.to(learner_device(cfg.model.device)), tokenizer
-
-
-def learner_device(name: str) -> torch.device:
-    """`auto` is the first CUDA GPU if one is visible, else the CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        valid = ", ".join(["auto", "cpu", *(f"cuda:{i}" for i in range(count))])
-        if count == 0:
-            raise ValueError(
-                f"model.device={name!r} but no CUDA GPU is visible; valid here: {valid}"
-            )
-        if (device.index or 0) >= count:
-            raise ValueError(f"model.device={name!r} does not exist; valid here: {valid}")
-    return device
+    return model.to(resolve_device(cfg.model.device)), tokenizer
 
 
 def build_engine(cfg: TrainConfig, model, tokenizer):

@@ -33,6 +33,7 @@ class EvalSettings:
     top_p: float = 0.95
     max_new_tokens: int = 256
     max_concurrent: int = 16
+    device: str = "auto"  # auto: the first CUDA GPU if one is visible, else the CPU
     parser_fallback: str = "last_bracket"
     include_rules: bool = True
     prompt_format: str = "chat"
@@ -64,11 +65,13 @@ def run_eval(s: EvalSettings) -> dict:
     from zerosum.evaluation.math import evaluate_math, load_problems
 
     benchmarks = {_bench_name(path): load_problems(path, s.limit) for path in s.math}
-    players = {spec: make_player(spec) for spec in s.opponents}
     from zerosum.engines.hf import HFEngine
-    from zerosum.models import load_model
+    from zerosum.models import load_model, resolve_device
 
+    device = resolve_device(s.device, "--device")  # a bad device fails before any loading
+    players = {spec: make_player(spec) for spec in s.opponents}
     model, tokenizer = load_model(s.model)
+    model = model.to(device)
     engine = HFEngine(model, tokenizer, max_batch=s.max_concurrent)
     params = SamplingParams(s.temperature, s.top_p, s.max_new_tokens)
     settings = RolloutSettings(
