@@ -142,6 +142,11 @@ def build_prompt(
         content += f"\n{feedback}"
     if prompt_format == "plain":
         return tokenizer.encode(f"{content}\nAnswer: ", add_special_tokens=False)
+    return chat_prompt(tokenizer, content)
+
+
+def chat_prompt(tokenizer, content: str) -> list[int]:
+    """One user message in the model's chat template, ready for the assistant's reply."""
     messages = [{"role": "user", "content": content}]
     text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     return tokenizer.encode(text, add_special_tokens=False)

@@ -81,9 +81,9 @@ def grade(response: str, answer: str) -> bool:
 
 
 def math_prompt(tokenizer, question: str) -> list[int]:
-    messages = [{"role": "user", "content": f"{question}\n\n{MATH_INSTRUCTION}"}]
-    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    return tokenizer.encode(text, add_special_tokens=False)
+    from zerosum.rollout import chat_prompt
+
+    return chat_prompt(tokenizer, f"{question}\n\n{MATH_INSTRUCTION}")
 
 
 def evaluate_math(
@@ -93,7 +93,6 @@ def evaluate_math(
     params: SamplingParams,
     k: int = 1,
     seed: int = 0,
-    batch: int = 16,
 ) -> dict:
     """pass@1 averaged over k samples per problem, with the per-problem correct counts."""
     if k < 1:
@@ -101,12 +100,10 @@ def evaluate_math(
     prompts = [math_prompt(tokenizer, p.question) for p in problems for _ in range(k)]
     correct = [0] * len(problems)
     length = 0
-    for start in range(0, len(prompts), batch):
-        gens = engine.generate(prompts[start : start + batch], params, seed=seed + start)
-        for offset, gen in enumerate(gens):
-            index = (start + offset) // k
-            correct[index] += grade(gen.text, problems[index].answer)
-            length += len(gen.token_ids)
+    # The engine batches (hf: max_batch at a time, each chunk seeded seed + its start).
+    for i, gen in enumerate(engine.generate(prompts, params, seed=seed)):
+        correct[i // k] += grade(gen.text, problems[i // k].answer)
+        length += len(gen.token_ids)
     n = max(len(problems), 1)
     return {
         "problems": len(problems),

@@ -113,7 +113,7 @@ def run_eval(s: EvalSettings) -> dict:
             per_game["exploitability"] = {**exploitability_report(game, policy), **sampling}
         results["games"][game] = per_game
     results["math"] = {
-        name: evaluate_math(engine, tokenizer, problems, params, s.math_k, s.seed, s.max_concurrent)
+        name: evaluate_math(engine, tokenizer, problems, params, s.math_k, s.seed)
         for name, problems in benchmarks.items()
     }
     return results
