@@ -8,7 +8,7 @@ from open_spiel.python import policy as os_policy
 from zerosum.cli import main
 from zerosum.engines.base import SamplingParams
 from zerosum.evaluation.games import evaluate_against, wilson_interval
-from zerosum.evaluation.math import evaluate_math, grade, load_problems
+from zerosum.evaluation.math import Problem, evaluate_math, grade, load_problems
 from zerosum.evaluation.policy import exploitability_report, model_policy
 from zerosum.games import load_game
 from zerosum.players import make_player
@@ -150,11 +150,23 @@ def test_math_grader(response, answer, ok):
     assert grade(response, answer) is ok
 
 
-def test_benchmark_files_load(benchmarks):
-    gsm = load_problems(benchmarks / "gsm8k.jsonl", limit=3)
+def test_packaged_benchmarks_load_by_name():
+    from zerosum.evaluation.math import packaged_benchmarks
+
+    assert packaged_benchmarks() == ["aime24", "amc23", "gsm8k", "math500"]
+    gsm = load_problems("gsm8k", limit=3)
     assert [p.answer for p in gsm] == ["18", "3", "70000"]
-    assert len(load_problems(benchmarks / "math500.jsonl")) == 500
-    assert load_problems(benchmarks / "amc23.jsonl", 1)[0].answer == "27.0"
+    assert len(load_problems("math500")) == 500
+    assert len(load_problems("aime24")) == 30
+    assert load_problems("amc23", 1)[0].answer == "27.0"
+    with pytest.raises(ValueError, match=r"unknown benchmark 'gsm9k'; valid: aime24, amc23, gsm8k"):
+        load_problems("gsm9k")
+
+
+def test_benchmark_folder_from_environment(tmp_path, monkeypatch):
+    (tmp_path / "mine.jsonl").write_text('{"question": "1+1?", "answer": "2"}\n')
+    monkeypatch.setenv("ZEROSUM_BENCHMARKS", str(tmp_path))
+    assert load_problems("mine") == [Problem("1+1?", "2")]
 
 
 def test_bad_benchmark_files(tmp_path):
@@ -164,19 +176,23 @@ def test_bad_benchmark_files(tmp_path):
     bad.write_text('{"question": "1+1?"}\n')
     with pytest.raises(ValueError, match="bad.jsonl line 1 needs"):
         load_problems(bad)
+    for line, kind in (("[1, 2]", "list"), ('"text"', "str"), ("3", "int"), ("null", "NoneType")):
+        bad.write_text(line + "\n")
+        with pytest.raises(ValueError, match=f"bad.jsonl line 1 is a JSON {kind}, not an object"):
+            load_problems(bad)
 
 
-def test_math_pass_at_1_counts_correct_samples(tokenizer, benchmarks):
-    problems = load_problems(benchmarks / "gsm8k.jsonl", limit=2)  # answers 18 and 3
+def test_math_pass_at_1_counts_correct_samples(tokenizer):
+    problems = load_problems("gsm8k", limit=2)  # answers 18 and 3
     engine = ScriptEngine(tokenizer, lambda p: "\\boxed{18}", [])
     r = evaluate_math(engine, tokenizer, problems, SamplingParams(), k=3)
     assert r["pass@1"] == 0.5 and r["correct_per_problem"] == [3, 0]
 
 
 @pytest.mark.slow
-def test_gsm8k_run_with_the_default_model(tmp_path, benchmarks):
+def test_gsm8k_run_with_the_default_model(tmp_path):
     out = tmp_path / "r.json"
-    args = ["eval", "--model", "smollm2-135m-instruct", "--math", str(benchmarks / "gsm8k.jsonl"),
+    args = ["eval", "--model", "smollm2-135m-instruct", "--math", "gsm8k",
             "--limit", "20", "--max-new-tokens", "128", "--out", str(out)]  # fmt: skip
     assert main(args) == 0
     r = json.loads(out.read_text())["math"]["gsm8k"]

@@ -123,7 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--model", required=True, help="HF id, local path or checkpoint model dir")
     e.add_argument("--games", default="", help="comma-separated game names")
     e.add_argument(
-        "--math", default="", help="comma-separated JSONL files or hf:NAME[:CONFIG]:SPLIT"
+        "--math",
+        default="",
+        help="comma-separated benchmarks: packaged names (math500, gsm8k, aime24, amc23), "
+        "JSONL files or hf:NAME[:CONFIG]:SPLIT",
     )
     e.add_argument("--math-k", type=int, default=1, help="samples per math problem (pass@1)")
     e.add_argument("--limit", type=int, help="only the first N problems of each benchmark")

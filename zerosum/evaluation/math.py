@@ -1,19 +1,49 @@
 """Reasoning transfer: math benchmarks graded with math-verify, pass@1 over k samples.
 
 Problems come from JSONL files with a `problem` or `question` field and an `answer` field
-(GSM8K's answer is the text after `####`); MATH500, GSM8K, AIME24 and AMC23 in that form
-work as they are. Prompts use the model's chat template.
+(GSM8K's answer is the text after `####`). The test sets of MATH500, GSM8K, AIME24 and AMC23
+ship with the package and are named by their short names (`math500`, `gsm8k`, `aime24`,
+`amc23`); `$ZEROSUM_BENCHMARKS` names another folder of such files. Prompts use the model's
+chat template.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from zerosum.engines.base import Engine, SamplingParams
 
 MATH_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
+
+
+PACKAGED_DIR = Path(__file__).resolve().parent.parent / "data" / "benchmarks"
+
+
+def benchmark_dir() -> Path:
+    """Where short benchmark names are looked up: `$ZEROSUM_BENCHMARKS`, else the package's."""
+    return Path(os.environ.get("ZEROSUM_BENCHMARKS") or PACKAGED_DIR)
+
+
+def packaged_benchmarks() -> list[str]:
+    """Short names of the benchmarks that `--math NAME` finds."""
+    return sorted(p.stem for p in benchmark_dir().glob("*.jsonl"))
+
+
+def resolve_source(source: str | Path) -> str | Path:
+    """A short benchmark name (`gsm8k`) becomes its file; paths and `hf:` ids pass through."""
+    text = str(source)
+    if text.startswith("hf:") or Path(text).suffix or "/" in text:
+        return source
+    path = benchmark_dir() / f"{text}.jsonl"
+    if not path.is_file():
+        raise ValueError(
+            f"unknown benchmark {text!r}; valid: {', '.join(packaged_benchmarks())}, "
+            "a JSONL path, or hf:NAME[:CONFIG]:SPLIT"
+        )
+    return path
 
 
 @dataclass(frozen=True)
@@ -25,6 +55,7 @@ class Problem:
 def _rows(source: str | Path):
     """(label, record) pairs of a JSONL file, or of `hf:NAME[:CONFIG]:SPLIT` (Hugging Face
     `datasets`, which then needs the package and hub access or a local cache)."""
+    source = resolve_source(source)
     text = str(source)
     if text.startswith("hf:"):
         parts = text[3:].split(":")
@@ -49,9 +80,15 @@ def _rows(source: str | Path):
         if not line.strip():
             continue
         try:
-            yield f"{p.name} line {number}", json.loads(line)
+            row = json.loads(line)
         except json.JSONDecodeError:
             raise ValueError(f"{p.name} line {number} is not JSON") from None
+        if not isinstance(row, dict):
+            raise ValueError(
+                f"{p.name} line {number} is a JSON {type(row).__name__}, not an object with "
+                "'problem' or 'question', and 'answer'"
+            )
+        yield f"{p.name} line {number}", row
 
 
 def load_problems(source: str | Path, limit: int | None = None) -> list[Problem]:
