@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from zerosum.learner import Learner, LearnerSettings, Sample, micro_batches
+from zerosum.learner import Learner, LearnerSettings, Sample, micro_batches, response_logprobs
 
 
 def make_samples(tokenizer):
@@ -83,3 +83,36 @@ def test_kl_penalty_pulls_towards_the_reference(tiny, tokenizer):
     learner = Learner(model, opt, settings, tokenizer.pad_token_id)
     kls = [learner.step(samples)["loss/kl_ref"] for _ in range(8)]
     assert kls[0] > 1e-3 and kls[-1] < kls[0] / 2, kls
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_response_logprobs_and_entropy_match_a_direct_computation(tiny, tokenizer, temperature):
+    """Each response token's log-prob and the entropy of its next-token distribution, read
+    one sample at a time from the model's full logits, equal the batched (padded, sliced,
+    realigned) computation; a restricted sample is scored over its allowed tokens only."""
+    samples = make_samples(tokenizer)
+    eos = tokenizer.eos_token_id
+    bet, check = samples[0].response_ids, samples[1].response_ids
+    allowed = [sorted({bet[0], check[0]}), [bet[1]] if len(bet) > 2 else [eos]]
+    samples.append(Sample(samples[0].prompt_ids, bet[:1] + [eos], 1.0, allowed))
+    long_reply = tokenizer.encode("I bet, my card is high", add_special_tokens=False) + [eos]
+    samples.append(Sample(samples[1].prompt_ids, long_reply, -1.0))  # responses of 2 and 8
+    logp, mask, ent = response_logprobs(tiny, samples, temperature, tokenizer.pad_token_id)
+    with torch.no_grad():
+        for i, s in enumerate(samples):
+            seq = torch.tensor([s.prompt_ids + s.response_ids])
+            logits = tiny(seq).logits[0, len(s.prompt_ids) - 1 : -1] / temperature  # [n, V]
+            if s.allowed is not None:
+                keep = torch.zeros_like(logits, dtype=torch.bool)
+                for t, ok in enumerate(s.allowed):
+                    keep[t, ok] = True
+                logits = logits.masked_fill(~keep, float("-inf"))
+            full = torch.log_softmax(logits, -1)
+            n = len(s.response_ids)
+            want = full.gather(-1, torch.tensor(s.response_ids)[:, None]).squeeze(-1)
+            want_ent = -(full.exp() * full.nan_to_num(neginf=0.0)).sum(-1)
+            assert torch.allclose(logp[i, :n], want, atol=1e-5)
+            assert torch.allclose(ent[i, :n], want_ent, atol=1e-4)
+            assert mask[i, :n].sum() == n and mask[i, n:].sum() == 0
+            assert (logp[i, n:] == 0).all() and (ent[i, n:] == 0).all()
+    assert ent[3, 0] <= torch.log(torch.tensor(2.0)) + 1e-5  # two allowed tokens at most

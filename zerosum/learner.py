@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from zerosum.loss import policy_loss, token_entropy
+from zerosum.loss import policy_loss
 
 
 @dataclass
@@ -65,19 +65,18 @@ def response_logprobs(
     width = max(len(s) for s in samples)
     t_max = max(len(s.response_ids) for s in samples)
     # Left padding right-aligns every response, so the logits needed are the last t_max + 1
-    # positions of every row: only those go through the vocabulary projection.
+    # positions of every row: only those go through the vocabulary projection, and the slice
+    # [:, :t_max] of them predicts the right-aligned responses (a view: no [B, T, V] copy).
     ids = torch.full((batch, width), pad_id, dtype=torch.long)
     attn = torch.zeros((batch, width), dtype=torch.long)
-    index = torch.zeros((batch, t_max), dtype=torch.long)  # kept position predicting token t
-    targets = torch.zeros((batch, t_max), dtype=torch.long)
-    mask = torch.zeros((batch, t_max))
+    targets = torch.zeros((batch, t_max), dtype=torch.long)  # right-aligned like the logits
+    mask = torch.zeros((batch, t_max))  # left-aligned, as returned
     for i, s in enumerate(samples):
         seq = s.prompt_ids + s.response_ids
         ids[i, width - len(seq) :] = torch.tensor(seq)
         attn[i, width - len(seq) :] = 1
         n = len(s.response_ids)
-        index[i, :n] = torch.arange(t_max - n, t_max)
-        targets[i, :n] = torch.tensor(s.response_ids)
+        targets[i, t_max - n :] = torch.tensor(s.response_ids)
         mask[i, :n] = 1.0
     positions = (attn.cumsum(-1) - 1).clamp(min=0)
     inputs = {
@@ -90,31 +89,36 @@ def response_logprobs(
         # onto those rows of the output embedding instead of the whole vocabulary.
         vocab_ids = sorted({tok for s in samples for step in s.allowed for tok in step})
         to_k = {tok: k for k, tok in enumerate(vocab_ids)}
-        hidden = model.get_decoder()(**inputs).last_hidden_state[:, -(t_max + 1) :]
+        hidden = model.get_decoder()(**inputs).last_hidden_state[:, -(t_max + 1) : -1]
         head = model.get_output_embeddings()
-        logits = hidden @ head.weight[vocab_ids].T  # [B, t_max + 1, K]
+        logits = hidden @ head.weight[vocab_ids].T  # [B, T, K]
         targets = targets.apply_(lambda tok: to_k.get(tok, 0))
         allowed = [[[to_k[tok] for tok in step] for step in s.allowed] for s in samples]
     else:
-        logits = model(**inputs, logits_to_keep=t_max + 1).logits  # [B, t_max + 1, V]
+        logits = model(**inputs, logits_to_keep=t_max + 1).logits[:, :-1]  # [B, T, V]
         allowed = [s.allowed for s in samples]
-    width_v = logits.shape[-1]
-    picked = logits.gather(1, index.to(device)[:, :, None].expand(-1, -1, width_v)).float()
-    picked = picked / temperature  # [B, T, V or K]
+    logits = logits.float()
+    if temperature != 1.0:
+        logits = logits / temperature
     if any(a is not None for a in allowed):
-        keep = torch.ones_like(picked, dtype=torch.bool)
+        keep = torch.ones(logits.shape, dtype=torch.bool)
         for i, steps in enumerate(allowed):
             if steps is not None:
-                keep[i, : len(steps)] = False
+                start = t_max - len(steps)
+                keep[i, start:] = False
                 for t, ok in enumerate(steps):
-                    keep[i, t, ok] = True
-        picked = picked.masked_fill(~keep, float("-inf"))
-    logp_all = torch.log_softmax(picked, dim=-1)
+                    keep[i, start + t, ok] = True
+        logits = logits.masked_fill(~keep.to(device), float("-inf"))
+    logp_all = torch.log_softmax(logits, dim=-1)  # [B, T, V or K]
     logp = logp_all.gather(-1, targets.to(device)[:, :, None]).squeeze(-1)
     with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
-        entropy = token_entropy(picked.nan_to_num(neginf=-1e9))
+        # From the same log-softmax (no second pass); 0 * -inf on masked tokens counts as 0.
+        entropy = -(logp_all.exp() * logp_all.nan_to_num(neginf=0.0)).sum(-1)
+    # Back to left alignment: response token t of row i at [i, t].
+    shift = torch.tensor([t_max - len(s.response_ids) for s in samples])
+    left = ((torch.arange(t_max)[None, :] + shift[:, None]) % t_max).to(device)  # [B, T]
     mask = mask.to(device)
-    return logp * mask, mask, entropy * mask
+    return logp.gather(1, left) * mask, mask, entropy.gather(1, left) * mask
 
 
 def _plain_output_layer(model) -> bool:

@@ -97,8 +97,3 @@ def policy_loss(
         stats["loss/kl_ref"] = float((kl.detach() * mask).sum() / safe_n)
     return loss, stats
 
-
-def token_entropy(logits: torch.Tensor) -> torch.Tensor:
-    """Entropy of each next-token distribution: [B, T, V] -> [B, T]."""
-    logp = torch.log_softmax(logits.float(), dim=-1)
-    return -(logp.exp() * logp).sum(-1)
