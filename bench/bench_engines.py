@@ -7,7 +7,7 @@ Two vLLM configurations, each in a child process beside its own hf measurement: 
 (torch.compile) and `enforce_eager=True`, with their start times. Also reports how far vLLM's
 sampling log-probabilities are from the learner's own.
 
-    /work/main/.venv-vllm/bin/python bench/bench_engines.py
+    .venv-vllm/bin/python bench/bench_engines.py
 """
 
 from __future__ import annotations

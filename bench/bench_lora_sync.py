@@ -6,7 +6,7 @@ process), eager in both (vLLM turns compilation off for LoRA on CPU): the time o
 `sync_weights` (median of 5) and generation throughput at batch 64 (game prompts, 64 new
 tokens, temperature 1.0). Ratios are merge over adapter.
 
-    /work/main/.venv-vllm/bin/python bench/bench_lora_sync.py
+    .venv-vllm/bin/python bench/bench_lora_sync.py
 """
 
 from __future__ import annotations
