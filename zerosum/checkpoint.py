@@ -1,21 +1,36 @@
 """Atomic checkpoints: Hugging Face weights (or a PEFT adapter) plus the training state.
 
-Layout: RUN/checkpoints/step-000010/{model/, trainer_state.pt}. A checkpoint is written to a
-temporary directory and renamed into place, and RUN/checkpoints/latest names the newest
-complete one (also replaced atomically), so a run killed at any moment leaves the last good
-checkpoint intact. Resuming reloads weights, optimizer, RAE baselines and the step; every
-random choice of a step is derived from (seed, step), so the resumed run repeats the
-uninterrupted one exactly.
+Layout: RUN/checkpoints/step-000010/{model/, trainer_state.pt} (plus base/, the random base
+weights, for LoRA on a tiny model). A checkpoint is written to a temporary directory, synced
+and renamed into place, and RUN/checkpoints/latest, a relative symlink to the newest complete
+one, is replaced atomically; a run killed at any moment leaves the last good checkpoint intact.
+Resuming reloads weights, optimizer, RAE baselines and the step; every random choice of a step
+is derived from (seed, step), so the resumed run repeats the uninterrupted one exactly.
+
+What a resume trusts: only a plain `step-NNNNNN` name inside this run's checkpoints directory,
+and a `trainer_state.pt` that holds tensors and plain data (`torch.load(weights_only=True)`).
+A checkpoint is validated whole before the model is touched; an unreadable one (truncated by a
+full disk or power loss) is skipped with a warning for the previous one.
 """
 
 from __future__ import annotations
 
 import os
+import pickle
+import re
 import shutil
+import sys
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+
+from zerosum.rundir import check_free_space
+
+STEP_NAME = re.compile(r"step-\d{6,}")
+# Tokenizer files, configs and the pickle's own bytes, beyond the tensors counted exactly.
+_SPACE_MARGIN = 32 * 2**20
 
 
 @dataclass
@@ -26,71 +41,334 @@ class TrainState:
     turns_trained: int = 0
 
 
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used; the message is one line."""
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """A checkpoint that would run code or leave the run directory: never fallen back from."""
+
+
 def _is_peft(model) -> bool:
     return hasattr(model, "peft_config")
 
 
+def _one_line(err: BaseException, limit: int = 200) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# --- writing -----------------------------------------------------------------------------
+
+
 def save_checkpoint(
-    run_dir: Path, model, tokenizer, optimizer, state: TrainState, config: dict, keep: int = 2
+    run_dir: Path,
+    model,
+    tokenizer,
+    optimizer,
+    state: TrainState,
+    config: dict,
+    keep: int = 2,
+    base_model=None,
 ) -> Path:
+    """Write step `state.step` atomically, point `latest` at it, keep the newest `keep`.
+
+    `base_model` (LoRA on a tiny model) is saved beside the adapter, whose base path then
+    resolves relative to it. A full disk fails before writing; a failed write removes its
+    temporary directory and leaves every earlier checkpoint as it was."""
     root = Path(run_dir) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step-{state.step:06d}"
     tmp = root / f".tmp-step-{state.step:06d}-{os.getpid()}"
+    check_free_space(root, checkpoint_bytes(model, optimizer, base_model))
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp / "model")
-    tokenizer.save_pretrained(tmp / "model")
-    torch.save(
-        {
-            "state": state.__dict__,
-            "optimizer": optimizer.state_dict(),
-            "config": config,
-            "rng": {"torch": torch.get_rng_state()},
-        },
-        tmp / "trainer_state.pt",
-    )
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    latest_tmp = root / f".latest-{os.getpid()}"
-    latest_tmp.write_text(final.name)
-    os.replace(latest_tmp, root / "latest")
-    for old in sorted(root.glob("step-*"))[:-keep]:
+    try:
+        _write(tmp, model, tokenizer, optimizer, state, config, base_model)
+    except BaseException as err:
+        shutil.rmtree(tmp, ignore_errors=True)  # give back the space of a failed write
+        behind = _os_error_behind(err, root) if isinstance(err, Exception) else None
+        if behind is not None:
+            raise behind from err
+        raise
+    _publish(tmp, final)
+    _point_latest(root, final)
+    for old in step_dirs(root)[keep:]:
         shutil.rmtree(old, ignore_errors=True)
     return final
 
 
+def checkpoint_bytes(model, optimizer, base_model=None) -> int:
+    """About the bytes a checkpoint takes: the saved weights and the optimizer state."""
+    if _is_peft(model):  # the adapter only
+        saved = [p for p in model.parameters() if p.requires_grad]
+    else:
+        saved = [*model.parameters(), *model.buffers()]
+    if base_model is not None:
+        saved += list(base_model.parameters())
+    saved += [v for s in optimizer.state.values() for v in s.values() if torch.is_tensor(v)]
+    unique = {id(t): t for t in saved}.values()  # tied weights are stored once
+    total = sum(t.nelement() * t.element_size() for t in unique)
+    return total + total // 20 + _SPACE_MARGIN
+
+
+@contextmanager
+def _quiet_saves():
+    # transformers draws a "Writing model shards" bar per save, over our own progress bar.
+    from transformers.utils import logging as hf_logging
+
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()
+
+
+def _write(tmp: Path, model, tokenizer, optimizer, state, config, base_model) -> None:
+    with _quiet_saves():
+        # LoRA targets linear layers only; "auto" would look for the base config to decide.
+        extra = {"save_embedding_layers": False} if _is_peft(model) else {}
+        model.save_pretrained(tmp / "model", **extra)
+        tokenizer.save_pretrained(tmp / "model")
+        if base_model is not None:
+            base_model.save_pretrained(tmp / "base")
+    blob = {
+        "state": dict(state.__dict__),
+        "optimizer": optimizer.state_dict(),
+        "config": config,
+        "rng": {"torch": torch.get_rng_state()},
+    }
+    # Unbuffered, so a failed write's OSError (say ENOSPC) is the context of torch's error.
+    with open(tmp / "trainer_state.pt", "wb", buffering=0) as f:
+        torch.save(blob, f)
+    _fsync_tree(tmp)  # data on disk before the rename makes it visible
+
+
+def _os_error_behind(err: BaseException, path: Path) -> OSError | None:
+    """The OS error behind a library's failed write, naming `path`: torch raises RuntimeError
+    with the OSError as context, safetensors an error whose text says "os error 28"."""
+    cause: BaseException | None = err
+    while cause is not None:
+        if isinstance(cause, OSError) and cause.errno:
+            return OSError(cause.errno, os.strerror(cause.errno), str(path))
+        cause = cause.__cause__ or cause.__context__
+    found = re.search(r"os error (\d+)", str(err))
+    if found:
+        code = int(found.group(1))
+        return OSError(code, os.strerror(code), str(path))
+    return None
+
+
+def _fsync(path: str | Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(root: Path) -> None:
+    for dirpath, _, files in os.walk(root):
+        for name in [*files, "."]:
+            _fsync(os.path.join(dirpath, name))
+
+
+def _publish(tmp: Path, final: Path) -> None:
+    if final.exists():  # an unusable checkpoint of this step, from before a fallback
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+
+
+def _point_latest(root: Path, final: Path) -> None:
+    """`latest` -> step-N, a relative symlink (so `latest/model` loads anywhere the run is
+    copied), swapped in by one rename."""
+    tmp = root / f".latest-{os.getpid()}"
+    if tmp.is_symlink() or tmp.exists():
+        tmp.unlink()
+    try:
+        os.symlink(final.name, tmp)
+    except OSError:  # a filesystem without symlinks (FAT, some shares): a text pointer
+        tmp.write_text(final.name)
+    os.replace(tmp, root / "latest")
+    _fsync(root)  # both renames reach the disk before the run goes on
+
+
+# --- finding -----------------------------------------------------------------------------
+
+
+def step_dirs(root: Path) -> list[Path]:
+    """Complete checkpoints in `root` (RUN/checkpoints), newest first; symlinks are ignored,
+    so nothing outside the run is ever taken for one of its checkpoints."""
+    found = [
+        p
+        for p in root.glob("step-*")
+        if STEP_NAME.fullmatch(p.name) and p.is_dir() and not p.is_symlink()
+    ]
+    return sorted(found, key=lambda p: int(p.name[5:]), reverse=True)
+
+
 def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The checkpoint `latest` names (a symlink, or a text file in runs before symlinks), or
+    None without one. Anything but a plain step-NNNNNN name inside this run is refused."""
     root = Path(run_dir) / "checkpoints"
     pointer = root / "latest"
-    if not pointer.exists():
+    if pointer.is_symlink():
+        name = os.readlink(pointer)
+    elif pointer.is_file():
+        name = pointer.read_text().strip()
+    else:
         return None
-    path = root / pointer.read_text().strip()
-    return path if (path / "trainer_state.pt").exists() else None
+    path = root / name
+    if not STEP_NAME.fullmatch(name) or path.is_symlink():
+        raise UnsafeCheckpointError(
+            f"{pointer} points to {name!r}, not a step-NNNNNN checkpoint inside this run; "
+            "refusing to follow it"
+        )
+    return path
+
+
+def resume_candidates(run_dir: Path) -> list[Path]:
+    """The checkpoint `latest` names, then the older ones, newest first (checked before the
+    model loads: a bad pointer or an empty run fails in a second, not after minutes)."""
+    latest = latest_checkpoint(run_dir)
+    older = step_dirs(Path(run_dir) / "checkpoints")
+    if latest is not None:
+        step = int(latest.name[5:])
+        older = [latest, *(p for p in older if int(p.name[5:]) < step)]
+    if not older:
+        raise CheckpointError(
+            f"no checkpoint to resume from in {str(run_dir)!r}; start over with --overwrite"
+        )
+    return older
+
+
+# --- loading -----------------------------------------------------------------------------
+
+
+def resume_from(candidates: list[Path], model, optimizer) -> TrainState:
+    """Restore the first loadable checkpoint of `candidates` into `model` and `optimizer`.
+
+    An unreadable checkpoint is skipped with a warning line on stderr; an unsafe one stops
+    the resume; so does having no loadable checkpoint at all."""
+    skipped = []
+    for path in candidates:
+        try:
+            state, _ = load_checkpoint(path, model, optimizer)
+        except UnsafeCheckpointError:
+            raise
+        except CheckpointError as err:
+            print(f"zerosum: warning: {err}; trying the previous checkpoint", file=sys.stderr)
+            skipped.append(path.name)
+            continue
+        if skipped:
+            print(
+                f"zerosum: warning: resuming from {path.name} ({', '.join(skipped)} unusable)",
+                file=sys.stderr,
+            )
+        return state
+    raise CheckpointError(
+        f"no loadable checkpoint in {str(candidates[0].parent)!r} "
+        f"({', '.join(skipped)} unusable; see the warnings above)"
+    )
 
 
 def load_checkpoint(path: Path, model, optimizer) -> tuple[TrainState, dict]:
-    """Restore weights and optimizer in place; returns the training state and saved config."""
-    from safetensors.torch import load_file
-
-    model_dir = Path(path) / "model"
+    """Restore weights, optimizer and RNG in place; returns the training state and the saved
+    config. Both files are read and checked against the model before anything is changed."""
+    path = Path(path)
+    blob = read_trainer_state(path / "trainer_state.pt")
+    weights = _read_weights(path, model)
+    _check_optimizer(path, blob["optimizer"], optimizer)
     if _is_peft(model):
         from peft import set_peft_model_state_dict
 
-        set_peft_model_state_dict(model, load_file(model_dir / "adapter_model.safetensors"))
+        set_peft_model_state_dict(model, weights)
     else:
-        weights = load_file(model_dir / "model.safetensors")
-        missing, unexpected = model.load_state_dict(weights, strict=False)
-        tied = set(getattr(model, "_tied_weights_keys", None) or {})
-        untied_missing = [k for k in missing if k not in tied and "lm_head" not in k]
-        if untied_missing or unexpected:
-            raise ValueError(
-                f"checkpoint {path} does not fit the model: missing {untied_missing[:3]}, unexpected {unexpected[:3]}"
-            )
+        model.load_state_dict(weights, strict=False)
         if hasattr(model, "tie_weights"):
             model.tie_weights()
-    # On the CPU first (a GPU run resumes anywhere); the optimizer moves its state to the params.
-    blob = torch.load(Path(path) / "trainer_state.pt", weights_only=False, map_location="cpu")
+    # The state was loaded on the CPU (a GPU run resumes anywhere); the optimizer moves it.
     optimizer.load_state_dict(blob["optimizer"])
     torch.set_rng_state(blob["rng"]["torch"])
     return TrainState(**blob["state"]), blob["config"]
+
+
+def read_trainer_state(file: Path) -> dict:
+    """`trainer_state.pt`, read as tensors and plain data only: a pickle that names any
+    other global (code) is refused, never executed."""
+    try:
+        blob = torch.load(file, weights_only=True, map_location="cpu")
+    except pickle.UnpicklingError as err:
+        unsafe = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
+        if unsafe:
+            raise UnsafeCheckpointError(
+                f"refusing {file}: it holds {unsafe.group(1)}, not only tensors and plain data "
+                "(was it tampered with?)"
+            ) from None
+        raise CheckpointError(f"{file} is unreadable: {_one_line(err)}") from None
+    except FileNotFoundError:
+        raise CheckpointError(f"{file} is missing") from None
+    except Exception as err:  # truncated or corrupt: zip, EOF and OS errors from torch
+        raise CheckpointError(
+            f"{file} is unreadable ({type(err).__name__}: {_one_line(err)})"
+        ) from None
+    rng = blob.get("rng", {}).get("torch") if isinstance(blob, dict) else None
+    if not isinstance(rng, torch.Tensor) or not {"state", "optimizer", "config"} <= set(blob):
+        raise CheckpointError(f"{file} is not a zerosum trainer state")
+    try:
+        TrainState(**blob["state"])
+    except TypeError as err:
+        raise CheckpointError(f"{file} holds an unknown training state: {err}") from None
+    return blob
+
+
+def _read_weights(path: Path, model) -> dict[str, torch.Tensor]:
+    """The saved weights, checked to fit `model` (names and shapes) without touching it."""
+    from safetensors.torch import load_file
+
+    name = "adapter_model.safetensors" if _is_peft(model) else "model.safetensors"
+    file = path / "model" / name
+    try:
+        weights = load_file(file)
+    except FileNotFoundError:
+        raise CheckpointError(f"{file} is missing") from None
+    except Exception as err:  # SafetensorError (truncated header or data), OSError
+        raise CheckpointError(f"{file} is unreadable: {_one_line(err)}") from None
+    if _is_peft(model):
+        from peft import get_peft_model_state_dict
+
+        expected = get_peft_model_state_dict(model, save_embedding_layers=False)
+        optional: set[str] = set()
+    else:
+        expected = model.state_dict()
+        # Tied output embeddings are saved once, under the input embeddings' name.
+        optional = {k for k in expected if "lm_head" in k} | set(
+            getattr(model, "_tied_weights_keys", None) or {}
+        )
+    missing = [k for k in expected if k not in weights and k not in optional]
+    unexpected = [k for k in weights if k not in expected]
+    wrong = [k for k, v in weights.items() if k in expected and v.shape != expected[k].shape]
+    if missing or unexpected or wrong:
+        raise CheckpointError(
+            f"{file} does not fit the model: missing {missing[:3]}, unexpected {unexpected[:3]}, "
+            f"wrong shape {wrong[:3]}"
+        )
+    return weights
+
+
+def _check_optimizer(path: Path, saved: dict, optimizer) -> None:
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    try:
+        ids = [i for g in saved["param_groups"] for i in g["params"]]
+        shapes_fit = len(ids) == len(params) and all(
+            not torch.is_tensor(v) or v.dim() == 0 or v.shape == p.shape
+            for i, p in zip(ids, params)
+            for v in saved["state"].get(i, {}).values()
+        )
+    except (KeyError, TypeError, AttributeError):
+        shapes_fit = False
+    if not shapes_fit:
+        raise CheckpointError(
+            f"{path / 'trainer_state.pt'}: optimizer state does not fit the model"
+        )

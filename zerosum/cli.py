@@ -51,6 +51,8 @@ def cmd_train(args: argparse.Namespace) -> None:
         print(config_help())
         return
     overrides = list(args.overrides)
+    if args.resume and args.overwrite:
+        raise ValueError("--resume continues a run and --overwrite replaces it: give one")
     if args.resume:
         saved = Path(args.resume) / "config.json"
         if not saved.is_file():
@@ -60,7 +62,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         cfg = load_config(args.config, overrides)
     from zerosum.train import train
 
-    run_dir = train(cfg, resume=bool(args.resume))
+    run_dir = train(cfg, resume=bool(args.resume), overwrite=args.overwrite)
     print(f"run saved in {run_dir}")
 
 
@@ -158,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="self-play training from a YAML recipe")
     t.add_argument("--config", help="YAML recipe (see configs/)")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR exactly")
+    t.add_argument("--overwrite", action="store_true", help="replace a run already in run.out_dir")
     t.add_argument("--help-config", action="store_true", help="list every config field")
     t.add_argument("overrides", nargs="*", help="section.field=value overrides")
     t.set_defaults(func=cmd_train)
@@ -169,9 +172,24 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.func(args)
     except ValueError as err:  # bad input: one line naming the value and what is valid
-        print(f"zerosum: error: {err}", file=sys.stderr)
+        print(f"zerosum: error: {_one_line(str(err))}", file=sys.stderr)
         return 2
+    except OSError as err:  # the environment: read-only or full disk, permissions
+        print(f"zerosum: error: {_os_error(err)}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _os_error(err: OSError) -> str:
+    """`strerror: 'path'` without the errno number; other exception types keep tracebacks."""
+    paths = [repr(str(p)) for p in (err.filename, err.filename2) if p is not None]
+    if err.strerror and paths:
+        return _one_line(f"{err.strerror}: {' -> '.join(paths)}")
+    return _one_line(str(err) or type(err).__name__)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ directory; everything downstream (learner, engines, vLLM, PEFT) then sees a plai
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
 import shutil
@@ -253,22 +254,70 @@ def load_tokenizer(name_or_path: str = DEFAULT_MODEL) -> PreTrainedTokenizerBase
 def load_model(
     name_or_path: str, dtype: str = "float32"
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """Model in eval mode plus its left-padded tokenizer; one-line errors for bad dtype or path."""
+    """Model in eval mode plus its left-padded tokenizer; one-line errors for bad dtype or path.
+
+    `name_or_path` may also be a training run directory (its latest checkpoint), a checkpoint
+    (`RUN/checkpoints/latest`, `step-N`) or a PEFT adapter directory (loaded on its base)."""
     if dtype not in DTYPES:
         raise ValueError(f"unknown dtype {dtype!r}; valid: {', '.join(DTYPES)}")
-    source = _check_source(resolve_model(name_or_path))
+    source = _checkpoint_model_dir(_check_source(resolve_model(name_or_path)))
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     try:
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=getattr(torch, dtype))
-        tokenizer = AutoTokenizer.from_pretrained(source)
+        if (Path(source) / "adapter_config.json").is_file():
+            model, tokenizer = _load_adapter(Path(source), getattr(torch, dtype))
+        else:
+            model = AutoModelForCausalLM.from_pretrained(source, dtype=getattr(torch, dtype))
+            tokenizer = AutoTokenizer.from_pretrained(source)
     except (OSError, ValueError) as err:
         raise ValueError(f"cannot load model {name_or_path!r}: {_one_line(err)}") from None
     _prepare_tokenizer(tokenizer)
     if model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.eval()
+    return model, tokenizer
+
+
+def _checkpoint_model_dir(source: str) -> str:
+    """A training run directory, its `checkpoints/latest` or a `step-N` checkpoint stands for
+    that checkpoint's `model` directory; anything else is returned unchanged."""
+    from zerosum.checkpoint import latest_checkpoint, step_dirs
+
+    path = Path(source)
+    if path.name == "latest" and path.is_file() and path.parent.name == "checkpoints":
+        path = path.parent.parent  # a text-file pointer, from runs before the symlink
+    if (path / "checkpoints").is_dir() and not (path / "model").is_dir():
+        latest = latest_checkpoint(path) or next(iter(step_dirs(path / "checkpoints")), None)
+        if latest is None:
+            raise ValueError(f"run directory {source!r} has no checkpoint yet")
+        path = latest
+    if (path / "model").is_dir() and (path / "trainer_state.pt").is_file():
+        return str(path / "model")
+    return source
+
+
+def _load_adapter(
+    adapter: Path, dtype: torch.dtype
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """A PEFT adapter on its base, merged. The base named in adapter_config.json may be a path
+    relative to the adapter (a tiny model's random base saved beside it), the default model's
+    alias, a hub id or a local path."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    base = json.loads((adapter / "adapter_config.json").read_text()).get("base_model_name_or_path")
+    if not base:
+        raise ValueError(f"adapter {str(adapter)!r} names no base model (base_model_name_or_path)")
+    beside = adapter / base
+    if not os.path.isabs(base) and beside.is_dir():
+        base_source = str(beside.resolve())
+    else:
+        base_source = _check_source(resolve_model(base))
+    model = AutoModelForCausalLM.from_pretrained(base_source, dtype=dtype)
+    model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+    has_tokenizer = (adapter / "tokenizer_config.json").is_file()
+    tokenizer = AutoTokenizer.from_pretrained(adapter if has_tokenizer else base_source)
     return model, tokenizer
 
 

@@ -14,6 +14,7 @@ Departures from the paper, and why:
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -21,7 +22,7 @@ import torch
 from tqdm import tqdm
 
 from zerosum.advantage import keep_nonzero, rae_advantages
-from zerosum.checkpoint import TrainState, latest_checkpoint, load_checkpoint, save_checkpoint
+from zerosum.checkpoint import TrainState, resume_candidates, resume_from, save_checkpoint
 from zerosum.config import TrainConfig, config_to_dict
 from zerosum.engines.base import SamplingParams
 from zerosum.learner import Learner, LearnerSettings, Sample
@@ -32,17 +33,20 @@ from zerosum.rollout import (
     rollout_metrics,
     schedule_games,
 )
+from zerosum.rundir import prepare_run_dir, write_atomic
+
+# A LoRA adapter on a tiny model names its base relative to itself: checkpoints/step-N/base,
+# the random base weights saved beside it (there is nothing to download).
+TINY_BASE = "../base"
 
 
 def build_model(cfg: TrainConfig):
     """The policy (full or LoRA) and its tokenizer."""
-    from zerosum.models import load_model, load_tokenizer, resolve_device, tiny_model
+    from zerosum.models import load_model, load_tokenizer, resolve_device
 
     if cfg.model.tiny:
         tokenizer = load_tokenizer(cfg.model.name)
-        model = tiny_model(
-            tokenizer, cfg.model.tiny_hidden_size, cfg.model.tiny_layers, seed=cfg.run.seed
-        )
+        model = build_tiny(cfg, tokenizer)
     else:
         model, tokenizer = load_model(cfg.model.name, cfg.model.dtype)
     if cfg.model.lora:
@@ -55,7 +59,18 @@ def build_model(cfg: TrainConfig):
             task_type="CAUSAL_LM",
         )
         model = get_peft_model(model, lora)
+        # The name the user gave (an alias or hub id), not this machine's cache path.
+        base = TINY_BASE if cfg.model.tiny else cfg.model.name
+        model.peft_config["default"].base_model_name_or_path = base
     return model.to(resolve_device(cfg.model.device)), tokenizer
+
+
+def build_tiny(cfg: TrainConfig, tokenizer):
+    """The tiny random model of `cfg` (the same weights on every call)."""
+    from zerosum.models import tiny_model
+
+    m = cfg.model
+    return tiny_model(tokenizer, m.tiny_hidden_size, m.tiny_layers, seed=cfg.run.seed)
 
 
 def build_engine(cfg: TrainConfig, model, tokenizer):
@@ -117,12 +132,8 @@ class MetricsLog:
     def __init__(self, run_dir: Path, tensorboard: bool, resume_step: int):
         self.path = run_dir / "metrics.jsonl"
         if self.path.exists():  # drop steps after the checkpoint we resume from
-            kept = [
-                ln
-                for ln in self.path.read_text().splitlines()
-                if ln and json.loads(ln)["step"] <= resume_step
-            ]
-            self.path.write_text("".join(ln + "\n" for ln in kept))
+            kept = [ln for ln, step in read_metric_lines(self.path) if step <= resume_step]
+            write_atomic(self.path, "".join(ln + "\n" for ln in kept))
         self.writer = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
@@ -130,6 +141,7 @@ class MetricsLog:
             self.writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=resume_step + 1)
 
     def log(self, step: int, metrics: dict[str, float]) -> None:
+        # One write per line: a kill leaves at most a partial last line, which resume drops.
         with self.path.open("a") as f:
             f.write(json.dumps({"step": step, **metrics}) + "\n")
         if self.writer is not None:
@@ -142,10 +154,43 @@ class MetricsLog:
             self.writer.close()
 
 
-def train(cfg: TrainConfig, resume: bool = False) -> Path:
-    """Run (or continue) training; returns the run directory."""
+def read_metric_lines(path: Path) -> list[tuple[str, int]]:
+    """(line, step) of every record. A partial last line (a write cut by power loss or a full
+    disk) is dropped with a warning; a bad line before it is an error naming its number."""
+    lines = path.read_text(errors="replace").splitlines()
+    records = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            step = json.loads(line)["step"]
+            if not isinstance(step, int):
+                raise TypeError
+        except (ValueError, KeyError, TypeError):
+            if number == len(lines):
+                print(
+                    f"zerosum: warning: {path} line {number} is incomplete; dropped",
+                    file=sys.stderr,
+                )
+                break
+            raise ValueError(
+                f"{path} line {number} is not a metrics record; fix or delete that line"
+            ) from None
+        records.append((line, step))
+    return records
+
+
+def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> Path:
+    """Run (or continue) training; returns the run directory. The run directory is locked
+    for the whole run; an existing run there is refused unless resumed or `overwrite`n."""
     run_dir = Path(cfg.run.out_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    with prepare_run_dir(run_dir, resume=resume, overwrite=overwrite):
+        _run(cfg, run_dir, resume)
+    return run_dir
+
+
+def _run(cfg: TrainConfig, run_dir: Path, resume: bool) -> None:
+    candidates = resume_candidates(run_dir) if resume else []
     torch.manual_seed(cfg.run.seed)
     model, tokenizer = build_model(cfg)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -153,13 +198,10 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     optimizer = torch.optim.AdamW(
         params, lr=o.lr, betas=(o.beta1, o.beta2), weight_decay=o.weight_decay, fused=True
     )
-    state = TrainState()
-    if resume:
-        ckpt = latest_checkpoint(run_dir)
-        if ckpt is None:
-            raise ValueError(f"no checkpoint to resume from in {str(run_dir)!r}")
-        state, _ = load_checkpoint(ckpt, model, optimizer)
-    (run_dir / "config.json").write_text(json.dumps(config_to_dict(cfg), indent=2))
+    state = resume_from(candidates, model, optimizer) if resume else TrainState()
+    log = MetricsLog(run_dir, cfg.run.tensorboard, state.step)  # a damaged log fails here
+    write_atomic(run_dir / "config.json", json.dumps(config_to_dict(cfg), indent=2))
+    tiny_base = build_tiny(cfg, tokenizer) if cfg.model.tiny and cfg.model.lora else None
 
     ref_model = None
     if cfg.algo.kl_coef > 0 and not cfg.model.lora:
@@ -183,7 +225,6 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         r.answer_mode, r.parser_fallback, invalid, r.max_turns, r.max_concurrent, r.include_rules,
         r.prompt_format,
     )  # fmt: skip
-    log = MetricsLog(run_dir, cfg.run.tensorboard, state.step)
     bar = tqdm(
         total=cfg.run.steps,
         initial=state.step,
@@ -258,7 +299,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
                 state,
                 config_to_dict(cfg),
                 cfg.run.keep_checkpoints,
+                base_model=tiny_base,
             )
     bar.close()
     log.close()
-    return run_dir

@@ -1,0 +1,141 @@
+"""Run directories: one writer at a time, writable before the model loads, no stale leftovers.
+
+`zerosum train` holds an exclusive `flock` on RUN/.lock for the life of the run; the file
+names the holder (pid, host) for the error a second process gets. The kernel drops the lock
+when the holder's file descriptor closes, which includes any death (SIGKILL, OOM, power off
+aside), so a stale lock needs no cleaning: the next run simply acquires it. Under the lock,
+temporary checkpoint files left by a killed run are surely stale and are removed.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import shutil
+import socket
+from pathlib import Path
+
+LOCK_NAME = ".lock"
+# What a run writes; `--overwrite` removes exactly these, never unrelated files in out_dir.
+RUN_ENTRIES = ("config.json", "metrics.jsonl", "checkpoints", "tensorboard")
+# Temporary names of killed writers: in RUN (config.json, probes) and in RUN/checkpoints.
+STALE_IN_RUN = (".*.tmp-*", ".write-probe-*")
+STALE_IN_CHECKPOINTS = (".tmp-step-*", ".latest-*")
+
+
+class RunDirError(ValueError):
+    """A run directory that cannot be used as asked; the message is one line."""
+
+
+class RunLock:
+    """An exclusive lock on a run directory, released by `release()` or by process death."""
+
+    def __init__(self, run_dir: Path):
+        self.path = run_dir / LOCK_NAME
+        self._fd: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(self._fd, 200, 0).decode(errors="replace").strip() or "unknown"
+            self.release()
+            raise RunDirError(
+                f"run directory {str(run_dir)!r} is in use by another zerosum train "
+                f"({holder}); wait for it to finish or stop it"
+            ) from None
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing drops the flock
+            self._fd = None
+
+    def __enter__(self) -> RunLock:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def check_writable(run_dir: Path) -> None:
+    """Create `run_dir` and write, then remove, a probe file: a read-only or missing location
+    fails here, before minutes of model loading, with a one-line error."""
+    probe = run_dir / f".write-probe-{os.getpid()}"
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as err:
+        raise RunDirError(
+            f"run directory {str(run_dir)!r} is not writable: {err.strerror or err}"
+        ) from None
+
+
+def holds_run(run_dir: Path) -> bool:
+    return any((run_dir / name).exists() for name in RUN_ENTRIES)
+
+
+def clear_run(run_dir: Path) -> None:
+    for name in RUN_ENTRIES:
+        path = run_dir / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+
+
+def remove_stale_temps(run_dir: Path) -> list[Path]:
+    """Temporary checkpoint entries of killed runs (call only under the run lock)."""
+    root = run_dir / "checkpoints"
+    stale = [p for pattern in STALE_IN_RUN for p in run_dir.glob(pattern)]
+    stale += [p for pattern in STALE_IN_CHECKPOINTS for p in root.glob(pattern)]
+    for path in stale:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    return stale
+
+
+def prepare_run_dir(run_dir: Path, resume: bool = False, overwrite: bool = False) -> RunLock:
+    """Check, lock and tidy `run_dir` for a run; the returned lock must live as long as it.
+
+    A directory that already holds a run is refused unless the run is resumed or `overwrite`
+    clears it (after locking, so a live run is never cleared under its writer)."""
+    run_dir = Path(run_dir)
+    check_writable(run_dir)
+    lock = RunLock(run_dir)
+    try:
+        if not resume and holds_run(run_dir):
+            if not overwrite:
+                raise RunDirError(
+                    f"{str(run_dir)!r} already holds a run; continue it with --resume {run_dir} "
+                    "or replace it with --overwrite"
+                )
+            clear_run(run_dir)
+        remove_stale_temps(run_dir)
+    except BaseException:
+        lock.release()
+        raise
+    return lock
+
+
+def check_free_space(directory: Path, needed: int) -> None:
+    """Fail before writing `needed` bytes into `directory` if the disk cannot hold them, so a
+    full disk never leaves a half-written checkpoint (or deletes the previous one)."""
+    free = shutil.disk_usage(directory).free
+    if free < needed:
+        raise OSError(
+            errno.ENOSPC,
+            f"not enough free space for a checkpoint: needs about {needed} bytes "
+            f"({needed / 2**20:.1f} MiB), {free} bytes ({free / 2**20:.1f} MiB) free",
+            str(directory),
+        )
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Replace `path` whole: a kill leaves the old or the new content, never half of one."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
