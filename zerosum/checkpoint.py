@@ -92,7 +92,7 @@ def save_checkpoint(
         raise
     _publish(tmp, final)
     _point_latest(root, final)
-    for old in step_dirs(root)[keep:]:
+    for old in step_dirs(root)[max(keep, 1) :]:  # never the checkpoint just written
         shutil.rmtree(old, ignore_errors=True)
     return final
 
