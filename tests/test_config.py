@@ -32,8 +32,25 @@ def test_overrides_are_typed():
         ),
         (
             "sampling.temperature=0",
-            "'sampling.temperature' = 0.0 is invalid; allowed: a number > 0",
+            "'sampling.temperature' = 0.0 is invalid; allowed: a number in (0, 100]; training "
+            "samples its moves (greedy decoding, temperature 0, is for eval.temperature)",
         ),
+        ("sampling.temperature=.inf", "'sampling.temperature' = inf is invalid; allowed: a finite"),
+        ("sampling.temperature=1000", "'sampling.temperature' = 1000.0 is invalid"),
+        ("optim.lr=1e400", "'optim.lr' = inf is invalid; allowed: a finite number"),
+        ("optim.lr=2", "'optim.lr' = 2.0 is invalid; allowed: a number in (0, 1]"),
+        ("optim.beta2=1", "'optim.beta2' = 1.0 is invalid; allowed: a number in [0, 1)"),
+        ("algo.clip_eps=.nan", "'algo.clip_eps' = nan is invalid; allowed: a finite number"),
+        ("rollout.invalid_win=-.inf", "'rollout.invalid_win' = -inf is invalid"),
+        (
+            "rollout.games={kuhn_poker: .nan}",
+            "'rollout.games' value of 'kuhn_poker' = nan is invalid; allowed: a finite number",
+        ),
+        ("run.steps=true", "'run.steps' = 'True' is invalid; allowed: int"),
+        ("run.seed=-1", "'run.seed' = -1 is invalid; allowed: an integer in [0, 2**32)"),
+        ("eval.temperature=-0.5", "'eval.temperature' = -0.5 is invalid; allowed: a number in [0"),
+        ("eval.opponents=[nash:0]", "'eval.opponents': bad player 'nash:0': CFR+ iterations"),
+        ("eval.opponents=[mcts:abc]", "'eval.opponents': bad player 'mcts:abc': MCTS simulations"),
         ("model.nme=x", "unknown config field 'model.nme'; valid fields: model.name"),
         ("rollout.games={chess: 1}", "unknown game 'chess'; valid games: connect_four"),
         (
@@ -59,6 +76,11 @@ def test_bad_values_fail_with_one_line(override, message):
         load_config(None, [override])
     assert message in str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_greedy_evaluation_is_allowed():
+    cfg = load_config(None, ["eval.temperature=0", "eval.games=[kuhn_poker]"])
+    assert cfg.eval.temperature == 0.0
 
 
 def test_bad_files(tmp_path):

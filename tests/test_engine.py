@@ -156,3 +156,62 @@ def test_vllm_sleep_mode_order(tiny, adapter):
     engine.sleep = False
     engine.offload()  # sleep mode off: a no-op
     assert engine.llm.calls[-1] == ("reset_prefix_cache",)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"temperature": -0.1}, "temperature = -0.1 is invalid; allowed: a number in \\[0, 100\\]"),
+        ({"temperature": float("nan")}, "temperature = nan is invalid"),
+        ({"temperature": float("inf")}, "temperature = inf is invalid"),
+        ({"top_p": 0.0}, "top_p = 0.0 is invalid; allowed: a number in \\(0, 1\\]"),
+        ({"top_p": 1.5}, "top_p = 1.5 is invalid"),
+        ({"max_new_tokens": 0}, "max_new_tokens = 0 is invalid; allowed: an integer >= 1"),
+    ],
+)
+def test_sampling_params_reject_bad_values(kwargs, message):
+    with pytest.raises(ValueError, match=message) as err:
+        SamplingParams(**kwargs)
+    assert "\n" not in str(err.value)
+
+
+def test_temperature_zero_is_greedy(tiny, tokenizer):
+    """Temperature 0: the argmax token at every step (checked against a plain forward pass
+    without a KV cache), the same whatever the seed, with log-probabilities of the untempered
+    distribution (the learner's at temperature 1)."""
+    engine = HFEngine(tiny, tokenizer)
+    ps = prompts(tokenizer)
+    greedy = SamplingParams(temperature=0.0, max_new_tokens=6)
+    gens = engine.generate(ps, greedy, seed=1)
+    assert [g.token_ids for g in gens] == [g.token_ids for g in engine.generate(ps, greedy, seed=2)]
+    with torch.no_grad():
+        for p, g in zip(ps, gens):
+            ids = list(p)
+            for _ in range(6):
+                ids.append(int(tiny(torch.tensor([ids])).logits[0, -1].argmax()))
+            assert g.token_ids == ids[len(p) :]
+    samples = [Sample(p, g.token_ids, 0.0) for p, g in zip(ps, gens)]
+    logp, _, _ = response_logprobs(tiny, samples, 1.0, tokenizer.pad_token_id)
+    for i, g in enumerate(gens):
+        assert torch.allclose(logp[i, : len(g.token_ids)], torch.tensor(g.logprobs), atol=1e-4)
+    sampled = engine.generate(ps, SamplingParams(temperature=1.0, max_new_tokens=6), seed=1)
+    assert [g.token_ids for g in sampled] != [g.token_ids for g in gens]
+
+
+def test_constrained_answers_are_not_cut_by_max_new_tokens(tiny, tokenizer):
+    """`bid 2-3` plus end-of-sequence is longer than a 2-token cap; the trie sets the limit."""
+    engine = HFEngine(tiny, tokenizer)
+    choices = [["bid 1-2", "bid 2-3", "liar"]] * 3
+    longest = max(len(tokenizer.encode(c, add_special_tokens=False)) + 1 for c in choices[0])
+    assert longest > 2
+    seen = set()
+    for seed in range(4):
+        gens = engine.generate(prompts(tokenizer), SamplingParams(max_new_tokens=2), choices, seed)
+        for g in gens:
+            assert g.text in choices[0] and g.finish_reason == "stop"
+            seen.add(g.text)
+    assert "bid 2-3" in seen or "bid 1-2" in seen  # long answers were sampled and finished
+    greedy = engine.generate(
+        prompts(tokenizer), SamplingParams(temperature=0.0, max_new_tokens=1), choices
+    )
+    assert all(g.text in choices[0] and g.finish_reason == "stop" for g in greedy)

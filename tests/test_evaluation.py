@@ -120,6 +120,26 @@ def test_cli_eval_writes_reproducible_results(tiny, tokenizer, tmp_path, capsys)
     assert "nash" in results["games"]["tic_tac_toe"]["skipped"]
 
 
+def test_cli_eval_greedy(tiny, tokenizer, tmp_path, capsys):
+    """--temperature 0 evaluates greedily: games against an opponent and the exploitability
+    of the exact (deterministic) policy."""
+    model_dir = tmp_path / "tiny"
+    tiny.save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    args = ["eval", "--model", str(model_dir), "--games", "kuhn_poker", "--opponents", "nash",
+            "--n", "4", "--answer-mode", "constrained", "--prompt-format", "plain",
+            "--temperature", "0"]  # fmt: skip
+    assert main([*args, "--out", str(tmp_path / "r.json")]) == 0
+    results = json.loads((tmp_path / "r.json").read_text())
+    assert results["settings"]["temperature"] == 0.0
+    kuhn = results["games"]["kuhn_poker"]
+    assert (
+        kuhn["opponents"]["nash"]["games"] == 4 and kuhn["opponents"]["nash"]["invalid_rate"] == 0
+    )
+    # A deterministic policy is exploitable: it never mixes, so NashConv is far from 0.
+    assert kuhn["exploitability"]["nash_conv"] > 0.1
+
+
 def test_cli_eval_rejects_unknown_game(capsys):
     assert main(["eval", "--model", "x", "--games", "chess9"]) == 2
     assert "unknown game 'chess9'" in capsys.readouterr().err
@@ -130,6 +150,86 @@ def test_cli_eval_rejects_a_bad_device_before_loading(capsys):
     err = capsys.readouterr().err
     assert "--device='tpu' is not a device; valid here: auto, cpu" in err
     assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "flag, value, allowed",
+    [
+        ("--max-concurrent", "0", "an integer >= 1"),  # used to spin forever
+        ("--n", "0", "an integer >= 1"),
+        ("--max-turns", "0", "an integer >= 1"),
+        ("--max-new-tokens", "0", "an integer >= 1"),
+        ("--math-k", "0", "an integer >= 1"),
+        ("--limit", "-3", "an integer >= 1"),
+        ("--exploit-k", "0", "an integer >= 1"),
+        ("--seed", "-1", "an integer in [0, 2**32)"),
+        ("--temperature", "-1", "a number in [0, 100] (0: greedy decoding)"),
+        ("--temperature", "nan", "a number in [0, 100] (0: greedy decoding)"),
+        ("--top-p", "0", "a number in (0, 1] (greedy: --temperature 0)"),
+    ],
+)
+def test_cli_eval_rejects_bad_numbers(capsys, flag, value, allowed):
+    with pytest.raises(SystemExit) as exit_:
+        main(["eval", "--model", "x", "--games", "kuhn_poker", flag, value])
+    assert exit_.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last == f"zerosum eval: error: argument {flag}: {value!r} is invalid; allowed: {allowed}"
+
+
+def test_eval_settings_are_checked_before_loading():
+    from zerosum.evaluation.run import EvalSettings, run_eval
+
+    base = dict(model="no/such/model", games=["kuhn_poker"], opponents=["random"])
+    for field, value, message in [
+        ("max_concurrent", 0, "max_concurrent = 0 is invalid"),
+        ("max_turns", 0, "max_turns = 0 is invalid"),
+        ("n", 0, "n = 0 is invalid"),
+        ("limit", 0, "limit = 0 is invalid"),
+        ("top_p", 0.0, "top_p = 0.0 is invalid"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            run_eval(EvalSettings(**base, **{field: value}))
+
+
+def test_cli_eval_checks_out_before_evaluating(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(
+        "zerosum.evaluation.run.run_eval", lambda s: pytest.fail("evaluation started")
+    )
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    for out, message in [
+        (tmp_path / "missing" / "r.json", f"{str(tmp_path / 'missing')!r} does not exist"),
+        (a_file / "r.json", f"{str(a_file)!r} is not a directory"),
+        (tmp_path, "is a directory; give a file path"),
+    ]:
+        assert main(["eval", "--model", "x", "--games", "kuhn_poker", "--out", str(out)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"zerosum: error: --out {str(out)!r}") and message in err
+        assert "\n" not in err
+    assert not (tmp_path / "missing").exists() and a_file.read_text() == "x"
+
+
+def test_greedy_exact_policy_is_what_greedy_decoding_plays(tiny, tokenizer):
+    """Temperature 0: the exact policy puts probability 1 on the answer the engine decodes
+    greedily, at every Kuhn information set (a random tiny model answers differently)."""
+    from zerosum.engines.hf import HFEngine
+    from zerosum.evaluation.policy import constrained_action_probs
+    from zerosum.players.simple import info_set_states
+    from zerosum.rollout import build_prompt
+
+    game = load_game("kuhn_poker")
+    engine = HFEngine(tiny, tokenizer)
+    states = [game.state_from_history(s.history()) for s in info_set_states("kuhn_poker").values()]
+    prompts = [
+        build_prompt(tokenizer, st, st.current_seat(), "constrained", None, True, "plain")
+        for st in states
+    ]
+    choices = [list(st.legal_actions()) for st in states]
+    gens = engine.generate(prompts, SamplingParams(temperature=0.0), choices)
+    for state, gen in zip(states, gens):
+        probs = constrained_action_probs(tiny, tokenizer, state, 0.0, True, "plain")
+        assert probs == {a: float(a == gen.text) for a in state.legal_actions()}
+    assert len({g.text for g in gens}) > 1
 
 
 @pytest.mark.parametrize(

@@ -1,3 +1,5 @@
+import itertools
+
 import numpy as np
 import pyspiel
 import pytest
@@ -121,6 +123,26 @@ def test_liars_dice_matches_openspiel_rules():
         state.apply_action("liar")
         true_bid = sum(d + 1 in (2, 6) for d in dice) >= 2
         assert state.returns()[0] == (1.0 if true_bid else -1.0)
+
+
+def test_leduc_showdown_is_as_the_rules_say():
+    """Every deal checked down to showdown: a pair with the public card wins, else the higher
+    private rank; equal ranks split the pot (8% of deals), which the rules text must say."""
+    game = load_game("leduc_poker")
+    assert "equal private cards (suits do not count) split the pot" in game.rules()
+    rank = {card: card // 2 for card in range(6)}  # J J Q Q K K, as the view names them
+    splits = 0
+    for c0, c1, public in itertools.permutations(range(6), 3):
+        state = game.state_from_history([c0, c1, 1, 1, public, 1, 1])  # check, check twice
+        assert state.is_terminal()
+        pair0, pair1 = rank[c0] == rank[public], rank[c1] == rank[public]
+        if pair0 or pair1:
+            expected = 1 if pair0 else -1
+        else:
+            expected = (rank[c0] > rank[c1]) - (rank[c0] < rank[c1])
+        assert np.sign(state.returns()[0]) == expected, (c0, c1, public)
+        splits += expected == 0
+    assert splits == 24  # of 120 deals
 
 
 def test_registry_lists_games_and_rejects_unknown():

@@ -1,14 +1,13 @@
 from dataclasses import dataclass
 
-import numpy as np
 import pytest
 
 from zerosum.cli import main
 from zerosum.games import load_game
-from zerosum.match import play_episode, run_match
+from zerosum.match import play_episode, run_games, run_match
 from zerosum.players import make_player
 from zerosum.players.base import Move
-from zerosum.rollout import InvalidMovePolicy
+from zerosum.rollout import InvalidMovePolicy, game_seed
 
 
 @dataclass
@@ -108,11 +107,63 @@ def test_cli_games_lists_every_game(capsys):
         assert any(line.startswith(name) and len(line.split()) > 2 for line in out.splitlines())
 
 
-def test_rng_is_per_episode():
-    # A player's RNG stream is derived from the game seed: reordering games changes nothing.
+def test_games_do_not_depend_on_their_order():
+    """Each game's deal and players' choices come from its own seed: played in reverse order
+    (or one at a time) the same games come out. A shared random stream would fail this."""
     game = load_game("liars_dice")
-    players = [make_player("random"), make_player("random")]
-    assert play_episode(game, players, 11).moves == play_episode(game, players, 11).moves
-    assert np.random.default_rng([11, 1]).integers(100) == np.random.default_rng([11, 1]).integers(
-        100
+    players = (make_player("random"), make_player("random"))
+    seeds = [game_seed(5, i) for i in range(30)]
+    forward = run_games(game, [players] * 30, seeds, InvalidMovePolicy(), 50)
+    backward = run_games(game, [players] * 30, seeds[::-1], InvalidMovePolicy(), 50)
+    assert [e.moves for e in forward] == [e.moves for e in backward[::-1]]
+    assert forward[7].moves == play_episode(game, players, seeds[7]).moves
+    assert len({tuple(e.moves) for e in forward}) > 10  # the games really differ
+
+
+def test_match_games_are_independent_of_the_run_seed_offset():
+    """Game i of a match is seeded by a hash of (seed, i): runs with seeds 0 and 2 share no
+    game (with seed + i they shared all but two)."""
+    a = {game_seed(0, i) for i in range(2000)}
+    b = {game_seed(2, i) for i in range(2000)}
+    assert len(a) == len(b) == 2000 and not a & b
+    game = load_game("kuhn_poker")
+    players = (make_player("random"), make_player("random"))
+    m0, m2 = run_match(game, players, 20, seed=0), run_match(game, players, 20, seed=2)
+    assert [e.seed for e in m0.episodes] == [game_seed(0, i) for i in range(20)]
+    assert [e.moves for e in m0.episodes[2:]] != [e.moves for e in m2.episodes[:-2]]
+    with pytest.raises(ValueError, match="must be >= 0"):
+        game_seed(-1, 0)
+
+
+def test_cli_match_checks_players_against_the_game_before_playing(capsys, monkeypatch):
+    monkeypatch.setattr("zerosum.cli.run_match", lambda *a, **k: pytest.fail("games were played"))
+    assert main(["match", "--game", "simple_negotiation", "--players", "random", "random"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        "zerosum: error: player 'random' cannot play 'simple_negotiation': "
+        "'random' needs a game with finite legal actions"
+    )
+    assert main(["match", "--game", "tic_tac_toe", "--players", "perfect", "nash"]) == 2
+    assert "player 'nash' cannot play 'tic_tac_toe'" in capsys.readouterr().err
+    assert main(["match", "--game", "kuhn_poker", "--players", "nash:0", "random"]) == 2
+    assert "bad player 'nash:0'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "flag, value, allowed",
+    [
+        ("--games", "0", "an integer >= 1"),
+        ("--max-turns", "0", "an integer >= 1"),
+        ("--games", "many", "an integer >= 1"),
+        ("--seed", "-1", "an integer in [0, 2**32)"),
+    ],
+)
+def test_cli_match_rejects_bad_numbers(capsys, flag, value, allowed):
+    args = ["match", "--game", "kuhn_poker", "--players", "random", "random", flag, value]
+    with pytest.raises(SystemExit) as exit_:
+        main(args)
+    assert exit_.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert (
+        last == f"zerosum match: error: argument {flag}: {value!r} is invalid; allowed: {allowed}"
     )

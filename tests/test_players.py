@@ -82,13 +82,21 @@ def test_nash_player_beats_random_at_kuhn():
     "spec, message",
     [
         ("alphazero", "unknown player 'alphazero'; valid: random"),
-        ("mcts:lots", "bad player 'mcts:lots'"),
-        ("mcts:0", "MCTS simulations must be >= 1, got 0"),
+        ("mcts:lots", "bad player 'mcts:lots': MCTS simulations must be an integer >= 1"),
+        ("mcts:0", "bad player 'mcts:0': MCTS simulations must be an integer >= 1, got '0'"),
+        ("mcts:-5", "MCTS simulations must be an integer >= 1, got '-5'"),
+        ("mcts:", "MCTS simulations must be an integer >= 1, got ''"),
+        # Zero CFR+ iterations would be the uniform policy playing under the name "nash".
+        ("nash:0", "bad player 'nash:0': CFR\\+ iterations must be an integer >= 1, got '0'"),
+        ("nash:-1", "CFR\\+ iterations must be an integer >= 1, got '-1'"),
+        ("nash:1.5", "CFR\\+ iterations must be an integer >= 1, got '1.5'"),
+        ("random:3", "unknown player 'random:3'"),
     ],
 )
 def test_bad_player_specs(spec, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ValueError, match=message) as err:
         make_player(spec)
+    assert "\n" not in str(err.value)
 
 
 def test_players_refuse_games_they_cannot_play():

@@ -158,3 +158,40 @@ def test_language_games_pass_only_the_extracted_move(tokenizer):
     assert episodes[0].outcome.forfeit_seat is None and all(t.valid for t in turns)
     assert "Hidden reasoning" not in tokenizer.decode(turns[1].prompt_ids)
     assert "Hello there" in tokenizer.decode(turns[1].prompt_ids)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"max_concurrent": 0}, "max_concurrent = 0 is invalid; allowed: an integer >= 1"),
+        ({"max_turns": 0}, "max_turns = 0 is invalid; allowed: an integer >= 1"),
+        ({"max_turns": True}, "max_turns = True is invalid"),
+        ({"answer_mode": "boxed"}, "answer_mode = 'boxed' is invalid; allowed: free, constrained"),
+        ({"prompt_format": "json"}, "prompt_format = 'json' is invalid; allowed: chat, plain"),
+        ({"parser_fallback": "x"}, "parser_fallback = 'x' is invalid; allowed: last_bracket"),
+    ],
+)
+def test_settings_that_would_stall_the_loop_are_rejected(kwargs, message):
+    # max_concurrent=0 used to spin forever: no game ever started.
+    with pytest.raises(ValueError, match=message):
+        RolloutSettings(**kwargs)
+
+
+def test_constrained_moves_are_not_truncated_by_a_small_token_cap(tiny, tokenizer):
+    """The tiny recipe's cap of 4 tokens is shorter than `bid 2-3` plus end-of-sequence; in
+    constrained mode every move must still be a whole legal action (no forfeit at turn 0)."""
+    from zerosum.engines.hf import HFEngine
+
+    assert len(tokenizer.encode("bid 2-3", add_special_tokens=False)) + 1 > 4
+    settings = RolloutSettings(answer_mode="constrained", prompt_format="plain", max_concurrent=6)
+    turns, episodes = play_games(
+        HFEngine(tiny, tokenizer),
+        tokenizer,
+        [("liars_dice", s) for s in range(6)],
+        SamplingParams(max_new_tokens=4),
+        settings,
+        seed=0,
+    )
+    assert all(t.valid and t.finish_reason == "stop" for t in turns)
+    assert all(e.outcome.forfeit_seat is None and e.outcome.turns >= 2 for e in episodes)
+    assert any(m.startswith("bid") for e in episodes for _, m in e.moves)

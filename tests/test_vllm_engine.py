@@ -135,6 +135,34 @@ def test_constrained_mode_only_returns_allowed_answers(setup, tokenizer):
     assert {"check", "bet"} <= seen  # both answers are actually sampled
 
 
+def test_greedy_matches_the_hf_engine(setup, tokenizer):
+    """Temperature 0 is vLLM's greedy decoding: the tokens the hf engine picks by argmax, with
+    the log-probabilities of the untempered distribution (constrained: after the trie mask)."""
+    from zerosum.engines.hf import HFEngine
+
+    model, engine = setup
+    ps, pad = prompts(tokenizer), tokenizer.pad_token_id
+    hf = HFEngine(model, tokenizer)
+    choices = [["check", "bet"], ["fold", "call"], ["bid 1-2", "bid 1-3", "liar"]]
+    for allowed in (None, choices):
+        params = SamplingParams(temperature=0.0, max_new_tokens=6)
+        gens = engine.generate(ps, params, allowed, seed=1)
+        assert [g.token_ids for g in gens] == [
+            g.token_ids for g in hf.generate(ps, params, allowed)
+        ]
+        assert max_gap(learner_logprobs(model, ps, gens, 1.0, pad), gens) < ATOL
+
+
+def test_constrained_answers_are_not_cut_by_max_new_tokens(setup, tokenizer):
+    _, engine = setup
+    choices = [["bid 1-2", "bid 2-3", "liar"]] * 3
+    for seed in range(4):
+        for g in engine.generate(
+            prompts(tokenizer), SamplingParams(max_new_tokens=1), choices, seed
+        ):
+            assert g.text in choices[0] and g.finish_reason == "stop"
+
+
 @pytest.mark.parametrize(
     "extra",
     [[], ["model.lora=true", "model.lora_rank=8", "vllm.lora_sync=adapter", "run.steps=2"]],

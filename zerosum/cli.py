@@ -4,13 +4,51 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+from zerosum.engines.base import MAX_TEMPERATURE
 from zerosum.games import game_names, load_game
 from zerosum.games.parsing import FALLBACKS
 from zerosum.match import MatchResult, run_match
-from zerosum.players import PLAYER_SPECS, make_player
-from zerosum.rollout import INVALID_MODES, InvalidMovePolicy
+from zerosum.players import PLAYER_SPECS, make_player, unsupported
+from zerosum.rollout import ANSWER_MODES, INVALID_MODES, PROMPT_FORMATS, InvalidMovePolicy
+
+
+# argparse `type=` checks: argparse prints "zerosum eval: error: argument --n: ..." with the
+# message below, one line naming the flag, the bad value and what is allowed.
+def _number(text: str, kind: type, ok: Callable[[Any], bool], allowed: str) -> Any:
+    try:
+        value = kind(text)
+    except ValueError:
+        value = None
+    if value is None or not ok(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is invalid; allowed: {allowed}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    return _number(text, int, lambda v: v >= 1, "an integer >= 1")
+
+
+def seed_int(text: str) -> int:
+    return _number(text, int, lambda v: 0 <= v < 2**32, "an integer in [0, 2**32)")
+
+
+def temperature(text: str) -> float:
+    return _number(
+        text,
+        float,
+        lambda v: 0 <= v <= MAX_TEMPERATURE,  # False for nan
+        f"a number in [0, {MAX_TEMPERATURE:g}] (0: greedy decoding)",
+    )
+
+
+def top_p(text: str) -> float:
+    return _number(
+        text, float, lambda v: 0 < v <= 1, "a number in (0, 1] (greedy: --temperature 0)"
+    )
 
 
 def cmd_games(args: argparse.Namespace) -> None:
@@ -39,6 +77,9 @@ def format_match(result: MatchResult, game_name: str) -> str:
 def cmd_match(args: argparse.Namespace) -> None:
     game = load_game(args.game)
     players = (make_player(args.players[0]), make_player(args.players[1]))
+    for spec in args.players:  # before any game is played, not when the player first moves
+        if reason := unsupported(spec, game.name):
+            raise ValueError(f"player {spec!r} cannot play {game.name!r}: {reason}")
     invalid = InvalidMovePolicy(mode=args.invalid)
     result = run_match(game, players, args.games, args.seed, invalid, args.max_turns)
     print(format_match(result, game.name))
@@ -67,8 +108,16 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
-    from zerosum.evaluation.run import EvalSettings, format_results, run_eval, write_results
+    from zerosum.evaluation.run import (
+        EvalSettings,
+        check_writable,
+        format_results,
+        run_eval,
+        write_results,
+    )
 
+    if args.out:
+        check_writable(args.out)
     settings = EvalSettings(
         model=args.model,
         games=[g for g in args.games.split(",") if g],
@@ -83,6 +132,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
         top_p=args.top_p,
         max_new_tokens=args.max_new_tokens,
         max_concurrent=args.max_concurrent,
+        max_turns=args.max_turns,
         device=args.device,
         parser_fallback=args.parser_fallback,
         include_rules=not args.no_rules,
@@ -94,6 +144,9 @@ def cmd_eval(args: argparse.Namespace) -> None:
     if args.out:
         write_results(results, args.out)
         print(f"results written to {args.out}")
+
+
+SEED_HELP = "run seed in [0, 2**32); game i is seeded with a hash of (seed, i)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -113,9 +166,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar=("A", "B"),
         help=f"player specs: {', '.join(PLAYER_SPECS)}",
     )
-    m.add_argument("--games", type=int, default=100, help="number of games (seats alternate)")
-    m.add_argument("--seed", type=int, default=0, help="seed of game i is seed + i")
-    m.add_argument("--max-turns", type=int, default=200, help="longer games are draws")
+    m.add_argument(
+        "--games", type=positive_int, default=100, help="number of games (seats alternate)"
+    )
+    m.add_argument("--seed", type=seed_int, default=0, help=SEED_HELP)
+    m.add_argument("--max-turns", type=positive_int, default=200, help="longer games are draws")
     m.add_argument(
         "--invalid", choices=INVALID_MODES, default="forfeit", help="invalid-move policy"
     )
@@ -130,27 +185,47 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated benchmarks: packaged names (math500, gsm8k, aime24, amc23), "
         "JSONL files or hf:NAME[:CONFIG]:SPLIT",
     )
-    e.add_argument("--math-k", type=int, default=1, help="samples per math problem (pass@1)")
-    e.add_argument("--limit", type=int, help="only the first N problems of each benchmark")
+    e.add_argument(
+        "--math-k", type=positive_int, default=1, help="samples per math problem (pass@1)"
+    )
+    e.add_argument("--limit", type=positive_int, help="only the first N problems of each benchmark")
     e.add_argument(
         "--opponents", default="random", help=f"comma-separated: {', '.join(PLAYER_SPECS)}"
     )
-    e.add_argument("--n", type=int, default=100, help="games per (game, opponent); seats alternate")
-    e.add_argument("--seed", type=int, default=0, help="seed of game i is seed + i")
-    e.add_argument("--answer-mode", choices=["free", "constrained"], default="free")
-    e.add_argument("--temperature", type=float, default=0.6, help="sampling temperature")
-    e.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling mass")
-    e.add_argument("--max-new-tokens", type=int, default=256, help="cap per turn")
-    e.add_argument("--max-concurrent", type=int, default=16, help="games in flight")
+    e.add_argument(
+        "--n", type=positive_int, default=100, help="games per (game, opponent); seats alternate"
+    )
+    e.add_argument("--seed", type=seed_int, default=0, help=SEED_HELP)
+    e.add_argument("--answer-mode", choices=ANSWER_MODES, default="free")
+    e.add_argument(
+        "--temperature",
+        type=temperature,
+        default=0.6,
+        help="sampling temperature; 0 is greedy decoding",
+    )
+    e.add_argument(
+        "--top-p",
+        type=top_p,
+        default=0.95,
+        help="nucleus sampling mass in (0, 1] (greedy decoding: --temperature 0)",
+    )
+    e.add_argument(
+        "--max-new-tokens",
+        type=positive_int,
+        default=256,
+        help="cap per free-text turn (constrained answers are never cut)",
+    )
+    e.add_argument("--max-concurrent", type=positive_int, default=16, help="games in flight")
+    e.add_argument("--max-turns", type=positive_int, default=50, help="longer games are draws")
     e.add_argument(
         "--device", default="auto", help="auto (a CUDA GPU if one is visible), cpu, cuda[:N]"
     )
     e.add_argument("--parser-fallback", choices=FALLBACKS, default="last_bracket")
-    e.add_argument("--prompt-format", choices=["chat", "plain"], default="chat")
+    e.add_argument("--prompt-format", choices=PROMPT_FORMATS, default="chat")
     e.add_argument("--no-rules", action="store_true", help="leave the rules out of prompts")
     e.add_argument(
         "--exploit-k",
-        type=int,
+        type=positive_int,
         default=8,
         help="free mode: sampled answers per information set for exploitability",
     )

@@ -1,21 +1,26 @@
 """Typed training configuration: YAML recipes plus `section.field=value` overrides.
 
 Every field has a default and help text (the `help` metadata, shown by `zerosum train
---help-config`). Loading is strict: an unknown key, a value of the wrong type or a value
-outside its allowed set fails at start with one line naming the field and what is allowed.
+--help-config`). Loading is strict: an unknown key, a value of the wrong type (a bool is not
+an int), a float that is not finite (nan, inf, `1e400`) or a value outside its allowed range
+fails at start with one line naming the field and what is allowed.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import typing
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import dacite
 import yaml
+
+from zerosum.engines.base import MAX_TEMPERATURE
 
 
 def _f(default: Any, help: str, **kw: Any) -> Any:
@@ -62,9 +67,15 @@ class VLLMConfig:
 
 @dataclass
 class SamplingConfig:
-    temperature: float = _f(1.0, "sampling temperature of rollouts")
+    temperature: float = _f(
+        1.0, "sampling temperature of rollouts (> 0: policy gradients need sampled moves)"
+    )
     top_p: float = _f(1.0, "nucleus sampling mass of rollouts")
-    max_new_tokens: int = _f(256, "cap on generated tokens per turn")
+    max_new_tokens: int = _f(
+        256,
+        "cap on generated tokens per free-text turn; constrained answers always get the "
+        "longest legal action's tokens plus end-of-sequence",
+    )
 
 
 @dataclass
@@ -136,7 +147,9 @@ class EvalConfig:
     games: list[str] = _f([], "games played against each fixed opponent online")
     opponents: list[str] = _f([], "fixed opponents: random, mcts:N, perfect, nash[:N]")
     n: int = _f(20, "games per (game, opponent), seats alternating")
-    temperature: float = _f(0.6, "sampling temperature of evaluation games (SPIRAL: 0.6)")
+    temperature: float = _f(
+        0.6, "sampling temperature of evaluation games (SPIRAL: 0.6; 0: greedy decoding)"
+    )
     top_p: float = _f(0.95, "nucleus mass of evaluation games (SPIRAL: 0.95)")
 
 
@@ -164,7 +177,12 @@ _CHECKS: list[tuple[str, typing.Callable[[Any], bool], str]] = [
         lambda v: v in ("auto", "cpu") or re.fullmatch(r"cuda(:\d+)?", v),
         "auto, cpu, cuda or cuda:N",
     ),
-    ("sampling.temperature", lambda v: v > 0, "a number > 0"),
+    (
+        "sampling.temperature",
+        lambda v: 0 < v <= MAX_TEMPERATURE,
+        f"a number in (0, {MAX_TEMPERATURE:g}]; training samples its moves (greedy decoding, "
+        "temperature 0, is for eval.temperature)",
+    ),
     ("sampling.top_p", lambda v: 0 < v <= 1, "a number in (0, 1]"),
     ("sampling.max_new_tokens", lambda v: v >= 1, "an integer >= 1"),
     ("rollout.games_per_step", lambda v: v >= 1, "an integer >= 1"),
@@ -177,19 +195,31 @@ _CHECKS: list[tuple[str, typing.Callable[[Any], bool], str]] = [
     ("algo.norm_constant", lambda v: v > 0, "a number > 0"),
     ("algo.kl_coef", lambda v: v >= 0, "a number >= 0"),
     ("algo.entropy_coef", lambda v: v >= 0, "a number >= 0"),
-    ("optim.lr", lambda v: v > 0, "a number > 0"),
+    ("optim.lr", lambda v: 0 < v <= 1, "a number in (0, 1]"),
+    ("optim.beta1", lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    ("optim.beta2", lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    ("optim.weight_decay", lambda v: v >= 0, "a number >= 0"),
     ("optim.grad_clip", lambda v: v > 0, "a number > 0"),
     ("optim.micro_batch_tokens", lambda v: v >= 1, "an integer >= 1"),
     ("run.steps", lambda v: v >= 1, "an integer >= 1"),
     ("run.checkpoint_every", lambda v: v >= 0, "an integer >= 0"),
     ("run.eval_every", lambda v: v >= 0, "an integer >= 0"),
     ("eval.n", lambda v: v >= 1, "an integer >= 1"),
-    ("eval.temperature", lambda v: v > 0, "a number > 0"),
+    (
+        "eval.temperature",
+        lambda v: 0 <= v <= MAX_TEMPERATURE,
+        f"a number in [0, {MAX_TEMPERATURE:g}] (0: greedy decoding)",
+    ),
     ("eval.top_p", lambda v: 0 < v <= 1, "a number in (0, 1]"),
     ("run.keep_checkpoints", lambda v: v >= 1, "an integer >= 1"),
     ("vllm.kv_cache_gib", lambda v: v >= 1, "an integer >= 1"),
     ("vllm.gpu_memory_utilization", lambda v: 0 < v <= 1, "a number in (0, 1]"),
     ("vllm.tensor_parallel_size", lambda v: v >= 1, "an integer >= 1"),
+    ("model.lora_rank", lambda v: v >= 1, "an integer >= 1"),
+    ("model.lora_alpha", lambda v: v >= 1, "an integer >= 1"),
+    ("model.tiny_hidden_size", lambda v: v >= 1, "an integer >= 1"),
+    ("model.tiny_layers", lambda v: v >= 1, "an integer >= 1"),
+    ("run.seed", lambda v: 0 <= v < 2**32, "an integer in [0, 2**32)"),
 ]
 
 
@@ -251,6 +281,26 @@ def _to_float(value: Any) -> Any:
     return value
 
 
+def _to_int(value: Any) -> Any:
+    """A bool is not an int here (`run.steps: true` is a mistake, not 1 step)."""
+    return repr(value) if isinstance(value, bool) else value
+
+
+def _float_values(cfg: TrainConfig) -> Iterator[tuple[str, str, float]]:
+    """(field, which entry, value) of every float in the config, including mapping values."""
+    for section in dataclasses.fields(cfg):
+        node = getattr(cfg, section.name)
+        if not dataclasses.is_dataclass(node):
+            continue
+        hints = typing.get_type_hints(type(node))
+        for f in dataclasses.fields(node):
+            key, value, hint = f"{section.name}.{f.name}", getattr(node, f.name), hints[f.name]
+            if hint is float:
+                yield key, "", value
+            elif typing.get_origin(hint) is dict and typing.get_args(hint)[1] is float:
+                yield from ((key, f" value of {k!r}", v) for k, v in value.items())
+
+
 def _check_keys(data: dict, cls: type | None = None, prefix: str = "") -> None:
     cls = cls or TrainConfig
     hints = typing.get_type_hints(cls)
@@ -272,7 +322,9 @@ def config_from_dict(data: dict) -> TrainConfig:
         cfg = dacite.from_dict(
             TrainConfig,
             data,
-            config=dacite.Config(strict=True, check_types=True, type_hooks={float: _to_float}),
+            config=dacite.Config(
+                strict=True, check_types=True, type_hooks={float: _to_float, int: _to_int}
+            ),
         )
     except dacite.WrongTypeError as err:
         raise ConfigError(
@@ -280,6 +332,11 @@ def config_from_dict(data: dict) -> TrainConfig:
         ) from None
     except dacite.DaciteError as err:
         raise ConfigError(f"bad config: {err}") from None
+    for key, entry, value in _float_values(cfg):
+        if not math.isfinite(value):  # nan fails no `v > 0` check; inf crashes a run later
+            raise ConfigError(
+                f"config field {key!r}{entry} = {value!r} is invalid; allowed: a finite number"
+            )
     for key, ok, allowed in _CHECKS:
         section, name = key.split(".")
         value = getattr(getattr(cfg, section), name)
@@ -307,17 +364,18 @@ def config_from_dict(data: dict) -> TrainConfig:
         )
     from zerosum.players import make_player, unsupported
 
+    for spec in cfg.eval.opponents:
+        try:
+            if not spec.startswith("model:"):  # a model loads only when it is used
+                make_player(spec)
+        except ValueError as err:
+            raise ConfigError(f"config field 'eval.opponents': {err}") from None
     for game in cfg.eval.games:
         if game not in game_names():
             raise ConfigError(
                 f"config field 'eval.games' names unknown game {game!r}; valid games: {', '.join(game_names())}"
             )
         for spec in cfg.eval.opponents:
-            try:
-                if not spec.startswith("model:"):  # a model loads only when it is used
-                    make_player(spec)
-            except ValueError as err:
-                raise ConfigError(f"config field 'eval.opponents': {err}") from None
             if reason := unsupported(spec, game):
                 raise ConfigError(
                     f"config field 'eval.opponents': {spec!r} cannot play {game!r}: {reason}"

@@ -12,7 +12,14 @@ from dataclasses import dataclass, field
 
 from zerosum.games.base import Game, Outcome
 from zerosum.players.base import Player
-from zerosum.rollout import EVAL_INVALID, Episode, InvalidMovePolicy, RolloutSettings, play_games
+from zerosum.rollout import (
+    EVAL_INVALID,
+    Episode,
+    InvalidMovePolicy,
+    RolloutSettings,
+    game_seed,
+    play_games,
+)
 
 
 def play_episode(
@@ -86,14 +93,16 @@ def run_match(
 ) -> MatchResult:
     """Play `games` games, alternating seats: even games A is seat 0, odd games seat 1.
 
-    Game i uses seed `seed + i`, so a pair of games shares nothing but the seed stream.
+    Game i uses seed `game_seed(seed, i)` (deal and players' random choices), so runs with
+    different seeds play unrelated games.
     """
     if games < 1:
         raise ValueError(f"number of games must be >= 1, got {games}")
     stats = (PlayerStats(), PlayerStats())
     orders = [(0, 1) if i % 2 == 0 else (1, 0) for i in range(games)]  # order[s]: player in seat s
     seatings = [(players[a], players[b]) for a, b in orders]
-    episodes = run_games(game, seatings, [seed + i for i in range(games)], invalid, max_turns)
+    seeds = [game_seed(seed, i) for i in range(games)]
+    episodes = run_games(game, seatings, seeds, invalid, max_turns)
     for order, record in zip(orders, episodes):
         for seat in (0, 1):
             stats[order[seat]].add(seat, record.outcome)

@@ -12,14 +12,14 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 
 from zerosum.engines.base import Engine, SamplingParams
 from zerosum.games import load_game
 from zerosum.games.base import GameState, Outcome
-from zerosum.games.parsing import normalize, parse_action
+from zerosum.games.parsing import FALLBACKS, Fallback, normalize, parse_action
 from zerosum.players.base import Player
 
 FREE_INSTRUCTION = "Think step by step, then give your final move in \\boxed{{}}, for example \\boxed{{{example}}}."
@@ -29,7 +29,22 @@ RETRY_INSTRUCTION = "Answer with one legal action in \\boxed{}."
 
 
 InvalidMode = Literal["forfeit", "retry", "random"]
-INVALID_MODES: tuple[str, ...] = ("forfeit", "retry", "random")
+INVALID_MODES: tuple[str, ...] = get_args(InvalidMode)
+AnswerMode = Literal["free", "constrained"]
+ANSWER_MODES: tuple[str, ...] = get_args(AnswerMode)
+PromptFormat = Literal["chat", "plain"]
+PROMPT_FORMATS: tuple[str, ...] = get_args(PromptFormat)
+
+
+def game_seed(seed: int, index: int) -> int:
+    """The seed of game `index` in a match or evaluation run with seed `seed`.
+
+    A hash of the pair (NumPy's `SeedSequence`), so runs with different seeds play unrelated
+    games; with `seed + index`, runs with seeds 0 and 2 would share all but two games.
+    """
+    if seed < 0 or index < 0:
+        raise ValueError(f"seeds and game indices must be >= 0, got seed {seed}, game {index}")
+    return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
 
 
 @dataclass(frozen=True)
@@ -97,13 +112,27 @@ class Episode:
 
 @dataclass(frozen=True)
 class RolloutSettings:
-    answer_mode: str = "free"
-    parser_fallback: str = "last_bracket"
+    answer_mode: AnswerMode = "free"
+    parser_fallback: Fallback = "last_bracket"
     invalid: InvalidMovePolicy = InvalidMovePolicy("forfeit", loss=-1.5, win=0.5)
     max_turns: int = 50
     max_concurrent: int = 16
     include_rules: bool = True
-    prompt_format: str = "chat"
+    prompt_format: PromptFormat = "chat"
+
+    def __post_init__(self) -> None:
+        # Checked here as well as at the command line: with no game in flight the rollout
+        # loop would spin forever; a zero turn limit would make every game a one-move draw.
+        for name, value in (("max_concurrent", self.max_concurrent), ("max_turns", self.max_turns)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} = {value!r} is invalid; allowed: an integer >= 1")
+        for name, value, valid in (
+            ("answer_mode", self.answer_mode, ANSWER_MODES),
+            ("parser_fallback", self.parser_fallback, FALLBACKS),
+            ("prompt_format", self.prompt_format, PROMPT_FORMATS),
+        ):
+            if value not in valid:
+                raise ValueError(f"{name} = {value!r} is invalid; allowed: {', '.join(valid)}")
 
 
 def schedule_games(

@@ -11,16 +11,48 @@ an answer, which the learner could not re-score).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+MAX_TEMPERATURE = 100.0  # far above any useful value; beyond it sampling is uniform noise
+
 
 @dataclass(frozen=True)
 class SamplingParams:
+    """How responses are sampled.
+
+    `temperature=0` is greedy decoding (the most likely token at every step; reported
+    log-probabilities are then those of the chosen tokens under the untempered distribution,
+    after the constraint). `top_p` must be > 0: nucleus mass 0 keeps nothing, and greedy
+    decoding is asked for with the temperature. In constrained mode `max_new_tokens` does not
+    cut answers: decoding stops after the longest allowed answer and its end-of-sequence.
+    """
+
     temperature: float = 1.0
     top_p: float = 1.0
     max_new_tokens: int = 256
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.temperature) and 0 <= self.temperature <= MAX_TEMPERATURE):
+            raise ValueError(
+                f"temperature = {self.temperature!r} is invalid; allowed: a number in "
+                f"[0, {MAX_TEMPERATURE:g}] (0 is greedy decoding)"
+            )
+        if not (math.isfinite(self.top_p) and 0 < self.top_p <= 1):
+            raise ValueError(
+                f"top_p = {self.top_p!r} is invalid; allowed: a number in (0, 1] "
+                "(for greedy decoding use temperature 0)"
+            )
+        if isinstance(self.max_new_tokens, bool) or self.max_new_tokens < 1:
+            raise ValueError(
+                f"max_new_tokens = {self.max_new_tokens!r} is invalid; allowed: an integer >= 1"
+            )
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
 
 
 @dataclass
@@ -61,6 +93,9 @@ class ChoiceTrie:
         if not sequences:
             raise ValueError("constrained decoding needs at least one allowed answer")
         self.sequences = [list(s) for s in sequences]
+        # Tokens of the longest answer with its end-of-sequence: constrained decoding needs
+        # exactly this many steps, whatever the free-text cap `max_new_tokens` is.
+        self.depth = max(len(s) for s in self.sequences)
 
     def allowed(self, prefix: Sequence[int]) -> list[int]:
         """Token ids that extend `prefix` towards some allowed answer."""

@@ -4,6 +4,12 @@ A hand-written decode loop rather than `model.generate`, because it must report 
 log-probability of every sampled token under the sampling distribution (temperature, top-p,
 constraint) without keeping [batch, vocab] scores for every step in memory. It shares the
 learner's module, so there is nothing to synchronise after an optimizer step.
+
+Temperature 0 is greedy decoding: the most likely (allowed) token at every step, ties to the
+lowest token id; its reported log-probabilities are those of the chosen tokens under the
+untempered distribution (after the constraint), as vLLM reports them. Constrained answers run
+for the depth of their prefix trie (longest answer plus end-of-sequence), not
+`max_new_tokens`, so a small free-text cap never truncates a legal action.
 """
 
 from __future__ import annotations
@@ -41,6 +47,8 @@ class HFEngine:
     """Sampling over a transformers causal LM (optionally wrapped by PEFT)."""
 
     def __init__(self, model, tokenizer, max_batch: int = 64, compact: bool = True):
+        if max_batch < 1:
+            raise ValueError(f"max_batch = {max_batch!r} is invalid; allowed: an integer >= 1")
         self.model = model
         self.compact = compact  # drop finished rows from the batch and the KV cache
         self.tokenizer = tokenizer
@@ -104,8 +112,10 @@ class HFEngine:
         stopped = [False] * batch
         rows = list(range(batch))  # the prompt index of each row still in the cache
         next_pos = positions[:, -1] + 1
-        for _ in range(params.max_new_tokens):
-            logp = torch.log_softmax(logits / params.temperature, dim=-1)  # [rows, V]
+        steps = params.max_new_tokens if tries is None else max(t.depth for t in tries)
+        for _ in range(steps):
+            scale = 1.0 if params.greedy else params.temperature
+            logp = torch.log_softmax(logits / scale, dim=-1)  # [rows, V]
             if tries is not None:
                 keep = torch.zeros_like(logp, dtype=torch.bool)
                 for j, i in enumerate(rows):
@@ -114,8 +124,11 @@ class HFEngine:
                         allowed[i].append(ids)
                     keep[j, ids] = True
                 logp = torch.log_softmax(logp.masked_fill(~keep, float("-inf")), dim=-1)
-            logp = top_p_filter(logp, params.top_p)
-            sampled = torch.multinomial(logp.exp(), 1, generator=gen).squeeze(1)  # [rows]
+            if params.greedy:
+                sampled = logp.argmax(-1)  # [rows]; the first maximum: lowest token id
+            else:
+                logp = top_p_filter(logp, params.top_p)
+                sampled = torch.multinomial(logp.exp(), 1, generator=gen).squeeze(1)  # [rows]
             chosen_lp = logp.gather(1, sampled[:, None]).squeeze(1)
             for j, i in enumerate(rows):
                 if not stopped[i]:  # (finished rows stay in the batch without compaction)

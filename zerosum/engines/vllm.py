@@ -13,6 +13,9 @@ sequences of the allowed answers, not vLLM's guided `choice`: a choice grammar a
 tokenization of an answer ("c"+"heck" as well as "check"), so its per-step token sets are
 neither those of the `hf` engine nor recoverable from the trie, and the learner could not
 re-score the samples exactly. With the trie both engines sample the same answer distribution.
+As in `hf`, a constrained request may run for its trie's depth (longest answer plus
+end-of-sequence) whatever `max_new_tokens` is, and temperature 0 is vLLM's own greedy decoding
+(log-probabilities of the chosen tokens under the untempered, constrained distribution).
 """
 
 from __future__ import annotations
@@ -310,16 +313,17 @@ class VLLMEngine:
         tries: list[ChoiceTrie | None] = [None] * len(prompts)
         requests = []
         for i in range(len(prompts)):
-            extra = None
+            extra, max_tokens = None, params.max_new_tokens
             if choices is not None:
                 seqs = choice_token_ids(self.tokenizer, choices[i], self.eos_id)
                 tries[i] = ChoiceTrie(seqs)
                 extra = {CHOICES_KEY: {"sequences": seqs, "eos_id": self.eos_id}}
+                max_tokens = tries[i].depth  # a legal answer is never cut short
             requests.append(
                 VLLMParams(
-                    temperature=params.temperature,
+                    temperature=params.temperature,  # 0: vLLM's greedy decoding
                     top_p=params.top_p,
-                    max_tokens=params.max_new_tokens,
+                    max_tokens=max_tokens,
                     seed=seed + i,  # per request: the same (seed, batch) gives the same samples
                     logprobs=0,  # only the sampled token's log-probability
                     stop_token_ids=sorted(self.stop_ids),

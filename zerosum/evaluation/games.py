@@ -15,7 +15,7 @@ from scipy.stats import binomtest
 
 from zerosum.engines.base import Engine, SamplingParams
 from zerosum.players.base import Player
-from zerosum.rollout import EVAL_INVALID, RolloutSettings, play_games
+from zerosum.rollout import EVAL_INVALID, RolloutSettings, game_seed, play_games
 
 
 def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
@@ -68,11 +68,11 @@ def evaluate_against(
     settings: RolloutSettings,
 ) -> dict:
     """Play `n` games of `game` against `opponent`, seats alternating; the summary overall
-    and per model seat."""
+    and per model seat. Game i uses seed `game_seed(seed, i)`, as in `zerosum match`."""
     if n < 1:
         raise ValueError(f"number of evaluation games must be >= 1, got {n}")
     settings = replace(settings, invalid=EVAL_INVALID)
-    schedule = [(game, seed + i) for i in range(n)]
+    schedule = [(game, game_seed(seed, i)) for i in range(n)]
     model_seat = [i % 2 for i in range(n)]
     opponents = [(opponent, None) if s == 1 else (None, opponent) for s in model_seat]
     _, episodes = play_games(engine, tokenizer, schedule, params, settings, seed, opponents)

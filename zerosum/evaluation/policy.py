@@ -32,7 +32,10 @@ def constrained_action_probs(
     include_rules: bool = True,
     prompt_format: str = "chat",
 ) -> dict[str, float]:
-    """Exact probability of each legal action for the seat to move."""
+    """Exact probability of each legal action for the seat to move.
+
+    Temperature 0 is greedy decoding: probability 1 for the answer that takes the most likely
+    allowed token at every step (ties to the lowest token id, as the engines break them)."""
     seat = state.current_seat()
     legal = list(state.legal_actions())
     prompt = build_prompt(tokenizer, state, seat, "constrained", None, include_rules, prompt_format)
@@ -43,11 +46,26 @@ def constrained_action_probs(
     ]
     was_training = model.training
     model.eval()
-    logp, mask, _ = response_logprobs(model, samples, temperature, tokenizer.pad_token_id)
+    scale = 1.0 if temperature == 0 else temperature
+    logp, mask, _ = response_logprobs(model, samples, scale, tokenizer.pad_token_id)
     if was_training:
         model.train()
+    if temperature == 0:
+        return {a: float(i == _greedy_path(seqs, logp)) for i, a in enumerate(legal)}
     totals = (logp * mask).sum(-1).tolist()
     return {a: math.exp(t) for a, t in zip(legal, totals)}
+
+
+def _greedy_path(seqs: list[list[int]], logp: torch.Tensor) -> int:
+    """Index of the answer greedy decoding writes, from each answer's per-token log-probs
+    (`logp[i, t]`, as `response_logprobs` returns them). Answers sharing a prefix share the
+    distribution of the next token, so walking the trie needs no extra forward pass."""
+    alive, t = list(range(len(seqs))), 0
+    while len(alive) > 1:  # distinct answers, each ending in end-of-sequence, part at some t
+        best = max(alive, key=lambda i: (float(logp[i, t]), -seqs[i][t]))
+        alive = [i for i in alive if seqs[i][t] == seqs[best][t]]
+        t += 1
+    return alive[0]
 
 
 def model_policy(

@@ -8,6 +8,7 @@ package versions, and per-game figures with intervals.
 from __future__ import annotations
 
 import json
+import os
 import platform
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
@@ -18,7 +19,7 @@ from zerosum.evaluation.games import evaluate_against
 from zerosum.games import load_game
 from zerosum.players import make_player, unsupported
 from zerosum.players.simple import NASH_GAMES
-from zerosum.rollout import EVAL_INVALID, RolloutSettings
+from zerosum.rollout import EVAL_INVALID, AnswerMode, PromptFormat, RolloutSettings
 
 
 @dataclass
@@ -28,15 +29,15 @@ class EvalSettings:
     opponents: list[str]
     n: int = 100
     seed: int = 0
-    answer_mode: str = "free"
-    temperature: float = 0.6  # SPIRAL's evaluation sampling
+    answer_mode: AnswerMode = "free"
+    temperature: float = 0.6  # SPIRAL's evaluation sampling; 0 is greedy decoding
     top_p: float = 0.95
     max_new_tokens: int = 256
     max_concurrent: int = 16
     device: str = "auto"  # auto: the first CUDA GPU if one is visible, else the CPU
     parser_fallback: str = "last_bracket"
     include_rules: bool = True
-    prompt_format: str = "chat"
+    prompt_format: PromptFormat = "chat"
     max_turns: int = 50
     exploitability: bool = True  # kuhn/leduc: exact (constrained) or sampled (free)
     exploit_k: int = 8  # free mode: sampled answers per information set
@@ -60,6 +61,16 @@ def run_eval(s: EvalSettings) -> dict:
     """Evaluate; returns the results dictionary (also what `--out` writes)."""
     if not s.games and not s.math:
         raise ValueError("nothing to evaluate: give --games and/or --math")
+    # Every bad value fails here, before anything loads or plays.
+    for name in ("n", "math_k", "exploit_k") + (("limit",) if s.limit is not None else ()):
+        value = getattr(s, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} = {value!r} is invalid; allowed: an integer >= 1")
+    params = SamplingParams(s.temperature, s.top_p, s.max_new_tokens)
+    settings = RolloutSettings(
+        s.answer_mode, s.parser_fallback, EVAL_INVALID, s.max_turns, s.max_concurrent,
+        s.include_rules, s.prompt_format,
+    )  # fmt: skip
     for game in s.games:
         load_game(game)  # bad names and files fail before the model loads
     from zerosum.evaluation.math import evaluate_math, load_problems
@@ -73,11 +84,6 @@ def run_eval(s: EvalSettings) -> dict:
     model, tokenizer = load_model(s.model)
     model = model.to(device)
     engine = HFEngine(model, tokenizer, max_batch=s.max_concurrent)
-    params = SamplingParams(s.temperature, s.top_p, s.max_new_tokens)
-    settings = RolloutSettings(
-        s.answer_mode, s.parser_fallback, EVAL_INVALID, s.max_turns, s.max_concurrent,
-        s.include_rules, s.prompt_format,
-    )  # fmt: skip
     results: dict = {"settings": asdict(s), "versions": _versions(), "games": {}}
     for game in s.games:
         per_game: dict = {"opponents": {}, "skipped": {}}
@@ -175,6 +181,25 @@ def format_results(results: dict) -> str:
             f"{r['samples_per_problem']} samples (mean {r['mean_response_tokens']:.0f} tokens)"
         )
     return "\n".join(lines)
+
+
+def check_writable(path: str | Path) -> None:
+    """Fail now, in one line, if the results file cannot be written (a missing directory, a
+    directory in its place, no permission), rather than after the evaluation has run."""
+    p = Path(path)
+    if p.is_dir():
+        raise ValueError(f"--out {str(p)!r} is a directory; give a file path")
+    if not p.parent.is_dir():
+        what = "is not a directory" if p.parent.exists() else "does not exist"
+        raise ValueError(f"--out {str(p)!r}: {str(p.parent)!r} {what}")
+    existed = p.exists()
+    try:
+        with open(p, "a"):  # opening for append changes nothing in an existing file
+            pass
+    except OSError as err:
+        raise ValueError(f"--out {str(p)!r} is not writable: {err.strerror}") from None
+    if not existed:
+        os.unlink(p)
 
 
 def write_results(results: dict, path: str | Path) -> None:

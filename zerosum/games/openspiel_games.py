@@ -228,11 +228,12 @@ LEDUC = TextSpec(
     rules=(
         "Rules: the deck has six cards, two each of J < Q < K (suits ♠ and ♥). Each player "
         "antes 1 chip and gets one private card. There are two betting rounds; after the "
-        "first, one public card is revealed. In each round a player may [check] or [bet]; "
-        "facing a bet, a player may [call], [raise] or [fold]. Bets are 2 chips in round 1 "
-        "and 4 chips in round 2, with at most two bets or raises per round. At showdown a "
-        "private card that pairs the public card wins; otherwise the higher private card "
-        "wins. Your reward is the chips you win or lose."
+        "first, one public card is revealed. Player 0 acts first in each round. A player may "
+        "[check] or [bet]; facing a bet, a player may [call], [raise] or [fold]. Bets are 2 "
+        "chips in round 1 and 4 chips in round 2, with at most two bets or raises per round. "
+        "At showdown a private card that pairs the public card wins; otherwise the higher "
+        "private card wins; equal private cards (suits do not count) split the pot. Your "
+        "reward is the chips you win or lose."
     ),
     label=_leduc_label,
     chance_text=_leduc_chance,
@@ -259,12 +260,12 @@ LIARS_DICE = TextSpec(
     openspiel_name="liars_dice",
     description="Liar's Dice, a bluffing game with hidden dice.",
     rules=(
-        "Rules: each player rolls one six-sided die in secret. Players take turns bidding; "
-        "[bid Q-F] claims that at least Q of all the dice show face F, where a 6 is wild and "
-        "counts as every face. Each bid must be higher than the last: a larger quantity, or "
-        "the same quantity with a larger face. Instead of bidding, you may call [liar] on the "
-        "last bid: if the bid is true, the caller loses; otherwise the bidder loses. The "
-        "winner gets +1, the loser -1."
+        "Rules: each player rolls one six-sided die in secret. Players take turns bidding, "
+        "Player 0 first; [bid Q-F] claims that at least Q of all the dice show face F, where "
+        "a 6 is wild and counts as every face. Each bid must be higher than the last: a larger "
+        "quantity, or the same quantity with a larger face. Instead of bidding, you may call "
+        "[liar] on the last bid: if the bid is true, the caller loses; otherwise the bidder "
+        "loses. The winner gets +1, the loser -1."
     ),
     label=_liars_label,
     chance_text=_liars_chance,

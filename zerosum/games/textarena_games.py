@@ -18,7 +18,11 @@ TextArena 0.7.4 is the source of truth for the rules; this module wraps one raw 
   whatever the truth; self-play would find that, so here such a guess is an invalid move.
 
 Moves are free text (`legal_actions()` is None; [] once the game is over): the caller passes
-only the extracted move, which is what the opponent sees. For simple_negotiation a move
+only the extracted move, which is what the opponent sees, quoted: every player message is shown
+as one JSON string literal after its sender (`[Player 0] "Hi\nIt is your turn."`), so a move
+with line breaks cannot write lines of its own into the opponent's prompt (a fake
+"It is your turn." or "[GAME] ..." line); TextArena only deletes exact role tags such as
+`[GAME]` from moves, which `[GA[GAME]ME]` defeats. For simple_negotiation a move
 without any square bracket is wrapped in brackets first (`Accept` -> `[Accept]`), as
 TextArena's registered default `ActionFormattingWrapper` does for that id.
 Turn limits are TextArena's own: SimpleNegotiation-v0 has max_turns=10 but checks the limit
@@ -28,6 +32,7 @@ TruthAndDeception-v0 lasts 6 (the Guesser's 3rd message is the guess).
 
 from __future__ import annotations
 
+import json
 import random
 import re
 import threading
@@ -64,6 +69,16 @@ class IsolatedRandom:
             finally:
                 self._state = random.getstate()
                 random.setstate(saved)
+
+
+# Line breaks of `str.splitlines` that json.dumps(ensure_ascii=False) leaves unescaped.
+_UNESCAPED_BREAKS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
+def quote_message(text: str) -> str:
+    """A player-authored message as one line: a JSON string literal (quotes, backslashes and
+    every line break escaped; other characters kept, so the text stays readable)."""
+    return json.dumps(text, ensure_ascii=False).translate(_UNESCAPED_BREAKS)
 
 
 # (TextArena state, move) -> reason the move is invalid, or None. Runs before env.step.
@@ -168,22 +183,26 @@ class TextArenaState:
     def observation(self, seat: int, include_rules: bool = True) -> str:
         """TextArena's prompt for `seat` and the messages it was sent (its own private info
         only), then whose turn it is or how the game ended. TextArena's prompt holds the
-        rules and the private information together, so `include_rules` cannot drop them."""
+        rules and the private information together, so `include_rules` cannot drop them.
+        Player messages are quoted (`quote_message`): one line each, never the game's voice."""
         _check_seat(seat)
         state = self.env.state
         prompt, transcript = "", []
         for sender, message, kind in state.observations[seat]:
             if getattr(kind, "name", "") == "PROMPT":
                 prompt = message
-                continue
-            name = (
-                "GAME" if sender == _GAME_ID else state.role_mapping.get(sender, f"Player {sender}")
-            )
-            transcript.append(f"[{name}] {message}")
+            elif sender == _GAME_ID:
+                transcript.append(f"[GAME] {message}")
+            else:
+                transcript.append(f"[{self._seat_name(sender)}] {quote_message(message)}")
         if self._rejected is not None:  # a move refused before reaching TextArena
-            transcript.append(f"[{self._seat_name(self._rejected[0])}] {self._rejected[1]}")
+            seat_name = self._seat_name(self._rejected[0])
+            transcript.append(f"[{seat_name}] {quote_message(self._rejected[1])}")
         lines = [prompt, ""]
-        lines += ["Messages so far:", *transcript] if transcript else ["No messages yet."]
+        if transcript:
+            lines += ["Messages so far (player messages quoted as JSON strings):", *transcript]
+        else:
+            lines.append("No messages yet.")
         lines.append("")
         lines.append(self._status_line(seat))
         return "\n".join(lines)

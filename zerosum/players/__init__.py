@@ -10,18 +10,32 @@ __all__ = ["Move", "Player", "make_player", "PLAYER_SPECS"]
 PLAYER_SPECS = ("random", "mcts[:SIMULATIONS]", "perfect", "nash[:CFR_ITERATIONS]", "model:PATH")
 
 
+def _count(arg: str | None, what: str, default: int) -> int:
+    """The positive integer after `kind:` in a spec (e.g. `mcts:200`); `default` without one."""
+    if arg is None:
+        return default
+    try:
+        value = int(arg)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"{what} must be an integer >= 1, got {arg!r}")
+    return value
+
+
 def make_player(spec: str) -> Player:
     """Build a player from its spec; a one-line error lists the valid forms otherwise."""
-    kind, _, arg = spec.partition(":")
+    kind, sep, arg = spec.partition(":")
+    count = arg if sep else None
     try:
-        if kind == "random" and not arg:
+        if kind == "random" and not sep:
             return RandomPlayer()
-        if kind == "perfect" and not arg:
+        if kind == "perfect" and not sep:
             return PerfectPlayer()
         if kind == "mcts":
-            return MCTSPlayer(int(arg) if arg else 200)
+            return MCTSPlayer(_count(count, "MCTS simulations", 200))
         if kind == "nash":
-            return NashPlayer(int(arg) if arg else 1000)
+            return NashPlayer(_count(count, "CFR+ iterations", 1000))
         if kind == "model" and arg:
             from zerosum.players.model import ModelPlayer
 

@@ -186,6 +186,8 @@ class NashPlayer:
     name = "nash"
 
     def __init__(self, iterations: int = 1000):
+        if iterations < 1:  # zero iterations would be the uniform policy under the name "nash"
+            raise ValueError(f"CFR+ iterations must be an integer >= 1, got {iterations!r}")
         self.iterations = iterations
 
     def act(self, state: GameState, rng: np.random.Generator, feedback: str | None = None) -> Move:
