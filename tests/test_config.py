@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pytest
+import torch
 
 from zerosum.cli import main
 from zerosum.config import ConfigError, config_help, load_config
@@ -102,3 +103,21 @@ def test_help_lists_every_field_with_help():
     text = config_help()
     assert "algo.rae_decay = 0.95  # EMA decay" in text
     assert all("#" in line and line.split("# ", 1)[1] for line in text.splitlines())
+
+
+def test_bf16_auto_follows_the_hardware(monkeypatch):
+    from zerosum.hardware import resolve_bf16
+    from zerosum.train import choose_precision
+
+    assert load_config().optim.bf16 == "auto"
+    assert load_config(overrides=["optim.bf16=false"]).optim.bf16 is False
+    with pytest.raises(ConfigError, match=r"'optim.bf16' = 'maybe' is invalid; allowed: true or false or one of 'auto'$"):
+        load_config(overrides=["optim.bf16=maybe"])
+    cpu = torch.device("cpu")
+    for avx512_bf16, amx, want in ((True, False, True), (False, True, True), (False, False, False)):
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda v=avx512_bf16: v)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda v=amx: v)
+        assert resolve_bf16("auto", cpu)[0] is want
+        assert resolve_bf16(True, cpu) == (True, "set in the config")
+        # The choice is written into the config, so config.json and a resume keep it.
+        assert choose_precision(load_config(), cpu).optim.bf16 is want

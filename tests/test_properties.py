@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import types
 import typing
 
 import numpy as np
@@ -164,6 +165,8 @@ def _strategy(hint) -> st.SearchStrategy:
         return st.text(max_size=12) | st.sampled_from(["cpu", "cuda:1", "auto"])
     if typing.get_origin(hint) is typing.Literal:
         return st.sampled_from(typing.get_args(hint)) | st.text(max_size=8)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return st.one_of([_strategy(arg) for arg in typing.get_args(hint)])
     if typing.get_origin(hint) is dict:
         keys = st.sampled_from(game_names()) | st.text(max_size=6)
         return st.dictionaries(keys, FLOATS, max_size=3)

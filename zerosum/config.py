@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+import types
 import typing
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -124,7 +125,12 @@ class OptimConfig:
     weight_decay: float = _f(0.0, "AdamW weight decay")
     grad_clip: float = _f(1.0, "max global gradient norm")
     micro_batch_tokens: int = _f(4096, "padded tokens per micro-batch")
-    bf16: bool = _f(False, "bf16 autocast for learner forward/backward")
+    bf16: bool | Literal["auto"] = _f(
+        "auto",
+        "bf16 autocast for the learner's forward/backward; auto: only where the hardware "
+        "multiplies bf16 natively (CUDA with bf16, CPUs with AVX512-BF16 or AMX; elsewhere "
+        "it is emulated and slower than fp32). The run's config.json records the choice.",
+    )
 
 
 @dataclass
@@ -390,6 +396,10 @@ def config_from_dict(data: dict) -> TrainConfig:
 def _describe(tp: Any) -> str:
     if typing.get_origin(tp) is Literal:
         return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return " or ".join(_describe(arg) for arg in typing.get_args(tp))
+    if tp is bool:
+        return "true or false"
     return getattr(tp, "__name__", str(tp))
 
 

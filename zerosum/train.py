@@ -13,6 +13,7 @@ Departures from the paper, and why:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
@@ -25,6 +26,7 @@ from zerosum.advantage import keep_nonzero, rae_advantages
 from zerosum.checkpoint import TrainState, resume_candidates, resume_from, save_checkpoint
 from zerosum.config import TrainConfig, config_to_dict
 from zerosum.engines.base import SamplingParams
+from zerosum.hardware import resolve_bf16
 from zerosum.learner import Learner, LearnerSettings, Sample
 from zerosum.rollout import (
     InvalidMovePolicy,
@@ -180,6 +182,14 @@ def read_metric_lines(path: Path) -> list[tuple[str, int]]:
     return records
 
 
+def choose_precision(cfg: TrainConfig, device: torch.device) -> TrainConfig:
+    """Resolve `optim.bf16: auto` from the hardware, say so once, and return the config with
+    the choice written in (config.json keeps it, so a resumed run computes the same way)."""
+    bf16, why = resolve_bf16(cfg.optim.bf16, device)
+    print(f"precision: {'bf16 autocast' if bf16 else 'float32'} ({why})", file=sys.stderr)
+    return dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, bf16=bf16))
+
+
 def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> Path:
     """Run (or continue) training; returns the run directory. The run directory is locked
     for the whole run; an existing run there is refused unless resumed or `overwrite`n."""
@@ -200,6 +210,7 @@ def _run(cfg: TrainConfig, run_dir: Path, resume: bool) -> None:
     )
     state = resume_from(candidates, model, optimizer) if resume else TrainState()
     log = MetricsLog(run_dir, cfg.run.tensorboard, state.step)  # a damaged log fails here
+    cfg = choose_precision(cfg, next(model.parameters()).device)
     write_atomic(run_dir / "config.json", json.dumps(config_to_dict(cfg), indent=2))
     tiny_base = build_tiny(cfg, tokenizer) if cfg.model.tiny and cfg.model.lora else None
 

@@ -1,0 +1,32 @@
+"""Hardware-dependent choices made at run time from what torch reports, never assumed.
+
+bf16 pays only where the hardware multiplies bf16 natively: CUDA devices that support it, and
+CPUs with AVX512-BF16 or AMX. Elsewhere (e.g. AVX-512 Xeons without AVX512-BF16) torch
+emulates bf16 matrix multiplies, measured about 5x slower than fp32 (BENCHMARKS.md).
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def native_bf16(device: torch.device) -> tuple[bool, str]:
+    """Whether `device` multiplies bf16 natively, with the reason in a few words."""
+    if device.type == "cuda":
+        ok = torch.cuda.is_bf16_supported()
+        return ok, f"{torch.cuda.get_device_name(device)} {'supports' if ok else 'lacks'} bf16"
+    if device.type != "cpu":
+        return False, f"no bf16 check for device type {device.type!r}"
+    if torch.cpu._is_amx_tile_supported():
+        return True, "CPU has AMX"
+    if torch.cpu._is_avx512_bf16_supported():
+        return True, "CPU has AVX512-BF16"
+    return False, "CPU lacks AVX512-BF16 and AMX (bf16 would be emulated, slower than fp32)"
+
+
+def resolve_bf16(setting: bool | str, device: torch.device) -> tuple[bool, str]:
+    """`optim.bf16`: true, false, or "auto" (bf16 autocast only where it is native)."""
+    if setting == "auto":
+        ok, why = native_bf16(device)
+        return ok, f"auto: {why}"
+    return bool(setting), "set in the config"
