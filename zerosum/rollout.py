@@ -159,6 +159,21 @@ def build_prompt(
 ) -> list[int]:
     """The seat's view wrapped in the model's chat template (or, `plain`, followed by
     "Answer:" for base models without one and for tiny test models), as token ids."""
+    content = prompt_content(state, seat, answer_mode, feedback, include_rules)
+    if prompt_format == "plain":
+        return tokenizer.encode(f"{content}\nAnswer: ", add_special_tokens=False)
+    return chat_prompt(tokenizer, content)
+
+
+def prompt_content(
+    state: GameState,
+    seat: int,
+    answer_mode: str,
+    feedback: str | None = None,
+    include_rules: bool = True,
+) -> str:
+    """The text of the seat's user message: its view, the answer instruction and any retry
+    feedback. Model players tokenize it (`build_prompt`); API players send it as it is."""
     legal = state.legal_actions()
     if answer_mode == "constrained":
         instruction = CONSTRAINED_INSTRUCTION
@@ -167,11 +182,7 @@ def build_prompt(
     else:
         instruction = FREE_INSTRUCTION.format(example=legal[0])
     content = f"{state.observation(seat, include_rules)}\n\n{instruction}"
-    if feedback:
-        content += f"\n{feedback}"
-    if prompt_format == "plain":
-        return tokenizer.encode(f"{content}\nAnswer: ", add_special_tokens=False)
-    return chat_prompt(tokenizer, content)
+    return f"{content}\n{feedback}" if feedback else content
 
 
 def chat_prompt(tokenizer, content: str) -> list[int]:
