@@ -21,6 +21,12 @@ from zerosum.games import load_game
 from zerosum.games.base import GameState, Outcome
 from zerosum.games.parsing import FALLBACKS, Fallback, normalize, parse_action
 from zerosum.players.base import Player
+from zerosum.seeds import (
+    game_seed,  # noqa: F401 (re-exported: callers know it from here)
+    player_rng,
+    round_seed,
+    schedule_rng,
+)
 
 FREE_INSTRUCTION = "Think step by step, then give your final move in \\boxed{{}}, for example \\boxed{{{example}}}."
 FREE_TEXT_INSTRUCTION = "Think step by step, then put your move or message in \\boxed{}."
@@ -34,17 +40,6 @@ AnswerMode = Literal["free", "constrained"]
 ANSWER_MODES: tuple[str, ...] = get_args(AnswerMode)
 PromptFormat = Literal["chat", "plain"]
 PROMPT_FORMATS: tuple[str, ...] = get_args(PromptFormat)
-
-
-def game_seed(seed: int, index: int) -> int:
-    """The seed of game `index` in a match or evaluation run with seed `seed`.
-
-    A hash of the pair (NumPy's `SeedSequence`), so runs with different seeds play unrelated
-    games; with `seed + index`, runs with seeds 0 and 2 would share all but two games.
-    """
-    if seed < 0 or index < 0:
-        raise ValueError(f"seeds and game indices must be >= 0, got seed {seed}, game {index}")
-    return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
 
 
 @dataclass(frozen=True)
@@ -140,7 +135,7 @@ def schedule_games(
 ) -> list[tuple[str, int]]:
     """The (game, seed) pairs of one step, drawn from the mixture; a pure function of
     (seed, step) so a resumed run plays exactly the same games."""
-    rng = np.random.default_rng([seed, step, 7])
+    rng = schedule_rng(seed, step)
     names = sorted(weights)
     p = np.asarray([weights[g] for g in names], dtype=float)
     picks = rng.choice(len(names), size=n, p=p / p.sum())
@@ -303,13 +298,13 @@ def play_games(
     while pending or live:
         while pending and len(live) < settings.max_concurrent:
             i = pending.pop()
-            game_name, game_seed = schedule[i]
-            state = load_game(game_name).new_episode(game_seed)
+            game_name, seed_i = schedule[i]
+            state = load_game(game_name).new_episode(seed_i)
             if settings.answer_mode == "constrained" and state.legal_actions() is None:
                 raise ValueError(
                     f"answer_mode 'constrained' needs a game with finite legal actions, not {game_name!r}"
                 )
-            slot = _Slot(i, game_name, state, np.random.default_rng([game_seed, 3]))
+            slot = _Slot(i, game_name, state, player_rng(seed_i))
             if play_fixed(slot):
                 live.append(slot)
         if not live:
@@ -330,7 +325,7 @@ def play_games(
         choices = None
         if settings.answer_mode == "constrained":
             choices = [list(slot.state.legal_actions()) for slot in live]
-        gens = engine.generate(prompts, params, choices, seed=seed * 1_000_003 + round_index)
+        gens = engine.generate(prompts, params, choices, seed=round_seed(seed, round_index))
         round_index += 1
 
         still_live = []

@@ -36,6 +36,7 @@ from zerosum.rollout import (
     schedule_games,
 )
 from zerosum.rundir import prepare_run_dir, write_atomic
+from zerosum.seeds import eval_seed, step_seed
 
 # A LoRA adapter on a tiny model names its base relative to itself: checkpoints/step-N/base,
 # the random base weights saved beside it (there is nothing to download).
@@ -119,10 +120,10 @@ def evaluate(
     params = SamplingParams(e.temperature, e.top_p, cfg.sampling.max_new_tokens)
     for game in e.games:
         for spec in e.opponents:
-            seed = cfg.run.seed * 7919 + step * 1000  # fresh deals every evaluation, reproducible
             res = evaluate_against(
-                engine, tokenizer, game, make_player(spec), e.n, seed, params, settings
-            )
+                engine, tokenizer, game, make_player(spec), e.n, eval_seed(cfg.run.seed, step),
+                params, settings,
+            )  # fmt: skip
             for key in ("win_rate", "draw_rate", "loss_rate", "invalid_rate", "mean_return"):
                 metrics[f"eval/{game}/{spec}/{key}"] = res[key]
     return metrics
@@ -249,7 +250,7 @@ def _run(cfg: TrainConfig, run_dir: Path, resume: bool) -> None:
         # 1. Self-play: the same model in both seats of every scheduled game.
         schedule = schedule_games(r.games, r.games_per_step, cfg.run.seed, step)
         turns, episodes = play_games(
-            engine, tokenizer, schedule, sampling, settings, seed=cfg.run.seed * 100_003 + step
+            engine, tokenizer, schedule, sampling, settings, seed=step_seed(cfg.run.seed, step)
         )
         t_rollout = time.perf_counter() - t0
 
@@ -266,7 +267,7 @@ def _run(cfg: TrainConfig, run_dir: Path, resume: bool) -> None:
 
         # 3. Policy-gradient update, then the engine serves the new weights.
         t1 = time.perf_counter()
-        torch.manual_seed(cfg.run.seed * 100_003 + step)
+        torch.manual_seed(step_seed(cfg.run.seed, step))
         engine.offload()  # vllm sleep mode: the learner gets the GPU memory
         learn_stats = learner.step(samples)
         engine.sync_weights()
