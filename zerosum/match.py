@@ -17,9 +17,9 @@ from zerosum.rollout import (
     Episode,
     InvalidMovePolicy,
     RolloutSettings,
-    game_seed,
     play_games,
 )
+from zerosum.seeds import game_seed
 
 
 def play_episode(

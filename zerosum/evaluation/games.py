@@ -15,7 +15,8 @@ from scipy.stats import binomtest
 
 from zerosum.engines.base import Engine, SamplingParams
 from zerosum.players.base import Player
-from zerosum.rollout import EVAL_INVALID, RolloutSettings, game_seed, play_games
+from zerosum.rollout import EVAL_INVALID, RolloutSettings, play_games
+from zerosum.seeds import game_seed
 
 
 def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
