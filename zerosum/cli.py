@@ -146,6 +146,34 @@ def cmd_eval(args: argparse.Namespace) -> None:
         print(f"results written to {args.out}")
 
 
+def cmd_arena(args: argparse.Namespace) -> None:
+    """Play the missing games of an arena (resumable), then print and write its results."""
+    import os
+
+    from zerosum.arena.config import load_arena_config
+    from zerosum.arena.report import print_results, report
+    from zerosum.arena.run import run_arena
+
+    if not args.report and not args.config:
+        raise ValueError("zerosum arena needs --config FILE (play), or --report --dir DIR")
+    if args.report and not args.config and not args.dir:
+        raise ValueError("zerosum arena --report needs --dir ARENA_DIR (or --config FILE)")
+    directory = args.dir
+    if args.config:
+        cfg = load_arena_config(args.config, args.dir)
+        directory = cfg.dir
+        if not args.report:
+            try:
+                run_arena(cfg)
+            except KeyboardInterrupt:  # every finished game is committed; in-flight ones are not
+                print("zerosum: interrupted; run the same command again to resume", file=sys.stderr)
+                sys.stderr.flush()
+                os._exit(130)  # without waiting for games still blocked on the network
+    results = report(directory)
+    print_results(results)
+    print(f"results written to {Path(directory) / 'results.json'} (and .csv files)")
+
+
 SEED_HELP = "run seed in [0, 2**32); game i is seeded with a hash of (seed, i)"
 
 
@@ -239,6 +267,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--help-config", action="store_true", help="list every config field")
     t.add_argument("overrides", nargs="*", help="section.field=value overrides")
     t.set_defaults(func=cmd_train)
+
+    a = sub.add_parser(
+        "arena", help="tournament of models, bots and API players; durable, resumable, rated"
+    )
+    a.add_argument("--config", help="arena YAML (see configs/arena_example.yaml)")
+    a.add_argument("--dir", help="arena directory (overrides the config's dir)")
+    a.add_argument("--report", action="store_true", help="only report, from the arena's database")
+    a.set_defaults(func=cmd_arena)
     return parser
 
 

@@ -1,4 +1,5 @@
-"""Players by spec string: `random`, `mcts:200`, `perfect`, `nash[:ITERATIONS]`, `model:PATH`."""
+"""Players by spec string: `random`, `mcts:200`, `perfect`, `nash[:ITERATIONS]`, `model:PATH`,
+`api:FILE` (an OpenAI-compatible chat API, settings in a YAML file)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ from zerosum.players.simple import MCTSPlayer, NashPlayer, PerfectPlayer, Random
 
 __all__ = ["Move", "Player", "make_player", "PLAYER_SPECS"]
 
-PLAYER_SPECS = ("random", "mcts[:SIMULATIONS]", "perfect", "nash[:CFR_ITERATIONS]", "model:PATH")
+PLAYER_SPECS = (
+    "random", "mcts[:SIMULATIONS]", "perfect", "nash[:CFR_ITERATIONS]", "model:PATH", "api:FILE"
+)  # fmt: skip
 
 
 def _count(arg: str | None, what: str, default: int) -> int:
@@ -40,6 +43,10 @@ def make_player(spec: str) -> Player:
             from zerosum.players.model import ModelPlayer
 
             return ModelPlayer(arg)
+        if kind == "api" and arg:
+            from zerosum.players.api import ApiPlayer, load_api_config
+
+            return ApiPlayer(load_api_config(arg))
     except ValueError as err:
         raise ValueError(f"bad player {spec!r}: {err}") from None
     raise ValueError(f"unknown player {spec!r}; valid: {', '.join(PLAYER_SPECS)}")
@@ -53,7 +60,7 @@ def unsupported(spec: str, game_name: str) -> str | None:
 
     kind = spec.partition(":")[0]
     game = load_game(game_name)
-    if kind == "model":
+    if kind in ("model", "api"):
         return None
     if not isinstance(game, OpenSpielGame):
         return f"{kind!r} needs a game with finite legal actions"

@@ -1,0 +1,288 @@
+"""The arena: config errors, Bradley-Terry and OpenSkill ratings, the database, resuming by
+config, reports from the database alone, and the batched local-model sampler."""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from zerosum.arena.config import arena_config
+from zerosum.arena.ratings import ELO, Result, bradley_terry, openskill_ratings
+from zerosum.arena.typed import ConfigError
+from zerosum.cli import main
+
+
+def write_config(path: Path, **fields) -> Path:
+    path.write_text(yaml.safe_dump(fields))
+    return path
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def games_rows(directory: Path) -> list[tuple]:
+    """Every game row except its timestamp, in key order."""
+    with sqlite3.connect(directory / "arena.db") as db:
+        rows = db.execute(
+            "SELECT * FROM games ORDER BY game, seat0, seat1, idx"
+        ).fetchall()  # finished_at is the last column
+    return [row[:-1] for row in rows]
+
+
+# --- configuration ---------------------------------------------------------------------------
+
+GOOD = {"players": ["random", "mcts:5"], "games": ["tic_tac_toe"], "n": 2}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"n": 0}, "'n' = 0 is invalid; allowed: an integer >= 1"),
+        ({"n": True}, "'n' = 'True' is invalid; allowed: an integer"),
+        ({"prior_sigma": float("nan")}, "'prior_sigma' = nan is invalid; allowed: a finite number"),
+        ({"colour": 1}, "unknown config field 'colour'"),
+        ({"games": ["chess"]}, "unknown game 'chess'"),
+        ({"players": ["random"]}, "at least two players"),
+        ({"players": ["random", "random"]}, "the name 'random' is used twice"),
+        ({"players": ["random", "mcts:0"]}, "MCTS simulations must be an integer >= 1"),
+        ({"players": ["random", {"kind": "robot", "name": "x"}]}, "allowed: a bot spec"),
+        ({"players": ["random", {"kind": "api", "name": "x", "model": "m"}]},
+         "'players[1].base_url' is required"),
+        ({"players": ["random", {"kind": "api", "name": "x", "model": "m",
+                                 "base_url": "ftp://h", "timeout": 1}]},
+         "'players[1].base_url' = 'ftp://h' is invalid; allowed: an http:// or https:// URL"),
+        ({"players": ["random", {"kind": "api", "name": "x", "model": "m",
+                                 "base_url": "http://h", "timeout": -1}]},
+         "'players[1].timeout' = -1.0 is invalid; allowed: a number > 0"),
+        ({"players": ["random", {"kind": "local", "name": "a b", "model": "m"}]},
+         "'players[1].name' = 'a b' is invalid"),
+        ({"players": ["random", {"kind": "local", "name": "m", "model": "m", "top_p": 0}]},
+         "'players[1].top_p' = 0.0 is invalid; allowed: a number in (0, 1]"),
+    ],
+)  # fmt: skip
+def test_bad_config_values_are_one_line_errors(change, message):
+    with pytest.raises(ConfigError) as err:
+        arena_config({**GOOD, **change})
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_player_entries_become_typed_players():
+    cfg = arena_config({**GOOD, "players": ["random", "model:some/dir", {
+        "kind": "api", "name": "remote", "base_url": "http://127.0.0.1:1/v1", "model": "m",
+        "timeout": "2.5"}]})  # fmt: skip
+    kinds = [(p.kind, p.name) for p in cfg.players]
+    assert kinds == [("bot", "random"), ("local", "model:some/dir"), ("api", "remote")]
+    assert cfg.players[1].model == "some/dir"
+    assert cfg.players[2].timeout == 2.5
+    assert "api_key_env" not in cfg.players[2].identity()  # where the key is is not who plays
+
+
+def test_the_cli_reports_a_bad_config_in_one_line(tmp_path, capsys):
+    path = write_config(tmp_path / "a.yaml", **{**GOOD, "n": -3})
+    code, _, err = run_cli(capsys, "arena", "--config", str(path))
+    assert code == 2
+    assert err.strip().splitlines() == [
+        "zerosum: error: config field 'n' = -3 is invalid; allowed: an integer >= 1"
+    ]
+
+
+# --- ratings ---------------------------------------------------------------------------------
+
+
+def simulate(strengths: dict[str, float], n: int, seed: int = 0) -> list[Result]:
+    """n games per ordered pair, won with Bradley-Terry probabilities."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for a, ra in strengths.items():
+        for b, rb in strengths.items():
+            if a != b:
+                p = 1 / (1 + math.exp(rb - ra))
+                out += [Result(a, b, float(rng.random() < p)) for _ in range(n)]
+    return out
+
+
+def test_ratings_recover_a_known_order_and_intervals_shrink_with_more_games():
+    strengths = {"a": 1.5, "b": 0.5, "c": -0.5, "d": -1.5}
+    players = sorted(strengths)
+    widths = []
+    for n in (10, 200):
+        bt = bradley_terry(players, simulate(strengths, n), 2.0, 100, seed=0)
+        assert sorted(players, key=lambda p: -bt[p]["rating"]) == ["a", "b", "c", "d"]
+        widths.append({p: bt[p]["ci95"][1] - bt[p]["ci95"][0] for p in players})
+        assert all(bt[p]["ci95"][0] <= bt[p]["rating"] <= bt[p]["ci95"][1] for p in players)
+    assert all(widths[1][p] < widths[0][p] / 2 for p in players), widths
+
+
+def test_a_player_that_wins_everything_ranks_first_with_a_finite_rating():
+    results = []
+    for other in ("b", "c"):
+        results += [Result("ace", other, 1.0)] * 5 + [Result(other, "ace", 0.0)] * 5
+    results += [Result("b", "c", s) for s in (1.0, 0.0, 0.5, 1.0)]
+    bt = bradley_terry(["ace", "b", "c"], results, 2.0, 50, seed=0)
+    ace = bt["ace"]
+    assert max(bt, key=lambda p: bt[p]["rating"]) == "ace"
+    assert math.isfinite(ace["rating"]) and all(math.isfinite(x) for x in ace["ci95"])
+    assert bt["b"]["rating"] < ace["ci95"][0]
+    loser = bradley_terry(["x", "y"], [Result("x", "y", 0.0)] * 8, 2.0, 20, seed=0)["x"]
+    assert math.isfinite(loser["rating"]) and loser["rating"] < 1000
+
+
+@pytest.mark.parametrize(("wins", "games"), [(7, 10), (3, 12), (10, 10)])
+def test_two_player_ratings_are_the_prior_shrunk_logit(wins, games):
+    """MAP of a 2-player case: with r_a = -r_b = x/2 the stationarity condition is
+    wins - games * sigmoid(x) = x / (2 sigma^2); without a prior, x = logit(wins/games)."""
+    results = [Result("a", "b", 1.0)] * wins + [Result("a", "b", 0.0)] * (games - wins)
+    for sigma in (0.5, 2.0):
+        bt = bradley_terry(["a", "b"], results, sigma, 0, seed=0)
+        x = bt["a"]["logit"] - bt["b"]["logit"]
+        assert bt["a"]["logit"] == pytest.approx(-bt["b"]["logit"], abs=1e-4)
+        assert wins - games / (1 + math.exp(-x)) == pytest.approx(x / (2 * sigma**2), abs=1e-3)
+        assert bt["a"]["rating"] - bt["b"]["rating"] == pytest.approx(ELO * x, abs=0.2)
+    if wins < games:  # a flat prior: the plain maximum-likelihood logit
+        x = bradley_terry(["a", "b"], results, 1e4, 0, seed=0)["a"]["logit"] * 2
+        assert x == pytest.approx(math.log(wins / (games - wins)), abs=1e-3)
+
+
+def test_draws_count_as_half_wins():
+    draws = bradley_terry(["a", "b"], [Result("a", "b", 0.5)] * 4, 2.0, 0, seed=0)
+    split = bradley_terry(["a", "b"], [Result("a", "b", 1.0), Result("a", "b", 0.0)] * 2, 2.0, 0, 0)
+    assert draws["a"]["rating"] == draws["b"]["rating"] == 1000
+    assert draws == split
+    skill = openskill_ratings(["a", "b"], [Result("a", "b", 1.0)] * 3 + [Result("b", "a", 0.5)])
+    assert skill["a"]["mu"] > 25 > skill["b"]["mu"]
+
+
+# --- arenas of bots: the database, config changes, reports --------------------------------------
+
+
+@pytest.fixture
+def bot_arena(tmp_path) -> tuple[Path, dict]:
+    fields = {"dir": str(tmp_path / "arena"), "games": ["tic_tac_toe", "kuhn_poker"], "n": 2,
+              "players": ["random", "mcts:5", "perfect"], "bootstrap": 20, "max_concurrent": 3}  # fmt: skip
+    return tmp_path, fields
+
+
+def test_every_pair_plays_both_seat_orders_and_the_report_counts_every_game(bot_arena, capsys):
+    tmp, fields = bot_arena
+    code, out, _ = run_cli(capsys, "arena", "--config", str(write_config(tmp / "a.yaml", **fields)))
+    assert code == 0, out
+    rows = games_rows(tmp / "arena")
+    # tic_tac_toe: 3 players, 6 ordered pairs x 2; kuhn_poker: only random plays it, skipped.
+    assert len(rows) == 12 and {r[0] for r in rows} == {"tic_tac_toe"}
+    assert "skipped: perfect does not play kuhn_poker" in out
+    pairs = {(r[1], r[2]) for r in rows}
+    assert pairs == {(a, b) for a in ("random", "mcts:5", "perfect")
+                     for b in ("random", "mcts:5", "perfect") if a != b}  # fmt: skip
+    seeds = {(r[1], r[2], r[3]): r[4] for r in rows}
+    assert seeds["random", "perfect", 0] == seeds["perfect", "random", 0]  # the same deal
+    assert seeds["random", "perfect", 0] != seeds["random", "perfect", 1]
+    results = json.loads((tmp / "arena" / "results.json").read_text())
+    board = {r["player"]: r for r in results["per_game"]["tic_tac_toe"]["leaderboard"]}
+    assert all(
+        r["games"] == 8 and r["wins"] + r["draws"] + r["losses"] == 8 for r in board.values()
+    )
+    assert board["perfect"]["rank"] == 1 and board["perfect"]["losses"] == 0
+    cell = results["all"]["matrix"]["perfect"]["random"]
+    assert cell["games"] == 4 and cell["win_ci95"][0] <= cell["win_rate"] <= cell["win_ci95"][1]
+    csv_lines = (tmp / "arena" / "leaderboard.csv").read_text().splitlines()
+    assert csv_lines[0].startswith("scope,rank,player,rating") and len(csv_lines) == 1 + 3 + 3
+
+
+def test_report_is_reproducible_from_the_database_alone(bot_arena, capsys):
+    tmp, fields = bot_arena
+    run_cli(capsys, "arena", "--config", str(write_config(tmp / "a.yaml", **fields)))
+    arena = tmp / "arena"
+    saved = {name: (arena / name).read_text() for name in
+             ("results.json", "leaderboard.csv", "crossplay.csv")}  # fmt: skip
+    for name in saved:
+        (arena / name).unlink()
+    code, out, _ = run_cli(capsys, "arena", "--report", "--dir", str(arena))
+    assert code == 0 and "perfect" in out
+    assert {name: (arena / name).read_text() for name in saved} == saved
+
+
+def test_changing_the_config_adds_only_the_missing_games(bot_arena, capsys):
+    tmp, fields = bot_arena
+    run_cli(capsys, "arena", "--config", str(write_config(tmp / "a.yaml", **fields)))
+    first = games_rows(tmp / "arena")
+    with sqlite3.connect(tmp / "arena" / "arena.db") as db:
+        stamps = dict(db.execute("SELECT seat0 || seat1 || idx, finished_at FROM games"))
+    more = {**fields, "n": 3, "players": fields["players"] + ["nash"]}
+    code, out, _ = run_cli(capsys, "arena", "--config", str(write_config(tmp / "b.yaml", **more)))
+    assert code == 0 and "games to play, 12 already played" in out
+    rows = games_rows(tmp / "arena")
+    assert set(first) <= set(rows)
+    # tic_tac_toe: 6 pairs x 3 games; kuhn_poker: random and nash, 2 seat orders x 3 games.
+    assert len(rows) == 18 + 6
+    with sqlite3.connect(tmp / "arena" / "arena.db") as db:
+        after = dict(db.execute("SELECT seat0 || seat1 || idx, finished_at FROM games"))
+    assert all(after[k] == v for k, v in stamps.items())  # the old games were not replayed
+
+
+def test_a_changed_player_under_an_old_name_or_a_new_seed_is_refused(bot_arena, capsys):
+    tmp, fields = bot_arena
+    run_cli(capsys, "arena", "--config", str(write_config(tmp / "a.yaml", **fields)))
+    renamed = {**fields, "players": ["random", {"kind": "bot", "name": "mcts:5", "spec": "mcts:9"}]}
+    code, _, err = run_cli(
+        capsys, "arena", "--config", str(write_config(tmp / "b.yaml", **renamed))
+    )
+    assert code == 2 and "player 'mcts:5' was" in err and "give the new player another name" in err
+    code, _, err = run_cli(
+        capsys, "arena", "--config", str(write_config(tmp / "c.yaml", **{**fields, "seed": 5}))
+    )
+    assert code == 2 and "arena setting 'seed' = 5 differs" in err
+
+
+def test_report_needs_a_database(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "arena", "--report", "--dir", str(tmp_path))
+    assert code == 2 and "no arena database at" in err
+
+
+# --- local models ------------------------------------------------------------------------------
+
+
+def test_batched_sampler_rows_match_sampling_each_prompt_alone(tokenizer, tiny):
+    """Each row is sampled as HFEngine samples it alone with its seed, whatever the batch."""
+    from zerosum.arena.local import BatchedSampler, _Request
+    from zerosum.engines.base import SamplingParams
+    from zerosum.engines.hf import HFEngine
+
+    params = SamplingParams(1.0, 0.95, 12)
+    sampler, engine = BatchedSampler(tiny, tokenizer, params, 8), HFEngine(tiny, tokenizer)
+    texts = ["Hello there, how are", "Tic tac", "A much longer prompt about poker", "x"]
+    choices = [None, ["bet", "check"], None, ["1", "2", "13"]]
+    requests = [
+        _Request(tokenizer.encode(t, add_special_tokens=False), c, 100 + k)
+        for k, (t, c) in enumerate(zip(texts, choices))
+    ]
+    batched = sampler.sample(requests)
+    reversed_batch = sampler.sample(requests[::-1])[::-1]
+    for r, gen, other in zip(requests, batched, reversed_batch):
+        alone = engine.generate([r.prompt], params, None if r.choices is None else [r.choices],
+                                seed=r.seed)[0]  # fmt: skip
+        assert gen.token_ids == alone.token_ids == other.token_ids
+        assert gen.allowed == alone.allowed and gen.finish_reason == alone.finish_reason
+        assert gen.logprobs == pytest.approx(alone.logprobs, abs=1e-4)  # batched rounding
+    assert len({tuple(g.token_ids) for g in batched}) == 4
+
+
+def test_prompt_content_is_the_text_model_prompts_wrap(tokenizer):
+    from zerosum.games import load_game
+    from zerosum.rollout import build_prompt, chat_prompt, prompt_content
+
+    state = load_game("kuhn_poker").new_episode(3)
+    content = prompt_content(state, 0, "free", "Your last answer was invalid.")
+    assert content.startswith(state.observation(0, True) + "\n\n")
+    assert content.endswith("\\boxed{check}.\nYour last answer was invalid.")
+    ids = build_prompt(tokenizer, state, 0, "free", "Your last answer was invalid.")
+    assert ids == chat_prompt(tokenizer, content)

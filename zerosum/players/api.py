@@ -1,0 +1,198 @@
+"""An OpenAI-compatible chat API as a player: vLLM's server, OpenAI, any compatible endpoint.
+
+The prompt is the text model players get (`rollout.prompt_content`: the seat's view and the
+free-answer instruction) as one user message; the reply is untrusted text, cut to a bounded
+tail and parsed by `games.parsing.parse_action`. A request that times out, cannot connect or
+gets a 429 or 5xx is retried with exponential backoff; when the retries run out, or the error
+is not worth retrying (another 4xx, a malformed response), the move is invalid with the reason,
+which forfeits that game for this player and lets the tournament go on.
+
+The API key is read from the environment variable named by `api_key_env` and handed to the
+client only: it is not part of the player's name, identity, reasons or repr, and reasons never
+quote the server's error text, so nothing a caller writes can contain it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from zerosum.arena.typed import (
+    NON_NEGATIVE,
+    NON_NEGATIVE_INT,
+    POSITIVE,
+    POSITIVE_INT,
+    UNIT_INTERVAL,
+    ConfigError,
+    fld,
+    load_typed,
+)
+from zerosum.engines.base import MAX_TEMPERATURE
+from zerosum.games.base import GameState
+from zerosum.games.parsing import parse_action
+from zerosum.players.base import Move
+
+# Longest reply kept (its tail, where the answer is): an honest server is bounded by
+# max_tokens, a broken one is not.
+MAX_REPLY_CHARS = 100_000
+_URL = (lambda v: v.startswith(("http://", "https://")), "an http:// or https:// URL")
+_TEMPERATURE = (lambda v: 0 <= v <= MAX_TEMPERATURE, f"a number in [0, {MAX_TEMPERATURE:g}]")
+
+
+@dataclass(frozen=True)
+class ApiPlayerConfig:
+    name: str = fld(dataclasses.MISSING, "player name in tables and the database")
+    base_url: str = fld(dataclasses.MISSING, "server URL, e.g. http://127.0.0.1:8000/v1", _URL)
+    model: str = fld(dataclasses.MISSING, "model name as the server knows it")
+    kind: Literal["api"] = fld("api", "player kind")
+    api_key_env: str | None = fld(
+        None, "name of the environment variable holding the API key (null: no key)"
+    )
+    timeout: float = fld(60.0, "seconds per request", POSITIVE)
+    max_retries: int = fld(
+        3, "retries after a timeout, connection error, 429 or 5xx", NON_NEGATIVE_INT
+    )
+    backoff: float = fld(
+        1.0, "seconds before the first retry, doubled for each next one", NON_NEGATIVE
+    )
+    max_backoff: float = fld(30.0, "longest wait between two attempts", NON_NEGATIVE)
+    concurrency: int = fld(4, "requests to this player in flight at once", POSITIVE_INT)
+    temperature: float = fld(0.6, "sampling temperature (0: greedy)", _TEMPERATURE)
+    top_p: float = fld(0.95, "nucleus sampling mass", UNIT_INTERVAL)
+    max_tokens: int = fld(512, "cap on generated tokens per turn", POSITIVE_INT)
+    include_rules: bool = fld(True, "put the game's rules into every prompt")
+    parser_fallback: Literal["last_bracket", "last_mention", "none"] = fld(
+        "last_bracket", "without \\boxed{}: what else counts as the answer (see README)"
+    )
+    send_seed: bool = fld(
+        True, "send a per-request seed drawn from the game's RNG (vLLM honours it)"
+    )
+
+    # Settings that change how the player plays; the rest (where and how patiently it is
+    # reached) may change between sessions of one arena.
+    PLAY_FIELDS = ("kind", "model", "temperature", "top_p", "max_tokens", "include_rules",
+                   "parser_fallback", "send_seed")  # fmt: skip
+
+    def identity(self) -> dict:
+        return {k: getattr(self, k) for k in self.PLAY_FIELDS}
+
+
+def load_api_config(path: str | Path) -> ApiPlayerConfig:
+    """An API player's settings from a YAML file (`zerosum match --players api:FILE`)."""
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"API player file {str(p)!r} does not exist")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{str(p)!r} is not valid YAML: {str(err).splitlines()[0]}") from None
+    return load_typed(ApiPlayerConfig, data, "")
+
+
+def api_key(config: ApiPlayerConfig) -> str:
+    """The key from the environment; servers without authentication get a placeholder."""
+    if config.api_key_env is None:
+        return "EMPTY"
+    value = os.environ.get(config.api_key_env, "")
+    if not value:
+        raise ConfigError(
+            f"player {config.name!r}: environment variable {config.api_key_env!r} "
+            "(api_key_env) is not set"
+        )
+    return value
+
+
+class MalformedReply(ValueError):
+    """A 2xx response without a chat message text."""
+
+
+class ApiPlayer:
+    """Answers through `chat.completions`; at most `concurrency` requests in flight."""
+
+    def __init__(self, config: ApiPlayerConfig):
+        import openai
+
+        self.name = config.name
+        self.config = config
+        self._client = openai.OpenAI(
+            base_url=config.base_url,
+            api_key=api_key(config),
+            timeout=config.timeout,
+            max_retries=0,  # retried here, so every attempt is bounded and counted
+        )
+        self._slots = threading.BoundedSemaphore(config.concurrency)
+
+    def __repr__(self) -> str:
+        return f"ApiPlayer({self.name!r}, model={self.config.model!r})"
+
+    def act(self, state: GameState, rng: np.random.Generator, feedback: str | None = None) -> Move:
+        from zerosum.rollout import prompt_content
+
+        seed = int(rng.integers(2**31))  # drawn either way: the game's RNG stream stays the same
+        seat = state.current_seat()
+        content = prompt_content(state, seat, "free", feedback, self.config.include_rules)
+        text, failure = self.complete(content, seed)
+        if failure is not None:
+            return Move(None, "", failure)
+        parsed = parse_action(text, state.legal_actions(), self.config.parser_fallback)
+        return Move(parsed.action, text, parsed.reason)
+
+    def complete(self, content: str, seed: int) -> tuple[str, str | None]:
+        """The reply text, or "" and why there is none after the allowed attempts."""
+        attempts = self.config.max_retries + 1
+        for attempt in range(attempts):
+            if attempt:
+                time.sleep(min(self.config.max_backoff, self.config.backoff * 2 ** (attempt - 1)))
+            try:
+                with self._slots:
+                    reply = self._client.chat.completions.create(**self._request(content, seed))
+                return reply_text(reply), None
+            except Exception as err:  # every failure of an untrusted server becomes a reason
+                reason, retry = classify(err)
+                if not retry:
+                    return "", reason
+        return "", f"{reason} ({attempts} attempts)"
+
+    def _request(self, content: str, seed: int) -> dict:
+        request = {
+            "model": self.config.model,
+            "messages": [{"role": "user", "content": content}],
+            "temperature": self.config.temperature,
+            "top_p": self.config.top_p,
+            "max_tokens": self.config.max_tokens,
+        }
+        return {**request, "seed": seed} if self.config.send_seed else request
+
+
+def reply_text(reply: object) -> str:
+    """The first choice's message text (its bounded tail); MalformedReply otherwise."""
+    choices = getattr(reply, "choices", None)
+    if not isinstance(choices, list) or not choices:
+        raise MalformedReply("no choices")
+    content = getattr(getattr(choices[0], "message", None), "content", None)
+    if not isinstance(content, str):
+        raise MalformedReply("no message content")
+    return content[-MAX_REPLY_CHARS:]
+
+
+def classify(err: Exception) -> tuple[str, bool]:
+    """A short reason (never the server's text) and whether another attempt may help."""
+    import openai
+
+    if isinstance(err, openai.APITimeoutError):  # a subclass of APIConnectionError
+        return "api: timeout", True
+    if isinstance(err, openai.APIConnectionError):
+        return "api: connection error", True
+    if isinstance(err, openai.APIStatusError):
+        code = err.status_code
+        return f"api: HTTP {code}", code == 429 or code >= 500
+    return f"api: malformed response ({type(err).__name__})", False
