@@ -12,8 +12,8 @@ from zerosum.evaluation.math import Problem, evaluate_math, grade, load_problems
 from zerosum.evaluation.policy import exploitability_report, model_policy
 from zerosum.games import load_game
 from zerosum.players import make_player
-from zerosum.players.simple import cfr_policy_table, tabular_policy
 from zerosum.rollout import RolloutSettings
+from zerosum.solvers import cfr_policy_table, tabular_policy
 
 from .test_rollout import ScriptEngine, first_legal
 
@@ -214,8 +214,8 @@ def test_greedy_exact_policy_is_what_greedy_decoding_plays(tiny, tokenizer):
     greedily, at every Kuhn information set (a random tiny model answers differently)."""
     from zerosum.engines.hf import HFEngine
     from zerosum.evaluation.policy import constrained_action_probs
-    from zerosum.players.simple import info_set_states
     from zerosum.rollout import build_prompt
+    from zerosum.solvers import info_set_states
 
     game = load_game("kuhn_poker")
     engine = HFEngine(tiny, tokenizer)
@@ -319,7 +319,7 @@ def test_tic_tac_toe_move_quality_hand_checked():
 
 def test_perfect_play_in_evaluation_games_is_all_optimal(tokenizer):
     """Scripted 'model' that plays the minimax move: every position in play is optimal."""
-    from zerosum.players.simple import optimal_actions
+    from zerosum.solvers import optimal_actions
 
     def perfect_answer(prompt: str) -> str:
         board = prompt.rsplit("Board (empty cells show their number):\n", 1)[1].split("\nMoves")[0]

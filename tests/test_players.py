@@ -5,7 +5,7 @@ from open_spiel.python.algorithms import expected_game_score, exploitability
 from zerosum.games import load_game
 from zerosum.match import run_match
 from zerosum.players import make_player
-from zerosum.players.simple import cfr_policy_table, minimax_values, optimal_actions, tabular_policy
+from zerosum.solvers import cfr_policy_table, minimax_values, optimal_actions, tabular_policy
 
 
 @pytest.fixture(autouse=True)

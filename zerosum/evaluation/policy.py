@@ -19,8 +19,8 @@ from zerosum.engines.base import ChoiceTrie, choice_token_ids
 from zerosum.games import load_game
 from zerosum.games.openspiel_games import OpenSpielGame
 from zerosum.learner import Sample, response_logprobs
-from zerosum.players.simple import info_set_states
 from zerosum.rollout import build_prompt
+from zerosum.solvers import info_set_states
 
 
 @torch.no_grad()
@@ -105,7 +105,7 @@ def exploitability_report(game_name: str, policy: os_policy.TabularPolicy) -> di
     against the CFR+ approximate Nash policy (OpenSpiel)."""
     from open_spiel.python.algorithms import expected_game_score
 
-    from zerosum.players.simple import cfr_policy_table, tabular_policy
+    from zerosum.solvers import cfr_policy_table, tabular_policy
 
     game = load_game(game_name).spiel_game
     result = exploitability.nash_conv(game, policy, return_only_nash_conv=False)

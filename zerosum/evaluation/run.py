@@ -18,8 +18,8 @@ from zerosum.engines.base import SamplingParams
 from zerosum.evaluation.games import evaluate_against
 from zerosum.games import load_game
 from zerosum.players import make_player, unsupported
-from zerosum.players.simple import NASH_GAMES
 from zerosum.rollout import EVAL_INVALID, AnswerMode, PromptFormat, RolloutSettings
+from zerosum.solvers import NASH_GAMES
 
 
 @dataclass

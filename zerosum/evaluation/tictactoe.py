@@ -13,8 +13,8 @@ import numpy as np
 from zerosum.engines.base import Engine, SamplingParams
 from zerosum.games import load_game
 from zerosum.games.openspiel_games import OpenSpielState
-from zerosum.players.simple import minimax_values, optimal_actions
 from zerosum.rollout import Episode, RolloutSettings, build_prompt, read_answer
+from zerosum.solvers import minimax_values, optimal_actions
 
 
 def _value_for_mover(state: OpenSpielState, seat: int) -> float:

@@ -56,7 +56,7 @@ def unsupported(spec: str, game_name: str) -> str | None:
     """Why player `spec` cannot play `game_name`, or None when it can."""
     from zerosum.games import load_game
     from zerosum.games.openspiel_games import OpenSpielGame
-    from zerosum.players.simple import NASH_GAMES
+    from zerosum.solvers import NASH_GAMES
 
     kind = spec.partition(":")[0]
     game = load_game(game_name)

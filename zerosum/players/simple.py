@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import os
-from functools import cache
-from pathlib import Path
-
 import numpy as np
 import pyspiel
-from open_spiel.python import policy as os_policy
 from open_spiel.python.algorithms import mcts
 
 from zerosum.games.base import GameState
-from zerosum.games.openspiel_games import OpenSpielGame, OpenSpielState
+from zerosum.games.openspiel_games import OpenSpielState
 from zerosum.players.base import Move
+from zerosum.solvers import cfr_policy_table, optimal_actions
 
 
 def _spiel_state(state: GameState, who: str) -> OpenSpielState:
@@ -60,43 +55,6 @@ class MCTSPlayer:
         return Move(st.label(bot.step(st.spiel_state)))
 
 
-@cache
-def minimax_values(game_name: str) -> dict[str, float]:
-    """Exact value (for player 0) of every reachable state of a small deterministic
-    perfect-information game, keyed by `str(state)`; solves tic-tac-toe in about 0.1 s."""
-    from zerosum.games import load_game
-
-    game = load_game(game_name)
-    if not isinstance(game, OpenSpielGame) or game.name != "tic_tac_toe":
-        raise ValueError(f"perfect play is available for 'tic_tac_toe' only, not {game_name!r}")
-    values: dict[str, float] = {}
-
-    def solve(s: pyspiel.State) -> float:
-        key = str(s)
-        if key not in values:
-            if s.is_terminal():
-                values[key] = s.returns()[0]
-            else:
-                children = [solve(s.child(a)) for a in s.legal_actions()]
-                values[key] = max(children) if s.current_player() == 0 else min(children)
-        return values[key]
-
-    solve(game.spiel_game.new_initial_state())
-    return values
-
-
-def optimal_actions(state: OpenSpielState) -> list[str]:
-    """The minimax-optimal moves of the seat to act."""
-    values = minimax_values(state.spec.name)
-    seat = state.current_seat()
-    sign = 1.0 if seat == 0 else -1.0
-    scored = {
-        a: sign * values[str(state.spiel_state.child(a))] for a in state.spiel_state.legal_actions()
-    }
-    best = max(scored.values())
-    return [state.label(a) for a, v in scored.items() if v == best]
-
-
 class PerfectPlayer:
     """Minimax-perfect play (tic-tac-toe), random among equally good moves."""
 
@@ -105,79 +63,6 @@ class PerfectPlayer:
     def act(self, state: GameState, rng: np.random.Generator, feedback: str | None = None) -> Move:
         best = optimal_actions(_spiel_state(state, self.name))
         return Move(best[int(rng.integers(len(best)))])
-
-
-NASH_GAMES = ("kuhn_poker", "leduc_poker")
-
-
-def cache_dir() -> Path:
-    """Where zerosum caches derived artefacts (`ZEROSUM_CACHE`, else ~/.cache/zerosum)."""
-    root = os.environ.get("ZEROSUM_CACHE") or Path.home() / ".cache" / "zerosum"
-    return Path(root)
-
-
-@cache
-def cfr_policy_table(game_name: str, iterations: int = 1000) -> dict[str, dict[str, float]]:
-    """Average CFR+ policy as {information state: {action id: probability}}.
-
-    Computed with OpenSpiel's C++ solver on first use (about 20 s for leduc_poker) and cached
-    on disk; the file is written atomically so a killed run never leaves half a table.
-    """
-    if game_name not in NASH_GAMES:
-        raise ValueError(
-            f"no Nash policy for {game_name!r}; available for: {', '.join(NASH_GAMES)}"
-        )
-    path = cache_dir() / "cfr" / f"{game_name}-cfrplus-{iterations}.json"
-    if path.exists():
-        return json.loads(path.read_text())
-    game = pyspiel.load_game(game_name)
-    solver = pyspiel.CFRPlusSolver(game)
-    for _ in range(iterations):
-        solver.evaluate_and_update_policy()
-    average = solver.average_policy()
-    table = {
-        key: {str(a): float(p) for a, p in average.get_state_policy(key)}
-        for key in info_set_states(game_name)
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(table))
-    os.replace(tmp, path)
-    return table
-
-
-@cache
-def info_set_states(game_name: str) -> dict[str, pyspiel.State]:
-    """One OpenSpiel state per information set of a small game (any member renders the same
-    view), keyed by the information-state string, in depth-first order."""
-    states: dict[str, pyspiel.State] = {}
-
-    def walk(s: pyspiel.State) -> None:
-        if s.is_terminal():
-            return
-        if s.is_chance_node():
-            for a, _ in s.chance_outcomes():
-                walk(s.child(a))
-            return
-        states.setdefault(s.information_state_string(), s)
-        for a in s.legal_actions():
-            walk(s.child(a))
-
-    walk(pyspiel.load_game(game_name).new_initial_state())
-    return states
-
-
-def tabular_policy(
-    game: pyspiel.Game, table: dict[str, dict[str, float]]
-) -> os_policy.TabularPolicy:
-    """An OpenSpiel `TabularPolicy` from an {information state: {action: prob}} table."""
-    tabular = os_policy.TabularPolicy(game)
-    for key, index in tabular.state_lookup.items():
-        row = tabular.action_probability_array[index]
-        row[:] = 0.0
-        for action, prob in table[key].items():
-            row[int(action)] = prob
-    return tabular
 
 
 class NashPlayer:
