@@ -8,12 +8,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from zerosum.config import ANSWER_MODES, FALLBACKS, INVALID_MODES, PROMPT_FORMATS
 from zerosum.engines.base import MAX_TEMPERATURE
 from zerosum.games import game_names, load_game
-from zerosum.games.parsing import FALLBACKS
 from zerosum.match import MatchResult, run_match
 from zerosum.players import PLAYER_SPECS, make_player, unsupported
-from zerosum.rollout import ANSWER_MODES, INVALID_MODES, PROMPT_FORMATS, InvalidMovePolicy
+from zerosum.rollout import InvalidMovePolicy
 
 
 # argparse `type=` checks: argparse prints "zerosum eval: error: argument --n: ..." with the

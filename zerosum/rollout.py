@@ -12,14 +12,24 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, get_args
 
 import numpy as np
 
+from zerosum.config import (
+    ANSWER_MODES,
+    FALLBACKS,
+    INVALID_MODES,
+    PROMPT_FORMATS,
+    AnswerMode,
+    Fallback,
+    InvalidMode,
+    PromptFormat,
+    check_choice,
+)
 from zerosum.engines.base import Engine, SamplingParams
 from zerosum.games import load_game
 from zerosum.games.base import GameState, Outcome
-from zerosum.games.parsing import FALLBACKS, Fallback, normalize, parse_action
+from zerosum.games.parsing import normalize, parse_action
 from zerosum.players.base import Player
 from zerosum.seeds import (
     game_seed,  # noqa: F401 (re-exported: callers know it from here)
@@ -32,14 +42,6 @@ FREE_INSTRUCTION = "Think step by step, then give your final move in \\boxed{{}}
 FREE_TEXT_INSTRUCTION = "Think step by step, then put your move or message in \\boxed{}."
 CONSTRAINED_INSTRUCTION = "Reply with one legal action only."
 RETRY_INSTRUCTION = "Answer with one legal action in \\boxed{}."
-
-
-InvalidMode = Literal["forfeit", "retry", "random"]
-INVALID_MODES: tuple[str, ...] = get_args(InvalidMode)
-AnswerMode = Literal["free", "constrained"]
-ANSWER_MODES: tuple[str, ...] = get_args(AnswerMode)
-PromptFormat = Literal["chat", "plain"]
-PROMPT_FORMATS: tuple[str, ...] = get_args(PromptFormat)
 
 
 @dataclass(frozen=True)
@@ -57,10 +59,7 @@ class InvalidMovePolicy:
     retries: int = 2
 
     def __post_init__(self) -> None:
-        if self.mode not in INVALID_MODES:
-            raise ValueError(
-                f"unknown invalid-move mode {self.mode!r}; valid: {', '.join(INVALID_MODES)}"
-            )
+        check_choice("invalid-move mode", self.mode, INVALID_MODES)
         if self.retries < 0:
             raise ValueError(f"invalid-move retries must be >= 0, got {self.retries}")
 

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from zerosum.advantage import keep_nonzero, rae_advantages
 from zerosum.checkpoint import TrainState, resume_candidates, resume_from, save_checkpoint
-from zerosum.config import TrainConfig, config_to_dict
+from zerosum.config import ENGINES, TrainConfig, check_choice, config_to_dict
 from zerosum.engines.base import SamplingParams
 from zerosum.hardware import resolve_bf16
 from zerosum.learner import Learner, LearnerSettings, Sample
@@ -99,7 +99,8 @@ def build_engine(cfg: TrainConfig, model, tokenizer):
             gpu_memory_utilization=v.gpu_memory_utilization,
             tensor_parallel_size=v.tensor_parallel_size, sleep=v.sleep,
         )  # fmt: skip
-    raise ValueError(f"unknown engine {cfg.engine!r}; valid: hf, vllm")
+    check_choice("engine", cfg.engine, ENGINES)
+    raise AssertionError(cfg.engine)  # every engine in ENGINES is handled above
 
 
 def evaluate(

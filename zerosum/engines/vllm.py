@@ -32,6 +32,7 @@ from contextlib import contextmanager
 
 import torch
 
+from zerosum.config import LORA_SYNCS, check_choice
 from zerosum.engines.base import ChoiceTrie, Generation, SamplingParams, choice_token_ids
 from zerosum.engines.hf import stop_token_ids
 
@@ -187,8 +188,7 @@ class VLLMEngine:
         tensor_parallel_size: int = 1,
         sleep: bool = False,
     ):
-        if lora_sync not in ("auto", "adapter", "merge"):
-            raise ValueError(f"unknown lora_sync {lora_sync!r}; valid: auto, adapter, merge")
+        check_choice("lora_sync", lora_sync, LORA_SYNCS)
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # in-process: weight sync by reference
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(kv_cache_gib))
         from vllm import LLM

@@ -12,10 +12,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
 
-Fallback = Literal["last_bracket", "last_mention", "none"]
-FALLBACKS: tuple[str, ...] = ("last_bracket", "last_mention", "none")
+from zerosum.config import FALLBACKS, Fallback, check_choice
 
 # Only the tail of a response can hold its final answer; cap the work on huge inputs.
 MAX_SCAN_CHARS = 20_000
@@ -87,8 +85,7 @@ def parse_action(
     `legal_actions=None` means a free-text game: the boxed content (or the last bracketed
     span) is the move, trimmed and length-bounded.
     """
-    if fallback not in FALLBACKS:
-        raise ValueError(f"unknown parser fallback {fallback!r}; valid: {', '.join(FALLBACKS)}")
+    check_choice("parser fallback", fallback, FALLBACKS)
     text = response[-MAX_SCAN_CHARS:]
     boxed = last_boxed(text)
     if legal_actions is None:
