@@ -10,10 +10,12 @@ from typing import Any
 
 from zerosum.config import ANSWER_MODES, FALLBACKS, INVALID_MODES, PROMPT_FORMATS
 from zerosum.engines.base import MAX_TEMPERATURE
+from zerosum.evaluation.settings import EvalSettings
 from zerosum.games import game_names, load_game
+from zerosum.match import MAX_TURNS as MATCH_MAX_TURNS
 from zerosum.match import MatchResult, run_match
 from zerosum.players import PLAYER_SPECS, make_player, unsupported
-from zerosum.rollout import InvalidMovePolicy
+from zerosum.rollout import EVAL_INVALID, InvalidMovePolicy
 
 
 # argparse `type=` checks: argparse prints "zerosum eval: error: argument --n: ..." with the
@@ -177,14 +179,7 @@ def cmd_arena(args: argparse.Namespace) -> None:
 SEED_HELP = "run seed in [0, 2**32); game i is seeded with a hash of (seed, i)"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="zerosum", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    sub.add_parser("games", help="list every game with a one-line description").set_defaults(
-        func=cmd_games
-    )
-
+def _add_match(sub) -> None:
     m = sub.add_parser("match", help="play N games between two players, both seat orders")
     m.add_argument("--game", required=True, help="game name (see `zerosum games`)")
     m.add_argument(
@@ -198,12 +193,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--games", type=positive_int, default=100, help="number of games (seats alternate)"
     )
     m.add_argument("--seed", type=seed_int, default=0, help=SEED_HELP)
-    m.add_argument("--max-turns", type=positive_int, default=200, help="longer games are draws")
     m.add_argument(
-        "--invalid", choices=INVALID_MODES, default="forfeit", help="invalid-move policy"
+        "--max-turns", type=positive_int, default=MATCH_MAX_TURNS, help="longer games are draws"
+    )
+    m.add_argument(
+        "--invalid", choices=INVALID_MODES, default=EVAL_INVALID.mode, help="invalid-move policy"
     )
     m.set_defaults(func=cmd_match)
 
+
+def _add_eval(sub) -> None:
+    d = EvalSettings  # every default is EvalSettings' own
     e = sub.add_parser("eval", help="win rates against fixed opponents, exploitability")
     e.add_argument("--model", required=True, help="HF id, local path or checkpoint model dir")
     e.add_argument("--games", default="", help="comma-separated game names")
@@ -214,52 +214,58 @@ def build_parser() -> argparse.ArgumentParser:
         "JSONL files or hf:NAME[:CONFIG]:SPLIT",
     )
     e.add_argument(
-        "--math-k", type=positive_int, default=1, help="samples per math problem (pass@1)"
+        "--math-k", type=positive_int, default=d.math_k, help="samples per math problem (pass@1)"
     )
     e.add_argument("--limit", type=positive_int, help="only the first N problems of each benchmark")
     e.add_argument(
         "--opponents", default="random", help=f"comma-separated: {', '.join(PLAYER_SPECS)}"
     )
     e.add_argument(
-        "--n", type=positive_int, default=100, help="games per (game, opponent); seats alternate"
+        "--n", type=positive_int, default=d.n, help="games per (game, opponent); seats alternate"
     )
-    e.add_argument("--seed", type=seed_int, default=0, help=SEED_HELP)
-    e.add_argument("--answer-mode", choices=ANSWER_MODES, default="free")
+    e.add_argument("--seed", type=seed_int, default=d.seed, help=SEED_HELP)
+    e.add_argument("--answer-mode", choices=ANSWER_MODES, default=d.answer_mode)
     e.add_argument(
         "--temperature",
         type=temperature,
-        default=0.6,
+        default=d.temperature,
         help="sampling temperature; 0 is greedy decoding",
     )
     e.add_argument(
         "--top-p",
         type=top_p,
-        default=0.95,
+        default=d.top_p,
         help="nucleus sampling mass in (0, 1] (greedy decoding: --temperature 0)",
     )
     e.add_argument(
         "--max-new-tokens",
         type=positive_int,
-        default=256,
+        default=d.max_new_tokens,
         help="cap per free-text turn (constrained answers are never cut)",
     )
-    e.add_argument("--max-concurrent", type=positive_int, default=16, help="games in flight")
-    e.add_argument("--max-turns", type=positive_int, default=50, help="longer games are draws")
     e.add_argument(
-        "--device", default="auto", help="auto (a CUDA GPU if one is visible), cpu, cuda[:N]"
+        "--max-concurrent", type=positive_int, default=d.max_concurrent, help="games in flight"
     )
-    e.add_argument("--parser-fallback", choices=FALLBACKS, default="last_bracket")
-    e.add_argument("--prompt-format", choices=PROMPT_FORMATS, default="chat")
+    e.add_argument(
+        "--max-turns", type=positive_int, default=d.max_turns, help="longer games are draws"
+    )
+    e.add_argument(
+        "--device", default=d.device, help="auto (a CUDA GPU if one is visible), cpu, cuda[:N]"
+    )
+    e.add_argument("--parser-fallback", choices=FALLBACKS, default=d.parser_fallback)
+    e.add_argument("--prompt-format", choices=PROMPT_FORMATS, default=d.prompt_format)
     e.add_argument("--no-rules", action="store_true", help="leave the rules out of prompts")
     e.add_argument(
         "--exploit-k",
         type=positive_int,
-        default=8,
+        default=d.exploit_k,
         help="free mode: sampled answers per information set for exploitability",
     )
     e.add_argument("--out", help="write the results JSON here")
     e.set_defaults(func=cmd_eval)
 
+
+def _add_train(sub) -> None:
     t = sub.add_parser("train", help="self-play training from a YAML recipe")
     t.add_argument("--config", help="YAML recipe (see configs/)")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR exactly")
@@ -267,6 +273,19 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--help-config", action="store_true", help="list every config field")
     t.add_argument("overrides", nargs="*", help="section.field=value overrides")
     t.set_defaults(func=cmd_train)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="zerosum", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("games", help="list every game with a one-line description").set_defaults(
+        func=cmd_games
+    )
+
+    _add_match(sub)
+    _add_eval(sub)
+    _add_train(sub)
 
     a = sub.add_parser(
         "arena", help="tournament of models, bots and API players; durable, resumable, rated"

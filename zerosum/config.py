@@ -181,7 +181,7 @@ class EvalConfig:
     )
     games: list[str] = _f([], "games played against each fixed opponent online")
     opponents: list[str] = _f([], "fixed opponents: random, mcts:N, perfect, nash[:N]")
-    n: int = _f(20, "games per (game, opponent), seats alternating")
+    n: int = _f(100, "games per (game, opponent), seats alternating")
     temperature: float = _f(
         0.6, "sampling temperature of evaluation games (SPIRAL: 0.6; 0: greedy decoding)"
     )

@@ -16,6 +16,14 @@ from dataclasses import dataclass
 
 import torch
 
+from zerosum.config import (
+    Aggregation,
+    AlgoConfig,
+    LossKind,
+    OptimConfig,
+    SamplingConfig,
+    TrainConfig,
+)
 from zerosum.loss import policy_loss
 
 
@@ -131,19 +139,36 @@ def _plain_output_layer(model) -> bool:
     return getattr(head, "bias", None) is None and hasattr(model, "get_decoder")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class LearnerSettings:
-    loss: str = "ppo"
-    epochs: int = 1
-    clip_eps: float = 0.2
-    aggregation: str = "sum"
-    norm_constant: float = 4096.0
-    kl_coef: float = 0.0
-    entropy_coef: float = 0.0
-    grad_clip: float = 1.0
-    micro_batch_tokens: int = 4096
-    temperature: float = 1.0
-    bf16: bool = False
+    """What the learner reads of a run's config; each default is the config's own
+    (`AlgoConfig`, `OptimConfig`, `SamplingConfig`). `from_config` builds it from a config."""
+
+    loss: LossKind = AlgoConfig.loss
+    epochs: int = AlgoConfig.ppo_epochs  # PPO only: REINFORCE makes one pass
+    clip_eps: float = AlgoConfig.clip_eps
+    aggregation: Aggregation = AlgoConfig.aggregation
+    norm_constant: float = AlgoConfig.norm_constant
+    kl_coef: float = AlgoConfig.kl_coef
+    entropy_coef: float = AlgoConfig.entropy_coef
+    grad_clip: float = OptimConfig.grad_clip
+    micro_batch_tokens: int = OptimConfig.micro_batch_tokens
+    temperature: float = SamplingConfig.temperature  # the rollouts' sampling temperature
+    bf16: bool = False  # bf16 autocast; `optim.bf16: auto` must be resolved first
+
+    @classmethod
+    def from_config(cls, cfg: TrainConfig) -> LearnerSettings:
+        """The settings of `cfg.algo`, `cfg.optim` (its `bf16` already resolved to a bool,
+        see `train.choose_precision`) and the rollouts' `cfg.sampling.temperature`."""
+        a, o = cfg.algo, cfg.optim
+        if not isinstance(o.bf16, bool):
+            raise ValueError(f"optim.bf16 = {o.bf16!r} must be resolved to true or false first")
+        return cls(
+            loss=a.loss, epochs=a.ppo_epochs, clip_eps=a.clip_eps, aggregation=a.aggregation,
+            norm_constant=a.norm_constant, kl_coef=a.kl_coef, entropy_coef=a.entropy_coef,
+            grad_clip=o.grad_clip, micro_batch_tokens=o.micro_batch_tokens,
+            temperature=cfg.sampling.temperature, bf16=o.bf16,
+        )  # fmt: skip
 
 
 class Learner:

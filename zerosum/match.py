@@ -21,13 +21,15 @@ from zerosum.rollout import (
 )
 from zerosum.seeds import game_seed
 
+MAX_TURNS = 200  # default turn limit of a match; longer games are draws
+
 
 def play_episode(
     game: Game,
     players: Sequence[Player],
     seed: int,
     invalid: InvalidMovePolicy = EVAL_INVALID,
-    max_turns: int = 200,
+    max_turns: int = MAX_TURNS,
 ) -> Episode:
     """Play one game between fixed players; `players[s]` sits in seat s."""
     return run_games(game, [tuple(players)], [seed], invalid, max_turns)[0]
@@ -89,7 +91,7 @@ def run_match(
     games: int,
     seed: int = 0,
     invalid: InvalidMovePolicy = EVAL_INVALID,
-    max_turns: int = 200,
+    max_turns: int = MAX_TURNS,
 ) -> MatchResult:
     """Play `games` games, alternating seats: even games A is seat 0, odd games seat 1.
 

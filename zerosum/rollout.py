@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 import numpy as np
 
@@ -24,6 +25,7 @@ from zerosum.config import (
     Fallback,
     InvalidMode,
     PromptFormat,
+    RolloutConfig,
     check_choice,
 )
 from zerosum.engines.base import Engine, SamplingParams
@@ -51,12 +53,22 @@ class InvalidMovePolicy:
     forfeit: the game ends; the offender gets `loss`, the other seat `win` (SPIRAL trains with
     -1.5/+0.5 and evaluates with -1/+1). retry: ask again with the reason, up to `retries`
     times, then forfeit. random: play a uniformly random legal move instead.
+
+    The defaults are evaluation's policy (`EVAL_INVALID`: forfeit at -1/+1); a training run's
+    comes from its `cfg.rollout` (`from_config`).
     """
 
     mode: InvalidMode = "forfeit"
     loss: float = -1.0
     win: float = 1.0
-    retries: int = 2
+    retries: int = RolloutConfig.invalid_retries
+
+    @classmethod
+    def from_config(cls, rollout: RolloutConfig) -> InvalidMovePolicy:
+        """The policy of `cfg.rollout` (`invalid_mode`, `invalid_loss`, `invalid_win`,
+        `invalid_retries`)."""
+        r = rollout
+        return cls(r.invalid_mode, r.invalid_loss, r.invalid_win, r.invalid_retries)
 
     def __post_init__(self) -> None:
         check_choice("invalid-move mode", self.mode, INVALID_MODES)
@@ -73,8 +85,8 @@ class InvalidMovePolicy:
         return self.mode
 
 
-# Evaluation forfeits score -1/+1 (SPIRAL); training uses -1.5/+0.5 (RolloutSettings default).
-EVAL_INVALID = InvalidMovePolicy("forfeit", loss=-1.0, win=1.0)
+# Evaluation forfeits score -1/+1 (SPIRAL); training uses its config's (default -1.5/+0.5).
+EVAL_INVALID = InvalidMovePolicy()
 
 
 @dataclass
@@ -104,15 +116,27 @@ class Episode:
     moves: list[tuple[int, str]] = field(default_factory=list)  # public moves, in order
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RolloutSettings:
-    answer_mode: AnswerMode = "free"
-    parser_fallback: Fallback = "last_bracket"
-    invalid: InvalidMovePolicy = InvalidMovePolicy("forfeit", loss=-1.5, win=0.5)
-    max_turns: int = 50
-    max_concurrent: int = 16
-    include_rules: bool = True
-    prompt_format: PromptFormat = "chat"
+    """How `play_games` plays: the game-loop part of `cfg.rollout`, whose defaults these are
+    (the invalid-move policy included: training's). `from_config` builds it from a section."""
+
+    answer_mode: AnswerMode = RolloutConfig.answer_mode
+    parser_fallback: Fallback = RolloutConfig.parser_fallback
+    invalid: InvalidMovePolicy = InvalidMovePolicy.from_config(RolloutConfig())
+    max_turns: int = RolloutConfig.max_turns
+    max_concurrent: int = RolloutConfig.max_concurrent
+    include_rules: bool = RolloutConfig.include_rules
+    prompt_format: PromptFormat = RolloutConfig.prompt_format
+
+    @classmethod
+    def from_config(cls, section: Any, invalid: InvalidMovePolicy | None = None) -> RolloutSettings:
+        """The settings of `section`: `cfg.rollout`, or anything with the same field names
+        (`EvalSettings`). The invalid-move policy is `invalid`, else the section's own."""
+        values = {f.name: getattr(section, f.name) for f in fields(cls) if f.name != "invalid"}
+        if invalid is None:
+            invalid = InvalidMovePolicy.from_config(section)
+        return cls(invalid=invalid, **values)
 
     def __post_init__(self) -> None:
         # Checked here as well as at the command line: with no game in flight the rollout

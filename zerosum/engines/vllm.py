@@ -32,7 +32,7 @@ from contextlib import contextmanager
 
 import torch
 
-from zerosum.config import LORA_SYNCS, check_choice
+from zerosum.config import LORA_SYNCS, LoraSync, VLLMConfig, check_choice
 from zerosum.engines.base import ChoiceTrie, Generation, SamplingParams, choice_token_ids
 from zerosum.engines.hf import stop_token_ids
 
@@ -178,16 +178,19 @@ class VLLMEngine:
         self,
         model,
         tokenizer,
+        *,
         max_batch: int = 64,
-        kv_cache_gib: int = 2,
         seed: int = 0,
-        max_model_len: int | None = None,
-        lora_sync: str = "auto",
-        enforce_eager: bool = False,
-        gpu_memory_utilization: float = 0.3,
-        tensor_parallel_size: int = 1,
-        sleep: bool = False,
+        lora_sync: LoraSync = VLLMConfig.lora_sync,
+        enforce_eager: bool = VLLMConfig.enforce_eager,
+        kv_cache_gib: int = VLLMConfig.kv_cache_gib,
+        gpu_memory_utilization: float = VLLMConfig.gpu_memory_utilization,
+        tensor_parallel_size: int = VLLMConfig.tensor_parallel_size,
+        sleep: bool = VLLMConfig.sleep,
     ):
+        """`max_batch` requests run at once, seeded from `seed`; the other options are the
+        fields of the `vllm` config section (`VLLMConfig`, whose defaults these are), so
+        `VLLMEngine(model, tokenizer, **dataclasses.asdict(cfg.vllm))` builds one from it."""
         check_choice("lora_sync", lora_sync, LORA_SYNCS)
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # in-process: weight sync by reference
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(kv_cache_gib))
@@ -234,7 +237,6 @@ class VLLMEngine:
                     enable_chunked_prefill=False,
                     logprobs_mode="processed_logprobs",
                     max_num_seqs=max_batch,
-                    max_model_len=max_model_len,
                     logits_processors=[ChoiceLogitsProcessor],
                     enforce_eager=enforce_eager,
                     gpu_memory_utilization=gpu_memory_utilization,

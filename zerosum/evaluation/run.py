@@ -10,41 +10,17 @@ from __future__ import annotations
 import json
 import os
 import platform
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from importlib import metadata
 from pathlib import Path
 
 from zerosum.engines.base import SamplingParams
 from zerosum.evaluation.games import evaluate_against
+from zerosum.evaluation.settings import EvalSettings
 from zerosum.games import load_game
 from zerosum.players import make_player, unsupported
-from zerosum.rollout import EVAL_INVALID, AnswerMode, PromptFormat, RolloutSettings
+from zerosum.rollout import EVAL_INVALID, RolloutSettings
 from zerosum.solvers import NASH_GAMES
-
-
-@dataclass
-class EvalSettings:
-    model: str
-    games: list[str]
-    opponents: list[str]
-    n: int = 100
-    seed: int = 0
-    answer_mode: AnswerMode = "free"
-    temperature: float = 0.6  # SPIRAL's evaluation sampling; 0 is greedy decoding
-    top_p: float = 0.95
-    max_new_tokens: int = 256
-    max_concurrent: int = 16
-    device: str = "auto"  # auto: the first CUDA GPU if one is visible, else the CPU
-    parser_fallback: str = "last_bracket"
-    include_rules: bool = True
-    prompt_format: PromptFormat = "chat"
-    max_turns: int = 50
-    exploitability: bool = True  # kuhn/leduc: exact (constrained) or sampled (free)
-    exploit_k: int = 8  # free mode: sampled answers per information set
-    math: list[str] = field(default_factory=list)  # JSONL benchmark files
-    math_k: int = 1  # samples per problem
-    limit: int | None = None  # first N problems of each benchmark
-    notes: list[str] = field(default_factory=list)
 
 
 def _versions() -> dict[str, str]:
@@ -67,10 +43,7 @@ def run_eval(s: EvalSettings) -> dict:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} = {value!r} is invalid; allowed: an integer >= 1")
     params = SamplingParams(s.temperature, s.top_p, s.max_new_tokens)
-    settings = RolloutSettings(
-        s.answer_mode, s.parser_fallback, EVAL_INVALID, s.max_turns, s.max_concurrent,
-        s.include_rules, s.prompt_format,
-    )  # fmt: skip
+    settings = RolloutSettings.from_config(s, invalid=EVAL_INVALID)
     for game in s.games:
         load_game(game)  # bad names and files fail before the model loads
     from zerosum.evaluation.math import evaluate_math, load_problems
@@ -102,14 +75,14 @@ def run_eval(s: EvalSettings) -> dict:
                 engine, tokenizer, fixed_positions(), params, settings, s.seed
             )
             per_game["move_quality_fixed_positions"] = move_quality(decisions)
-        if s.exploitability and game in NASH_GAMES and s.answer_mode == "constrained":
+        if game in NASH_GAMES and s.answer_mode == "constrained":
             from zerosum.evaluation.policy import exploitability_report, model_policy
 
             policy = model_policy(
                 model, tokenizer, game, s.temperature, s.include_rules, s.prompt_format
             )
             per_game["exploitability"] = exploitability_report(game, policy)
-        elif s.exploitability and game in NASH_GAMES:
+        elif game in NASH_GAMES:
             from zerosum.evaluation.policy import exploitability_report, sampled_policy
 
             policy, sampling = sampled_policy(

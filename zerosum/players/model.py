@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from zerosum.config import EvalConfig, Fallback, RolloutConfig, SamplingConfig
 from zerosum.engines.base import SamplingParams
 from zerosum.games.base import GameState
 from zerosum.games.parsing import parse_action
@@ -11,13 +12,16 @@ from zerosum.players.base import Move
 
 
 class ModelPlayer:
-    """Answers one turn at a time with its own engine; free-text answers are parsed."""
+    """Answers one turn at a time with its own engine; free-text answers are parsed.
+
+    Sampling defaults to evaluation's (`EvalConfig` temperature and top-p, the config's token
+    cap); `fallback` is the parser fallback (`rollout.parser_fallback`)."""
 
     def __init__(
         self,
         name_or_path: str,
         params: SamplingParams | None = None,
-        fallback: str = "last_bracket",
+        fallback: Fallback = RolloutConfig.parser_fallback,
     ):
         from zerosum.engines.hf import HFEngine
         from zerosum.models import load_model
@@ -26,7 +30,9 @@ class ModelPlayer:
         self.name = f"model:{name_or_path}"
         self.tokenizer = tokenizer
         self.engine = HFEngine(model, tokenizer)
-        self.params = params or SamplingParams(temperature=0.6, top_p=0.95, max_new_tokens=256)
+        self.params = params or SamplingParams(
+            EvalConfig.temperature, EvalConfig.top_p, SamplingConfig.max_new_tokens
+        )
         self.fallback = fallback
 
     def act(self, state: GameState, rng: np.random.Generator, feedback: str | None = None) -> Move:
