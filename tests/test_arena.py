@@ -286,3 +286,16 @@ def test_prompt_content_is_the_text_model_prompts_wrap(tokenizer):
     assert content.endswith("\\boxed{check}.\nYour last answer was invalid.")
     ids = build_prompt(tokenizer, state, 0, "free", "Your last answer was invalid.")
     assert ids == chat_prompt(tokenizer, content)
+
+
+def test_the_example_config_loads_with_its_api_player_uncommented(tmp_path):
+    from zerosum.arena.config import load_arena_config
+
+    example = Path(__file__).parent.parent / "configs" / "arena_example.yaml"
+    cfg = load_arena_config(example)
+    assert [p.kind for p in cfg.players] == ["bot"] * 4 + ["local"]
+    head, sep, api = example.read_text().partition("  # - name: served")
+    lines = [line.replace("  # ", "  ", 1) for line in (sep + api).splitlines()]
+    text = head + "\n".join(lines)
+    cfg = load_arena_config(write_config(tmp_path / "x.yaml", **yaml.safe_load(text)))
+    assert cfg.players[-1].kind == "api" and cfg.players[-1].api_key_env == "OPENAI_API_KEY"
