@@ -165,7 +165,8 @@ def print_results(results: dict, console=None) -> None:
     console = console or Console()
     for scope, sec in _scopes(results):
         console.print(leaderboard_table(scope, sec))
-        console.print(matrix_table(scope, sec))
+        if len(sec["matrix"]) > 1:
+            console.print(matrix_table(scope, sec))
 
 
 def leaderboard_table(scope: str, sec: dict):
