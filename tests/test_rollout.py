@@ -3,9 +3,12 @@ from dataclasses import dataclass
 import pytest
 
 from zerosum.engines.base import Generation, SamplingParams
+from zerosum.players import make_player
 from zerosum.rollout import (
+    GameRunner,
     InvalidMovePolicy,
     RolloutSettings,
+    Turn,
     play_games,
     rollout_metrics,
     schedule_games,
@@ -195,3 +198,60 @@ def test_constrained_moves_are_not_truncated_by_a_small_token_cap(tiny, tokenize
     assert all(t.valid and t.finish_reason == "stop" for t in turns)
     assert all(e.outcome.forfeit_seat is None and e.outcome.turns >= 2 for e in episodes)
     assert any(m.startswith("bid") for e in episodes for _, m in e.moves)
+
+
+# -- GameRunner's steps, one at a time --------------------------------------------------
+
+
+def test_runner_retries_with_feedback_then_forfeits(tokenizer):
+    settings = RolloutSettings(invalid=InvalidMovePolicy("retry", loss=-1.5, win=0.5, retries=1))
+    runner = GameRunner(None, tokenizer, [("kuhn_poker", 1)], PARAMS, settings, seed=0)
+    slot = runner.start(0)
+    assert runner.on_invalid(slot, 0, "no answer") == ("retry", None)
+    assert slot.feedback.startswith("Your last answer was invalid: no answer.")
+    assert runner.episodes[0].outcome is None
+    assert runner.on_invalid(slot, 0, "still none") == ("forfeit", None)
+    outcome = runner.episodes[0].outcome
+    assert outcome.returns == (-1.5, 0.5) and outcome.forfeit_seat == 0 and outcome.turns == 0
+    assert runner.episodes[0].invalid == [(0, "no answer"), (0, "still none")]
+
+
+def test_runner_random_mode_substitutes_a_legal_move_but_not_in_free_text_games(tokenizer):
+    settings = RolloutSettings(invalid=InvalidMovePolicy("random"))
+    schedule = [("tic_tac_toe", 0), ("simple_negotiation", 0)]
+    runner = GameRunner(None, tokenizer, schedule, PARAMS, settings, seed=0)
+    board, talk = runner.start(0), runner.start(1)
+    decision, action = runner.on_invalid(board, 0, "bad")
+    assert decision == "play" and action in board.state.legal_actions()
+    assert runner.on_invalid(talk, 0, "bad") == ("forfeit", None)  # nothing to substitute
+
+
+def test_runner_apply_ends_games_by_rule_turn_limit_and_the_games_own_judgement(tokenizer):
+    schedule = [("kuhn_poker", 1), ("tic_tac_toe", 0), ("simple_negotiation", 3)]
+    runner = GameRunner(None, tokenizer, schedule, PARAMS, RolloutSettings(max_turns=2), 0)
+    kuhn, board, talk = (runner.start(i) for i in range(3))
+    assert runner.apply(kuhn, 0, "check") and not runner.apply(kuhn, 1, "check")
+    assert runner.episodes[0].outcome.turns == 2 and not runner.episodes[0].outcome.truncated
+    assert runner.apply(board, 0, "4") and not runner.apply(board, 1, "0")
+    assert runner.episodes[1].outcome.truncated and runner.episodes[1].outcome.returns == (0, 0)
+    turn = Turn("simple_negotiation", 2, 0, 0, [], [], [], None, True, None, "stop")
+    talk.turns.append(turn)
+    assert not runner.apply(talk, 0, "[Offer: 50 Gold -> 1 Wood]", turn)  # TextArena refuses it
+    assert not turn.valid and turn.reason == talk.state.invalid_reason
+    assert runner.episodes[2].outcome.forfeit_seat == 0 and runner.turns == [turn]
+    assert turn.ret == runner.episodes[2].outcome.returns[0] == -1.5
+
+
+def test_runner_refill_fills_free_slots_and_lets_fixed_players_move_first(tokenizer):
+    random = make_player("random")
+    schedule = [("tic_tac_toe", s) for s in range(4)]
+    opponents = [(random, None)] * 3 + [(random, random)]  # the model is seat 1 of games 0-2
+    settings = RolloutSettings(max_concurrent=2)
+    runner = GameRunner(None, tokenizer, schedule, PARAMS, settings, 0, opponents)
+    runner.refill()
+    assert [slot.index for slot in runner.live] == [0, 1] and runner.pending == [3, 2]
+    assert all(slot.moves == 1 and slot.state.current_seat() == 1 for slot in runner.live)
+    runner.live.clear()  # as if both games had ended: game 2 starts, game 3 is played out
+    runner.refill()
+    assert [slot.index for slot in runner.live] == [2] and runner.pending == []
+    assert runner.episodes[3].outcome is not None and runner.episodes[2].outcome is None

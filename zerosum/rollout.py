@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -28,7 +28,7 @@ from zerosum.config import (
     RolloutConfig,
     check_choice,
 )
-from zerosum.engines.base import Engine, SamplingParams
+from zerosum.engines.base import Engine, Generation, SamplingParams
 from zerosum.games import load_game
 from zerosum.games.base import GameState, Outcome
 from zerosum.games.parsing import normalize, parse_action
@@ -223,14 +223,181 @@ def read_answer(
 
 @dataclass
 class _Slot:
-    index: int
+    """One game in flight."""
+
+    index: int  # in the schedule
     game: str
     state: GameState
-    rng: np.random.Generator
-    turns: list[Turn] = field(default_factory=list)
+    rng: np.random.Generator  # fixed players and random-move substitutions
+    turns: list[Turn] = field(default_factory=list)  # the model's, until the game ends
     moves: int = 0
-    attempts: int = 0
-    feedback: str | None = None
+    attempts: int = 0  # invalid answers in a row for the current turn
+    feedback: str | None = None  # why the last answer was rejected, for a retry
+
+
+Decision = Literal["retry", "forfeit", "play"]
+
+
+class GameRunner:
+    """One `play_games` call: the schedule, the games in flight and the results so far.
+
+    `run` alternates `refill` (start scheduled games while fewer than `max_concurrent` are in
+    flight; fixed players move at once) and `play_round` (one engine batch with the model's
+    turn in every live game, then each answer played). A game advances through `apply` (a
+    move), `on_invalid` (an invalid answer, under the invalid-move policy) and `finish`.
+    """
+
+    def __init__(
+        self,
+        engine: Engine | None,
+        tokenizer,
+        schedule: Sequence[tuple[str, int]],
+        params: SamplingParams | None,
+        settings: RolloutSettings,
+        seed: int,
+        opponents: Sequence[Sequence[Player | None]] | None = None,
+    ):
+        self.engine, self.tokenizer, self.params = engine, tokenizer, params
+        self.schedule, self.settings, self.seed = schedule, settings, seed
+        self.opponents = opponents
+        self.episodes = [Episode(game, s) for game, s in schedule]
+        self.turns: list[Turn] = []  # the model's, in the order their games finished
+        self.pending = list(range(len(schedule)))[::-1]  # pop() takes the next game
+        self.live: list[_Slot] = []
+        self.round_index = 0
+
+    def run(self) -> tuple[list[Turn], list[Episode]]:
+        """Play every scheduled game to the end; the model's turns and all episodes."""
+        while self.pending or self.live:
+            self.refill()
+            if self.live:
+                self.play_round()
+        return self.turns, self.episodes
+
+    # -- scheduling ------------------------------------------------------------------
+    def refill(self) -> None:
+        """Start scheduled games while slots are free; a game that fixed players finish
+        before the model's first turn never takes a slot."""
+        while self.pending and len(self.live) < self.settings.max_concurrent:
+            slot = self.start(self.pending.pop())
+            if self.advance_fixed(slot):
+                self.live.append(slot)
+
+    def start(self, index: int) -> _Slot:
+        """A new episode of scheduled game `index`."""
+        game_name, seed = self.schedule[index]
+        state = load_game(game_name).new_episode(seed)
+        if self.settings.answer_mode == "constrained" and state.legal_actions() is None:
+            raise ValueError(
+                f"answer_mode 'constrained' needs a game with finite legal actions, not {game_name!r}"
+            )
+        return _Slot(index, game_name, state, player_rng(seed))
+
+    # -- fixed players ---------------------------------------------------------------
+    def fixed_player(self, slot: _Slot) -> Player | None:
+        """The fixed player of the seat to move, or None when it is the model's turn."""
+        return self.opponents[slot.index][slot.state.current_seat()] if self.opponents else None
+
+    def advance_fixed(self, slot: _Slot) -> bool:
+        """Let fixed players move until it is the model's turn; True while the game goes on."""
+        while (player := self.fixed_player(slot)) is not None:
+            seat = slot.state.current_seat()
+            move = player.act(slot.state, slot.rng, slot.feedback)
+            action = move.action
+            if action is None:
+                decision, action = self.on_invalid(slot, seat, move.reason or "invalid")
+                if decision == "retry":
+                    continue
+                if decision == "forfeit":
+                    return False
+            if not self.apply(slot, seat, action):
+                return False
+        return True
+
+    # -- the model's turns -----------------------------------------------------------
+    def play_round(self) -> None:
+        """One engine batch: the model's turn in every live game; each answer is played."""
+        seats = [slot.state.current_seat() for slot in self.live]
+        prompts, gens = self.send_turns(seats)
+        answers = zip(self.live, seats, prompts, gens)
+        self.live = [slot for slot, *answer in answers if self.take_answer(slot, *answer)]
+
+    def send_turns(self, seats: Sequence[int]) -> tuple[list[list[int]], list[Generation]]:
+        """The prompts of the live games' pending turns and the engine's answers to them."""
+        s = self.settings
+        prompts = [
+            build_prompt(self.tokenizer, slot.state, seat, s.answer_mode, slot.feedback,
+                         s.include_rules, s.prompt_format)
+            for slot, seat in zip(self.live, seats)
+        ]  # fmt: skip
+        choices = None
+        if s.answer_mode == "constrained":
+            choices = [list(slot.state.legal_actions()) for slot in self.live]
+        seed = round_seed(self.seed, self.round_index)
+        self.round_index += 1
+        return prompts, self.engine.generate(prompts, self.params, choices, seed=seed)
+
+    def take_answer(self, slot: _Slot, seat: int, prompt: list[int], gen: Generation) -> bool:
+        """Record the model's answer as a turn and play it; True while the game goes on."""
+        action, reason = read_answer(gen.text, slot.state.legal_actions(), self.settings)
+        turn = Turn(
+            slot.game, slot.index, seat, slot.moves, prompt, gen.token_ids, gen.logprobs,
+            gen.allowed, action is not None, reason, gen.finish_reason,
+        )  # fmt: skip
+        slot.turns.append(turn)
+        if action is None:
+            decision, action = self.on_invalid(slot, seat, reason or "invalid")
+            if decision != "play":
+                return decision == "retry"
+        return self.apply(slot, seat, action, turn) and self.advance_fixed(slot)
+
+    # -- one game ----------------------------------------------------------------------
+    def apply(self, slot: _Slot, seat: int, action: str, turn: Turn | None = None) -> bool:
+        """Play a move (the model's `turn`, if it is one); True while the game goes on."""
+        slot.attempts, slot.feedback = 0, None
+        slot.state.apply_action(action)
+        slot.moves += 1
+        if reason := slot.state.invalid_reason:  # judged by the game itself
+            if turn is not None:
+                turn.valid, turn.reason = False, reason
+            self.episodes[slot.index].invalid.append((seat, reason))
+            self.forfeit(slot, seat)
+        elif slot.state.is_terminal():
+            self.finish(slot, Outcome(slot.state.returns(), slot.moves))
+        elif slot.moves >= self.settings.max_turns:
+            self.finish(slot, Outcome((0.0, 0.0), slot.moves, truncated=True))
+        else:
+            return True
+        return False
+
+    def on_invalid(self, slot: _Slot, seat: int, reason: str) -> tuple[Decision, str | None]:
+        """Record an invalid answer and apply the invalid-move policy: ("retry", None) with
+        the reason as feedback, ("forfeit", None) once the game is over, or ("play", a random
+        legal action)."""
+        slot.attempts += 1
+        self.episodes[slot.index].invalid.append((seat, reason))
+        decision = self.settings.invalid.decide(slot.attempts)
+        legal = slot.state.legal_actions()
+        if decision == "retry":
+            slot.feedback = f"Your last answer was invalid: {reason}. {RETRY_INSTRUCTION}"
+            return "retry", None
+        if decision == "forfeit" or not legal:  # free-text games have nothing to substitute
+            self.forfeit(slot, seat)
+            return "forfeit", None
+        return "play", legal[int(slot.rng.integers(len(legal)))]
+
+    def forfeit(self, slot: _Slot, seat: int) -> None:
+        """End the game as lost by `seat`, with the policy's forfeit returns."""
+        returns = self.settings.invalid.forfeit_returns(seat)
+        self.finish(slot, Outcome(returns, slot.moves, forfeit_seat=seat))
+
+    def finish(self, slot: _Slot, outcome: Outcome) -> None:
+        """Record the episode's end; every model turn of the game gets its seat's return."""
+        self.episodes[slot.index].outcome = outcome
+        self.episodes[slot.index].moves = slot.state.move_history()
+        for t in slot.turns:
+            t.ret = outcome.returns[t.seat]
+        self.turns.extend(slot.turns)
 
 
 def play_games(
@@ -242,133 +409,16 @@ def play_games(
     seed: int,
     opponents: Sequence[Sequence[Player | None]] | None = None,
 ) -> tuple[list[Turn], list[Episode]]:
-    """Play every scheduled game to the end; returns the model's turns and all episodes.
+    """Play every scheduled (game, seed) to the end; returns the model's turns and all episodes.
 
     By default the model plays both seats (self-play). `opponents[i][seat]`, when given and
     not None, is a fixed player for that seat of game i (evaluation); its moves are made at
-    once, so only the model's turns go to the engine (None when no seat is the model's).
-    Every player's invalid answers go through the same invalid-move policy.
+    once, so only the model's turns go to the engine (None, with `params` None, when no seat
+    is the model's). Every player's invalid answers go through the same invalid-move policy.
+    `seed` seeds the engine's sampling (`seeds.round_seed`); each game's own randomness comes
+    from its scheduled seed.
     """
-    episodes = [Episode(game, s) for game, s in schedule]
-    turns: list[Turn] = []
-    pending = list(range(len(schedule)))[::-1]
-    live: list[_Slot] = []
-    round_index = 0
-
-    def finish(slot: _Slot, outcome: Outcome) -> None:
-        episodes[slot.index].outcome = outcome
-        episodes[slot.index].moves = slot.state.move_history()
-        for t in slot.turns:
-            t.ret = outcome.returns[t.seat]
-        turns.extend(slot.turns)
-
-    def forfeit(slot: _Slot, seat: int) -> None:
-        finish(slot, Outcome(settings.invalid.forfeit_returns(seat), slot.moves, forfeit_seat=seat))
-
-    def apply(slot: _Slot, seat: int, action: str, turn: Turn | None = None) -> bool:
-        """Play a move; True while the game goes on."""
-        slot.attempts, slot.feedback = 0, None
-        slot.state.apply_action(action)
-        slot.moves += 1
-        game_invalid = getattr(slot.state, "invalid_reason", None)  # judged by the game
-        if game_invalid:
-            if turn is not None:
-                turn.valid, turn.reason = False, game_invalid
-            episodes[slot.index].invalid.append((seat, game_invalid))
-            forfeit(slot, seat)
-        elif slot.state.is_terminal():
-            finish(slot, Outcome(slot.state.returns(), slot.moves))
-        elif slot.moves >= settings.max_turns:
-            finish(slot, Outcome((0.0, 0.0), slot.moves, truncated=True))
-        else:
-            return True
-        return False
-
-    def fixed_player(slot: _Slot) -> Player | None:
-        return opponents[slot.index][slot.state.current_seat()] if opponents else None
-
-    def on_invalid(slot: _Slot, seat: int, reason: str) -> tuple[str, str | None]:
-        """Record an invalid answer and apply the invalid-move policy: ("retry", None),
-        ("forfeit", None) once the game is over, or ("play", a random legal action)."""
-        slot.attempts += 1
-        episodes[slot.index].invalid.append((seat, reason))
-        decision = settings.invalid.decide(slot.attempts)
-        legal = slot.state.legal_actions()
-        if decision == "retry":
-            slot.feedback = f"Your last answer was invalid: {reason}. {RETRY_INSTRUCTION}"
-            return "retry", None
-        if decision == "forfeit" or not legal:  # free-text games have nothing to substitute
-            forfeit(slot, seat)
-            return "forfeit", None
-        return "play", legal[int(slot.rng.integers(len(legal)))]
-
-    def play_fixed(slot: _Slot) -> bool:
-        """Let fixed players move until it is the model's turn; True while the game goes on."""
-        while (player := fixed_player(slot)) is not None:
-            seat = slot.state.current_seat()
-            move = player.act(slot.state, slot.rng, slot.feedback)
-            action = move.action
-            if action is None:
-                what, action = on_invalid(slot, seat, move.reason or "invalid")
-                if what == "retry":
-                    continue
-                if what == "forfeit":
-                    return False
-            if not apply(slot, seat, action):
-                return False
-        return True
-
-    while pending or live:
-        while pending and len(live) < settings.max_concurrent:
-            i = pending.pop()
-            game_name, seed_i = schedule[i]
-            state = load_game(game_name).new_episode(seed_i)
-            if settings.answer_mode == "constrained" and state.legal_actions() is None:
-                raise ValueError(
-                    f"answer_mode 'constrained' needs a game with finite legal actions, not {game_name!r}"
-                )
-            slot = _Slot(i, game_name, state, player_rng(seed_i))
-            if play_fixed(slot):
-                live.append(slot)
-        if not live:
-            continue
-        seats = [slot.state.current_seat() for slot in live]
-        prompts = [
-            build_prompt(
-                tokenizer,
-                slot.state,
-                seat,
-                settings.answer_mode,
-                slot.feedback,
-                settings.include_rules,
-                settings.prompt_format,
-            )
-            for slot, seat in zip(live, seats)
-        ]
-        choices = None
-        if settings.answer_mode == "constrained":
-            choices = [list(slot.state.legal_actions()) for slot in live]
-        gens = engine.generate(prompts, params, choices, seed=round_seed(seed, round_index))
-        round_index += 1
-
-        still_live = []
-        for slot, seat, prompt, gen in zip(live, seats, prompts, gens):
-            action, reason = read_answer(gen.text, slot.state.legal_actions(), settings)
-            turn = Turn(
-                slot.game, slot.index, seat, slot.moves, prompt, gen.token_ids, gen.logprobs,
-                gen.allowed, action is not None, reason, gen.finish_reason,
-            )  # fmt: skip
-            slot.turns.append(turn)
-            if action is None:
-                what, action = on_invalid(slot, seat, reason or "invalid")
-                if what == "retry":
-                    still_live.append(slot)
-                if what != "play":
-                    continue
-            if apply(slot, seat, action, turn) and play_fixed(slot):
-                still_live.append(slot)
-        live = still_live
-    return turns, episodes
+    return GameRunner(engine, tokenizer, schedule, params, settings, seed, opponents).run()
 
 
 def rollout_metrics(turns: Sequence[Turn], episodes: Sequence[Episode]) -> dict[str, float]:

@@ -1,10 +1,15 @@
 """The game protocol: a two-seat, zero-sum state machine that knows nothing about LLMs.
 
-A `Game` makes episodes; an episode is a `GameState` that owns its chance RNG, so the
-same seed always replays the same deal. Seats are 0 and 1. Actions are strings: for
-board and card games the list of legal actions is finite and shown to the model as
-bracketed strings (`[bet]`, `[4]`); for language games (`legal_actions()` is None) the
-move is free text, validated by the game itself.
+A `Game` makes episodes; an episode is a `GameState` whose randomness is its own, seeded when
+it starts, so the same seed always replays the same episode (the deal of a card game, the
+private facts of a TextArena game). Seats are 0 and 1. Actions are strings. Two families:
+
+- OpenSpiel games (cards, boards): a finite list of legal actions, shown to the model as
+  bracketed strings (`[bet]`, `[4]`); an action outside the list is refused before it is
+  played (`IllegalActionError`), so the caller checks answers against `legal_actions()`.
+- TextArena language games: `legal_actions()` is None and any text is a candidate move; the
+  game itself judges a move when it is played, and a move it rejects ends the episode, with
+  `invalid_reason` saying why.
 """
 
 from __future__ import annotations
@@ -17,18 +22,26 @@ from typing import Protocol
 class GameState(Protocol):
     """One episode in progress."""
 
+    # Why the game itself rejected the last move (language games judge free-text moves when
+    # they are played); the episode is then over and the mover forfeits. Always None for
+    # games with a finite list of legal actions, whose illegal moves never get played.
+    invalid_reason: str | None
+
     def current_seat(self) -> int:
         """The seat to move (0 or 1). Undefined at terminal states."""
         ...
 
     def legal_actions(self) -> Sequence[str] | None:
-        """Canonical legal action strings, or None when any text is a candidate move."""
+        """Canonical legal action strings ([] at terminal states), or None when any text is a
+        candidate move (language games)."""
         ...
 
     def apply_action(self, action: str) -> None:
         """Play `action` for the current seat; chance events that follow are sampled inside.
 
-        Raises `IllegalActionError` when the action is not legal here.
+        Raises `IllegalActionError` for an action not in a finite `legal_actions()`, or for
+        any action once the episode is over. A language game plays any text and judges it:
+        a move it rejects sets `invalid_reason` and ends the episode.
         """
         ...
 
@@ -39,13 +52,14 @@ class GameState(Protocol):
         ...
 
     def observation(self, seat: int, include_rules: bool = True) -> str:
-        """What `seat` knows, as text: the rules (optional: short prompts help tiny models),
-        its private information, the public history and (when it is to move) the legal
-        actions. Never the opponent's private information or reasoning."""
+        """What `seat` knows, as text: the rules, its private information, the public history
+        and, when it is to move, whose turn it is (with the legal actions where they are a
+        finite list). Never the opponent's private information or reasoning. Games whose own
+        prompt carries the rules (TextArena) may ignore `include_rules=False`."""
         ...
 
     def move_history(self) -> list[tuple[int, str]]:
-        """The public moves so far as (seat, action) pairs."""
+        """The moves played so far as (seat, action) pairs, as both seats saw them."""
         ...
 
 

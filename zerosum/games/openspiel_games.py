@@ -41,6 +41,8 @@ class TextSpec:
 class OpenSpielState:
     """An episode of an OpenSpiel game; chance is sampled from its own seeded RNG."""
 
+    invalid_reason: str | None = None  # illegal actions are refused, never played
+
     def __init__(
         self, spec: TextSpec, game: pyspiel.Game, seed: int, forced_chance: Sequence[int] = ()
     ):
