@@ -129,6 +129,19 @@ def test_doctored_trainer_state_is_refused_and_never_run(run, tmp_path, capsys):
     assert marker.exists()
 
 
+def test_trainer_state_of_an_older_version_resumes(run, reference, capsys):
+    """Older runs saved a `turns_trained` counter in the training state: it is ignored."""
+    state = checkpoint(run, STEPS) / "trainer_state.pt"
+    blob = torch.load(state, weights_only=True)
+    blob["state"]["turns_trained"] = 123
+    torch.save(blob, state)
+    code, err = run_cli(capsys, "train", "--resume", str(run), f"run.steps={STEPS + 1}")
+    assert code == 0 and "warning" not in err, err  # step 3 itself, not a fallback to step 2
+    assert metrics(run)[:STEPS] == metrics(reference) and len(metrics(run)) == STEPS + 1
+    saved = torch.load(checkpoint(run, STEPS + 1) / "trainer_state.pt", weights_only=True)
+    assert saved["state"]["step"] == STEPS + 1 and "turns_trained" not in saved["state"]
+
+
 @pytest.mark.parametrize("kind", ["symlink", "text file", "absolute symlink"])
 def test_latest_pointing_outside_the_run_is_refused(reference, tmp_path, capsys, kind):
     other, run = tmp_path / "other", tmp_path / "run"

@@ -21,7 +21,7 @@ import re
 import shutil
 import sys
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -35,10 +35,19 @@ _SPACE_MARGIN = 32 * 2**20
 
 @dataclass
 class TrainState:
+    """What a run carries from step to step besides weights and optimizer (checkpointed)."""
+
     step: int = 0
-    baselines: dict[str, float] = field(default_factory=dict)
+    baselines: dict[str, float] = field(default_factory=dict)  # RAE, per (game, seat)
     games_played: int = 0
-    turns_trained: int = 0
+
+    @classmethod
+    def from_dict(cls, saved: dict) -> TrainState:
+        """The state saved in a checkpoint; keys this version no longer has (such as the
+        `turns_trained` counter of older runs) are ignored."""
+        if not isinstance(saved, dict):
+            raise TypeError(f"expected a mapping, got {type(saved).__name__}")
+        return cls(**{f.name: saved[f.name] for f in fields(cls) if f.name in saved})
 
 
 class CheckpointError(ValueError):
@@ -291,7 +300,7 @@ def load_checkpoint(path: Path, model, optimizer) -> tuple[TrainState, dict]:
     # The state was loaded on the CPU (a GPU run resumes anywhere); the optimizer moves it.
     optimizer.load_state_dict(blob["optimizer"])
     torch.set_rng_state(blob["rng"]["torch"])
-    return TrainState(**blob["state"]), blob["config"]
+    return TrainState.from_dict(blob["state"]), blob["config"]
 
 
 def read_trainer_state(file: Path) -> dict:
@@ -317,7 +326,7 @@ def read_trainer_state(file: Path) -> dict:
     if not isinstance(rng, torch.Tensor) or not {"state", "optimizer", "config"} <= set(blob):
         raise CheckpointError(f"{file} is not a zerosum trainer state")
     try:
-        TrainState(**blob["state"])
+        TrainState.from_dict(blob["state"])
     except TypeError as err:
         raise CheckpointError(f"{file} holds an unknown training state: {err}") from None
     return blob

@@ -332,7 +332,6 @@ def train_step(run: Run, step: int) -> dict[str, float]:
 
     state.step = step
     state.games_played += len(episodes)
-    state.turns_trained += len(samples)
     gen_tokens = sum(len(t.response_ids) for t in turns)
     train_tokens = sum(len(s) for s in samples)
     return {

@@ -33,7 +33,6 @@ class ParsedAction:
 
     action: str | None
     reason: str | None = None
-    source: str | None = None  # "boxed" or "bracket": where the answer was found
 
     @property
     def valid(self) -> bool:
@@ -95,16 +94,16 @@ def parse_action(
     if boxed is not None:
         action = by_key.get(normalize(boxed))
         if action is not None:
-            return ParsedAction(action, source="boxed")
+            return ParsedAction(action)
         shown = boxed.strip()[:40]
-        return ParsedAction(None, f"boxed answer {shown!r} is not a legal action", "boxed")
+        return ParsedAction(None, f"boxed answer {shown!r} is not a legal action")
     if fallback in ("last_bracket", "last_mention"):
         for match in reversed(_BRACKETED.findall(text)):
             action = by_key.get(normalize(match))
             if action is not None:
-                return ParsedAction(action, source="bracket")
+                return ParsedAction(action)
     if fallback == "last_mention" and (action := _last_mention(text, legal_actions)):
-        return ParsedAction(action, source="mention")
+        return ParsedAction(action)
     if not text.strip():
         return ParsedAction(None, "empty response")
     missing = {"none": "", "last_bracket": " or bracketed legal action"}
@@ -132,14 +131,12 @@ def _last_mention(text: str, legal_actions: Sequence[str]) -> str | None:
 def _parse_free(text: str, boxed: str | None, fallback: Fallback) -> ParsedAction:
     if boxed is not None:
         move = boxed.strip()
-        source = "boxed"
     elif fallback == "last_bracket" and (found := _BRACKETED.findall(text)):
         move = f"[{found[-1].strip()}]"
-        source = "bracket"
     else:
         return ParsedAction(None, "empty response" if not text.strip() else "no \\boxed{} answer")
     if not move:
-        return ParsedAction(None, "empty boxed answer", source)
+        return ParsedAction(None, "empty boxed answer")
     if len(move) > MAX_FREE_MOVE_CHARS:
-        return ParsedAction(None, f"move longer than {MAX_FREE_MOVE_CHARS} characters", source)
-    return ParsedAction(move, source=source)
+        return ParsedAction(None, f"move longer than {MAX_FREE_MOVE_CHARS} characters")
+    return ParsedAction(move)
