@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from zerosum.models import is_lora
 from zerosum.rundir import check_free_space
 
 STEP_NAME = re.compile(r"step-\d{6,}")
@@ -56,10 +57,6 @@ class CheckpointError(ValueError):
 
 class UnsafeCheckpointError(CheckpointError):
     """A checkpoint that would run code or leave the run directory: never fallen back from."""
-
-
-def _is_peft(model) -> bool:
-    return hasattr(model, "peft_config")
 
 
 def _one_line(err: BaseException, limit: int = 200) -> str:
@@ -108,7 +105,7 @@ def save_checkpoint(
 
 def checkpoint_bytes(model, optimizer, base_model=None) -> int:
     """About the bytes a checkpoint takes: the saved weights and the optimizer state."""
-    if _is_peft(model):  # the adapter only
+    if is_lora(model):  # the adapter only
         saved = [p for p in model.parameters() if p.requires_grad]
     else:
         saved = [*model.parameters(), *model.buffers()]
@@ -137,7 +134,7 @@ def _quiet_saves():
 def _write(tmp: Path, model, tokenizer, optimizer, state, config, base_model) -> None:
     with _quiet_saves():
         # LoRA targets linear layers only; "auto" would look for the base config to decide.
-        extra = {"save_embedding_layers": False} if _is_peft(model) else {}
+        extra = {"save_embedding_layers": False} if is_lora(model) else {}
         model.save_pretrained(tmp / "model", **extra)
         tokenizer.save_pretrained(tmp / "model")
         if base_model is not None:
@@ -289,7 +286,7 @@ def load_checkpoint(path: Path, model, optimizer) -> tuple[TrainState, dict]:
     blob = read_trainer_state(path / "trainer_state.pt")
     weights = _read_weights(path, model)
     _check_optimizer(path, blob["optimizer"], optimizer)
-    if _is_peft(model):
+    if is_lora(model):
         from peft import set_peft_model_state_dict
 
         set_peft_model_state_dict(model, weights)
@@ -336,7 +333,7 @@ def _read_weights(path: Path, model) -> dict[str, torch.Tensor]:
     """The saved weights, checked to fit `model` (names and shapes) without touching it."""
     from safetensors.torch import load_file
 
-    name = "adapter_model.safetensors" if _is_peft(model) else "model.safetensors"
+    name = "adapter_model.safetensors" if is_lora(model) else "model.safetensors"
     file = path / "model" / name
     try:
         weights = load_file(file)
@@ -344,7 +341,7 @@ def _read_weights(path: Path, model) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{file} is missing") from None
     except Exception as err:  # SafetensorError (truncated header or data), OSError
         raise CheckpointError(f"{file} is unreadable: {_one_line(err)}") from None
-    if _is_peft(model):
+    if is_lora(model):
         from peft import get_peft_model_state_dict
 
         expected = get_peft_model_state_dict(model, save_embedding_layers=False)

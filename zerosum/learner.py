@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
+from zerosum.batching import left_pad
 from zerosum.config import (
     Aggregation,
     AlgoConfig,
@@ -67,31 +68,52 @@ def response_logprobs(
 
     Returns logp [B, T], mask [B, T] and entropy [B, T], T the longest response. Constrained
     samples are scored under the same allowed-token restriction they were sampled with.
+    `entropy_grad` keeps the entropy's graph (for an entropy bonus).
     """
     device = next(model.parameters()).device
-    batch = len(samples)
-    width = max(len(s) for s in samples)
     t_max = max(len(s.response_ids) for s in samples)
     # Left padding right-aligns every response, so the logits needed are the last t_max + 1
     # positions of every row: only those go through the vocabulary projection, and the slice
     # [:, :t_max] of them predicts the right-aligned responses (a view: no [B, T, V] copy).
-    ids = torch.full((batch, width), pad_id, dtype=torch.long)
-    attn = torch.zeros((batch, width), dtype=torch.long)
-    targets = torch.zeros((batch, t_max), dtype=torch.long)  # right-aligned like the logits
-    mask = torch.zeros((batch, t_max))  # left-aligned, as returned
-    for i, s in enumerate(samples):
-        seq = s.prompt_ids + s.response_ids
-        ids[i, width - len(seq) :] = torch.tensor(seq)
-        attn[i, width - len(seq) :] = 1
-        n = len(s.response_ids)
-        targets[i, t_max - n :] = torch.tensor(s.response_ids)
-        mask[i, :n] = 1.0
-    positions = (attn.cumsum(-1) - 1).clamp(min=0)
+    ids, attn, positions = left_pad([s.prompt_ids + s.response_ids for s in samples], pad_id)
     inputs = {
         "input_ids": ids.to(device),
         "attention_mask": attn.to(device),
         "position_ids": positions.to(device),
     }
+    logits, targets, allowed = _response_logits(model, inputs, samples, t_max)
+    logits = logits.float()
+    if temperature != 1.0:
+        logits = logits / temperature
+    if any(a is not None for a in allowed):
+        keep = _allowed_mask(logits.shape, allowed)
+        logits = logits.masked_fill(~keep.to(device), float("-inf"))
+    logp_all = torch.log_softmax(logits, dim=-1)  # [B, T, V or K]
+    logp = logp_all.gather(-1, targets.to(device)[:, :, None]).squeeze(-1)
+    with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
+        # From the same log-softmax (no second pass); 0 * -inf on masked tokens counts as 0.
+        entropy = -(logp_all.exp() * logp_all.nan_to_num(neginf=0.0)).sum(-1)
+    # Back to left alignment: response token t of row i at [i, t].
+    lengths = [len(s.response_ids) for s in samples]
+    shift = torch.tensor([t_max - n for n in lengths])
+    left = ((torch.arange(t_max)[None, :] + shift[:, None]) % t_max).to(device)  # [B, T]
+    mask = torch.zeros((len(samples), t_max))
+    for i, n in enumerate(lengths):
+        mask[i, :n] = 1.0
+    mask = mask.to(device)
+    return logp.gather(1, left) * mask, mask, entropy.gather(1, left) * mask
+
+
+def _response_logits(
+    model, inputs: dict, samples: Sequence[Sample], t_max: int
+) -> tuple[torch.Tensor, torch.Tensor, list]:
+    """Logits [B, T, V] predicting the right-aligned responses, their target ids [B, T] and
+    the allowed token ids per step. When every sample is constrained and the output layer
+    allows it, only the allowed vocabulary rows are projected ([B, T, K]), and targets and
+    allowed ids are renumbered into those K."""
+    targets = torch.zeros((len(samples), t_max), dtype=torch.long)  # right-aligned
+    for i, s in enumerate(samples):
+        targets[i, t_max - len(s.response_ids) :] = torch.tensor(s.response_ids)
     if all(s.allowed is not None for s in samples) and _plain_output_layer(model):
         # Constrained answers only ever choose among a few tokens: project the hidden states
         # onto those rows of the output embedding instead of the whole vocabulary.
@@ -102,31 +124,23 @@ def response_logprobs(
         logits = hidden @ head.weight[vocab_ids].T  # [B, T, K]
         targets = targets.apply_(lambda tok: to_k.get(tok, 0))
         allowed = [[[to_k[tok] for tok in step] for step in s.allowed] for s in samples]
-    else:
-        logits = model(**inputs, logits_to_keep=t_max + 1).logits[:, :-1]  # [B, T, V]
-        allowed = [s.allowed for s in samples]
-    logits = logits.float()
-    if temperature != 1.0:
-        logits = logits / temperature
-    if any(a is not None for a in allowed):
-        keep = torch.ones(logits.shape, dtype=torch.bool)
-        for i, steps in enumerate(allowed):
-            if steps is not None:
-                start = t_max - len(steps)
-                keep[i, start:] = False
-                for t, ok in enumerate(steps):
-                    keep[i, start + t, ok] = True
-        logits = logits.masked_fill(~keep.to(device), float("-inf"))
-    logp_all = torch.log_softmax(logits, dim=-1)  # [B, T, V or K]
-    logp = logp_all.gather(-1, targets.to(device)[:, :, None]).squeeze(-1)
-    with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
-        # From the same log-softmax (no second pass); 0 * -inf on masked tokens counts as 0.
-        entropy = -(logp_all.exp() * logp_all.nan_to_num(neginf=0.0)).sum(-1)
-    # Back to left alignment: response token t of row i at [i, t].
-    shift = torch.tensor([t_max - len(s.response_ids) for s in samples])
-    left = ((torch.arange(t_max)[None, :] + shift[:, None]) % t_max).to(device)  # [B, T]
-    mask = mask.to(device)
-    return logp.gather(1, left) * mask, mask, entropy.gather(1, left) * mask
+        return logits, targets, allowed
+    logits = model(**inputs, logits_to_keep=t_max + 1).logits[:, :-1]  # [B, T, V]
+    return logits, targets, [s.allowed for s in samples]
+
+
+def _allowed_mask(shape: torch.Size, allowed: Sequence[list[list[int]] | None]) -> torch.Tensor:
+    """[B, T, V] True where a token may be scored: everywhere in unconstrained rows, only the
+    allowed ids at each (right-aligned) step of constrained ones."""
+    t_max = shape[1]
+    keep = torch.ones(shape, dtype=torch.bool)
+    for i, steps in enumerate(allowed):
+        if steps is not None:
+            start = t_max - len(steps)
+            keep[i, start:] = False
+            for t, ok in enumerate(steps):
+                keep[i, start + t, ok] = True
+    return keep
 
 
 def _plain_output_layer(model) -> bool:

@@ -35,6 +35,7 @@ __all__ = [
     "resolve_model",
     "load_model",
     "load_tokenizer",
+    "is_lora",
     "resolve_device",
     "tiny_model",
 ]
@@ -312,6 +313,11 @@ def _load_adapter(
     has_tokenizer = (adapter / "tokenizer_config.json").is_file()
     tokenizer = AutoTokenizer.from_pretrained(adapter if has_tokenizer else base_source)
     return model, tokenizer
+
+
+def is_lora(model) -> bool:
+    """True for a PEFT model (a LoRA adapter on a frozen base)."""
+    return hasattr(model, "peft_config")
 
 
 def resolve_device(name: str, option: str = "model.device") -> torch.device:

