@@ -5,13 +5,16 @@ SPIRAL keeps an exponential moving average of the return per (game, seat) and us
 symmetric (Kuhn Poker is worth -1/18 to the first player). Departure from the paper's
 per-sample update: the baseline is read once per batch and then updated with the batch's
 mean return per key, so the result does not depend on the order in which concurrent games
-finished. With `enabled=False` the baseline is zero (plain REINFORCE, for ablations).
+finished. With `enabled=False` the baseline is zero: the advantage is the raw return (with
+the PPO loss, PPO on raw returns; with `reinforce`, plain REINFORCE), for ablations.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+
+from zerosum.config import AlgoConfig
 
 RoleKey = tuple[str, int]  # (game name, seat)
 
@@ -25,8 +28,8 @@ def rae_advantages(
     returns: Sequence[float],
     roles: Sequence[RoleKey],
     baselines: Mapping[str, float],
-    decay: float = 0.95,
-    enabled: bool = True,
+    decay: float = AlgoConfig.rae_decay,
+    enabled: bool = AlgoConfig.rae,
 ) -> tuple[list[float], dict[str, float]]:
     """Advantages for one batch and the updated baselines (the input is not modified).
 

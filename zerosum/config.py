@@ -137,7 +137,11 @@ class AlgoConfig:
     loss: LossKind = _f("ppo", "policy-gradient loss")
     ppo_epochs: int = _f(2, "passes over each batch (one optimizer step each)")
     clip_eps: float = _f(0.2, "PPO ratio clip")
-    rae: bool = _f(True, "role-conditioned advantage estimation; off = plain REINFORCE")
+    rae: bool = _f(
+        True,
+        "role-conditioned advantage estimation; off: the advantage is the raw return (with the "
+        "default loss, PPO on raw returns)",
+    )
     rae_decay: float = _f(0.95, "EMA decay of the per-(game, seat) baseline")
     drop_zero_advantage: bool = _f(True, "drop samples whose advantage is zero")
     aggregation: Aggregation = _f("sum", "token loss: sum / constant (Dr.GRPO) or mean")
@@ -352,7 +356,20 @@ def _check_keys(data: dict, cls: type | None = None, prefix: str = "") -> None:
 
 
 def config_from_dict(data: dict) -> TrainConfig:
+    """A validated `TrainConfig` from nested mappings (a recipe's sections); a bad key, type or
+    value is a `ConfigError` with one line naming the field and what is allowed."""
     _check_keys(data)
+    cfg = _typed_config(data)
+    _check_values(cfg)
+    _check_games(cfg)
+    if not cfg.rollout.games:
+        raise ConfigError(
+            "config field 'rollout.games' is empty; allowed: a mapping of game name to weight"
+        )
+    return cfg
+
+
+def _typed_config(data: dict) -> TrainConfig:
     try:
         cfg = dacite.from_dict(
             TrainConfig,
@@ -367,6 +384,11 @@ def config_from_dict(data: dict) -> TrainConfig:
         ) from None
     except dacite.DaciteError as err:
         raise ConfigError(f"bad config: {err}") from None
+    return cfg
+
+
+def _check_values(cfg: TrainConfig) -> None:
+    """Finite floats, then every field's range (`_CHECKS`)."""
     for key, entry, value in _float_values(cfg):
         if not math.isfinite(value):  # nan fails no `v > 0` check; inf crashes a run later
             raise ConfigError(
@@ -377,6 +399,10 @@ def config_from_dict(data: dict) -> TrainConfig:
         value = getattr(getattr(cfg, section), name)
         if not ok(value):
             raise ConfigError(f"config field {key!r} = {value!r} is invalid; allowed: {allowed}")
+
+
+def _check_games(cfg: TrainConfig) -> None:
+    """Game names and weights, and what evaluation can play (these import the games)."""
     from zerosum.games import game_names
 
     for game, weight in cfg.rollout.games.items():
@@ -417,11 +443,6 @@ def config_from_dict(data: dict) -> TrainConfig:
                 raise ConfigError(
                     f"config field 'eval.opponents': {spec!r} cannot play {game!r}: {reason}"
                 )
-    if not cfg.rollout.games:
-        raise ConfigError(
-            "config field 'rollout.games' is empty; allowed: a mapping of game name to weight"
-        )
-    return cfg
 
 
 def _describe(tp: Any) -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from zerosum.config import AGGREGATIONS, LOSS_KINDS, Aggregation, LossKind, check_choice
+from zerosum.config import AGGREGATIONS, LOSS_KINDS, Aggregation, AlgoConfig, LossKind, check_choice
 
 
 def kl_k3(logprobs: torch.Tensor, ref_logprobs: torch.Tensor) -> torch.Tensor:
@@ -29,17 +29,18 @@ def policy_loss(
     old_logprobs: torch.Tensor,  # [B, T] at sampling time
     advantages: torch.Tensor,  # [B]
     mask: torch.Tensor,  # [B, T] 1.0 on response tokens
-    kind: LossKind = "ppo",
-    clip_eps: float = 0.2,
+    kind: LossKind = AlgoConfig.loss,
+    clip_eps: float = AlgoConfig.clip_eps,
     ref_logprobs: torch.Tensor | None = None,  # [B, T] of the initial model, for the KL term
-    kl_coef: float = 0.0,
-    aggregation: Aggregation = "sum",
-    norm_constant: float = 4096.0,
-    total_tokens: float | None = None,
+    kl_coef: float = AlgoConfig.kl_coef,
+    aggregation: Aggregation = AlgoConfig.aggregation,
+    norm_constant: float = AlgoConfig.norm_constant,
+    total_tokens: float | None = None,  # `mean` over micro-batches: real tokens of the batch
     entropy: torch.Tensor | None = None,  # [B, T] entropy of each next-token distribution
-    entropy_coef: float = 0.0,
+    entropy_coef: float = AlgoConfig.entropy_coef,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """The policy-gradient loss and its statistics (namespaced `loss/...`).
+    """The policy-gradient loss and its statistics (namespaced `loss/...`); the options are
+    those of the `algo` config section, whose defaults these are.
 
     `entropy_coef` > 0 adds an entropy bonus (exact, from the logits): it keeps self-play
     from collapsing to a deterministic policy before the model can tell states apart."""
@@ -75,7 +76,12 @@ def policy_loss(
             total_tokens if total_tokens is not None else n_tokens, dtype=logprobs.dtype
         )
     loss = (per_token * mask).sum() / denom.clamp(min=1e-8)
+    return loss, _stats(loss, mask, clipped, ratio, log_ratio, entropy, kl)
 
+
+def _stats(loss, mask, clipped, ratio, log_ratio, entropy, kl) -> dict[str, float]:
+    """`loss/...` statistics: per-token means over the real tokens of the batch."""
+    n_tokens = mask.sum()
     safe_n = n_tokens.clamp(min=1.0)
     stats = {
         "loss/total": float(loss.detach()),
@@ -88,4 +94,4 @@ def policy_loss(
         stats["loss/entropy"] = float((entropy.detach() * mask).sum() / safe_n)
     if kl is not None:
         stats["loss/kl_ref"] = float((kl.detach() * mask).sum() / safe_n)
-    return loss, stats
+    return stats
