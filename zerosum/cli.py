@@ -16,6 +16,7 @@ from zerosum.match import MAX_TURNS as MATCH_MAX_TURNS
 from zerosum.match import MatchResult, run_match
 from zerosum.players import PLAYER_SPECS, make_player, unsupported
 from zerosum.rollout import EVAL_INVALID, InvalidMovePolicy
+from zerosum.tables import reason_lines, table_row
 
 
 # argparse `type=` checks: argparse prints "zerosum eval: error: argument --n: ..." with the
@@ -59,18 +60,18 @@ def cmd_games(args: argparse.Namespace) -> None:
 
 
 def format_match(result: MatchResult, game_name: str) -> str:
+    """The table `zerosum match` prints: each player's results overall and per seat."""
+    widths = (-16, 5, 5, 5, 12)
     lines = [f"{game_name}: {len(result.episodes)} games, seats alternate"]
-    header = f"{'player':16s} {'win':>5s} {'draw':>5s} {'loss':>5s} {'mean return':>12s}   per seat (W/D/L)"
-    lines.append(header)
+    header = table_row(("player", "win", "draw", "loss", "mean return"), widths)
+    lines.append(f"{header}   per seat (W/D/L)")
     for name, st in zip(result.names, result.stats):
         seats = "  ".join(
             f"seat {s}: {c['win']}/{c['draw']}/{c['loss']}" for s, c in st.seat_wdl.items()
         )
-        lines.append(
-            f"{name:16s} {st.wins:5d} {st.draws:5d} {st.losses:5d} {st.mean_return:12.3f}   {seats}"
-        )
-        for reason, count in st.invalid.most_common():
-            lines.append(f"{'':16s} invalid x{count}: {reason}")
+        cells = (name, st.wins, st.draws, st.losses, f"{st.mean_return:.3f}")
+        lines.append(f"{table_row(cells, widths)}   {seats}")
+        lines += reason_lines(st.reasons.most_common(), " " * 17)
     if result.truncated:
         lines.append(f"{result.truncated} games hit the turn limit and count as draws")
     return "\n".join(lines)

@@ -10,7 +10,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from zerosum.games.base import Game, Outcome
+from zerosum.games.base import Game
 from zerosum.players.base import Player
 from zerosum.rollout import (
     EVAL_INVALID,
@@ -50,15 +50,18 @@ def run_games(
 
 
 @dataclass
-class PlayerStats:
-    """Win/draw/loss tallies and returns of one player, overall and per seat."""
+class Tally:
+    """One player's results over a set of games, from its own point of view: wins, draws and
+    losses overall and per seat, returns, games lost by an invalid move, and the reasons of
+    its invalid moves. Matches keep one per player, evaluation one per model seat."""
 
     wins: int = 0
     draws: int = 0
     losses: int = 0
+    forfeits: int = 0  # games lost by an invalid move (also counted in losses)
     total_return: float = 0.0
     seat_wdl: dict[int, Counter] = field(default_factory=lambda: {0: Counter(), 1: Counter()})
-    invalid: Counter = field(default_factory=Counter)
+    reasons: Counter = field(default_factory=Counter)  # invalid-move reasons
 
     @property
     def games(self) -> int:
@@ -68,19 +71,23 @@ class PlayerStats:
     def mean_return(self) -> float:
         return self.total_return / max(self.games, 1)
 
-    def add(self, seat: int, outcome: Outcome) -> None:
+    def add(self, seat: int, episode: Episode) -> None:
+        """Count a finished `episode` in which this player sat in `seat`."""
+        outcome = episode.outcome
         result = "draw" if outcome.winner is None else ("win" if outcome.winner == seat else "loss")
         self.wins += result == "win"
         self.draws += result == "draw"
         self.losses += result == "loss"
+        self.forfeits += outcome.forfeit_seat == seat
         self.total_return += outcome.returns[seat]
         self.seat_wdl[seat][result] += 1
+        self.reasons.update(reason for s, reason in episode.invalid if s == seat)
 
 
 @dataclass
 class MatchResult:
     names: tuple[str, str]
-    stats: tuple[PlayerStats, PlayerStats]
+    stats: tuple[Tally, Tally]
     episodes: list[Episode]
     truncated: int = 0
 
@@ -100,15 +107,13 @@ def run_match(
     """
     if games < 1:
         raise ValueError(f"number of games must be >= 1, got {games}")
-    stats = (PlayerStats(), PlayerStats())
+    stats = (Tally(), Tally())
     orders = [(0, 1) if i % 2 == 0 else (1, 0) for i in range(games)]  # order[s]: player in seat s
     seatings = [(players[a], players[b]) for a, b in orders]
     seeds = [game_seed(seed, i) for i in range(games)]
     episodes = run_games(game, seatings, seeds, invalid, max_turns)
-    for order, record in zip(orders, episodes):
+    for order, episode in zip(orders, episodes):
         for seat in (0, 1):
-            stats[order[seat]].add(seat, record.outcome)
-        for seat, reason in record.invalid:
-            stats[order[seat]].invalid[reason] += 1
+            stats[order[seat]].add(seat, episode)
     truncated = sum(e.outcome.truncated for e in episodes)
     return MatchResult((players[0].name, players[1].name), stats, episodes, truncated)

@@ -8,12 +8,12 @@ its reason tallied: nothing is silently dropped.
 
 from __future__ import annotations
 
-from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 from scipy.stats import binomtest
 
 from zerosum.engines.base import Engine, SamplingParams
+from zerosum.match import Tally
 from zerosum.players.base import Player
 from zerosum.rollout import EVAL_INVALID, RolloutSettings, play_games
 from zerosum.seeds import game_seed
@@ -27,35 +27,22 @@ def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[f
     return (float(ci.low), float(ci.high))
 
 
-@dataclass
-class Tally:
-    """Results of the model over a set of games, from its own point of view."""
-
-    wins: int = 0
-    draws: int = 0
-    losses: int = 0
-    invalid: int = 0  # games lost by an invalid answer (also counted in losses)
-    total_return: float = 0.0
-    reasons: Counter = field(default_factory=Counter)
-
-    @property
-    def games(self) -> int:
-        return self.wins + self.draws + self.losses
-
-    def summary(self) -> dict:
-        n = self.games
-        out: dict = {"games": n, "mean_return": self.total_return / max(n, 1)}
-        for name, k in (
-            ("win", self.wins),
-            ("draw", self.draws),
-            ("loss", self.losses),
-            ("invalid", self.invalid),
-        ):
-            lo, hi = wilson_interval(k, n)
-            out[f"{name}_rate"] = k / max(n, 1)
-            out[f"{name}_ci95"] = [lo, hi]
-        out["invalid_reasons"] = dict(self.reasons.most_common())
-        return out
+def summary(tally: Tally) -> dict:
+    """Games, mean return, win/draw/loss/invalid rates with Wilson 95% intervals, and the
+    invalid-move reasons of one tally."""
+    n = tally.games
+    out: dict = {"games": n, "mean_return": tally.mean_return}
+    for name, k in (
+        ("win", tally.wins),
+        ("draw", tally.draws),
+        ("loss", tally.losses),
+        ("invalid", tally.forfeits),
+    ):
+        lo, hi = wilson_interval(k, n)
+        out[f"{name}_rate"] = k / max(n, 1)
+        out[f"{name}_ci95"] = [lo, hi]
+    out["invalid_reasons"] = dict(tally.reasons.most_common())
+    return out
 
 
 def evaluate_against(
@@ -79,19 +66,9 @@ def evaluate_against(
     _, episodes = play_games(engine, tokenizer, schedule, params, settings, seed, opponents)
     overall, per_seat = Tally(), (Tally(), Tally())
     for ep, seat in zip(episodes, model_seat):
-        for tally in (overall, per_seat[seat]):
-            out = ep.outcome
-            tally.total_return += out.returns[seat]
-            if out.winner is None:
-                tally.draws += 1
-            elif out.winner == seat:
-                tally.wins += 1
-            else:
-                tally.losses += 1
-            if out.forfeit_seat == seat:
-                tally.invalid += 1
-            tally.reasons.update(reason for s, reason in ep.invalid if s == seat)
-    result = {**overall.summary(), "seat0": per_seat[0].summary(), "seat1": per_seat[1].summary()}
+        overall.add(seat, ep)
+        per_seat[seat].add(seat, ep)
+    result = {**summary(overall), "seat0": summary(per_seat[0]), "seat1": summary(per_seat[1])}
     if game == "tic_tac_toe":
         from zerosum.evaluation.tictactoe import decisions_in_play, move_quality
 

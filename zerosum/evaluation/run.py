@@ -21,6 +21,7 @@ from zerosum.games import load_game
 from zerosum.players import make_player, unsupported
 from zerosum.rollout import EVAL_INVALID, RolloutSettings
 from zerosum.solvers import NASH_GAMES
+from zerosum.tables import reason_lines, table_row
 
 
 def _versions() -> dict[str, str]:
@@ -105,22 +106,20 @@ def _bench_name(source: str) -> str:
 def format_results(results: dict) -> str:
     """A readable table of `run_eval` results."""
     lines = []
+    widths = (-14, 5, 16, 16, 16, 7, 7)
     for game, per_game in results["games"].items():
         lines.append(f"{game}")
-        lines.append(
-            f"  {'opponent':14s} {'games':>5s} {'win':>16s} {'draw':>16s} {'loss':>16s} {'invalid':>7s} {'return':>7s}"
-        )
+        header = ("opponent", "games", "win", "draw", "loss", "invalid", "return")
+        lines.append(table_row(header, widths, "  "))
         for spec, r in per_game["opponents"].items():
-            cells = [
+            rates = [
                 f"{r[f'{k}_rate']:.2f} [{r[f'{k}_ci95'][0]:.2f},{r[f'{k}_ci95'][1]:.2f}]"
                 for k in ("win", "draw", "loss")
             ]
-            lines.append(
-                f"  {spec:14s} {r['games']:5d} {cells[0]:>16s} {cells[1]:>16s} {cells[2]:>16s} "
-                f"{r['invalid_rate']:7.2f} {r['mean_return']:7.3f}"
-            )
-            for reason, count in r["invalid_reasons"].items():
-                lines.append(f"  {'':14s} invalid x{count}: {reason}")
+            figures = f"{r['invalid_rate']:.2f}", f"{r['mean_return']:.3f}"
+            cells = (spec, r["games"], *rates, *figures)
+            lines.append(table_row(cells, widths, "  "))
+            lines += reason_lines(r["invalid_reasons"].items(), " " * 17)
         for spec, reason in per_game["skipped"].items():
             lines.append(f"  {spec:14s} skipped: {reason}")
         qualities = [
