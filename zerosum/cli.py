@@ -1,4 +1,4 @@
-"""The `zerosum` command line: `games`, `match` (and, as they land, `train`, `eval`, ...)."""
+"""The `zerosum` command line: `games`, `match`, `eval`, `train` and `arena`."""
 
 from __future__ import annotations
 
@@ -32,14 +32,17 @@ def _number(text: str, kind: type, ok: Callable[[Any], bool], allowed: str) -> A
 
 
 def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1."""
     return _number(text, int, lambda v: v >= 1, "an integer >= 1")
 
 
 def seed_int(text: str) -> int:
+    """An argparse type: a seed in [0, 2**32)."""
     return _number(text, int, lambda v: 0 <= v < 2**32, "an integer in [0, 2**32)")
 
 
 def temperature(text: str) -> float:
+    """`--temperature`: a number in [0, MAX_TEMPERATURE]; 0 is greedy decoding."""
     return _number(
         text,
         float,
@@ -49,6 +52,7 @@ def temperature(text: str) -> float:
 
 
 def top_p(text: str) -> float:
+    """`--top-p`: a number in (0, 1]."""
     return _number(
         text, float, lambda v: 0 < v <= 1, "a number in (0, 1] (greedy: --temperature 0)"
     )

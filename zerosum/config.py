@@ -61,6 +61,8 @@ def _f(default: Any, help: str, **kw: Any) -> Any:
 
 @dataclass
 class ModelConfig:
+    """`model`: the policy's weights and where the learner runs."""
+
     name: str = _f(
         "smollm2-135m-instruct", "HF model id, local path, or the packaged default alias"
     )
@@ -97,6 +99,8 @@ class VLLMConfig:
 
 @dataclass
 class SamplingConfig:
+    """`sampling`: how self-play answers are sampled."""
+
     temperature: float = _f(
         1.0, "sampling temperature of rollouts (> 0: policy gradients need sampled moves)"
     )
@@ -110,6 +114,8 @@ class SamplingConfig:
 
 @dataclass
 class RolloutConfig:
+    """`rollout`: which games are played and how (prompts, answers, invalid moves)."""
+
     games: dict[str, float] = _f({"kuhn_poker": 1.0}, "games to train on with mixture weights")
     games_per_step: int = _f(16, "complete games played per training step")
     max_concurrent: int = _f(16, "games in flight at once (one engine batch)")
@@ -134,6 +140,8 @@ class RolloutConfig:
 
 @dataclass
 class AlgoConfig:
+    """`algo`: advantages and the policy-gradient loss."""
+
     loss: LossKind = _f("ppo", "policy-gradient loss")
     ppo_epochs: int = _f(2, "passes over each batch (one optimizer step each)")
     clip_eps: float = _f(0.2, "PPO ratio clip")
@@ -152,6 +160,8 @@ class AlgoConfig:
 
 @dataclass
 class OptimConfig:
+    """`optim`: the optimizer and the learner's batching and precision."""
+
     lr: float = _f(1e-6, "AdamW learning rate (constant)")
     beta1: float = _f(0.9, "Adam beta1")
     beta2: float = _f(0.95, "Adam beta2")
@@ -168,6 +178,8 @@ class OptimConfig:
 
 @dataclass
 class RunConfig:
+    """`run`: length, seed, output directory, checkpoints and logging."""
+
     steps: int = _f(10, "training steps")
     seed: int = _f(0, "seed of games, sampling and initialisation")
     out_dir: str = _f("runs/default", "run directory: metrics, checkpoints, config")
@@ -180,6 +192,8 @@ class RunConfig:
 
 @dataclass
 class EvalConfig:
+    """`eval`: online evaluation during training (and the defaults of `zerosum eval`)."""
+
     nash_conv: list[str] = _f(
         [], "games whose exact NashConv is computed (constrained mode; kuhn_poker, leduc_poker)"
     )
@@ -194,6 +208,8 @@ class EvalConfig:
 
 @dataclass
 class TrainConfig:
+    """A training run's whole configuration, one field per section."""
+
     model: ModelConfig = field(default_factory=ModelConfig)
     engine: EngineName = _f("hf", "generation backend")
     vllm: VLLMConfig = field(default_factory=VLLMConfig)
@@ -456,6 +472,7 @@ def _describe(tp: Any) -> str:
 
 
 def config_to_dict(cfg: TrainConfig) -> dict:
+    """Plain nested dicts (config.json, checkpoints); `config_from_dict` reads them back."""
     return dataclasses.asdict(cfg)
 
 

@@ -86,6 +86,8 @@ class Tally:
 
 @dataclass
 class MatchResult:
+    """A match's players (by name), their tallies in the same order, and every episode."""
+
     names: tuple[str, str]
     stats: tuple[Tally, Tally]
     episodes: list[Episode]

@@ -76,6 +76,7 @@ class InvalidMovePolicy:
             raise ValueError(f"invalid-move retries must be >= 0, got {self.retries}")
 
     def forfeit_returns(self, offender: int) -> tuple[float, float]:
+        """Both seats' returns when seat `offender` forfeits."""
         return (self.loss, self.win) if offender == 0 else (self.win, self.loss)
 
     def decide(self, attempts: int) -> InvalidMode:
@@ -109,6 +110,9 @@ class Turn:
 
 @dataclass
 class Episode:
+    """One scheduled game: its name and seed, how it ended, the invalid moves (seat, reason)
+    of every player, and the public moves."""
+
     game: str
     seed: int
     outcome: Outcome | None = None
@@ -170,13 +174,17 @@ def build_prompt(
     tokenizer,
     state: GameState,
     seat: int,
-    answer_mode: str,
+    answer_mode: AnswerMode,
     feedback: str | None = None,
-    include_rules: bool = True,
-    prompt_format: str = "chat",
+    include_rules: bool = RolloutConfig.include_rules,
+    prompt_format: PromptFormat = RolloutConfig.prompt_format,
 ) -> list[int]:
     """The seat's view wrapped in the model's chat template (or, `plain`, followed by
-    "Answer:" for base models without one and for tiny test models), as token ids."""
+    "Answer:" for base models without one and for tiny test models), as token ids.
+
+    `answer_mode` picks the answer instruction (`free`: reason, then \\boxed{}; `constrained`:
+    the legal action only); `feedback` (a retry) says why the previous answer was invalid;
+    `include_rules=False` leaves the rules out where the game allows it."""
     content = prompt_content(state, seat, answer_mode, feedback, include_rules)
     if prompt_format == "plain":
         return tokenizer.encode(f"{content}\nAnswer: ", add_special_tokens=False)

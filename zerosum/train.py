@@ -102,7 +102,10 @@ def build_engine(cfg: TrainConfig, model, tokenizer):
 def evaluate(
     cfg: TrainConfig, model, tokenizer, engine, settings: RolloutSettings, step: int
 ) -> dict[str, float]:
-    """Online evaluation: exact NashConv and win rates against fixed opponents (`eval/...`)."""
+    """Online evaluation after step `step` (`eval/...` metrics): the exact NashConv of the
+    model's policy for `cfg.eval.nash_conv`, and win rates against each of `cfg.eval.opponents`
+    at `cfg.eval.games`, played through `engine` with the run's rollout `settings` (forfeits
+    scored -1/+1), seeded `seeds.eval_seed(run seed, step)`."""
     from zerosum.evaluation.games import evaluate_against
     from zerosum.evaluation.policy import model_policy, nash_conv
     from zerosum.players import make_player
@@ -243,14 +246,17 @@ class Run:
 
     @property
     def sampling(self) -> SamplingParams:
+        """How self-play samples (`cfg.sampling`)."""
         s = self.cfg.sampling
         return SamplingParams(s.temperature, s.top_p, s.max_new_tokens)
 
     @property
     def rollout(self) -> RolloutSettings:
+        """How self-play games are played (`cfg.rollout`)."""
         return RolloutSettings.from_config(self.cfg.rollout)
 
     def save_checkpoint(self) -> None:
+        """Checkpoint the current step (`checkpoint.save_checkpoint`)."""
         save_checkpoint(
             self.run_dir, self.model, self.tokenizer, self.optimizer, self.state,
             config_to_dict(self.cfg), self.cfg.run.keep_checkpoints, base_model=self.tiny_base,

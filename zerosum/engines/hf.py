@@ -73,6 +73,8 @@ class HFEngine:
         choices: Sequence[Sequence[str]] | None = None,
         seed: int = 0,
     ) -> list[Generation]:
+        """`Engine.generate`, in batches of at most `max_batch` prompts; the batch starting
+        at prompt i is seeded `seed + i`."""
         out: list[Generation] = []
         for start in range(0, len(prompts), self.max_batch):
             chunk = slice(start, start + self.max_batch)

@@ -131,7 +131,8 @@ def evaluate_math(
     k: int = 1,
     seed: int = 0,
 ) -> dict:
-    """pass@1 averaged over k samples per problem, with the per-problem correct counts."""
+    """pass@1 averaged over `k` samples per problem (sampled with `params`, seeded from
+    `seed`), with the per-problem correct counts and the mean response length."""
     if k < 1:
         raise ValueError(f"samples per problem must be >= 1, got {k}")
     prompts = [math_prompt(tokenizer, p.question) for p in problems for _ in range(k)]

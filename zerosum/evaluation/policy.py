@@ -15,6 +15,7 @@ import torch
 from open_spiel.python import policy as os_policy
 from open_spiel.python.algorithms import exploitability
 
+from zerosum.config import Fallback, PromptFormat, RolloutConfig
 from zerosum.engines.base import ChoiceTrie, choice_token_ids
 from zerosum.games import load_game
 from zerosum.games.openspiel_games import OpenSpielGame
@@ -29,8 +30,8 @@ def constrained_action_probs(
     tokenizer,
     state,
     temperature: float = 1.0,
-    include_rules: bool = True,
-    prompt_format: str = "chat",
+    include_rules: bool = RolloutConfig.include_rules,
+    prompt_format: PromptFormat = RolloutConfig.prompt_format,
 ) -> dict[str, float]:
     """Exact probability of each legal action for the seat to move.
 
@@ -73,8 +74,8 @@ def model_policy(
     tokenizer,
     game_name: str,
     temperature: float = 1.0,
-    include_rules: bool = True,
-    prompt_format: str = "chat",
+    include_rules: bool = RolloutConfig.include_rules,
+    prompt_format: PromptFormat = RolloutConfig.prompt_format,
 ) -> os_policy.TabularPolicy:
     """The model's constrained-mode policy as an OpenSpiel `TabularPolicy` (all info sets)."""
     game = load_game(game_name)
@@ -128,9 +129,9 @@ def sampled_policy(
     game_name: str,
     params,
     k: int,
-    fallback: str = "last_bracket",
-    include_rules: bool = True,
-    prompt_format: str = "chat",
+    fallback: Fallback = RolloutConfig.parser_fallback,
+    include_rules: bool = RolloutConfig.include_rules,
+    prompt_format: PromptFormat = RolloutConfig.prompt_format,
     seed: int = 0,
 ) -> tuple[os_policy.TabularPolicy, dict[str, float]]:
     """The free-text policy estimated from `k` sampled answers per information set.

@@ -175,4 +175,5 @@ def check_writable(path: str | Path) -> None:
 
 
 def write_results(results: dict, path: str | Path) -> None:
+    """The results JSON (`--out`)."""
     Path(path).write_text(json.dumps(results, indent=2))

@@ -84,7 +84,8 @@ def answer_positions(
     settings: RolloutSettings,
     seed: int = 0,
 ) -> list[tuple[OpenSpielState, str | None]]:
-    """The model's move in each position (one answer each, batched)."""
+    """The model's move in each position (one answer each, batched; None where the answer
+    is invalid), prompted and parsed as `settings` says, sampled with `params` from `seed`."""
     prompts = [
         build_prompt(tokenizer, s, s.current_seat(), settings.answer_mode, None,
                      settings.include_rules, settings.prompt_format)

@@ -26,6 +26,7 @@ def _factories() -> dict[str, Callable[[], Game]]:
 
 
 def game_names() -> list[str]:
+    """Every game's name, sorted."""
     return sorted(_factories())
 
 

@@ -13,7 +13,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from zerosum.config import FALLBACKS, Fallback, check_choice
+from zerosum.config import FALLBACKS, Fallback, RolloutConfig, check_choice
 
 # Only the tail of a response can hold its final answer; cap the work on huge inputs.
 MAX_SCAN_CHARS = 20_000
@@ -77,7 +77,7 @@ def normalize(answer: str) -> str:
 def parse_action(
     response: str,
     legal_actions: Sequence[str] | None,
-    fallback: Fallback = "last_bracket",
+    fallback: Fallback = RolloutConfig.parser_fallback,
 ) -> ParsedAction:
     """Extract the move from `response`.
 
