@@ -85,14 +85,16 @@ def response_logprobs(
     logits = logits.float()
     if temperature != 1.0:
         logits = logits / temperature
-    if any(a is not None for a in allowed):
+    restricted = any(a is not None for a in allowed)
+    if restricted:
         keep = _allowed_mask(logits.shape, allowed)
         logits = logits.masked_fill(~keep.to(device), float("-inf"))
     logp_all = torch.log_softmax(logits, dim=-1)  # [B, T, V or K]
     logp = logp_all.gather(-1, targets.to(device)[:, :, None]).squeeze(-1)
     with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
         # From the same log-softmax (no second pass); 0 * -inf on masked tokens counts as 0.
-        entropy = -(logp_all.exp() * logp_all.nan_to_num(neginf=0.0)).sum(-1)
+        finite = logp_all.nan_to_num(neginf=0.0) if restricted else logp_all
+        entropy = -(logp_all.exp() * finite).sum(-1)
     # Back to left alignment: response token t of row i at [i, t].
     lengths = [len(s.response_ids) for s in samples]
     shift = torch.tensor([t_max - n for n in lengths])

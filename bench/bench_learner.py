@@ -1,0 +1,276 @@
+"""Learner speed and memory: zerosum's `Learner.step` against a bare PyTorch loop on the same
+tokens, in fp32 and bf16 autocast, at several micro-batch sizes, beside the matmul peak
+measured in the same process.
+
+The batch looks like a default-recipe step (configs/kuhn_poker_cpu.yaml): 12 turns of the
+default model, 6 distinct Kuhn Poker prompts (chat template, rules included) each answered
+twice, responses of 40-128 tokens. The bare loop runs the same micro-batches through
+`model(...).logits`, a log-softmax, the REINFORCE loss, backward, clipping and AdamW: what a
+hand-written learner must do at least. Every setting runs in turn, repeated, in one process;
+figures are medians. Peak memory per micro-batch size comes from a child process each (the
+resident-set high-water mark cannot be reset within a process).
+
+    .venv/bin/python bench/bench_learner.py [--repeats 3] [--skip-memory]
+
+Model FLOPs: 6 x parameters x trained tokens per step (forward + backward, embedding
+parameters excluded as they are lookups), against the 2048^3 matmul rate of the same dtype.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+BUDGETS = (2048, 4096, 8192)
+MODEL = os.environ.get("ZEROSUM_BENCH_MODEL", "smollm2-135m-instruct")  # a smoke test: a tiny dir
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def make_batch(tokenizer, n_prompts: int = 6, answers: int = 2, seed: int = 0) -> list:
+    import numpy as np
+
+    from zerosum.games import load_game
+    from zerosum.learner import Sample
+    from zerosum.rollout import build_prompt
+
+    rng = np.random.default_rng(seed)
+    game = load_game("kuhn_poker")
+    samples = []
+    for i in range(n_prompts):
+        state = game.new_episode(seed=i)
+        if i % 2:  # half the prompts are second moves: longer histories
+            state.apply_action(state.legal_actions()[0])
+        prompt = build_prompt(tokenizer, state, state.current_seat(), "free")
+        for _ in range(answers):
+            length = int(rng.integers(40, 129))
+            response = rng.integers(100, tokenizer.vocab_size - 100, size=length).tolist()
+            samples.append(Sample(prompt, response, float(rng.choice([-1.0, 1.0]))))
+    return samples
+
+
+def matmul_gflops(dtype, size: int = 2048, repeats: int = 3) -> float:
+    import torch
+
+    a = torch.randn(size, size, dtype=dtype)
+    b = torch.randn(size, size, dtype=dtype)
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best / 1e9
+
+
+def bare_step(model, optimizer, samples, budget: int, bf16: bool, pad_id: int) -> None:
+    """The least a learner must do: padded micro-batches, logits, log-softmax, REINFORCE
+    loss over response tokens, backward, clip, AdamW."""
+    import torch
+
+    from zerosum.learner import micro_batches
+
+    optimizer.zero_grad(set_to_none=True)
+    for idx in micro_batches([len(s) for s in samples], budget):
+        mb = [samples[i] for i in idx]
+        width = max(len(s) for s in mb)
+        t_max = max(len(s.response_ids) for s in mb)
+        ids = torch.full((len(mb), width), pad_id)
+        attn = torch.zeros((len(mb), width), dtype=torch.long)
+        targets = torch.zeros((len(mb), t_max), dtype=torch.long)
+        mask = torch.zeros((len(mb), t_max))
+        for i, s in enumerate(mb):
+            seq = s.prompt_ids + s.response_ids
+            ids[i, width - len(seq) :] = torch.tensor(seq)
+            attn[i, width - len(seq) :] = 1
+            targets[i, t_max - len(s.response_ids) :] = torch.tensor(s.response_ids)
+            mask[i, t_max - len(s.response_ids) :] = 1
+        positions = (attn.cumsum(-1) - 1).clamp(min=0)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logits = model(
+                input_ids=ids, attention_mask=attn, position_ids=positions, logits_to_keep=t_max + 1
+            ).logits[:, :-1]
+        logp = torch.log_softmax(logits.float(), -1).gather(-1, targets[:, :, None]).squeeze(-1)
+        adv = torch.tensor([s.advantage for s in mb])[:, None]
+        (-(adv * logp * mask).sum() / 4096).backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+
+
+def speed(repeats: int) -> dict:
+    """zerosum and bare learners, fp32 and bf16, budgets 2048 and 4096, interleaved."""
+    import torch
+
+    from zerosum.learner import Learner, LearnerSettings
+    from zerosum.models import load_model
+
+    model, tokenizer = load_model(MODEL)
+    samples = make_batch(tokenizer)
+    tokens = sum(len(s) for s in samples)
+    pad = tokenizer.pad_token_id
+    # Model FLOPs: 6 x non-embedding parameters for every token, plus 6 x the output
+    # projection (vocabulary x hidden, tied to the embedding) for response tokens only, the
+    # only ones whose logits are computed. Attention's own FLOPs are left out.
+    embed = model.get_input_embeddings().weight.numel()
+    body = sum(p.numel() for p in model.parameters()) - embed
+    responses = sum(len(s.response_ids) for s in samples)
+    flops = 6.0 * (body * tokens + embed * responses)
+    flops_tok = flops / tokens
+    peaks = {"fp32": matmul_gflops(torch.float32), "bf16": matmul_gflops(torch.bfloat16)}
+    opt_z = torch.optim.AdamW(model.parameters(), lr=1e-7, fused=True)
+    opt_b = torch.optim.AdamW(model.parameters(), lr=1e-7, fused=True)
+    settings = [(prec, budget) for prec in ("fp32", "bf16") for budget in (2048, 4096)]
+    learners = {
+        (prec, budget): Learner(
+            model,
+            opt_z,
+            LearnerSettings(loss="reinforce", micro_batch_tokens=budget, bf16=prec == "bf16"),
+            pad_id=pad,
+        )
+        for prec, budget in settings
+    }
+    times: dict[str, list[float]] = {}
+    learners[("fp32", 2048)].step(samples)  # warm-up (allocator, threads)
+    for _ in range(repeats):
+        for prec, budget in settings:
+            for kind in ("zerosum", "bare"):
+                start = time.perf_counter()
+                if kind == "zerosum":
+                    learners[(prec, budget)].step(samples)
+                else:
+                    bare_step(model, opt_b, samples, budget, prec == "bf16", pad)
+                times.setdefault(f"{kind} {prec} {budget}", []).append(time.perf_counter() - start)
+    out = {"tokens": tokens, "flops_per_token": flops_tok, "peak_gflops": peaks, "rows": {}}
+    for key, values in times.items():
+        t = statistics.median(values)
+        prec = key.split()[1]
+        out["rows"][key] = {
+            "s": t,
+            "tok_s": tokens / t,
+            "mfu": tokens * flops_tok / t / (peaks[prec] * 1e9),
+        }
+    return out
+
+
+def profile(bf16: bool, budget: int) -> list[tuple[str, float]]:
+    """The top operators of one zerosum learner step by self CPU time."""
+    import torch
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    from zerosum.learner import Learner, LearnerSettings
+    from zerosum.models import load_model
+
+    model, tokenizer = load_model(MODEL)
+    samples = make_batch(tokenizer)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-7, fused=True)
+    learner = Learner(
+        model, opt, LearnerSettings(loss="reinforce", micro_batch_tokens=budget, bf16=bf16),
+        tokenizer.pad_token_id,
+    )  # fmt: skip
+    learner.step(samples)
+    with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+        learner.step(samples)
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    top = sorted(events, key=lambda e: -e.self_cpu_time_total)[:8]
+    return [(e.key, e.self_cpu_time_total / total) for e in top]
+
+
+def memory_child(budget: int, bf16: bool) -> dict:
+    """One default-recipe learner step (PPO, 2 epochs) at `budget`: time and peak RSS."""
+    import torch
+
+    from zerosum.learner import Learner, LearnerSettings
+    from zerosum.models import load_model
+
+    model, tokenizer = load_model(MODEL)
+    samples = make_batch(tokenizer)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-7, fused=True)
+    settings = LearnerSettings(
+        loss="ppo", epochs=2, micro_batch_tokens=budget, bf16=bf16, norm_constant=128
+    )
+    learner = Learner(model, opt, settings, tokenizer.pad_token_id)
+    start = time.perf_counter()
+    learner.step(samples)
+    took = time.perf_counter() - start
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
+    return {"budget": budget, "s": took, "peak_rss_gib": rss}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--bf16", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(memory_child(args.child, args.bf16)))
+        return
+    import torch
+
+    from zerosum.hardware import native_bf16
+
+    bf16, why = native_bf16(torch.device("cpu"))
+    print(f"CPU: {cpu_model()}; torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"precision auto: {'bf16' if bf16 else 'fp32'} ({why}); load average {load()}")
+    res = speed(args.repeats)
+    peaks = res["peak_gflops"]
+    print(f"\nmatmul 2048^3: fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s")
+    print(
+        f"batch: 12 turns, {res['tokens']} tokens; model FLOPs/token {res['flops_per_token']:.3g}"
+    )
+    for prec in ("fp32", "bf16"):
+        ceiling = peaks[prec] * 1e9 / res["flops_per_token"]
+        print(f"roofline {prec}: at most {ceiling:.0f} trained tok/s at the matmul peak")
+    print(
+        f"\n{'learner':>8} {'prec':>5} {'budget':>6} {'s':>7} {'tok/s':>7} {'MFU':>6} {'vs bare':>8}"
+    )
+    for key, row in res["rows"].items():
+        kind, prec, budget = key.split()
+        bare = res["rows"][f"bare {prec} {budget}"]
+        ratio = bare["s"] / row["s"]
+        print(f"{kind:>8} {prec:>5} {budget:>6} {row['s']:7.1f} {row['tok_s']:7.1f} "
+              f"{row['mfu']:6.1%} {ratio:7.2f}x")  # fmt: skip
+    for budget in (2048, 4096):
+        f32, b16 = res["rows"][f"zerosum fp32 {budget}"], res["rows"][f"zerosum bf16 {budget}"]
+        print(f"budget {budget}: bf16 / fp32 speed {f32['s'] / b16['s']:.2f}x")
+    print(f"load average {load()}")
+    chosen = "bf16" if bf16 else "fp32"
+    print(f"\nprofile of one zerosum step ({chosen}, budget 2048), share of self CPU time:")
+    for name, share in profile(bf16, 2048):
+        print(f"  {share:6.1%}  {name}")
+    if args.skip_memory:
+        return
+    print(f"\none default-recipe learner step (PPO, 2 epochs, {chosen}) per child process:")
+    print(f"{'budget':>6} {'s':>7} {'peak RSS GiB':>13}")
+    for budget in BUDGETS:
+        cmd = [sys.executable, __file__, "--child", str(budget)] + (["--bf16"] if bf16 else [])
+        row = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
+        print(f"{budget:>6} {row['s']:7.1f} {row['peak_rss_gib']:13.2f}")
+    print(f"load average {load()}")
+
+
+if __name__ == "__main__":
+    main()
