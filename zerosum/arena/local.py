@@ -82,24 +82,11 @@ class BatchedSampler:
             if r.choices is not None else None
             for r in batch
         ]  # fmt: skip
-        width = max(len(r.prompt) for r in batch)
-        ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
-        attn = torch.zeros((len(batch), width), dtype=torch.long)
-        for i, r in enumerate(batch):  # left padding, as HFEngine
-            ids[i, width - len(r.prompt) :] = torch.tensor(r.prompt)
-            attn[i, width - len(r.prompt) :] = 1
-        positions = (attn.cumsum(-1) - 1).clamp(min=0)
-        out = self.model(
-            input_ids=ids.to(device),
-            attention_mask=attn.to(device),
-            position_ids=positions.to(device),
-            use_cache=True,
-            logits_to_keep=1,
-        )
+        out, attn, next_pos = self._prefill([r.prompt for r in batch], device)
         tokens: list[list[int]] = [[] for _ in batch]
         logps: list[list[float]] = [[] for _ in batch]
         allowed: list[list[list[int]]] = [[] for _ in batch]
-        rows, cache, next_pos = list(range(len(batch))), out.past_key_values, positions[:, -1] + 1
+        rows, cache = list(range(len(batch))), out.past_key_values
         logits = out.logits[:, -1, :].float().cpu()
         steps = max(self.params.max_new_tokens if t is None else t.depth for t in tries)
         for step in range(steps):
@@ -133,6 +120,24 @@ class BatchedSampler:
         return [
             self._generation(t, lp, a, tr) for t, lp, a, tr in zip(tokens, logps, allowed, tries)
         ]
+
+    def _prefill(self, prompts: list[list[int]], device):
+        """The left-padded prompts through the model: output, attention mask, next positions."""
+        width = max(len(p) for p in prompts)
+        ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
+        attn = torch.zeros((len(prompts), width), dtype=torch.long)
+        for i, p in enumerate(prompts):  # left padding, as HFEngine
+            ids[i, width - len(p) :] = torch.tensor(p)
+            attn[i, width - len(p) :] = 1
+        positions = (attn.cumsum(-1) - 1).clamp(min=0)
+        out = self.model(
+            input_ids=ids.to(device),
+            attention_mask=attn.to(device),
+            position_ids=positions.to(device),
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        return out, attn, positions[:, -1] + 1
 
     def _pick(self, logits, trie, prefix, gen) -> tuple[int, float, list[int] | None]:
         """HFEngine's sampling step for one row: temperature, constraint, top-p, draw."""
