@@ -327,8 +327,11 @@ class GameRunner:
         """One engine batch: the model's turn in every live game; each answer is played."""
         seats = [slot.state.current_seat() for slot in self.live]
         prompts, gens = self.send_turns(seats)
-        answers = zip(self.live, seats, prompts, gens)
-        self.live = [slot for slot, *answer in answers if self.take_answer(slot, *answer)]
+        still_live = []
+        for slot, seat, prompt, gen in zip(self.live, seats, prompts, gens):
+            if self.take_answer(slot, seat, prompt, gen):
+                still_live.append(slot)
+        self.live = still_live
 
     def send_turns(self, seats: Sequence[int]) -> tuple[list[list[int]], list[Generation]]:
         """The prompts of the live games' pending turns and the engine's answers to them."""
