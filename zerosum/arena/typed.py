@@ -14,11 +14,9 @@ from typing import Any, TypeVar
 
 import dacite
 
+from zerosum.config import ConfigError  # one error type for every config: the CLI prints it
+
 T = TypeVar("T")
-
-
-class ConfigError(ValueError):
-    """A bad configuration value; the message is one line."""
 
 
 def fld(default: Any, help: str, check: tuple[Callable[[Any], bool], str] | None = None) -> Any:
