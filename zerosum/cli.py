@@ -101,6 +101,11 @@ def cmd_train(args: argparse.Namespace) -> None:
     overrides = list(args.overrides)
     if args.resume and args.overwrite:
         raise ValueError("--resume continues a run and --overwrite replaces it: give one")
+    if args.resume and args.config:
+        raise ValueError(
+            "--resume reads the run's own config.json; drop --config (section.field=value "
+            "overrides still apply)"
+        )
     if args.resume:
         saved = Path(args.resume) / "config.json"
         if not saved.is_file():
