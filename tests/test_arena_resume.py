@@ -67,9 +67,25 @@ def snapshot(directory: Path) -> dict[str, list]:
         }
 
 
+# The interrupted sessions pause after each committed game, so a signal sent once N games are
+# in lands while others are still to play, however fast the machine (without it, a quiet
+# machine finished every game before the signal arrived). Results do not depend on timing.
+SLOW_COMMITS = """
+import sys, time
+from zerosum.arena.store import Store
+add = Store.add
+def slow_add(self, record):
+    add(self, record)
+    time.sleep(0.3)
+Store.add = slow_add
+from zerosum.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
 def start(cfg: Path) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "zerosum.cli", "arena", "--config", str(cfg)],
+        [sys.executable, "-c", SLOW_COMMITS, "arena", "--config", str(cfg)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
