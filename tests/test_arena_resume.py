@@ -67,11 +67,14 @@ def snapshot(directory: Path) -> dict[str, list]:
         }
 
 
-# The interrupted sessions pause after each committed game, so a signal sent once N games are
-# in lands while others are still to play, however fast the machine (without it, a quiet
-# machine finished every game before the signal arrived). Results do not depend on timing.
-SLOW_COMMITS = """
-import sys, time
+# The interrupted sessions run under a small wrapper. It restores Python's Ctrl-C handler:
+# a test run started in the background (`nohup make test &`) inherits SIGINT ignored, and
+# Python then never raises KeyboardInterrupt (a clean-clone run failed so). And it pauses
+# after each committed game, so a signal sent once N games are in lands while others are
+# still to play, however fast the machine. Neither changes what a game plays.
+SESSION = """
+import signal, sys, time
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from zerosum.arena.store import Store
 add = Store.add
 def slow_add(self, record):
@@ -85,7 +88,7 @@ sys.exit(main(sys.argv[1:]))
 
 def start(cfg: Path) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-c", SLOW_COMMITS, "arena", "--config", str(cfg)],
+        [sys.executable, "-c", SESSION, "arena", "--config", str(cfg)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
