@@ -88,24 +88,19 @@ def bare_step(model, optimizer, samples, budget: int, bf16: bool, pad_id: int) -
     loss over response tokens, backward, clip, AdamW."""
     import torch
 
+    from zerosum.batching import left_pad
     from zerosum.learner import micro_batches
 
     optimizer.zero_grad(set_to_none=True)
     for idx in micro_batches([len(s) for s in samples], budget):
         mb = [samples[i] for i in idx]
-        width = max(len(s) for s in mb)
         t_max = max(len(s.response_ids) for s in mb)
-        ids = torch.full((len(mb), width), pad_id)
-        attn = torch.zeros((len(mb), width), dtype=torch.long)
+        ids, attn, positions = left_pad([s.prompt_ids + s.response_ids for s in mb], pad_id)
         targets = torch.zeros((len(mb), t_max), dtype=torch.long)
         mask = torch.zeros((len(mb), t_max))
         for i, s in enumerate(mb):
-            seq = s.prompt_ids + s.response_ids
-            ids[i, width - len(seq) :] = torch.tensor(seq)
-            attn[i, width - len(seq) :] = 1
             targets[i, t_max - len(s.response_ids) :] = torch.tensor(s.response_ids)
             mask[i, t_max - len(s.response_ids) :] = 1
-        positions = (attn.cumsum(-1) - 1).clamp(min=0)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             logits = model(
                 input_ids=ids, attention_mask=attn, position_ids=positions, logits_to_keep=t_max + 1
