@@ -12,6 +12,9 @@ Stages (each skipped when its output exists, so the script resumes after an inte
     .venv/bin/python bench/selfplay_evidence.py --game tic_tac_toe --opponent mcts:200 \
         --config configs/tic_tac_toe_selfplay.yaml --out bench/results/ttt_selfplay
 
+`--engine vllm` evaluates with vLLM from `.venv-vllm` (make .venv-vllm/.installed): the
+same settings, 2-4x faster on this CPU; training keeps the recipe's engine.
+
 Evaluation samples at SPIRAL's evaluation settings (temperature 0.6, top-p 0.95) with the
 recipe's answer parser and length cap, so before and after differ only in the weights.
 """
@@ -30,8 +33,8 @@ ROOT = Path(__file__).resolve().parent.parent
 MATH = {"gsm8k": 200, "math500": 100}
 
 
-def zerosum(*args: str, log: Path) -> None:
-    cmd = [sys.executable, "-m", "zerosum.cli", *args]
+def zerosum(*args: str, log: Path, python: str = sys.executable) -> None:
+    cmd = [python, "-m", "zerosum.cli", *args]
     print("$ zerosum " + " ".join(args), flush=True)
     start = time.perf_counter()
     with log.open("w") as f:
@@ -42,12 +45,14 @@ def zerosum(*args: str, log: Path) -> None:
 def evaluate(model: str, tag: str, a: argparse.Namespace, out: Path) -> None:
     game_json = out / f"{tag}_{a.game}.json"
     common = ["--model", model, "--seed", "1", "--temperature", "0.6", "--top-p", "0.95"]
+    common += ["--engine", a.engine, "--max-concurrent", str(a.max_concurrent)]
+    python = str(ROOT / ".venv-vllm/bin/python") if a.engine == "vllm" else sys.executable
     if not game_json.exists():
         zerosum(
             "eval", *common, "--games", a.game, "--opponents", f"random,{a.opponent}",
             "--n", str(a.n), "--parser-fallback", a.parser_fallback,
             "--max-new-tokens", str(a.max_new_tokens), "--out", str(game_json),
-            log=out / f"{tag}_{a.game}.log",
+            log=out / f"{tag}_{a.game}.log", python=python,
         )  # fmt: skip
     for bench, limit in MATH.items():
         path = out / f"{tag}_{bench}.json"
@@ -55,7 +60,7 @@ def evaluate(model: str, tag: str, a: argparse.Namespace, out: Path) -> None:
             zerosum(
                 "eval", *common, "--math", bench, "--limit", str(limit),
                 "--max-new-tokens", str(a.math_tokens), "--out", str(path),
-                log=out / f"{tag}_{bench}.log",
+                log=out / f"{tag}_{bench}.log", python=python,
             )  # fmt: skip
 
 
@@ -135,6 +140,8 @@ def main() -> None:
     p.add_argument("--parser-fallback", default="last_mention")
     p.add_argument("--max-new-tokens", type=int, default=128)
     p.add_argument("--math-tokens", type=int, default=384)
+    p.add_argument("--engine", choices=("hf", "vllm"), default="hf", help="evaluation engine")
+    p.add_argument("--max-concurrent", type=int, default=32, help="evaluation games in flight")
     p.add_argument("--no-math", dest="math", action="store_false")
     a = p.parse_args()
     out = (ROOT / a.out).resolve()

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from zerosum.advantage import keep_nonzero, rae_advantages
-from zerosum.loss import kl_k3, policy_loss
+from zerosum.loss import policy_loss, token_kl
 
 
 def test_rae_hand_computed():
@@ -87,16 +87,42 @@ def test_all_zero_advantages_give_zero_loss_and_gradient():
     assert torch.count_nonzero(lp.grad) == 0
 
 
-def test_kl_penalty_k3():
-    assert kl_k3(torch.tensor([-1.0]), torch.tensor([-2.0])).item() == pytest.approx(math.exp(-1))
-    assert kl_k3(torch.tensor([-1.0]), torch.tensor([-1.0])).item() == 0.0
+def test_token_kl_hand_computed():
+    """KL(p || q) = sum p log(p / q): p = (1/2, 1/2), q = (1/4, 3/4) gives
+    1/2 log 2 + 1/2 log(2/3); a token outside the support (-inf in both) adds nothing."""
+    p = torch.tensor([[0.5, 0.5, 0.0]]).log()
+    q = torch.tensor([[0.25, 0.75, 0.0]]).log()
+    expected = 0.5 * math.log(2) + 0.5 * math.log(2 / 3)
+    assert token_kl(p, q).item() == pytest.approx(expected)
+    assert token_kl(q, q).item() == 0.0
+    # Not symmetric: KL(q || p) = 1/4 log(1/2) + 3/4 log(3/2).
+    assert token_kl(q, p).item() == pytest.approx(0.25 * math.log(0.5) + 0.75 * math.log(1.5))
+
+
+def test_token_kl_gradient_is_policy_minus_magnet_in_logit_space():
+    """d KL(softmax(z) || q) / dz = p * (log p - log q - KL): the exact gradient, not a
+    sampled estimator's."""
+    z = torch.tensor([0.3, -0.2, 1.0], requires_grad=True)
+    q = torch.tensor([0.2, 0.5, 0.3]).log()
+    kl = token_kl(torch.log_softmax(z, -1), q)
+    kl.backward()
+    p = torch.softmax(z.detach(), -1)
+    expected = p * (p.log() - q - kl.detach())
+    assert torch.allclose(z.grad, expected, atol=1e-6)
+
+
+def test_magnet_term_in_the_loss():
     lp = torch.tensor(LP)
-    ref = lp - 1.0  # d = -1 on every token: k3 = e^-1
+    kl = torch.full_like(lp, 0.25)
     loss, stats = policy_loss(
-        lp, lp, torch.zeros(2), MASK, ref_logprobs=ref, kl_coef=0.5, norm_constant=1.0
+        lp, lp, torch.zeros(2), MASK, magnet_kl=kl, magnet_alpha=0.5, norm_constant=1.0
     )
-    assert loss.item() == pytest.approx(0.5 * 3 * math.exp(-1))
-    assert stats["loss/kl_ref"] == pytest.approx(math.exp(-1))
+    assert loss.item() == pytest.approx(0.5 * 3 * 0.25)  # 3 real tokens, zero advantages
+    assert stats["loss/magnet_kl"] == pytest.approx(0.25)
+    adv = torch.tensor([1.0, -1.0])
+    with_zero, _ = policy_loss(lp, lp, adv, MASK, magnet_kl=kl, magnet_alpha=0.0)
+    without, _ = policy_loss(lp, lp, adv, MASK)
+    assert torch.equal(with_zero, without)  # alpha 0 is no regularizer, exactly
 
 
 def test_bad_options():

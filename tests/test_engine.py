@@ -25,7 +25,7 @@ def test_sampling_logprobs_match_the_learner(tiny, tokenizer):
             ps, SamplingParams(temperature=temperature, max_new_tokens=6), seed=1
         )
         samples = [Sample(p, g.token_ids, 0.0) for p, g in zip(ps, gens)]
-        logp, mask, _ = response_logprobs(tiny, samples, temperature, tokenizer.pad_token_id)
+        logp, mask, _, _ = response_logprobs(tiny, samples, temperature, tokenizer.pad_token_id)
         for i, g in enumerate(gens):
             assert len(g.token_ids) == len(g.logprobs) == int(mask[i].sum())
             assert torch.allclose(logp[i, : len(g.token_ids)], torch.tensor(g.logprobs), atol=1e-4)
@@ -65,7 +65,7 @@ def test_constrained_logprobs_match_the_learner(tiny, tokenizer):
     choices = [["check", "bet"], ["fold", "call"], ["bid 1-2", "bid 1-3", "liar"]]
     gens = engine.generate(ps, SamplingParams(max_new_tokens=8), choices, seed=0)
     samples = [Sample(p, g.token_ids, 0.0, g.allowed) for p, g in zip(ps, gens)]
-    logp, _, _ = response_logprobs(tiny, samples, 1.0, tokenizer.pad_token_id)
+    logp, _, _, _ = response_logprobs(tiny, samples, 1.0, tokenizer.pad_token_id)
     for i, g in enumerate(gens):
         assert torch.allclose(logp[i, : len(g.token_ids)], torch.tensor(g.logprobs), atol=1e-4)
 
@@ -191,7 +191,7 @@ def test_temperature_zero_is_greedy(tiny, tokenizer):
                 ids.append(int(tiny(torch.tensor([ids])).logits[0, -1].argmax()))
             assert g.token_ids == ids[len(p) :]
     samples = [Sample(p, g.token_ids, 0.0) for p, g in zip(ps, gens)]
-    logp, _, _ = response_logprobs(tiny, samples, 1.0, tokenizer.pad_token_id)
+    logp, _, _, _ = response_logprobs(tiny, samples, 1.0, tokenizer.pad_token_id)
     for i, g in enumerate(gens):
         assert torch.allclose(logp[i, : len(g.token_ids)], torch.tensor(g.logprobs), atol=1e-4)
     sampled = engine.generate(ps, SamplingParams(temperature=1.0, max_new_tokens=6), seed=1)

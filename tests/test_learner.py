@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from zerosum.learner import Learner, LearnerSettings, Sample, micro_batches, response_logprobs
+from zerosum.magnet import Magnet
 
 
 def make_samples(tokenizer):
@@ -66,23 +67,52 @@ def test_empty_batch_is_a_no_op(tiny, tokenizer):
     assert all(torch.equal(a, b) for a, b in zip(before, tiny.parameters()))
 
 
-def test_kl_penalty_pulls_towards_the_reference(tiny, tokenizer):
-    """With only the KL term (zero advantages), a policy moved away from the reference is
-    pulled back: the KL to the reference falls step by step. LoRA uses its disabled adapter."""
+@pytest.mark.parametrize("lora", [False, True])
+def test_magnet_pulls_the_policy_back(tiny, tokenizer, lora):
+    """With only the magnet term (zero advantages), a policy moved away from its magnet is
+    pulled back: the KL to the magnet falls step by step. LoRA snapshots the adapter only."""
     from peft import LoraConfig, get_peft_model
 
-    model = get_peft_model(tiny, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear"))
+    model = tiny
+    if lora:
+        model = get_peft_model(tiny, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear"))
+    magnet = Magnet(model)
+    assert set(magnet.weights) == {n for n, p in model.named_parameters() if p.requires_grad}
+    assert magnet.weights and all("lora_" in n for n in magnet.weights) == lora
     gen = torch.Generator().manual_seed(0)
-    with torch.no_grad():  # move the policy away from the reference (adapter off), reproducibly
-        for n, p in model.named_parameters():
-            if "lora_" in n:
-                p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
+    with torch.no_grad():  # move the policy away from the magnet, reproducibly
+        for p in model.parameters():
+            if p.requires_grad:  # LoRA: A and B random (B starts at 0)
+                noise = torch.randn(p.shape, generator=gen)
+                p.copy_(noise * 0.5) if lora else p.add_(noise * 0.05)
     samples = [Sample(s.prompt_ids, s.response_ids, 0.0) for s in make_samples(tokenizer)]
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
-    settings = LearnerSettings(loss="reinforce", kl_coef=1.0, aggregation="mean")
-    learner = Learner(model, opt, settings, tokenizer.pad_token_id)
-    kls = [learner.step(samples)["loss/kl_ref"] for _ in range(8)]
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=5e-2 if lora else 1e-2)
+    settings = LearnerSettings(loss="reinforce", magnet_alpha=1.0, aggregation="mean")
+    learner = Learner(model, opt, settings, tokenizer.pad_token_id, magnet)
+    kls = [learner.step(samples)["loss/magnet_kl"] for _ in range(16)]
     assert kls[0] > 1e-3 and kls[-1] < kls[0] / 2, kls
+    magnet.refresh(8)
+    assert learner.step(samples)["loss/magnet_kl"] == 0.0  # the magnet is the policy now
+
+
+def test_magnet_with_alpha_zero_trains_exactly_as_no_regularizer(tiny, tokenizer):
+    """Same samples, same seed: `magnet_alpha` 0 leaves every parameter bit-identical to a
+    learner without a magnet (the magnet's forward pass changes nothing)."""
+    import copy
+
+    results = []
+    for magnet_on in (False, True):
+        model = copy.deepcopy(tiny)
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+        magnet = Magnet(model) if magnet_on else None
+        with torch.no_grad():  # the magnet differs from the policy, so its KL is not 0
+            next(model.parameters()).add_(0.1)
+        learner = Learner(model, opt, LearnerSettings(), tokenizer.pad_token_id, magnet)
+        stats = [learner.step(make_samples(tokenizer)) for _ in range(3)]
+        results.append(([p.detach().clone() for p in model.parameters()], stats))
+    (plain, plain_stats), (zero, zero_stats) = results
+    assert all(torch.equal(a, b) for a, b in zip(plain, zero))
+    assert "loss/magnet_kl" not in plain_stats[-1] and zero_stats[-1]["loss/magnet_kl"] > 0
 
 
 @pytest.mark.parametrize("temperature", [1.0, 0.7])
@@ -97,7 +127,7 @@ def test_response_logprobs_and_entropy_match_a_direct_computation(tiny, tokenize
     samples.append(Sample(samples[0].prompt_ids, bet[:1] + [eos], 1.0, allowed))
     long_reply = tokenizer.encode("I bet, my card is high", add_special_tokens=False) + [eos]
     samples.append(Sample(samples[1].prompt_ids, long_reply, -1.0))  # responses of 2 and 8
-    logp, mask, ent = response_logprobs(tiny, samples, temperature, tokenizer.pad_token_id)
+    logp, mask, ent, _ = response_logprobs(tiny, samples, temperature, tokenizer.pad_token_id)
     with torch.no_grad():
         for i, s in enumerate(samples):
             seq = torch.tensor([s.prompt_ids + s.response_ids])

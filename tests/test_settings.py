@@ -25,12 +25,13 @@ def test_default_settings_are_the_default_configs():
 def test_learner_settings_read_every_field_of_their_sections():
     cfg = load_config(overrides=[
         "algo.loss=reinforce", "algo.ppo_epochs=3", "algo.clip_eps=0.3", "algo.aggregation=mean",
-        "algo.norm_constant=10", "algo.kl_coef=0.1", "algo.entropy_coef=0.2", "optim.grad_clip=2",
+        "algo.norm_constant=10", "algo.regularizer=magnet", "algo.magnet_alpha=0.1",
+        "algo.entropy_coef=0.2", "optim.grad_clip=2",
         "optim.micro_batch_tokens=99", "sampling.temperature=0.7", "optim.bf16=true",
     ])  # fmt: skip
     assert LearnerSettings.from_config(cfg) == LearnerSettings(
         loss="reinforce", epochs=3, clip_eps=0.3, aggregation="mean", norm_constant=10.0,
-        kl_coef=0.1, entropy_coef=0.2, grad_clip=2.0, micro_batch_tokens=99, temperature=0.7,
+        magnet_alpha=0.1, entropy_coef=0.2, grad_clip=2.0, micro_batch_tokens=99, temperature=0.7,
         bf16=True,
     )  # fmt: skip
     with pytest.raises(ValueError, match="optim.bf16 = 'auto' must be resolved"):

@@ -27,7 +27,10 @@ def zerosum_cmd(*args: str) -> list[str]:
 
 
 def test_kill_and_resume_repeats_the_uninterrupted_run(tmp_path):
+    """With a magnet replaced at step 3: the run resumes from step 2, whose magnet is the
+    initial model (a resume that snapshot the step-2 weights instead would differ)."""
     common = [*FAST, "run.steps=6", "run.checkpoint_every=2", "run.tensorboard=false"]
+    common += ["algo.regularizer=magnet", "algo.magnet_alpha=1.0", "algo.magnet_reset=3"]
     ref_dir, cut_dir = tmp_path / "ref", tmp_path / "cut"
     subprocess.run(
         zerosum_cmd("--config", str(RECIPE), *common, f"run.out_dir={ref_dir}"), check=True
@@ -45,6 +48,22 @@ def test_kill_and_resume_repeats_the_uninterrupted_run(tmp_path):
     ref, cut = read_metrics(ref_dir), read_metrics(cut_dir)
     assert [r["step"] for r in cut] == [1, 2, 3, 4, 5, 6]
     assert cut == ref  # every metric of every step, exactly
+    assert [r["magnet/age"] for r in ref] == [0, 1, 2, 0, 1, 2]
+
+
+def test_magnet_is_replaced_every_magnet_reset_steps(tmp_path):
+    """The KL to the magnet is exactly 0 on the first step after each replacement (the magnet
+    is the policy being updated) and positive on the others; reset 0 never replaces it."""
+    for reset, ages in ((2, [0, 1, 0, 1, 0]), (0, [0, 1, 2, 3, 4])):
+        out = tmp_path / str(reset)
+        cfg = load_config(RECIPE, [
+            *FAST, "run.steps=5", f"run.out_dir={out}", "run.tensorboard=false",
+            "algo.regularizer=magnet", "algo.magnet_alpha=0.5", f"algo.magnet_reset={reset}",
+        ])  # fmt: skip
+        train(cfg)
+        rows = read_metrics(out)
+        assert [r["magnet/age"] for r in rows] == ages
+        assert [r["loss/magnet_kl"] == 0.0 for r in rows] == [age == 0 for age in ages]
 
 
 def test_checkpoint_is_a_hugging_face_model(tmp_path):
@@ -119,7 +138,7 @@ def test_self_play_lowers_the_nash_conv_of_a_tiny_model(tmp_path):
     initial = nash_conv(
         "kuhn_poker",
         model_policy(model, tokenizer, "kuhn_poker", 1.0, r.include_rules, r.prompt_format),
-    )
+    )["nash_conv"]
     train(cfg)
     evals = [
         row["eval/kuhn_poker/nash_conv"]

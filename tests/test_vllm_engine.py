@@ -40,7 +40,7 @@ def prompts(tokenizer) -> list[list[int]]:
 
 def learner_logprobs(model, ps, gens, temperature, pad_id) -> list[torch.Tensor]:
     samples = [Sample(p, g.token_ids, 0.0, g.allowed) for p, g in zip(ps, gens)]
-    logp, _, _ = response_logprobs(model, samples, temperature, pad_id)
+    logp, _, _, _ = response_logprobs(model, samples, temperature, pad_id)
     return [logp[i, : len(g.token_ids)].detach() for i, g in enumerate(gens)]
 
 

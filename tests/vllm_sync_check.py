@@ -43,7 +43,7 @@ def check(mode: str, tensor_parallel: int) -> dict:
         g = engine.generate([prompt], SamplingParams(temperature=0.7, max_new_tokens=8), seed=1)
         sample = Sample(prompt, g[0].token_ids, 0.0)
         with torch.no_grad():
-            logp, _, _ = response_logprobs(model, [sample], 0.7, tokenizer.pad_token_id)
+            logp, _, _, _ = response_logprobs(model, [sample], 0.7, tokenizer.pad_token_id)
         return float((logp[0, : len(g[0].token_ids)] - torch.tensor(g[0].logprobs)).abs().max())
 
     out: dict = {"start": gap(), "stale": [], "synced": []}

@@ -41,6 +41,7 @@ class TrainState:
     step: int = 0
     baselines: dict[str, float] = field(default_factory=dict)  # RAE, per (game, seat)
     games_played: int = 0
+    magnet: dict | None = None  # regularizer magnet: `Magnet.state_dict()` (step, weights)
 
     @classmethod
     def from_dict(cls, saved: dict) -> TrainState:
@@ -86,7 +87,8 @@ def save_checkpoint(
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step-{state.step:06d}"
     tmp = root / f".tmp-step-{state.step:06d}-{os.getpid()}"
-    check_free_space(root, checkpoint_bytes(model, optimizer, base_model))
+    magnet_bytes = sum(t.nbytes for t in (state.magnet or {}).get("weights", {}).values())
+    check_free_space(root, checkpoint_bytes(model, optimizer, base_model) + magnet_bytes)
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         _write(tmp, model, tokenizer, optimizer, state, config, base_model)

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from zerosum.config import ANSWER_MODES, FALLBACKS, INVALID_MODES, PROMPT_FORMATS
+from zerosum.config import ANSWER_MODES, ENGINES, FALLBACKS, INVALID_MODES, PROMPT_FORMATS
 from zerosum.engines.base import MAX_TEMPERATURE
 from zerosum.evaluation.settings import EvalSettings
 from zerosum.games import game_names, load_game
@@ -146,6 +146,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
         max_concurrent=args.max_concurrent,
         max_turns=args.max_turns,
         device=args.device,
+        engine=args.engine,
+        vllm_eager=not args.vllm_compile,
         parser_fallback=args.parser_fallback,
         include_rules=not args.no_rules,
         prompt_format=args.prompt_format,
@@ -261,6 +263,17 @@ def _add_eval(sub) -> None:
     )
     e.add_argument(
         "--device", default=d.device, help="auto (a CUDA GPU if one is visible), cpu, cuda[:N]"
+    )
+    e.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default=d.engine,
+        help="generation engine (vllm: pip install 'zerosum[vllm]'; seeded samples differ from hf)",
+    )
+    e.add_argument(
+        "--vllm-compile",
+        action="store_true",
+        help="vllm: torch.compile the model (slow start; pays off after about 100k tokens)",
     )
     e.add_argument("--parser-fallback", choices=FALLBACKS, default=d.parser_fallback)
     e.add_argument("--prompt-format", choices=PROMPT_FORMATS, default=d.prompt_format)

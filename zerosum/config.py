@@ -34,6 +34,7 @@ PromptFormat = Literal["chat", "plain"]
 LoraSync = Literal["auto", "adapter", "merge"]
 EngineName = Literal["hf", "vllm"]
 Dtype = Literal["float32", "bfloat16"]
+Regularizer = Literal["none", "magnet"]
 
 LOSS_KINDS: tuple[str, ...] = get_args(LossKind)
 AGGREGATIONS: tuple[str, ...] = get_args(Aggregation)
@@ -44,6 +45,13 @@ PROMPT_FORMATS: tuple[str, ...] = get_args(PromptFormat)
 LORA_SYNCS: tuple[str, ...] = get_args(LoraSync)
 ENGINES: tuple[str, ...] = get_args(EngineName)
 DTYPES: tuple[str, ...] = get_args(Dtype)
+REGULARIZERS: tuple[str, ...] = get_args(Regularizer)
+
+# Fields that were replaced, with what to write instead (named in the unknown-field error).
+RENAMED = {
+    "algo.kl_coef": "algo.regularizer: magnet, algo.magnet_alpha: <the coefficient>, "
+    "algo.magnet_reset: 0 (a KL penalty to the initial model is a magnet that never moves)",
+}
 
 
 def check_choice(what: str, value: object, allowed: tuple[str, ...]) -> None:
@@ -154,7 +162,15 @@ class AlgoConfig:
     drop_zero_advantage: bool = _f(True, "drop samples whose advantage is zero")
     aggregation: Aggregation = _f("sum", "token loss: sum / constant (Dr.GRPO) or mean")
     norm_constant: float = _f(4096.0, "divisor of the summed token loss")
-    kl_coef: float = _f(0.0, "weight of the k3 KL penalty to the initial model")
+    regularizer: Regularizer = _f(
+        "none",
+        "magnet: add magnet_alpha * KL(policy || magnet) per response token (magnetic mirror "
+        "descent); the magnet is a frozen snapshot of the policy (README: Regularised self-play)",
+    )
+    magnet_alpha: float = _f(0.1, "weight of the KL to the magnet (regularizer: magnet)")
+    magnet_reset: int = _f(
+        0, "replace the magnet by the current policy every N steps (0: keep the initial model)"
+    )
     entropy_coef: float = _f(0.0, "weight of the entropy bonus (keeps self-play exploring)")
 
 
@@ -248,7 +264,8 @@ _CHECKS: list[tuple[str, typing.Callable[[Any], bool], str]] = [
     ("algo.clip_eps", lambda v: 0 < v < 1, "a number in (0, 1)"),
     ("algo.rae_decay", lambda v: 0 <= v <= 1, "a number in [0, 1]"),
     ("algo.norm_constant", lambda v: v > 0, "a number > 0"),
-    ("algo.kl_coef", lambda v: v >= 0, "a number >= 0"),
+    ("algo.magnet_alpha", lambda v: v >= 0, "a number >= 0"),
+    ("algo.magnet_reset", lambda v: v >= 0, "an integer >= 0"),
     ("algo.entropy_coef", lambda v: v >= 0, "a number >= 0"),
     ("optim.lr", lambda v: 0 < v <= 1, "a number in (0, 1]"),
     ("optim.beta1", lambda v: 0 <= v < 1, "a number in [0, 1)"),
@@ -360,6 +377,11 @@ def _check_keys(data: dict, cls: type | None = None, prefix: str = "") -> None:
     cls = cls or TrainConfig
     hints = typing.get_type_hints(cls)
     for key, value in data.items():
+        if prefix + str(key) in RENAMED:
+            raise ConfigError(
+                f"config field {prefix + str(key)!r} was replaced; write "
+                f"{RENAMED[prefix + str(key)]}"
+            )
         if key not in hints:
             valid = ", ".join(_known_keys(TrainConfig))
             raise ConfigError(f"unknown config field {prefix + str(key)!r}; valid fields: {valid}")

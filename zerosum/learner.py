@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 
@@ -25,7 +26,8 @@ from zerosum.config import (
     SamplingConfig,
     TrainConfig,
 )
-from zerosum.loss import policy_loss
+from zerosum.loss import policy_loss, token_kl
+from zerosum.magnet import Magnet
 
 
 @dataclass
@@ -57,18 +59,29 @@ def micro_batches(lengths: Sequence[int], budget: int) -> list[list[int]]:
     return batches
 
 
+class Scores(NamedTuple):
+    """`response_logprobs` per response token, [B, T] left-aligned (T the longest response)."""
+
+    logp: torch.Tensor  # log-probability of the sampled token
+    mask: torch.Tensor  # 1.0 on response tokens, 0.0 on padding
+    entropy: torch.Tensor  # of the next-token distribution
+    magnet_kl: torch.Tensor | None  # KL(policy || magnet) of it, when a magnet is given
+
+
 def response_logprobs(
     model,
     samples: Sequence[Sample],
     temperature: float = 1.0,
     pad_id: int = 0,
     entropy_grad: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per-token log-probs of each response under `model`, the response mask and entropy.
+    magnet: Magnet | None = None,
+) -> Scores:
+    """Per-token log-probs of each response under `model`, the response mask and entropy,
+    and with `magnet` the exact KL to the magnet's next-token distributions.
 
-    Returns logp [B, T], mask [B, T] and entropy [B, T], T the longest response. Constrained
-    samples are scored under the same allowed-token restriction they were sampled with.
-    `entropy_grad` keeps the entropy's graph (for an entropy bonus).
+    Constrained samples are scored under the same allowed-token restriction they were
+    sampled with (the KL too). `entropy_grad` keeps the entropy's graph (for an entropy
+    bonus); the KL always keeps its graph when gradients are on.
     """
     device = next(model.parameters()).device
     t_max = max(len(s.response_ids) for s in samples)
@@ -81,15 +94,15 @@ def response_logprobs(
         "attention_mask": attn.to(device),
         "position_ids": positions.to(device),
     }
-    logits, targets, allowed = _response_logits(model, inputs, samples, t_max)
-    logits = logits.float()
-    if temperature != 1.0:
-        logits = logits / temperature
-    restricted = any(a is not None for a in allowed)
-    if restricted:
-        keep = _allowed_mask(logits.shape, allowed)
-        logits = logits.masked_fill(~keep.to(device), float("-inf"))
-    logp_all = torch.log_softmax(logits, dim=-1)  # [B, T, V or K]
+    magnet_logp_all = None
+    if magnet is not None:  # first, so the policy's own forward runs on its own weights
+        with torch.no_grad(), magnet.swapped_in():
+            magnet_logp_all = _token_logp_all(
+                *_response_logits(model, inputs, samples, t_max), temperature
+            )[0]
+    logp_all, targets, restricted = _token_logp_all(
+        *_response_logits(model, inputs, samples, t_max), temperature
+    )
     logp = logp_all.gather(-1, targets.to(device)[:, :, None]).squeeze(-1)
     with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
         # From the same log-softmax (no second pass); 0 * -inf on masked tokens counts as 0.
@@ -103,7 +116,25 @@ def response_logprobs(
     for i, n in enumerate(lengths):
         mask[i, :n] = 1.0
     mask = mask.to(device)
-    return logp.gather(1, left) * mask, mask, entropy.gather(1, left) * mask
+    kl = None
+    if magnet_logp_all is not None:
+        kl = token_kl(logp_all, magnet_logp_all).gather(1, left) * mask
+    return Scores(logp.gather(1, left) * mask, mask, entropy.gather(1, left) * mask, kl)
+
+
+def _token_logp_all(
+    logits: torch.Tensor, targets: torch.Tensor, allowed: list, temperature: float
+) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    """Log-softmax [B, T, V or K] of `_response_logits` at `temperature`, -inf outside the
+    allowed tokens of constrained rows; the targets; whether any row was constrained."""
+    logits = logits.float()
+    if temperature != 1.0:
+        logits = logits / temperature
+    restricted = any(a is not None for a in allowed)
+    if restricted:
+        keep = _allowed_mask(logits.shape, allowed)
+        logits = logits.masked_fill(~keep.to(logits.device), float("-inf"))
+    return torch.log_softmax(logits, dim=-1), targets, restricted
 
 
 def _response_logits(
@@ -165,7 +196,7 @@ class LearnerSettings:
     clip_eps: float = AlgoConfig.clip_eps
     aggregation: Aggregation = AlgoConfig.aggregation
     norm_constant: float = AlgoConfig.norm_constant
-    kl_coef: float = AlgoConfig.kl_coef
+    magnet_alpha: float = 0.0  # regularizer magnet: weight of the KL to the magnet
     entropy_coef: float = AlgoConfig.entropy_coef
     grad_clip: float = OptimConfig.grad_clip
     micro_batch_tokens: int = OptimConfig.micro_batch_tokens
@@ -181,14 +212,16 @@ class LearnerSettings:
             raise ValueError(f"optim.bf16 = {o.bf16!r} must be resolved to true or false first")
         return cls(
             loss=a.loss, epochs=a.ppo_epochs, clip_eps=a.clip_eps, aggregation=a.aggregation,
-            norm_constant=a.norm_constant, kl_coef=a.kl_coef, entropy_coef=a.entropy_coef,
+            norm_constant=a.norm_constant, entropy_coef=a.entropy_coef,
+            magnet_alpha=a.magnet_alpha if a.regularizer == "magnet" else 0.0,
             grad_clip=o.grad_clip, micro_batch_tokens=o.micro_batch_tokens,
             temperature=cfg.sampling.temperature, bf16=o.bf16,
         )  # fmt: skip
 
 
 class Learner:
-    """Owns the optimizer; `step(samples)` is one training iteration's update."""
+    """Owns the optimizer; `step(samples)` is one training iteration's update. With a
+    `magnet` (regularizer `magnet`) the loss adds `magnet_alpha` times the KL to it."""
 
     def __init__(
         self,
@@ -196,31 +229,17 @@ class Learner:
         optimizer: torch.optim.Optimizer,
         settings: LearnerSettings,
         pad_id: int,
-        ref_model=None,
+        magnet: Magnet | None = None,
     ):
         self.model = model
         self.optimizer = optimizer
         self.s = settings
         self.pad_id = pad_id
-        self.ref_model = ref_model  # for the KL penalty; None disables it
+        self.magnet = magnet
 
     def _autocast(self):
         device = next(self.model.parameters()).device.type
         return torch.autocast(device, dtype=torch.bfloat16) if self.s.bf16 else nullcontext()
-
-    def _ref_logprobs(self, samples: Sequence[Sample]) -> torch.Tensor | None:
-        """Log-probs under the initial policy: the frozen reference model, or for a LoRA
-        model the same network with its adapter switched off (no second copy in memory)."""
-        if not self.s.kl_coef:
-            return None
-        if self.ref_model is not None:
-            ref, context = self.ref_model, nullcontext()
-        elif hasattr(self.model, "disable_adapter"):
-            ref, context = self.model, self.model.disable_adapter()
-        else:
-            raise ValueError("kl_coef > 0 needs a reference model or a LoRA model")
-        with torch.no_grad(), self._autocast(), context:
-            return response_logprobs(ref, samples, self.s.temperature, self.pad_id)[0]
 
     def step(self, samples: Sequence[Sample]) -> dict[str, float]:
         """PPO epochs (or one REINFORCE pass) over `samples`; returns namespaced stats."""
@@ -231,7 +250,6 @@ class Learner:
         batches = micro_batches([len(x) for x in samples], s.micro_batch_tokens)
         total_tokens = float(sum(len(x.response_ids) for x in samples))
         old: dict[int, torch.Tensor] = {}
-        refs = {b: self._ref_logprobs([samples[i] for i in idx]) for b, idx in enumerate(batches)}
         stats: dict[str, float] = {}
         padded = 0
         for epoch in range(s.epochs if s.loss == "ppo" else 1):
@@ -240,16 +258,17 @@ class Learner:
             for b, idx in enumerate(batches):
                 mb = [samples[i] for i in idx]
                 with self._autocast():
-                    logp, mask, ent = response_logprobs(
-                        self.model, mb, s.temperature, self.pad_id, entropy_grad=s.entropy_coef > 0
-                    )
+                    logp, mask, ent, kl = response_logprobs(
+                        self.model, mb, s.temperature, self.pad_id,
+                        entropy_grad=s.entropy_coef > 0, magnet=self.magnet,
+                    )  # fmt: skip
                 if epoch == 0:
                     old[b] = logp.detach()
                     padded += len(mb) * max(len(x) for x in mb)
                 adv = torch.tensor([x.advantage for x in mb], device=logp.device)
                 loss, st = policy_loss(
                     logp.float(), old[b].float(), adv, mask, kind=s.loss, clip_eps=s.clip_eps,
-                    ref_logprobs=refs[b], kl_coef=s.kl_coef, aggregation=s.aggregation,
+                    magnet_kl=kl, magnet_alpha=s.magnet_alpha, aggregation=s.aggregation,
                     norm_constant=s.norm_constant, total_tokens=total_tokens,
                     entropy=ent.float(), entropy_coef=s.entropy_coef,
                 )  # fmt: skip
@@ -277,7 +296,7 @@ class Learner:
         n = 0
         for idx in micro_batches([len(x) for x in samples], self.s.micro_batch_tokens):
             mb = [samples[i] for i in idx]
-            logp, mask, _ = response_logprobs(self.model, mb, self.s.temperature, self.pad_id)
+            logp, mask, _, _ = response_logprobs(self.model, mb, self.s.temperature, self.pad_id)
             adv = torch.tensor([x.advantage for x in mb], device=logp.device)[:, None]
             total += float(-(adv * logp * mask).sum())
             n += int(mask.sum())

@@ -16,12 +16,14 @@ import torch
 from zerosum.config import AGGREGATIONS, LOSS_KINDS, Aggregation, AlgoConfig, LossKind, check_choice
 
 
-def kl_k3(logprobs: torch.Tensor, ref_logprobs: torch.Tensor) -> torch.Tensor:
-    """Per-token k3 estimator of KL(policy || reference): exp(d) - d - 1, d = ref - policy.
+def token_kl(logp_all: torch.Tensor, magnet_logp_all: torch.Tensor) -> torch.Tensor:
+    """Exact KL(policy || magnet) of each next-token distribution: [..., V] -> [...].
 
-    Unbiased, always >= 0, low variance (Schulman, "Approximating KL divergence")."""
-    d = ref_logprobs - logprobs
-    return torch.exp(d) - d - 1.0
+    Both are log-probabilities over the same support; tokens outside it (-inf in both, as
+    constrained answers mask them) count 0. Exact rather than a sampled estimate (k1, k3):
+    the learner has every logit anyway, and the gradient is that of the KL itself."""
+    diff = (logp_all - magnet_logp_all).nan_to_num(nan=0.0)  # -inf - -inf off the support
+    return (logp_all.exp() * diff).sum(-1)
 
 
 def policy_loss(
@@ -31,8 +33,8 @@ def policy_loss(
     mask: torch.Tensor,  # [B, T] 1.0 on response tokens
     kind: LossKind = AlgoConfig.loss,
     clip_eps: float = AlgoConfig.clip_eps,
-    ref_logprobs: torch.Tensor | None = None,  # [B, T] of the initial model, for the KL term
-    kl_coef: float = AlgoConfig.kl_coef,
+    magnet_kl: torch.Tensor | None = None,  # [B, T] KL(policy || magnet) per token, with grad
+    magnet_alpha: float = AlgoConfig.magnet_alpha,
     aggregation: Aggregation = AlgoConfig.aggregation,
     norm_constant: float = AlgoConfig.norm_constant,
     total_tokens: float | None = None,  # `mean` over micro-batches: real tokens of the batch
@@ -43,7 +45,9 @@ def policy_loss(
     those of the `algo` config section, whose defaults these are.
 
     `entropy_coef` > 0 adds an entropy bonus (exact, from the logits): it keeps self-play
-    from collapsing to a deterministic policy before the model can tell states apart."""
+    from collapsing to a deterministic policy before the model can tell states apart.
+    `magnet_kl` (regularizer `magnet`) adds `magnet_alpha` times the per-token KL to the
+    magnet; with `magnet_alpha` 0 the loss is exactly that of no regularizer."""
     check_choice("loss", kind, LOSS_KINDS)
     check_choice("aggregation", aggregation, AGGREGATIONS)
     mask = mask.to(logprobs.dtype)
@@ -59,11 +63,8 @@ def policy_loss(
         clipped_obj = torch.clamp(ratio, 1.0 - clip_eps, 1.0 + clip_eps) * adv
         per_token = -torch.minimum(unclipped, clipped_obj)
         clipped = (clipped_obj < unclipped).to(logprobs.dtype)
-    kl = None
-    if ref_logprobs is not None:
-        kl = kl_k3(logprobs, ref_logprobs)
-        if kl_coef:
-            per_token = per_token + kl_coef * kl
+    if magnet_kl is not None and magnet_alpha:
+        per_token = per_token + magnet_alpha * magnet_kl
 
     if entropy is not None and entropy_coef:
         per_token = per_token - entropy_coef * entropy
@@ -76,10 +77,10 @@ def policy_loss(
             total_tokens if total_tokens is not None else n_tokens, dtype=logprobs.dtype
         )
     loss = (per_token * mask).sum() / denom.clamp(min=1e-8)
-    return loss, _stats(loss, mask, clipped, ratio, log_ratio, entropy, kl)
+    return loss, _stats(loss, mask, clipped, ratio, log_ratio, entropy, magnet_kl)
 
 
-def _stats(loss, mask, clipped, ratio, log_ratio, entropy, kl) -> dict[str, float]:
+def _stats(loss, mask, clipped, ratio, log_ratio, entropy, magnet_kl) -> dict[str, float]:
     """`loss/...` statistics: per-token means over the real tokens of the batch."""
     n_tokens = mask.sum()
     safe_n = n_tokens.clamp(min=1.0)
@@ -92,6 +93,6 @@ def _stats(loss, mask, clipped, ratio, log_ratio, entropy, kl) -> dict[str, floa
     }
     if entropy is not None:
         stats["loss/entropy"] = float((entropy.detach() * mask).sum() / safe_n)
-    if kl is not None:
-        stats["loss/kl_ref"] = float((kl.detach() * mask).sum() / safe_n)
+    if magnet_kl is not None:
+        stats["loss/magnet_kl"] = float((magnet_kl.detach() * mask).sum() / safe_n)
     return stats

