@@ -70,7 +70,7 @@ def measure(eager: bool) -> dict:
         out[f"vllm_{batch}"], gens = throughput(vllm, prompts, params, seed=batch)
     samples = [Sample(p, g.token_ids, 0.0) for p, g in zip(prompts[:16], gens[:16])]
     with torch.no_grad():
-        logp, _, _ = response_logprobs(model, samples, 1.0, tokenizer.pad_token_id)
+        logp, _, _, _ = response_logprobs(model, samples, 1.0, tokenizer.pad_token_id)
     out["logprob_gap"] = max(
         float((logp[i, : len(g.token_ids)] - torch.tensor(g.logprobs)).abs().max())
         for i, g in enumerate(gens[:16])
