@@ -330,14 +330,16 @@ def train_step(run: Run, step: int) -> dict[str, float]:
     t_learn = time.perf_counter() - t1
     magnet = run.learner.magnet
     if magnet is not None:
-        learn_stats["magnet/age"] = float(magnet.age(step))  # steps behind the policy it pulled
+        learn_stats["magnet/age"] = float(magnet.age(step))
         if a.magnet_reset and step % a.magnet_reset == 0:
             magnet.refresh(step)
 
     state.step = step
     state.games_played += len(episodes)
     gen_tokens = sum(len(t.response_ids) for t in turns)
-    train_tokens = sum(len(s) for s in samples)
+    # Tokens through the learner: every PPO epoch is a full forward and backward pass.
+    passes = a.ppo_epochs if a.loss == "ppo" else 1
+    train_tokens = sum(len(s) for s in samples) * passes
     return {
         **rollout_metrics(turns, episodes),
         "adv/mean": sum(advantages) / max(len(advantages), 1),

@@ -1,0 +1,169 @@
+"""Does regularised self-play converge? Exact NashConv of a tiny model's policy over training
+for plain self-play (with and without RAE) and magnet settings, several seeds each.
+
+Every run is `zerosum train` with the tiny learning-test recipe (configs/tiny_kuhn_test.yaml:
+a random 2-layer model, constrained answers, so the policy at every information set is exact)
+plus the setting's overrides, evaluated every `--eval-every` steps (`eval.nash_conv`). Runs
+already finished are read, not repeated (an interrupted one resumes exactly), so the sweep can
+be stopped and started again. Writes runs/, summary.md (table) and nash_conv.png (plot).
+
+    .venv/bin/python bench/magnet_sweep.py --out bench/results/magnet_kuhn
+    .venv/bin/python bench/magnet_sweep.py --game leduc_poker --steps 150 \\
+        --out bench/results/magnet_leduc
+
+Wall-clock per run is the sum of its steps' rollout, learning and evaluation times (as
+`perf/` logs them), so runs are comparable even when the machine was busy between them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RECIPE = ROOT / "configs" / "tiny_kuhn_test.yaml"
+# name -> overrides of the recipe. The recipe itself is plain self-play with RAE.
+SETTINGS = {
+    "none": [],
+    "none_no_rae": ["algo.rae=false"],
+    "magnet_a0.2_r0": ["algo.regularizer=magnet", "algo.magnet_alpha=0.2", "algo.magnet_reset=0"],
+    "magnet_a0.2_r20": ["algo.regularizer=magnet", "algo.magnet_alpha=0.2", "algo.magnet_reset=20"],
+    "magnet_a1_r20": ["algo.regularizer=magnet", "algo.magnet_alpha=1.0", "algo.magnet_reset=20"],
+}
+
+
+def cpu_model() -> str:
+    with open("/proc/cpuinfo") as f:
+        return next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "?")
+
+
+def run(name: str, seed: int, a: argparse.Namespace, out: Path) -> list[dict]:
+    """Train one (setting, seed) unless finished; its metrics rows."""
+    run_dir = out / "runs" / f"{name}_seed{seed}"
+    metrics = run_dir / "metrics.jsonl"
+    rows = [json.loads(x) for x in metrics.read_text().splitlines()] if metrics.exists() else []
+    if len(rows) < a.steps:
+        cmd = [sys.executable, "-m", "zerosum.cli", "train"]
+        if (run_dir / "checkpoints" / "latest").exists():
+            cmd += ["--resume", str(run_dir)]
+        else:
+            cmd += [
+                "--config", str(RECIPE), "--overwrite", *SETTINGS[name], *a.overrides,
+                f"rollout.games={{{a.game}: 1.0}}", f"eval.nash_conv=[{a.game}]",
+                f"run.steps={a.steps}", f"run.seed={seed}", f"run.eval_every={a.eval_every}",
+                f"run.checkpoint_every={a.eval_every * 4}", f"run.out_dir={run_dir}",
+                "run.progress=false",
+            ]  # fmt: skip
+        start = time.perf_counter()
+        print(f"{name} seed {seed}: training", flush=True)
+        with (out / "runs" / f"{name}_seed{seed}.log").open("w") as log:
+            subprocess.run(cmd, check=True, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        print(f"  {time.perf_counter() - start:.0f} s, load {os.getloadavg()[0]:.2f}", flush=True)
+        rows = [json.loads(x) for x in metrics.read_text().splitlines()]
+    return rows
+
+
+def curve(rows: list[dict], game: str) -> tuple[list[int], list[float], list[float]]:
+    """(steps, minutes of compute, NashConv) at every evaluation."""
+    key = f"eval/{game}/nash_conv"
+    steps, minutes, values, total = [], [], [], 0.0
+    for r in rows:
+        total += sum(v for k, v in r.items() if k.startswith("perf/") and k.endswith("_s"))
+        if key in r:
+            steps.append(r["step"])
+            minutes.append(total / 60)
+            values.append(r[key])
+    return steps, minutes, values
+
+
+def summarise(results: dict, initial: dict, a: argparse.Namespace) -> str:
+    lines = [
+        f"{a.game}, tiny model (configs/tiny_kuhn_test.yaml), {a.steps} steps, seeds "
+        f"{a.seeds}; CPU: {cpu_model()}. NashConv of the exact policy; last quarter = "
+        "evaluations in the last 25% of steps; minutes = the run's own rollout, learning and "
+        "evaluation time.",
+        "",
+        "| setting | initial | final (mean over seeds) | last quarter mean / max | best | "
+        "first step <= 0.05 (seeds reaching it) | minutes |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, per_seed in results.items():
+        finals, quarter, best, reach, mins = [], [], [], [], []
+        for steps, minutes, values in per_seed:
+            cut = a.steps * 3 / 4
+            finals.append(values[-1])
+            quarter += [v for s, v in zip(steps, values) if s > cut]
+            best.append(min(values))
+            hit = [s for s, v in zip(steps, values) if v <= 0.05]
+            reach += hit[:1]
+            mins.append(minutes[-1])
+        reached = f"{statistics.mean(reach):.0f} ({len(reach)}/{len(per_seed)})" if reach else "-"
+        lines.append(
+            f"| {name} | {statistics.mean(initial[name]):.3f} | {statistics.mean(finals):.3f} "
+            f"| {statistics.mean(quarter):.3f} / {max(quarter):.3f} | {min(best):.3f} "
+            f"| {reached} | {statistics.mean(mins):.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def plot(results: dict, a: argparse.Namespace, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    for i, (name, per_seed) in enumerate(results.items()):
+        color = f"C{i}"
+        for j, (steps, minutes, values) in enumerate(per_seed):
+            label = name if j == 0 else None
+            axes[0].plot(steps, values, color=color, alpha=0.7, label=label)
+            axes[1].plot(minutes, values, color=color, alpha=0.7)
+    axes[0].set_xlabel("step")
+    axes[1].set_xlabel("minutes of compute (2-core CPU)")
+    axes[0].set_ylabel(f"NashConv ({a.game})")
+    for ax in axes:
+        ax.axhline(0.05, color="grey", linestyle=":", linewidth=1)
+        ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "nash_conv.png", dpi=110)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--game", default="kuhn_poker", choices=("kuhn_poker", "leduc_poker"))
+    p.add_argument("--steps", type=int, default=120)
+    p.add_argument("--eval-every", type=int, default=5)
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--settings", default=",".join(SETTINGS), help="names of SETTINGS, in order")
+    p.add_argument("--out", default="bench/results/magnet_kuhn")
+    p.add_argument("overrides", nargs="*", help="more section.field=value for every run")
+    a = p.parse_args()
+    out = (ROOT / a.out).resolve()
+    (out / "runs").mkdir(parents=True, exist_ok=True)
+    seeds = [int(s) for s in a.seeds.split(",")]
+    names = a.settings.split(",")
+    results: dict = {name: [] for name in names}
+    initial: dict = {name: [] for name in names}
+    # Seed-major: every setting gets its first seed before any gets its second.
+    for seed in seeds:
+        for name in names:
+            steps, minutes, values = curve(run(name, seed, a, out), a.game)
+            results[name].append((steps, minutes, values))
+            initial[name].append(values[0])
+    table = summarise(results, initial, a)
+    (out / "summary.md").write_text(table + "\n")
+    print(table)
+    plot(results, a, out)
+
+
+if __name__ == "__main__":
+    main()
