@@ -43,6 +43,35 @@ def test_same_seed_same_samples_and_length_finish(tiny, tokenizer):
     assert all(g.finish_reason == "length" and len(g.token_ids) == 5 for g in a)
 
 
+@pytest.mark.parametrize("constrained", [False, True])
+def test_per_row_seeds_make_each_row_independent_of_its_batch(tiny, tokenizer, constrained):
+    """With `seeds`, a row samples what its prompt samples alone with `seed=` its seed, in any
+    batch, position or `max_batch` chunk. The first prompt twice with one seed shows it within
+    a batch: ignoring the seeds (one stream for the batch) would give the two rows different
+    samples."""
+    engine = HFEngine(tiny, tokenizer, max_batch=3)  # the 4 rows are 2 chunks
+    ps = prompts(tokenizer)
+    ps, seeds = [ps[0], ps[1], ps[2], ps[0]], [5, 6, 7, 5]
+    params = SamplingParams(temperature=1.0, max_new_tokens=8)
+    choices = [[str(i) for i in range(30)]] * 4 if constrained else None
+    batch = engine.generate(ps, params, choices, seeds=seeds)
+    order = [3, 1, 0, 2]
+    shuffled = engine.generate(
+        [ps[i] for i in order], params, choices and [choices[i] for i in order],
+        seeds=[seeds[i] for i in order],
+    )  # fmt: skip
+    assert batch[0].token_ids == batch[3].token_ids
+    if not constrained:  # (8 free tokens; a constrained answer is one of 30)
+        assert len({tuple(g.token_ids) for g in batch}) == 3  # different seeds and samples
+    for i, g in enumerate(batch):
+        alone = engine.generate([ps[i]], params, choices and [choices[i]], seed=seeds[i])[0]
+        assert g.token_ids == alone.token_ids == shuffled[order.index(i)].token_ids
+        assert g.allowed == alone.allowed and g.finish_reason == alone.finish_reason
+        assert g.logprobs == pytest.approx(alone.logprobs, abs=1e-4)  # batched rounding
+    with pytest.raises(ValueError, match="3 seeds for 4 prompts"):
+        engine.generate(ps, params, choices, seeds=seeds[:3])
+
+
 def test_constrained_mode_only_emits_allowed_answers(tiny, tokenizer):
     engine = HFEngine(tiny, tokenizer)
     choices = [["check", "bet"], ["fold", "call"], [str(i) for i in range(9)]]

@@ -117,6 +117,20 @@ def test_seeds_reproduce_and_length_finish(setup, tokenizer):
     assert all(g.finish_reason == "length" and len(g.token_ids) == len(g.logprobs) == 5 for g in a)
 
 
+def test_per_row_seeds_make_each_row_independent_of_its_batch(setup, tokenizer):
+    """As in the hf engine: with `seeds` a request samples what it samples alone with its seed
+    (the first prompt twice with one seed: the same sample at both positions)."""
+    _, engine = setup
+    ps = prompts(tokenizer)
+    ps, seeds = [ps[0], ps[1], ps[2], ps[0]], [5, 6, 7, 5]
+    params = SamplingParams(temperature=1.0, max_new_tokens=8)
+    batch = engine.generate(ps, params, seeds=seeds)
+    assert batch[0].token_ids == batch[3].token_ids
+    assert len({tuple(g.token_ids) for g in batch}) == 3
+    for p, seed, g in zip(ps, seeds, batch):
+        assert g.token_ids == engine.generate([p], params, seed=seed)[0].token_ids
+
+
 def test_constrained_mode_only_returns_allowed_answers(setup, tokenizer):
     model, engine = setup
     ps = prompts(tokenizer)

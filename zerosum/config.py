@@ -3,7 +3,8 @@
 Every field has a default and help text (the `help` metadata, shown by `zerosum train
 --help-config`). Loading is strict: an unknown key, a value of the wrong type (a bool is not
 an int), a float that is not finite (nan, inf, `1e400`) or a value outside its allowed range
-fails at start with one line naming the field and what is allowed.
+fails at start with one line naming the field and what is allowed. `load_dataclass` is that
+loader for any config dataclass (the arena's and API players' too).
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ import math
 import re
 import types
 import typing
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal, TypeVar, get_args
 
 import dacite
 import yaml
@@ -61,10 +62,15 @@ def check_choice(what: str, value: object, allowed: tuple[str, ...]) -> None:
         raise ValueError(f"unknown {what} {value!r}; valid: {', '.join(allowed)}")
 
 
-def _f(default: Any, help: str, **kw: Any) -> Any:
+def fld(default: Any, help: str, **kw: Any) -> Any:
+    """A config field with help text; a list or dict default is copied for each instance, and
+    `dataclasses.MISSING` makes the field required."""
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata={"help": help}, **kw)
     return field(default=default, metadata={"help": help}, **kw)
+
+
+_f = fld  # the short name of the sections below
 
 
 @dataclass
@@ -241,8 +247,11 @@ class ConfigError(ValueError):
     """A bad configuration value; the message is one line."""
 
 
-# (section.field, predicate, what is allowed)
-_CHECKS: list[tuple[str, typing.Callable[[Any], bool], str]] = [
+T = TypeVar("T")
+# A range check of `load_dataclass`: (field path, e.g. "optim.lr", predicate, what is allowed).
+Check = tuple[str, Callable[[Any], bool], str]
+
+_CHECKS: list[Check] = [
     (
         "model.device",
         lambda v: v in ("auto", "cpu") or re.fullmatch(r"cuda(:\d+)?", v),
@@ -358,47 +367,66 @@ def _to_int(value: Any) -> Any:
     return repr(value) if isinstance(value, bool) else value
 
 
-def _float_values(cfg: TrainConfig) -> Iterator[tuple[str, str, float]]:
+def _float_values(obj: Any, prefix: str = "") -> Iterator[tuple[str, str, float]]:
     """(field, which entry, value) of every float in the config, including mapping values."""
-    for section in dataclasses.fields(cfg):
-        node = getattr(cfg, section.name)
-        if not dataclasses.is_dataclass(node):
-            continue
-        hints = typing.get_type_hints(type(node))
-        for f in dataclasses.fields(node):
-            key, value, hint = f"{section.name}.{f.name}", getattr(node, f.name), hints[f.name]
-            if hint is float:
-                yield key, "", value
-            elif typing.get_origin(hint) is dict and typing.get_args(hint)[1] is float:
-                yield from ((key, f" value of {k!r}", v) for k, v in value.items())
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        key, value, hint = prefix + f.name, getattr(obj, f.name), hints[f.name]
+        if dataclasses.is_dataclass(hint):
+            yield from _float_values(value, f"{key}.")
+        elif hint is float:
+            yield key, "", value
+        elif typing.get_origin(hint) is dict and typing.get_args(hint)[1] is float:
+            yield from ((key, f" value of {k!r}", v) for k, v in value.items())
 
 
-def _check_keys(data: dict, cls: type | None = None, prefix: str = "") -> None:
-    cls = cls or TrainConfig
+def _check_keys(data: dict, cls: type, prefix: str, root: type, renamed: Mapping[str, str]) -> None:
     hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
     for key, value in data.items():
-        if prefix + str(key) in RENAMED:
+        if prefix + str(key) in renamed:
             raise ConfigError(
                 f"config field {prefix + str(key)!r} was replaced; write "
-                f"{RENAMED[prefix + str(key)]}"
+                f"{renamed[prefix + str(key)]}"
             )
-        if key not in hints:
-            valid = ", ".join(_known_keys(TrainConfig))
+        if key not in names:
+            valid = ", ".join(_known_keys(root))
             raise ConfigError(f"unknown config field {prefix + str(key)!r}; valid fields: {valid}")
         if dataclasses.is_dataclass(hints[key]):
             if not isinstance(value, dict):
                 raise ConfigError(
                     f"config section {prefix + key!r} must be a mapping, got {value!r}"
                 )
-            _check_keys(value, hints[key], f"{prefix}{key}.")
+            _check_keys(value, hints[key], f"{prefix}{key}.", root, renamed)
+
+
+def load_dataclass(
+    cls: type[T],
+    data: Any,
+    checks: Sequence[Check] = (),
+    where: str = "",
+    renamed: Mapping[str, str] | None = None,
+) -> T:
+    """A `cls` (a dataclass, whose fields may be dataclass sections) from nested mappings.
+
+    Strict: an unknown key (or one of `renamed`, whose message says what replaced it), a
+    missing required field, a value of the wrong type (a bool is not a number), a float that
+    is not finite or a value failing its entry in `checks` is a `ConfigError` with one line
+    naming the field (`where` + its path, e.g. "players[1]." + "top_p") and what is allowed.
+    """
+    if not isinstance(data, dict):
+        what = f"config field {where.rstrip('.')!r}" if where else "the config"
+        raise ConfigError(f"{what} must be a mapping, got {data!r}")
+    _check_keys(data, cls, where, cls, renamed or {})
+    obj = _typed(cls, data, where)
+    _check_values(obj, checks, where)
+    return obj
 
 
 def config_from_dict(data: dict) -> TrainConfig:
     """A validated `TrainConfig` from nested mappings (a recipe's sections); a bad key, type or
     value is a `ConfigError` with one line naming the field and what is allowed."""
-    _check_keys(data)
-    cfg = _typed_config(data)
-    _check_values(cfg)
+    cfg = load_dataclass(TrainConfig, data, _CHECKS, renamed=RENAMED)
     _check_games(cfg)
     if not cfg.rollout.games:
         raise ConfigError(
@@ -407,36 +435,38 @@ def config_from_dict(data: dict) -> TrainConfig:
     return cfg
 
 
-def _typed_config(data: dict) -> TrainConfig:
+def _typed(cls: type[T], data: dict, where: str) -> T:
+    hooks = {float: _to_float, int: _to_int}
     try:
-        cfg = dacite.from_dict(
-            TrainConfig,
-            data,
-            config=dacite.Config(
-                strict=True, check_types=True, type_hooks={float: _to_float, int: _to_int}
-            ),
+        return dacite.from_dict(
+            cls, data, config=dacite.Config(strict=True, check_types=True, type_hooks=hooks)
         )
+    except dacite.MissingValueError as err:
+        raise ConfigError(f"config field {where + err.field_path!r} is required") from None
     except dacite.WrongTypeError as err:
         raise ConfigError(
-            f"config field {err.field_path!r} = {err.value!r} is invalid; allowed: {_describe(err.field_type)}"
+            f"config field {where + err.field_path!r} = {err.value!r} is invalid; allowed: {_describe(err.field_type)}"
         ) from None
     except dacite.DaciteError as err:
-        raise ConfigError(f"bad config: {err}") from None
-    return cfg
+        at = f" at {where.rstrip('.')!r}" if where else ""
+        raise ConfigError(f"bad config{at}: {err}") from None
 
 
-def _check_values(cfg: TrainConfig) -> None:
-    """Finite floats, then every field's range (`_CHECKS`)."""
-    for key, entry, value in _float_values(cfg):
+def _check_values(obj: Any, checks: Sequence[Check], where: str) -> None:
+    """Finite floats, then every field's range (`checks`)."""
+    for key, entry, value in _float_values(obj):
         if not math.isfinite(value):  # nan fails no `v > 0` check; inf crashes a run later
             raise ConfigError(
-                f"config field {key!r}{entry} = {value!r} is invalid; allowed: a finite number"
+                f"config field {where + key!r}{entry} = {value!r} is invalid; allowed: a finite number"
             )
-    for key, ok, allowed in _CHECKS:
-        section, name = key.split(".")
-        value = getattr(getattr(cfg, section), name)
+    for key, ok, allowed in checks:
+        value = obj
+        for name in key.split("."):
+            value = getattr(value, name)
         if not ok(value):
-            raise ConfigError(f"config field {key!r} = {value!r} is invalid; allowed: {allowed}")
+            raise ConfigError(
+                f"config field {where + key!r} = {value!r} is invalid; allowed: {allowed}"
+            )
 
 
 def _check_games(cfg: TrainConfig) -> None:
@@ -490,6 +520,8 @@ def _describe(tp: Any) -> str:
         return " or ".join(_describe(arg) for arg in typing.get_args(tp))
     if tp is bool:
         return "true or false"
+    if tp is type(None):
+        return "null"  # as YAML writes it
     return getattr(tp, "__name__", str(tp))
 
 

@@ -21,20 +21,11 @@ from typing import Any, Literal
 
 import yaml
 
-from zerosum.arena.typed import (
-    NON_NEGATIVE_INT,
-    POSITIVE,
-    POSITIVE_INT,
-    UNIT_INTERVAL,
-    ConfigError,
-    fld,
-    load_typed,
-)
+from zerosum.config import Check, ConfigError, fld, load_dataclass
 from zerosum.engines.base import MAX_TEMPERATURE
-from zerosum.players.api import ApiPlayerConfig
+from zerosum.players.api import API_CHECKS, ApiPlayerConfig
 
 _NAME = re.compile(r"[A-Za-z0-9_.:/@+=-]{1,80}")
-_TEMPERATURE = (lambda v: 0 <= v <= MAX_TEMPERATURE, f"a number in [0, {MAX_TEMPERATURE:g}]")
 
 
 @dataclass(frozen=True)
@@ -55,9 +46,9 @@ class LocalPlayerConfig:
     )
     kind: Literal["local"] = fld("local", "player kind")
     dtype: Literal["float32", "bfloat16"] = fld("float32", "weights dtype")
-    temperature: float = fld(0.6, "sampling temperature (0: greedy)", _TEMPERATURE)
-    top_p: float = fld(0.95, "nucleus sampling mass", UNIT_INTERVAL)
-    max_new_tokens: int = fld(256, "cap per free-text turn", POSITIVE_INT)
+    temperature: float = fld(0.6, "sampling temperature (0: greedy)")
+    top_p: float = fld(0.95, "nucleus sampling mass")
+    max_new_tokens: int = fld(256, "cap per free-text turn")
     answer_mode: Literal["free", "constrained"] = fld(
         "free", "free: reason then \\boxed{move}; constrained: the reply is only a legal move"
     )
@@ -66,17 +57,25 @@ class LocalPlayerConfig:
     parser_fallback: Literal["last_bracket", "last_mention", "none"] = fld(
         "last_bracket", "without \\boxed{}: what else counts as the answer"
     )
-    max_batch: int = fld(16, "turns of concurrent games decoded in one batch", POSITIVE_INT)
+    max_batch: int = fld(16, "turns of concurrent games decoded in one batch")
 
     def identity(self) -> dict:
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in ("name", "max_batch")}
 
 
+_LOCAL_CHECKS: list[Check] = [
+    ("temperature", lambda v: 0 <= v <= MAX_TEMPERATURE, f"a number in [0, {MAX_TEMPERATURE:g}]"),
+    ("top_p", lambda v: 0 < v <= 1, "a number in (0, 1]"),
+    ("max_new_tokens", lambda v: v >= 1, "an integer >= 1"),
+    ("max_batch", lambda v: v >= 1, "an integer >= 1"),
+]
+
 PlayerConfig = BotPlayerConfig | LocalPlayerConfig | ApiPlayerConfig
-KINDS: dict[str, type] = {
-    "bot": BotPlayerConfig,
-    "local": LocalPlayerConfig,
-    "api": ApiPlayerConfig,
+# Each kind's dataclass and the range checks of its fields.
+KINDS: dict[str, tuple[type, list[Check]]] = {
+    "bot": (BotPlayerConfig, []),
+    "local": (LocalPlayerConfig, _LOCAL_CHECKS),
+    "api": (ApiPlayerConfig, API_CHECKS),
 }
 
 
@@ -85,16 +84,26 @@ class ArenaConfig:
     players: list[Any] = fld([], "players: bot specs, model:PATH, or mappings with a kind")
     games: list[str] = fld(["kuhn_poker"], "games every pair plays")
     dir: str = fld("arenas/default", "arena directory: arena.db, results.json, CSV files")
-    n: int = fld(10, "games per game and ordered pairing (each seat order)", POSITIVE_INT)
-    seed: int = fld(0, "arena seed; game seeds derive from it", (lambda v: 0 <= v < 2**32,
-                    "an integer in [0, 2**32)"))  # fmt: skip
-    max_turns: int = fld(50, "turns after which a game is a draw", POSITIVE_INT)
-    max_concurrent: int = fld(8, "games in flight at once", POSITIVE_INT)
-    transcript_chars: int = fld(2000, "characters kept of each reply in the database", POSITIVE_INT)
+    n: int = fld(10, "games per game and ordered pairing (each seat order)")
+    seed: int = fld(0, "arena seed; game seeds derive from it")
+    max_turns: int = fld(50, "turns after which a game is a draw")
+    max_concurrent: int = fld(8, "games in flight at once")
+    transcript_chars: int = fld(2000, "characters kept of each reply in the database")
     prior_sigma: float = fld(
-        2.0, "Bradley-Terry: sd of the Gaussian prior on each rating, in logits", POSITIVE
+        2.0, "Bradley-Terry: sd of the Gaussian prior on each rating, in logits"
     )
-    bootstrap: int = fld(200, "bootstrap resamples for rating intervals", NON_NEGATIVE_INT)
+    bootstrap: int = fld(200, "bootstrap resamples for rating intervals")
+
+
+_ARENA_CHECKS: list[Check] = [
+    ("n", lambda v: v >= 1, "an integer >= 1"),
+    ("seed", lambda v: 0 <= v < 2**32, "an integer in [0, 2**32)"),
+    ("max_turns", lambda v: v >= 1, "an integer >= 1"),
+    ("max_concurrent", lambda v: v >= 1, "an integer >= 1"),
+    ("transcript_chars", lambda v: v >= 1, "an integer >= 1"),
+    ("prior_sigma", lambda v: v > 0, "a number > 0"),
+    ("bootstrap", lambda v: v >= 0, "an integer >= 0"),
+]
 
 
 def player_from_entry(entry: Any, where: str) -> PlayerConfig:
@@ -108,7 +117,8 @@ def player_from_entry(entry: Any, where: str) -> PlayerConfig:
             f"config field {where!r} = {entry!r} is invalid; allowed: a bot spec, model:PATH, "
             f"or a mapping with kind: {', '.join(KINDS)}"
         )
-    return load_typed(KINDS[entry["kind"]], entry, f"{where}.")
+    cls, checks = KINDS[entry["kind"]]
+    return load_dataclass(cls, entry, checks, f"{where}.")
 
 
 def load_arena_config(path: str | Path, directory: str | None = None) -> ArenaConfig:
@@ -126,7 +136,7 @@ def load_arena_config(path: str | Path, directory: str | None = None) -> ArenaCo
 
 
 def arena_config(data: Any) -> ArenaConfig:
-    cfg = load_typed(ArenaConfig, data, "")
+    cfg = load_dataclass(ArenaConfig, data, _ARENA_CHECKS)
     players = [player_from_entry(e, f"players[{i}]") for i, e in enumerate(cfg.players)]
     cfg = dataclasses.replace(cfg, players=players)
     _check_players(players)

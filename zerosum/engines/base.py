@@ -73,8 +73,14 @@ class Engine(Protocol):
         params: SamplingParams,
         choices: Sequence[Sequence[str]] | None = None,
         seed: int = 0,
+        seeds: Sequence[int] | None = None,
     ) -> list[Generation]:
-        """Sample one response per prompt (token ids). `choices[i]` constrains prompt i."""
+        """Sample one response per prompt (token ids). `choices[i]` constrains prompt i.
+
+        The same prompts, parameters and `seed` give the same samples. `seeds` (one per
+        prompt, replacing `seed`) makes each prompt's sample depend only on its own seed, not
+        on the other prompts of the call (up to batched rounding): what lets a caller batch
+        independent requests, such as concurrent games, and still replay each one alone."""
         ...
 
     def offload(self) -> None:

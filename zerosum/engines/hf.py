@@ -72,23 +72,31 @@ class HFEngine:
         params: SamplingParams,
         choices: Sequence[Sequence[str]] | None = None,
         seed: int = 0,
+        seeds: Sequence[int] | None = None,
     ) -> list[Generation]:
         """`Engine.generate`, in batches of at most `max_batch` prompts; the batch starting
-        at prompt i is seeded `seed + i`."""
+        at prompt i is seeded `seed + i`. With `seeds`, prompt i is sampled from its own
+        generator seeded `seeds[i]` instead, exactly as it is alone with `seed=seeds[i]`."""
+        if seeds is not None and len(seeds) != len(prompts):
+            raise ValueError(f"{len(seeds)} seeds for {len(prompts)} prompts; allowed: one each")
         out: list[Generation] = []
         for start in range(0, len(prompts), self.max_batch):
             chunk = slice(start, start + self.max_batch)
+            gen = (
+                torch.Generator(device="cpu").manual_seed(seed + start)
+                if seeds is None
+                else [torch.Generator(device="cpu").manual_seed(s) for s in seeds[chunk]]
+            )
             out += self._generate_batch(
-                prompts[chunk], params, None if choices is None else choices[chunk], seed + start
+                prompts[chunk], params, None if choices is None else choices[chunk], gen
             )
         return out
 
     @torch.no_grad()
-    def _generate_batch(self, prompts, params, choices, seed) -> list[Generation]:
+    def _generate_batch(self, prompts, params, choices, gen: _Gen) -> list[Generation]:
         """One batch: prefill every prompt, then decode all rows a token at a time."""
         was_training = self.model.training
         self.model.eval()
-        gen = torch.Generator(device="cpu").manual_seed(seed)
         tries = None
         if choices is not None:
             tries = [ChoiceTrie(choice_token_ids(self.tokenizer, c, self.eos_id)) for c in choices]
@@ -136,10 +144,13 @@ class HFEngine:
         rows = list(range(len(prompts)))
         return _Step(rows, result.past_key_values, logits, attn, positions[:, -1] + 1, device)
 
-    def _choose(self, logits, params, tries, rows, out: _Rows, gen) -> tuple[torch.Tensor, ...]:
+    def _choose(
+        self, logits, params, tries, rows, out: _Rows, gen: _Gen
+    ) -> tuple[torch.Tensor, ...]:
         """The next token of every row in the batch (sampled, or greedy) and its log-prob
         under the distribution it came from (temperature, constraint, top-p); constrained
-        rows record their allowed token ids."""
+        rows record their allowed token ids. `gen` is one generator for the batch, or one per
+        prompt (drawing a row alone, as in a batch of one)."""
         scale = 1.0 if params.greedy else params.temperature
         logp = torch.log_softmax(logits / scale, dim=-1)  # [rows, V]
         if tries is not None:
@@ -154,7 +165,15 @@ class HFEngine:
             sampled = logp.argmax(-1)  # [rows]; the first maximum: lowest token id
         else:
             logp = top_p_filter(logp, params.top_p)
-            sampled = torch.multinomial(logp.exp(), 1, generator=gen).squeeze(1)  # [rows]
+            probs = logp.exp()
+            if isinstance(gen, list):
+                draws = [
+                    torch.multinomial(probs[j : j + 1], 1, generator=gen[i])
+                    for j, i in enumerate(rows)
+                ]
+                sampled = torch.cat(draws).squeeze(1)  # [rows]
+            else:
+                sampled = torch.multinomial(probs, 1, generator=gen).squeeze(1)  # [rows]
         return sampled, logp.gather(1, sampled[:, None]).squeeze(1)
 
     def _decode(self, step: _Step, sampled: torch.Tensor) -> None:
@@ -170,6 +189,10 @@ class HFEngine:
         step.cache = result.past_key_values
         step.logits = result.logits[:, -1, :].float().cpu()  # [rows, V]
         step.next_pos = step.next_pos + 1
+
+
+# One generator for a whole batch, or one per prompt of the batch (`generate(seeds=...)`).
+_Gen = torch.Generator | list[torch.Generator]
 
 
 class _Rows:

@@ -307,8 +307,12 @@ class VLLMEngine:
         params: SamplingParams,
         choices: Sequence[Sequence[str]] | None = None,
         seed: int = 0,
+        seeds: Sequence[int] | None = None,
     ) -> list[Generation]:
         from vllm import SamplingParams as VLLMParams
+
+        if seeds is not None and len(seeds) != len(prompts):
+            raise ValueError(f"{len(seeds)} seeds for {len(prompts)} prompts; allowed: one each")
 
         if self.asleep:  # generation without a learner step in between (evaluation)
             self.sync_weights()
@@ -326,7 +330,9 @@ class VLLMEngine:
                     temperature=params.temperature,  # 0: vLLM's greedy decoding
                     top_p=params.top_p,
                     max_tokens=max_tokens,
-                    seed=seed + i,  # per request: the same (seed, batch) gives the same samples
+                    # vLLM seeds each request's own generator: the same (seed, batch) gives
+                    # the same samples, and a request's `seeds[i]` gives it whatever the batch
+                    seed=seed + i if seeds is None else seeds[i],
                     logprobs=0,  # only the sampled token's log-probability
                     stop_token_ids=sorted(self.stop_ids),
                     detokenize=False,  # decoded below exactly as the hf engine does

@@ -24,16 +24,7 @@ from typing import Literal
 
 import numpy as np
 
-from zerosum.arena.typed import (
-    NON_NEGATIVE,
-    NON_NEGATIVE_INT,
-    POSITIVE,
-    POSITIVE_INT,
-    UNIT_INTERVAL,
-    ConfigError,
-    fld,
-    load_typed,
-)
+from zerosum.config import Check, ConfigError, fld, load_dataclass
 from zerosum.engines.base import MAX_TEMPERATURE
 from zerosum.games.base import GameState
 from zerosum.games.parsing import parse_action
@@ -42,31 +33,25 @@ from zerosum.players.base import Move
 # Longest reply kept (its tail, where the answer is): an honest server is bounded by
 # max_tokens, a broken one is not.
 MAX_REPLY_CHARS = 100_000
-_URL = (lambda v: v.startswith(("http://", "https://")), "an http:// or https:// URL")
-_TEMPERATURE = (lambda v: 0 <= v <= MAX_TEMPERATURE, f"a number in [0, {MAX_TEMPERATURE:g}]")
 
 
 @dataclass(frozen=True)
 class ApiPlayerConfig:
     name: str = fld(dataclasses.MISSING, "player name in tables and the database")
-    base_url: str = fld(dataclasses.MISSING, "server URL, e.g. http://127.0.0.1:8000/v1", _URL)
+    base_url: str = fld(dataclasses.MISSING, "server URL, e.g. http://127.0.0.1:8000/v1")
     model: str = fld(dataclasses.MISSING, "model name as the server knows it")
     kind: Literal["api"] = fld("api", "player kind")
     api_key_env: str | None = fld(
         None, "name of the environment variable holding the API key (null: no key)"
     )
-    timeout: float = fld(60.0, "seconds per request", POSITIVE)
-    max_retries: int = fld(
-        3, "retries after a timeout, connection error, 429 or 5xx", NON_NEGATIVE_INT
-    )
-    backoff: float = fld(
-        1.0, "seconds before the first retry, doubled for each next one", NON_NEGATIVE
-    )
-    max_backoff: float = fld(30.0, "longest wait between two attempts", NON_NEGATIVE)
-    concurrency: int = fld(4, "requests to this player in flight at once", POSITIVE_INT)
-    temperature: float = fld(0.6, "sampling temperature (0: greedy)", _TEMPERATURE)
-    top_p: float = fld(0.95, "nucleus sampling mass", UNIT_INTERVAL)
-    max_tokens: int = fld(512, "cap on generated tokens per turn", POSITIVE_INT)
+    timeout: float = fld(60.0, "seconds per request")
+    max_retries: int = fld(3, "retries after a timeout, connection error, 429 or 5xx")
+    backoff: float = fld(1.0, "seconds before the first retry, doubled for each next one")
+    max_backoff: float = fld(30.0, "longest wait between two attempts")
+    concurrency: int = fld(4, "requests to this player in flight at once")
+    temperature: float = fld(0.6, "sampling temperature (0: greedy)")
+    top_p: float = fld(0.95, "nucleus sampling mass")
+    max_tokens: int = fld(512, "cap on generated tokens per turn")
     include_rules: bool = fld(True, "put the game's rules into every prompt")
     parser_fallback: Literal["last_bracket", "last_mention", "none"] = fld(
         "last_bracket", "without \\boxed{}: what else counts as the answer (see README)"
@@ -84,6 +69,19 @@ class ApiPlayerConfig:
         return {k: getattr(self, k) for k in self.PLAY_FIELDS}
 
 
+API_CHECKS: list[Check] = [
+    ("base_url", lambda v: v.startswith(("http://", "https://")), "an http:// or https:// URL"),
+    ("timeout", lambda v: v > 0, "a number > 0"),
+    ("max_retries", lambda v: v >= 0, "an integer >= 0"),
+    ("backoff", lambda v: v >= 0, "a number >= 0"),
+    ("max_backoff", lambda v: v >= 0, "a number >= 0"),
+    ("concurrency", lambda v: v >= 1, "an integer >= 1"),
+    ("temperature", lambda v: 0 <= v <= MAX_TEMPERATURE, f"a number in [0, {MAX_TEMPERATURE:g}]"),
+    ("top_p", lambda v: 0 < v <= 1, "a number in (0, 1]"),
+    ("max_tokens", lambda v: v >= 1, "an integer >= 1"),
+]
+
+
 def load_api_config(path: str | Path) -> ApiPlayerConfig:
     """An API player's settings from a YAML file (`zerosum match --players api:FILE`)."""
     import yaml
@@ -95,7 +93,7 @@ def load_api_config(path: str | Path) -> ApiPlayerConfig:
         data = yaml.safe_load(p.read_text())
     except yaml.YAMLError as err:
         raise ConfigError(f"{str(p)!r} is not valid YAML: {str(err).splitlines()[0]}") from None
-    return load_typed(ApiPlayerConfig, data, "")
+    return load_dataclass(ApiPlayerConfig, data, API_CHECKS)
 
 
 def api_key(config: ApiPlayerConfig) -> str:
