@@ -118,7 +118,10 @@ def test_bf16_auto_follows_the_hardware(monkeypatch):
 
     assert load_config().optim.bf16 == "auto"
     assert load_config(overrides=["optim.bf16=false"]).optim.bf16 is False
-    with pytest.raises(ConfigError, match=r"'optim.bf16' = 'maybe' is invalid; allowed: true or false or one of 'auto'$"):
+    with pytest.raises(
+        ConfigError,
+        match=r"'optim.bf16' = 'maybe' is invalid; allowed: true or false or one of 'auto'$",
+    ):
         load_config(overrides=["optim.bf16=maybe"])
     cpu = torch.device("cpu")
     for avx512_bf16, amx, want in ((True, False, True), (False, True, True), (False, False, False)):

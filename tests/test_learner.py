@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from zerosum.learner import Learner, LearnerSettings, Sample, micro_batches, response_logprobs
-from zerosum.magnet import Magnet
+from zerosum.snapshot import Snapshot
 
 
 def make_samples(tokenizer):
@@ -76,7 +76,7 @@ def test_magnet_pulls_the_policy_back(tiny, tokenizer, lora):
     model = tiny
     if lora:
         model = get_peft_model(tiny, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear"))
-    magnet = Magnet(model)
+    magnet = Snapshot(model)
     assert set(magnet.weights) == {n for n, p in model.named_parameters() if p.requires_grad}
     assert magnet.weights and all("lora_" in n for n in magnet.weights) == lora
     gen = torch.Generator().manual_seed(0)
@@ -86,7 +86,9 @@ def test_magnet_pulls_the_policy_back(tiny, tokenizer, lora):
                 noise = torch.randn(p.shape, generator=gen)
                 p.copy_(noise * 0.5) if lora else p.add_(noise * 0.05)
     samples = [Sample(s.prompt_ids, s.response_ids, 0.0) for s in make_samples(tokenizer)]
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=5e-2 if lora else 1e-2)
+    opt = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad], lr=5e-2 if lora else 1e-2
+    )
     settings = LearnerSettings(loss="reinforce", magnet_alpha=1.0, aggregation="mean")
     learner = Learner(model, opt, settings, tokenizer.pad_token_id, magnet)
     kls = [learner.step(samples)["loss/magnet_kl"] for _ in range(16)]
@@ -104,7 +106,7 @@ def test_magnet_with_alpha_zero_trains_exactly_as_no_regularizer(tiny, tokenizer
     for magnet_on in (False, True):
         model = copy.deepcopy(tiny)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
-        magnet = Magnet(model) if magnet_on else None
+        magnet = Snapshot(model) if magnet_on else None
         with torch.no_grad():  # the magnet differs from the policy, so its KL is not 0
             next(model.parameters()).add_(0.1)
         learner = Learner(model, opt, LearnerSettings(), tokenizer.pad_token_id, magnet)
@@ -146,3 +148,36 @@ def test_response_logprobs_and_entropy_match_a_direct_computation(tiny, tokenize
             assert mask[i, :n].sum() == n and mask[i, n:].sum() == 0
             assert (logp[i, n:] == 0).all() and (ent[i, n:] == 0).all()
     assert ent[3, 0] <= torch.log(torch.tensor(2.0)) + 1e-5  # two allowed tokens at most
+
+
+@pytest.mark.parametrize("constrained", [False, True])
+def test_shared_prefix_gives_the_same_scores_and_gradients(tiny, tokenizer, constrained):
+    """The prompt prefix all samples share runs once: log-probs, entropies and gradients
+    equal those of every sample run whole (to float rounding)."""
+    from zerosum.learner import _batch_inputs, shared_prefix_len
+
+    enc = lambda t: tokenizer.encode(t, add_special_tokens=False)  # noqa: E731
+    eos = tokenizer.eos_token_id
+    rules = enc("Kuhn Poker is played with three cards, J, Q and K. " * 3)
+    views = ["Your card is K. Bet or check?", "Your card is J.", "Facing a bet, you hold Q."]
+    answers = [enc("bet") + [eos], enc("check") + [eos], enc("I call, my card is fine") + [eos]]
+    samples = [Sample(rules + enc(v), a, adv) for v, a, adv in zip(views, answers, (1, -1, 0.5))]
+    if constrained:
+        samples = [Sample(s.prompt_ids, s.response_ids[:2], s.advantage, [[s.response_ids[0], eos], [eos]]) for s in samples[:2]]  # fmt: skip
+    assert shared_prefix_len(samples) >= len(rules)
+    assert "prefix_ids" in _batch_inputs(samples, tokenizer.pad_token_id, "cpu", True)
+    results = []
+    for shared in (False, True):
+        tiny.zero_grad()
+        scores = response_logprobs(
+            tiny, samples, 0.7, tokenizer.pad_token_id, entropy_grad=True, shared_prefix=shared
+        )
+        adv = torch.tensor([s.advantage for s in samples])[:, None]
+        (-(adv * scores.logp).sum() - scores.entropy.sum()).backward()
+        grads = [p.grad.clone() for p in tiny.parameters()]
+        results.append((scores.logp.detach(), scores.entropy.detach(), scores.mask, grads))
+    (lp0, ent0, mask0, g0), (lp1, ent1, mask1, g1) = results
+    assert torch.equal(mask0, mask1)
+    assert torch.allclose(lp0, lp1, atol=1e-5) and torch.allclose(ent0, ent1, atol=1e-4)
+    assert all(torch.allclose(a, b, atol=1e-5, rtol=1e-4) for a, b in zip(g0, g1))
+    assert any(a.abs().sum() > 0 for a in g0)

@@ -28,10 +28,12 @@ def test_learner_settings_read_every_field_of_their_sections():
         "algo.norm_constant=10", "algo.regularizer=magnet", "algo.magnet_alpha=0.1",
         "algo.entropy_coef=0.2", "optim.grad_clip=2",
         "optim.micro_batch_tokens=99", "sampling.temperature=0.7", "optim.bf16=true",
+        "optim.shared_prefix=false",
     ])  # fmt: skip
     assert LearnerSettings.from_config(cfg) == LearnerSettings(
         loss="reinforce", epochs=3, clip_eps=0.3, aggregation="mean", norm_constant=10.0,
         magnet_alpha=0.1, entropy_coef=0.2, grad_clip=2.0, micro_batch_tokens=99, temperature=0.7,
+        shared_prefix=False,
         bf16=True,
     )  # fmt: skip
     with pytest.raises(ValueError, match="optim.bf16 = 'auto' must be resolved"):

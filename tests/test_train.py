@@ -119,7 +119,9 @@ def test_resume_without_checkpoint_is_a_clear_error(tmp_path, capsys):
     assert main(["train", "--resume", str(tmp_path)]) == 2
     assert "is not a run directory" in capsys.readouterr().err
     # --config beside --resume would be silently ignored: refused instead.
-    assert main(["train", "--resume", str(tmp_path), "--config", "configs/tiny_kuhn_test.yaml"]) == 2
+    assert (
+        main(["train", "--resume", str(tmp_path), "--config", "configs/tiny_kuhn_test.yaml"]) == 2
+    )
     assert "--resume reads the run's own config.json; drop --config" in capsys.readouterr().err
 
 

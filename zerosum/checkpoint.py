@@ -41,7 +41,8 @@ class TrainState:
     step: int = 0
     baselines: dict[str, float] = field(default_factory=dict)  # RAE, per (game, seat)
     games_played: int = 0
-    magnet: dict | None = None  # regularizer magnet: `Magnet.state_dict()` (step, weights)
+    magnet: dict | None = None  # regularizer magnet: `Snapshot.state_dict()` (step, weights)
+    pool: dict | None = None  # opponent pool: `OpponentPool.state_dict()` (members, snapshots)
 
     @classmethod
     def from_dict(cls, saved: dict) -> TrainState:
@@ -87,8 +88,9 @@ def save_checkpoint(
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step-{state.step:06d}"
     tmp = root / f".tmp-step-{state.step:06d}-{os.getpid()}"
-    magnet_bytes = sum(t.nbytes for t in (state.magnet or {}).get("weights", {}).values())
-    check_free_space(root, checkpoint_bytes(model, optimizer, base_model) + magnet_bytes)
+    snapshots = [state.magnet] + [m["snapshot"] for m in (state.pool or {}).get("members", [])]
+    extra = sum(t.nbytes for s in snapshots if s for t in s["weights"].values())
+    check_free_space(root, checkpoint_bytes(model, optimizer, base_model) + extra)
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         _write(tmp, model, tokenizer, optimizer, state, config, base_model)

@@ -36,6 +36,8 @@ LoraSync = Literal["auto", "adapter", "merge"]
 EngineName = Literal["hf", "vllm"]
 Dtype = Literal["float32", "bfloat16"]
 Regularizer = Literal["none", "magnet"]
+PoolSampling = Literal["uniform", "pfsp"]
+PoolEviction = Literal["oldest", "weakest"]
 
 LOSS_KINDS: tuple[str, ...] = get_args(LossKind)
 AGGREGATIONS: tuple[str, ...] = get_args(Aggregation)
@@ -47,6 +49,8 @@ LORA_SYNCS: tuple[str, ...] = get_args(LoraSync)
 ENGINES: tuple[str, ...] = get_args(EngineName)
 DTYPES: tuple[str, ...] = get_args(Dtype)
 REGULARIZERS: tuple[str, ...] = get_args(Regularizer)
+POOL_SAMPLINGS: tuple[str, ...] = get_args(PoolSampling)
+POOL_EVICTIONS: tuple[str, ...] = get_args(PoolEviction)
 
 # Fields that were replaced, with what to write instead (named in the unknown-field error).
 RENAMED = {
@@ -153,6 +157,32 @@ class RolloutConfig:
 
 
 @dataclass
+class OpponentsConfig:
+    """`opponents`: who the learning policy plays (default: itself, in both seats)."""
+
+    self_play: float = _f(
+        1.0, "share of games the latest policy plays against itself; the rest against the pool"
+    )
+    pool_size: int = _f(
+        0, "earlier selves kept as opponents (0: none); the initial model is the first"
+    )
+    pool_every: int = _f(10, "add the current policy to the pool every N steps")
+    evict: PoolEviction = _f(
+        "oldest", "when the pool is full: drop the oldest snapshot, or the one beaten most"
+    )
+    sampling: PoolSampling = _f(
+        "uniform",
+        "uniform (fictitious self-play), or pfsp: weight (1 - win rate)^pfsp_power, towards "
+        "the opponents the policy beats least",
+    )
+    pfsp_power: float = _f(2.0, "pfsp: the exponent of the weighting")
+    win_rate_decay: float = _f(0.9, "EMA decay of the running win rate against each member")
+    fixed: list[str] = _f(
+        [], "fixed pool members: bots (random, mcts:N, nash, perfect) or model:PATH checkpoints"
+    )
+
+
+@dataclass
 class AlgoConfig:
     """`algo`: advantages and the policy-gradient loss."""
 
@@ -190,6 +220,11 @@ class OptimConfig:
     weight_decay: float = _f(0.0, "AdamW weight decay")
     grad_clip: float = _f(1.0, "max global gradient norm")
     micro_batch_tokens: int = _f(4096, "padded tokens per micro-batch")
+    shared_prefix: bool = _f(
+        True,
+        "run the prompt prefix all samples of a micro-batch share (chat template, rules) once, "
+        "not once per sample; the same gradients up to float rounding",
+    )
     bf16: bool | Literal["auto"] = _f(
         "auto",
         "bf16 autocast for the learner's forward/backward; auto: only where the hardware "
@@ -237,6 +272,7 @@ class TrainConfig:
     vllm: VLLMConfig = field(default_factory=VLLMConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    opponents: OpponentsConfig = field(default_factory=OpponentsConfig)
     algo: AlgoConfig = field(default_factory=AlgoConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     run: RunConfig = field(default_factory=RunConfig)
@@ -273,6 +309,11 @@ _CHECKS: list[Check] = [
     ("algo.clip_eps", lambda v: 0 < v < 1, "a number in (0, 1)"),
     ("algo.rae_decay", lambda v: 0 <= v <= 1, "a number in [0, 1]"),
     ("algo.norm_constant", lambda v: v > 0, "a number > 0"),
+    ("opponents.self_play", lambda v: 0 <= v <= 1, "a number in [0, 1]"),
+    ("opponents.pool_size", lambda v: 0 <= v <= 1000, "an integer in [0, 1000]"),
+    ("opponents.pool_every", lambda v: v >= 1, "an integer >= 1"),
+    ("opponents.pfsp_power", lambda v: v >= 0, "a number >= 0"),
+    ("opponents.win_rate_decay", lambda v: 0 <= v < 1, "a number in [0, 1)"),
     ("algo.magnet_alpha", lambda v: v >= 0, "a number >= 0"),
     ("algo.magnet_reset", lambda v: v >= 0, "an integer >= 0"),
     ("algo.entropy_coef", lambda v: v >= 0, "a number >= 0"),
@@ -495,6 +536,23 @@ def _check_games(cfg: TrainConfig) -> None:
         )
     from zerosum.players import make_player, unsupported
 
+    o = cfg.opponents
+    if o.self_play < 1 and not (o.pool_size or o.fixed):
+        raise ConfigError(
+            f"config field 'opponents.self_play' = {o.self_play!r} leaves games to an empty pool; "
+            "set opponents.pool_size >= 1 or opponents.fixed"
+        )
+    for spec in o.fixed:
+        try:
+            if not spec.startswith("model:"):
+                make_player(spec)
+        except ValueError as err:
+            raise ConfigError(f"config field 'opponents.fixed': {err}") from None
+        for game in cfg.rollout.games:
+            if reason := unsupported(spec, game):
+                raise ConfigError(
+                    f"config field 'opponents.fixed': {spec!r} cannot play {game!r}: {reason}"
+                )
     for spec in cfg.eval.opponents:
         try:
             if not spec.startswith("model:"):  # a model loads only when it is used

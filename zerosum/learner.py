@@ -27,7 +27,7 @@ from zerosum.config import (
     TrainConfig,
 )
 from zerosum.loss import policy_loss, token_kl
-from zerosum.magnet import Magnet
+from zerosum.snapshot import Snapshot
 
 
 @dataclass
@@ -74,26 +74,21 @@ def response_logprobs(
     temperature: float = 1.0,
     pad_id: int = 0,
     entropy_grad: bool = False,
-    magnet: Magnet | None = None,
+    magnet: Snapshot | None = None,
+    shared_prefix: bool = True,
 ) -> Scores:
     """Per-token log-probs of each response under `model`, the response mask and entropy,
     and with `magnet` the exact KL to the magnet's next-token distributions.
 
     Constrained samples are scored under the same allowed-token restriction they were
     sampled with (the KL too). `entropy_grad` keeps the entropy's graph (for an entropy
-    bonus); the KL always keeps its graph when gradients are on.
+    bonus); the KL always keeps its graph when gradients are on. `shared_prefix`: the tokens
+    every sample starts with (the chat template and rules) go through the model once per call
+    instead of once per sample (`_batch_inputs`); the result is the same up to float rounding.
     """
     device = next(model.parameters()).device
     t_max = max(len(s.response_ids) for s in samples)
-    # Left padding right-aligns every response, so the logits needed are the last t_max + 1
-    # positions of every row: only those go through the vocabulary projection, and the slice
-    # [:, :t_max] of them predicts the right-aligned responses (a view: no [B, T, V] copy).
-    ids, attn, positions = left_pad([s.prompt_ids + s.response_ids for s in samples], pad_id)
-    inputs = {
-        "input_ids": ids.to(device),
-        "attention_mask": attn.to(device),
-        "position_ids": positions.to(device),
-    }
+    inputs = _batch_inputs(samples, pad_id, device, shared_prefix)
     magnet_logp_all = None
     if magnet is not None:  # first, so the policy's own forward runs on its own weights
         with torch.no_grad(), magnet.swapped_in():
@@ -122,6 +117,64 @@ def response_logprobs(
     return Scores(logp.gather(1, left) * mask, mask, entropy.gather(1, left) * mask, kl)
 
 
+# A shared prefix shorter than this is not worth a separate forward pass.
+MIN_SHARED_PREFIX = 16
+
+
+def shared_prefix_len(samples: Sequence[Sample]) -> int:
+    """Tokens every sample's prompt starts with, leaving each at least its last prompt
+    token (whose logits predict the first response token)."""
+    first = samples[0].prompt_ids
+    n = min(len(s.prompt_ids) for s in samples) - 1
+    for s in samples[1:]:
+        ids = s.prompt_ids
+        k = 0
+        while k < n and ids[k] == first[k]:
+            k += 1
+        n = k
+    return max(n, 0)
+
+
+def _batch_inputs(samples: Sequence[Sample], pad_id: int, device, shared_prefix: bool) -> dict:
+    """The model inputs of a batch: every sequence left-padded, so every response is
+    right-aligned and the logits needed are the last T + 1 positions of every row (only those
+    go through the vocabulary projection, and their slice [:, :T] predicts the responses).
+
+    With `shared_prefix` (and a long enough one across several samples), the common prefix is
+    left out of the rows and stands as `prefix_ids` [1, P] before them: `_response_logits`
+    runs it once and repeats its keys and values over the batch (gradients flow through them,
+    so training is unchanged); the rows' positions continue from P, and their padding sits
+    between the prefix and the suffix, masked."""
+    p = shared_prefix_len(samples) if shared_prefix and len(samples) > 1 else 0
+    if p < MIN_SHARED_PREFIX:
+        p = 0
+    ids, attn, positions = left_pad([(s.prompt_ids + s.response_ids)[p:] for s in samples], pad_id)
+    inputs = {
+        "input_ids": ids.to(device),
+        "attention_mask": attn.to(device),
+        "position_ids": (positions + p).to(device),
+    }
+    if p:
+        inputs["prefix_ids"] = torch.tensor([samples[0].prompt_ids[:p]], device=device)
+    return inputs
+
+
+def _with_prefix(model, inputs: dict) -> dict:
+    """`inputs` for a forward pass: a shared prefix (if any) run once through the decoder
+    and given as the batch's past keys and values, its positions unmasked in every row."""
+    if "prefix_ids" not in inputs:
+        return inputs
+    inputs = dict(inputs)
+    prefix = inputs.pop("prefix_ids")
+    cache = model.get_decoder()(input_ids=prefix, use_cache=True).past_key_values
+    batch = inputs["input_ids"].shape[0]
+    cache.batch_repeat_interleave(batch)  # autograd sums the rows' gradients into the prefix
+    ones = torch.ones((batch, prefix.shape[1]), dtype=inputs["attention_mask"].dtype)
+    inputs["attention_mask"] = torch.cat([ones.to(prefix.device), inputs["attention_mask"]], 1)
+    inputs["past_key_values"] = cache
+    return inputs
+
+
 def _token_logp_all(
     logits: torch.Tensor, targets: torch.Tensor, allowed: list, temperature: float
 ) -> tuple[torch.Tensor, torch.Tensor, bool]:
@@ -147,6 +200,7 @@ def _response_logits(
     targets = torch.zeros((len(samples), t_max), dtype=torch.long)  # right-aligned
     for i, s in enumerate(samples):
         targets[i, t_max - len(s.response_ids) :] = torch.tensor(s.response_ids)
+    inputs = _with_prefix(model, inputs)
     if all(s.allowed is not None for s in samples) and _plain_output_layer(model):
         # Constrained answers only ever choose among a few tokens: project the hidden states
         # onto those rows of the output embedding instead of the whole vocabulary.
@@ -200,6 +254,7 @@ class LearnerSettings:
     entropy_coef: float = AlgoConfig.entropy_coef
     grad_clip: float = OptimConfig.grad_clip
     micro_batch_tokens: int = OptimConfig.micro_batch_tokens
+    shared_prefix: bool = OptimConfig.shared_prefix
     temperature: float = SamplingConfig.temperature  # the rollouts' sampling temperature
     bf16: bool = False  # bf16 autocast; `optim.bf16: auto` must be resolved first
 
@@ -215,6 +270,7 @@ class LearnerSettings:
             norm_constant=a.norm_constant, entropy_coef=a.entropy_coef,
             magnet_alpha=a.magnet_alpha if a.regularizer == "magnet" else 0.0,
             grad_clip=o.grad_clip, micro_batch_tokens=o.micro_batch_tokens,
+            shared_prefix=o.shared_prefix,
             temperature=cfg.sampling.temperature, bf16=o.bf16,
         )  # fmt: skip
 
@@ -229,7 +285,7 @@ class Learner:
         optimizer: torch.optim.Optimizer,
         settings: LearnerSettings,
         pad_id: int,
-        magnet: Magnet | None = None,
+        magnet: Snapshot | None = None,
     ):
         self.model = model
         self.optimizer = optimizer
@@ -261,6 +317,7 @@ class Learner:
                     logp, mask, ent, kl = response_logprobs(
                         self.model, mb, s.temperature, self.pad_id,
                         entropy_grad=s.entropy_coef > 0, magnet=self.magnet,
+                        shared_prefix=s.shared_prefix,
                     )  # fmt: skip
                 if epoch == 0:
                     old[b] = logp.detach()
@@ -296,7 +353,9 @@ class Learner:
         n = 0
         for idx in micro_batches([len(x) for x in samples], self.s.micro_batch_tokens):
             mb = [samples[i] for i in idx]
-            logp, mask, _, _ = response_logprobs(self.model, mb, self.s.temperature, self.pad_id)
+            logp, mask, _, _ = response_logprobs(
+                self.model, mb, self.s.temperature, self.pad_id, shared_prefix=self.s.shared_prefix
+            )
             adv = torch.tensor([x.advantage for x in mb], device=logp.device)[:, None]
             total += float(-(adv * logp * mask).sum())
             n += int(mask.sum())

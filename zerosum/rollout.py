@@ -10,7 +10,8 @@ constrained mode) and, when its game ends, the seat's final return.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
@@ -39,6 +40,7 @@ from zerosum.seeds import (
     round_seed,
     schedule_rng,
 )
+from zerosum.snapshot import Snapshot
 
 FREE_INSTRUCTION = "Think step by step, then give your final move in \\boxed{{}}, for example \\boxed{{{example}}}."
 FREE_TEXT_INSTRUCTION = "Think step by step, then put your move or message in \\boxed{}."
@@ -263,7 +265,7 @@ class GameRunner:
         params: SamplingParams | None,
         settings: RolloutSettings,
         seed: int,
-        opponents: Sequence[Sequence[Player | None]] | None = None,
+        opponents: Sequence[Sequence[Player | Snapshot | None]] | None = None,
     ):
         self.engine, self.tokenizer, self.params = engine, tokenizer, params
         self.schedule, self.settings, self.seed = schedule, settings, seed
@@ -302,9 +304,19 @@ class GameRunner:
         return _Slot(index, game_name, state, player_rng(seed))
 
     # -- fixed players ---------------------------------------------------------------
-    def fixed_player(self, slot: _Slot) -> Player | None:
-        """The fixed player of the seat to move, or None when it is the model's turn."""
+    def seat_player(self, slot: _Slot) -> Player | Snapshot | None:
+        """What plays the seat to move: None for the learning policy."""
         return self.opponents[slot.index][slot.state.current_seat()] if self.opponents else None
+
+    def fixed_player(self, slot: _Slot) -> Player | None:
+        """The fixed player of the seat to move, or None when the engine answers."""
+        player = self.seat_player(slot)
+        return None if isinstance(player, Snapshot) else player
+
+    def snapshot_of(self, slot: _Slot) -> Snapshot | None:
+        """The pool snapshot whose weights answer for the seat to move, if any."""
+        player = self.seat_player(slot)
+        return player if isinstance(player, Snapshot) else None
 
     def advance_fixed(self, slot: _Slot) -> bool:
         """Let fixed players move until it is the model's turn; True while the game goes on."""
@@ -324,38 +336,70 @@ class GameRunner:
 
     # -- the model's turns -----------------------------------------------------------
     def play_round(self) -> None:
-        """One engine batch: the model's turn in every live game; each answer is played."""
+        """One engine batch per policy to move (the learning policy, then each pool snapshot
+        with its weights served): every live game's pending turn; each answer is played."""
         seats = [slot.state.current_seat() for slot in self.live]
-        prompts, gens = self.send_turns(seats)
+        snaps = [self.snapshot_of(slot) for slot in self.live]
+        answers: dict[int, tuple[list[int], Generation]] = {}
+        for snap in dict.fromkeys([None, *snaps]):  # the learner first, then in order of games
+            idx = [i for i, s in enumerate(snaps) if s is snap]
+            if not idx:
+                continue
+            with self.serving(snap):
+                prompts, gens = self.send_turns(
+                    [self.live[i] for i in idx], [seats[i] for i in idx]
+                )
+            answers.update({i: (p, g) for i, p, g in zip(idx, prompts, gens)})
         still_live = []
-        for slot, seat, prompt, gen in zip(self.live, seats, prompts, gens):
-            if self.take_answer(slot, seat, prompt, gen):
+        for i, (slot, seat, snap) in enumerate(zip(self.live, seats, snaps)):
+            if self.take_answer(slot, seat, *answers[i], learner=snap is None):
                 still_live.append(slot)
         self.live = still_live
 
-    def send_turns(self, seats: Sequence[int]) -> tuple[list[list[int]], list[Generation]]:
-        """The prompts of the live games' pending turns and the engine's answers to them."""
+    @contextmanager
+    def serving(self, snapshot: Snapshot | None) -> Iterator[None]:
+        """The engine generates as `snapshot` inside (the learning policy for None)."""
+        if snapshot is None:
+            yield
+            return
+        try:
+            with snapshot.swapped_in():
+                self.engine.sync_weights()  # vLLM holds its own copy; hf shares the module
+                yield
+        finally:
+            self.engine.sync_weights()
+
+    def send_turns(
+        self, slots: Sequence[_Slot], seats: Sequence[int]
+    ) -> tuple[list[list[int]], list[Generation]]:
+        """The prompts of `slots`' pending turns and the engine's answers to them."""
         s = self.settings
         prompts = [
             build_prompt(self.tokenizer, slot.state, seat, s.answer_mode, slot.feedback,
                          s.include_rules, s.prompt_format)
-            for slot, seat in zip(self.live, seats)
+            for slot, seat in zip(slots, seats)
         ]  # fmt: skip
         choices = None
         if s.answer_mode == "constrained":
-            choices = [list(slot.state.legal_actions()) for slot in self.live]
+            choices = [list(slot.state.legal_actions()) for slot in slots]
         seed = round_seed(self.seed, self.round_index)
         self.round_index += 1
         return prompts, self.engine.generate(prompts, self.params, choices, seed=seed)
 
-    def take_answer(self, slot: _Slot, seat: int, prompt: list[int], gen: Generation) -> bool:
-        """Record the model's answer as a turn and play it; True while the game goes on."""
+    def take_answer(
+        self, slot: _Slot, seat: int, prompt: list[int], gen: Generation, learner: bool = True
+    ) -> bool:
+        """Play an engine answer; the learning policy's is recorded as a turn (a pool
+        snapshot's is not trained on). True while the game goes on."""
         action, reason = read_answer(gen.text, slot.state.legal_actions(), self.settings)
         turn = Turn(
             slot.game, slot.index, seat, slot.moves, prompt, gen.token_ids, gen.logprobs,
             gen.allowed, action is not None, reason, gen.finish_reason,
         )  # fmt: skip
-        slot.turns.append(turn)
+        if learner:
+            slot.turns.append(turn)
+        else:
+            turn = None
         if action is None:
             decision, action = self.on_invalid(slot, seat, reason or "invalid")
             if decision != "play":
@@ -418,14 +462,15 @@ def play_games(
     params: SamplingParams | None,
     settings: RolloutSettings,
     seed: int,
-    opponents: Sequence[Sequence[Player | None]] | None = None,
+    opponents: Sequence[Sequence[Player | Snapshot | None]] | None = None,
 ) -> tuple[list[Turn], list[Episode]]:
     """Play every scheduled (game, seed) to the end; returns the model's turns and all episodes.
 
     By default the model plays both seats (self-play). `opponents[i][seat]`, when given and
     not None, is a fixed player for that seat of game i (evaluation); its moves are made at
     once, so only the model's turns go to the engine (None, with `params` None, when no seat
-    is the model's). Every player's invalid answers go through the same invalid-move policy.
+    is the model's). A `Snapshot` there is an earlier self of the model (an opponent pool):
+    the engine answers for it with the snapshot's weights, and its turns are not returned. Every player's invalid answers go through the same invalid-move policy.
     `seed` seeds the engine's sampling (`seeds.round_seed`); each game's own randomness comes
     from its scheduled seed.
     """

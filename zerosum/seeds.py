@@ -20,6 +20,7 @@ _EVAL_STRIDE, _EVAL_STEP_STRIDE = 7919, 1000
 # Tags that tell NumPy streams of the same (seed, ...) apart.
 _SCHEDULE_STREAM = 7
 _PLAYER_STREAM = 3
+_OPPONENT_STREAM = 11
 
 
 def game_seed(seed: int, index: int) -> int:
@@ -59,3 +60,8 @@ def player_rng(game_seed: int) -> np.random.Generator:
     """The RNG of one game's fixed players and random-move substitutions (the game's own
     chance events draw from the game state, seeded with `game_seed` itself)."""
     return np.random.default_rng([game_seed, _PLAYER_STREAM])
+
+
+def opponent_rng(run_seed: int, step: int) -> np.random.Generator:
+    """The RNG that picks step `step`'s opponents from the pool and the learner's seats."""
+    return np.random.default_rng([run_seed, step, _OPPONENT_STREAM])

@@ -29,8 +29,8 @@ from zerosum.checkpoint import TrainState, resume_candidates, resume_from, save_
 from zerosum.config import OptimConfig, TrainConfig, config_to_dict
 from zerosum.engines import Engine, SamplingParams, make_engine
 from zerosum.hardware import resolve_bf16
+from zerosum.league import OpponentPool, seat_players
 from zerosum.learner import Learner, LearnerSettings, Sample
-from zerosum.magnet import Magnet
 from zerosum.rollout import (
     RolloutSettings,
     play_games,
@@ -39,6 +39,7 @@ from zerosum.rollout import (
 )
 from zerosum.rundir import prepare_run_dir, write_atomic
 from zerosum.seeds import eval_seed, step_seed
+from zerosum.snapshot import Snapshot
 
 # A LoRA adapter on a tiny model names its base relative to itself: checkpoints/step-N/base,
 # the random base weights saved beside it (there is nothing to download).
@@ -234,6 +235,7 @@ class Run:
     state: TrainState
     log: MetricsLog
     tiny_base: Any = None  # LoRA on a tiny model: the random base, saved with checkpoints
+    pool: OpponentPool | None = None  # opponents.pool_size or opponents.fixed
 
     @property
     def sampling(self) -> SamplingParams:
@@ -250,6 +252,8 @@ class Run:
         """Checkpoint the current step (`checkpoint.save_checkpoint`), magnet included."""
         if self.learner.magnet is not None:
             self.state.magnet = self.learner.magnet.state_dict()
+        if self.pool is not None:
+            self.state.pool = self.pool.state_dict()
         save_checkpoint(
             self.run_dir, self.model, self.tokenizer, self.optimizer, self.state,
             config_to_dict(self.cfg), self.cfg.run.keep_checkpoints, base_model=self.tiny_base,
@@ -271,7 +275,11 @@ def start_run(cfg: TrainConfig, run_dir: Path, resume: bool) -> Run:
     tiny_base = build_tiny(cfg, tokenizer) if cfg.model.tiny and cfg.model.lora else None
     learner = build_learner(cfg, model, optimizer, tokenizer, state)
     engine = build_engine(cfg, model, tokenizer)
-    return Run(cfg, run_dir, model, tokenizer, optimizer, learner, engine, state, log, tiny_base)
+    o = cfg.opponents
+    pool = OpponentPool(o, model, state.pool) if o.pool_size or o.fixed else None
+    return Run(
+        cfg, run_dir, model, tokenizer, optimizer, learner, engine, state, log, tiny_base, pool
+    )
 
 
 def build_optimizer(optim: OptimConfig, model) -> torch.optim.Optimizer:
@@ -292,7 +300,7 @@ def build_learner(cfg: TrainConfig, model, optimizer, tokenizer, state: TrainSta
     from a checkpoint."""
     magnet = None
     if cfg.algo.regularizer == "magnet":
-        magnet = Magnet(model, state.magnet)
+        magnet = Snapshot(model, state.magnet)
     settings = LearnerSettings.from_config(cfg)
     return Learner(model, optimizer, settings, tokenizer.pad_token_id, magnet)
 
@@ -302,11 +310,13 @@ def train_step(run: Run, step: int) -> dict[str, float]:
     weights served; updates `run.state` and returns the step's metrics (without `eval/`)."""
     cfg, state, a = run.cfg, run.state, run.cfg.algo
     t0 = time.perf_counter()
-    # 1. Self-play: the same model in both seats of every scheduled game.
+    # 1. Self-play: the same model in both seats of every scheduled game (with a pool, a
+    #    share of the games against earlier selves or fixed players, learning from its seat).
     schedule = schedule_games(cfg.rollout.games, cfg.rollout.games_per_step, cfg.run.seed, step)
+    assigned = run.pool.assign(len(schedule), cfg.run.seed, step) if run.pool else []
     turns, episodes = play_games(
         run.engine, run.tokenizer, schedule, run.sampling, run.rollout,
-        seed=step_seed(cfg.run.seed, step),
+        seed=step_seed(cfg.run.seed, step), opponents=seat_players(assigned),
     )  # fmt: skip
     t_rollout = time.perf_counter() - t0
 
@@ -333,6 +343,10 @@ def train_step(run: Run, step: int) -> dict[str, float]:
         learn_stats["magnet/age"] = float(magnet.age(step))
         if a.magnet_reset and step % a.magnet_reset == 0:
             magnet.refresh(step)
+    if run.pool is not None:
+        learn_stats.update(run.pool.metrics(assigned))  # as drawn from, before this step's games
+        run.pool.record(assigned, episodes)
+        run.pool.after_step(run.model, step)
 
     state.step = step
     state.games_played += len(episodes)

@@ -1,12 +1,13 @@
-"""The magnet of regularised self-play: a frozen snapshot of the policy's trainable weights.
+"""Frozen snapshots of the policy's trainable weights: the magnet of regularised self-play
+and the earlier selves of an opponent pool.
 
 Magnetic mirror descent (Sokota et al., ICLR 2023) adds `alpha * KL(policy || magnet)` to the
 policy-gradient loss; replacing the magnet by the current policy every few steps is the
-iterated regularised game of R-NaD (DeepNash). The snapshot holds the trainable parameters
-only: all of them in full fine-tuning (one more copy of the weights), the adapter alone with
-LoRA (the magnet is the same frozen base with the snapshot adapter: no second base model).
-The magnet's forward pass swaps the snapshot into the live parameters (`.data`, no copy),
-so there is never a second module, and swaps back before the policy's own forward.
+iterated regularised game of R-NaD (DeepNash). A pool opponent is a snapshot the engine
+serves for the opponent's seats. A snapshot holds the trainable parameters only: all of them
+in full fine-tuning (one more copy of the weights), the adapter alone with LoRA (the same
+frozen base with the snapshot adapter: no second base model). Computing as the snapshot
+swaps it into the live parameters (`.data`, no copy), so there is never a second module.
 """
 
 from __future__ import annotations
@@ -17,39 +18,39 @@ from contextlib import contextmanager
 import torch
 
 
-class Magnet:
+class Snapshot:
     """A snapshot of `model`'s trainable parameters, taken at `step` (0: the initial model)."""
 
-    def __init__(self, model, saved: dict | None = None):
-        """Snapshot `model` now, or restore `saved` (a `state_dict()` of a checkpoint)."""
+    def __init__(self, model, saved: dict | None = None, step: int = 0):
+        """Snapshot `model` now (as of `step`), or restore `saved` (a `state_dict()`)."""
         self.params = {n: p for n, p in model.named_parameters() if p.requires_grad}
         if saved is None:
-            self.step = 0
+            self.step = step
             self.weights = {n: p.detach().clone() for n, p in self.params.items()}
             return
         weights = saved.get("weights", {})
         if set(weights) != set(self.params) or any(
             weights[n].shape != p.shape for n, p in self.params.items()
         ):
-            raise ValueError("the checkpoint's magnet does not match the model's parameters")
+            raise ValueError("a checkpoint's weight snapshot does not match the model's parameters")
         self.step = int(saved["step"])
         self.weights = {n: weights[n].to(p.device, p.dtype) for n, p in self.params.items()}
 
     def refresh(self, step: int) -> None:
-        """The current policy becomes the magnet (R-NaD's reset of the regularised game)."""
+        """Take the current weights again (the magnet's reset, R-NaD's new regularised game)."""
         with torch.no_grad():
             for n, p in self.params.items():
                 self.weights[n].copy_(p)
         self.step = step
 
     def age(self, step: int) -> int:
-        """Updates between the magnet and the policy that training step `step` updates (0:
-        the magnet is that policy, and its KL is 0)."""
+        """Updates between the snapshot and the policy that training step `step` updates (0:
+        the snapshot is that policy)."""
         return step - 1 - self.step
 
     @contextmanager
     def swapped_in(self) -> Iterator[None]:
-        """Inside, the model computes as the magnet (call under `torch.no_grad()`)."""
+        """Inside, the model computes as the snapshot (call under `torch.no_grad()`)."""
         live = {n: p.data for n, p in self.params.items()}
         try:
             for n, p in self.params.items():
