@@ -56,6 +56,8 @@ def test_overrides_are_typed():
         ("eval.opponents=[nash:0]", "'eval.opponents': bad player 'nash:0': CFR+ iterations"),
         ("eval.opponents=[mcts:abc]", "'eval.opponents': bad player 'mcts:abc': MCTS simulations"),
         ("model.nme=x", "unknown config field 'model.nme'; valid fields: model.name"),
+        ("rollout.games=chess", "'rollout.games' = 'chess' is invalid; allowed: dict"),
+        ("eval.games=kuhn", "'eval.games' = 'kuhn' is invalid; allowed: list"),
         ("algo.kl_coef=0.1", "'algo.kl_coef' was replaced; write algo.regularizer: magnet, "),
         ("algo.regularizer=kl", "'algo.regularizer' = 'kl' is invalid; allowed: one of 'none'"),
         ("algo.magnet_alpha=-1", "'algo.magnet_alpha' = -1.0 is invalid; allowed: a number >= 0"),

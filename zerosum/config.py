@@ -476,6 +476,15 @@ def config_from_dict(data: dict) -> TrainConfig:
     return cfg
 
 
+def _lookup(data: Any, path: str, default: Any) -> Any:
+    """The value at dotted `path` of the raw `data`, or `default`."""
+    for part in path.split("."):
+        if not isinstance(data, Mapping) or part not in data:
+            return default
+        data = data[part]
+    return data
+
+
 def _typed(cls: type[T], data: dict, where: str) -> T:
     hooks = {float: _to_float, int: _to_int}
     try:
@@ -485,8 +494,9 @@ def _typed(cls: type[T], data: dict, where: str) -> T:
     except dacite.MissingValueError as err:
         raise ConfigError(f"config field {where + err.field_path!r} is required") from None
     except dacite.WrongTypeError as err:
+        value = _lookup(data, err.field_path, err.value)  # dacite may hold a generator
         raise ConfigError(
-            f"config field {where + err.field_path!r} = {err.value!r} is invalid; allowed: {_describe(err.field_type)}"
+            f"config field {where + err.field_path!r} = {value!r} is invalid; allowed: {_describe(err.field_type)}"
         ) from None
     except dacite.DaciteError as err:
         at = f" at {where.rstrip('.')!r}" if where else ""
