@@ -50,7 +50,7 @@ def test_overrides_are_typed():
             "rollout.games={kuhn_poker: .nan}",
             "'rollout.games' value of 'kuhn_poker' = nan is invalid; allowed: a finite number",
         ),
-        ("run.steps=true", "'run.steps' = 'True' is invalid; allowed: int"),
+        ("run.steps=true", "'run.steps' = True is invalid; allowed: int"),
         ("run.seed=-1", "'run.seed' = -1 is invalid; allowed: an integer in [0, 2**32)"),
         ("eval.temperature=-0.5", "'eval.temperature' = -0.5 is invalid; allowed: a number in [0"),
         ("eval.opponents=[nash:0]", "'eval.opponents': bad player 'nash:0': CFR+ iterations"),
@@ -67,7 +67,7 @@ def test_overrides_are_typed():
             "sampling.max_new_tokens=abc",
             "'sampling.max_new_tokens' = 'abc' is invalid; allowed: int",
         ),
-        ("optim.lr=true", "'optim.lr' = 'True' is invalid; allowed: float"),
+        ("optim.lr=true", "'optim.lr' = True is invalid; allowed: float"),
         ("model=3", "config section 'model' must be a mapping, got 3"),
         ("model.device=gpu", "'model.device' = 'gpu' is invalid; allowed: auto, cpu, cuda or"),
         (
