@@ -47,7 +47,7 @@ GOOD = {"players": ["random", "mcts:5"], "games": ["tic_tac_toe"], "n": 2}
     ("change", "message"),
     [
         ({"n": 0}, "'n' = 0 is invalid; allowed: an integer >= 1"),
-        ({"n": True}, "'n' = 'True' is invalid; allowed: int"),
+        ({"n": True}, "'n' = True is invalid; allowed: int"),
         ({"prior_sigma": float("nan")}, "'prior_sigma' = nan is invalid; allowed: a finite number"),
         ({"colour": 1}, "unknown config field 'colour'"),
         ({"games": ["chess"]}, "unknown game 'chess'"),
