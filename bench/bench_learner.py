@@ -113,7 +113,8 @@ def bare_step(model, optimizer, samples, budget: int, bf16: bool, pad_id: int) -
 
 
 def speed(repeats: int) -> dict:
-    """zerosum and bare learners, fp32 and bf16, budgets 2048 and 4096, interleaved."""
+    """zerosum (with and without the shared-prefix forward) and bare learners, fp32 and
+    bf16, budgets 2048 and 4096, interleaved."""
     import torch
 
     from zerosum.learner import Learner, LearnerSettings
@@ -135,23 +136,30 @@ def speed(repeats: int) -> dict:
     opt_z = torch.optim.AdamW(model.parameters(), lr=1e-7, fused=True)
     opt_b = torch.optim.AdamW(model.parameters(), lr=1e-7, fused=True)
     settings = [(prec, budget) for prec in ("fp32", "bf16") for budget in (2048, 4096)]
+    kinds = {"zerosum": False, "prefix": True}  # learner name -> optim.shared_prefix
     learners = {
-        (prec, budget): Learner(
+        (kind, prec, budget): Learner(
             model,
             opt_z,
-            LearnerSettings(loss="reinforce", micro_batch_tokens=budget, bf16=prec == "bf16"),
+            LearnerSettings(
+                loss="reinforce",
+                micro_batch_tokens=budget,
+                bf16=prec == "bf16",
+                shared_prefix=shared,
+            ),  # fmt: skip
             pad_id=pad,
         )
         for prec, budget in settings
+        for kind, shared in kinds.items()
     }
     times: dict[str, list[float]] = {}
-    learners[("fp32", 2048)].step(samples)  # warm-up (allocator, threads)
+    learners[("zerosum", "fp32", 2048)].step(samples)  # warm-up (allocator, threads)
     for _ in range(repeats):
         for prec, budget in settings:
-            for kind in ("zerosum", "bare"):
+            for kind in (*kinds, "bare"):
                 start = time.perf_counter()
-                if kind == "zerosum":
-                    learners[(prec, budget)].step(samples)
+                if kind in kinds:
+                    learners[(kind, prec, budget)].step(samples)
                 else:
                     bare_step(model, opt_b, samples, budget, prec == "bf16", pad)
                 times.setdefault(f"{kind} {prec} {budget}", []).append(time.perf_counter() - start)
@@ -192,7 +200,7 @@ def profile(bf16: bool, budget: int) -> list[tuple[str, float]]:
     return [(e.key, e.self_cpu_time_total / total) for e in top]
 
 
-def memory_child(budget: int, bf16: bool) -> dict:
+def memory_child(budget: int, bf16: bool, shared: bool) -> dict:
     """One default-recipe learner step (PPO, 2 epochs) at `budget`: time and peak RSS."""
     import torch
 
@@ -203,14 +211,15 @@ def memory_child(budget: int, bf16: bool) -> dict:
     samples = make_batch(tokenizer)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-7, fused=True)
     settings = LearnerSettings(
-        loss="ppo", epochs=2, micro_batch_tokens=budget, bf16=bf16, norm_constant=128
-    )
+        loss="ppo", epochs=2, micro_batch_tokens=budget, bf16=bf16, norm_constant=128,
+        shared_prefix=shared,
+    )  # fmt: skip
     learner = Learner(model, opt, settings, tokenizer.pad_token_id)
     start = time.perf_counter()
     learner.step(samples)
     took = time.perf_counter() - start
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
-    return {"budget": budget, "s": took, "peak_rss_gib": rss}
+    return {"budget": budget, "shared": shared, "s": took, "peak_rss_gib": rss}
 
 
 def main() -> None:
@@ -219,9 +228,10 @@ def main() -> None:
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--bf16", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--shared", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(memory_child(args.child, args.bf16)))
+        print(json.dumps(memory_child(args.child, args.bf16, args.shared)))
         return
     import torch
 
@@ -242,6 +252,7 @@ def main() -> None:
     print(
         f"\n{'learner':>8} {'prec':>5} {'budget':>6} {'s':>7} {'tok/s':>7} {'MFU':>6} {'vs bare':>8}"
     )
+    print("(zerosum: optim.shared_prefix off, the same work as bare; prefix: on)")
     for key, row in res["rows"].items():
         kind, prec, budget = key.split()
         bare = res["rows"][f"bare {prec} {budget}"]
@@ -251,6 +262,14 @@ def main() -> None:
     for budget in (2048, 4096):
         f32, b16 = res["rows"][f"zerosum fp32 {budget}"], res["rows"][f"zerosum bf16 {budget}"]
         print(f"budget {budget}: bf16 / fp32 speed {f32['s'] / b16['s']:.2f}x")
+        for prec in ("fp32", "bf16"):
+            off, on = (
+                res["rows"][f"zerosum {prec} {budget}"],
+                res["rows"][f"prefix {prec} {budget}"],
+            )
+            print(
+                f"budget {budget} {prec}: shared prefix / whole prompts speed {off['s'] / on['s']:.2f}x"
+            )
     print(f"load average {load()}")
     chosen = "bf16" if bf16 else "fp32"
     print(f"\nprofile of one zerosum step ({chosen}, budget 2048), share of self CPU time:")
@@ -259,11 +278,15 @@ def main() -> None:
     if args.skip_memory:
         return
     print(f"\none default-recipe learner step (PPO, 2 epochs, {chosen}) per child process:")
-    print(f"{'budget':>6} {'s':>7} {'peak RSS GiB':>13}")
+    print(f"{'budget':>6} {'prefix':>7} {'s':>7} {'peak RSS GiB':>13}")
     for budget in BUDGETS:
-        cmd = [sys.executable, __file__, "--child", str(budget)] + (["--bf16"] if bf16 else [])
-        row = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
-        print(f"{budget:>6} {row['s']:7.1f} {row['peak_rss_gib']:13.2f}")
+        for shared in (False, True):
+            cmd = [sys.executable, __file__, "--child", str(budget)]
+            cmd += (["--bf16"] if bf16 else []) + (["--shared"] if shared else [])
+            out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+            row = json.loads(out.strip().splitlines()[-1])
+            print(f"{budget:>6} {'shared' if shared else 'whole':>7} {row['s']:7.1f} "
+                  f"{row['peak_rss_gib']:13.2f}")  # fmt: skip
     print(f"load average {load()}")
 
 
