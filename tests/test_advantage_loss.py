@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from zerosum.advantage import keep_nonzero, rae_advantages
-from zerosum.loss import policy_loss, token_kl
+from zerosum.loss import policy_loss, token_kl, truncated_importance_weights
 
 
 def test_rae_hand_computed():
@@ -143,3 +143,53 @@ def test_entropy_bonus_hand_computed():
     assert stats["loss/entropy"] == pytest.approx(2.0)
     loss_off, _ = policy_loss(lp, lp, torch.zeros(2), MASK, entropy=ent, entropy_coef=0.0)
     assert loss_off.item() == 0.0
+
+
+def _tis_case():
+    """Learner log-probs LP; the engine's chosen so the ratios pi_learner / pi_engine are
+    0.5, 3 (above the cap 2) and 1.5 on the real tokens; the padding holds nonsense."""
+    old = torch.tensor(LP)
+    engine = old.clone()
+    engine[0, 0] += math.log(2.0)  # the engine found it twice as likely: ratio 0.5
+    engine[0, 1] -= math.log(3.0)  # ratio 3, cut to the cap
+    engine[1, 0] -= math.log(1.5)  # ratio 1.5
+    engine[1, 1] = -50.0  # padding: weight 1, not counted
+    return old, engine
+
+
+def test_truncated_importance_weights_hand_computed():
+    old, engine = _tis_case()
+    weights, stats = truncated_importance_weights(old.requires_grad_(True), engine, MASK, cap=2.0)
+    assert torch.allclose(weights, torch.tensor([[0.5, 2.0], [1.5, 1.0]]))
+    assert not weights.requires_grad  # a weight, not a path for gradients
+    assert stats["async/tis_clip_frac"] == pytest.approx(1 / 3)  # one of three real tokens
+    assert stats["async/tis_weight_mean"] == pytest.approx((0.5 + 2.0 + 1.5) / 3)
+    # A higher cap keeps the ratio 3; ratios below 1 are never raised.
+    weights, stats = truncated_importance_weights(old, engine, MASK, cap=4.0)
+    assert torch.allclose(weights, torch.tensor([[0.5, 3.0], [1.5, 1.0]]))
+    assert stats["async/tis_clip_frac"] == 0.0
+    # On-policy (engine = learner): every weight is exactly 1.
+    weights, stats = truncated_importance_weights(old, old, MASK)
+    assert torch.equal(weights, torch.ones(2, 2)) and stats["async/tis_clip_frac"] == 0.0
+    with pytest.raises(ValueError, match=r"TIS cap = 0.5 is invalid; allowed: a number >= 1"):
+        truncated_importance_weights(old, engine, MASK, cap=0.5)
+
+
+def test_tis_weights_the_policy_gradient_term_only():
+    old, engine = _tis_case()
+    weights, _ = truncated_importance_weights(old, engine, MASK, cap=2.0)
+    lp = torch.tensor(LP, requires_grad=True)
+    loss, _ = policy_loss(
+        lp, lp.detach(), ADV, MASK, kind="reinforce", norm_constant=4.0, tis_weight=weights
+    )
+    # per token -A * w: [[-2 * 0.5, -2 * 2], [1 * 1.5, (masked)]] -> -3.5 / 4
+    assert loss.item() == pytest.approx(-0.875)
+    loss.backward()
+    assert torch.allclose(lp.grad, torch.tensor([[-0.25, -1.0], [0.375, 0.0]]))
+    # The entropy bonus is not reweighted: zero advantages leave only -coef * entropy.
+    ent = torch.ones(2, 2)
+    loss, _ = policy_loss(
+        lp, lp, torch.zeros(2), MASK, entropy=ent, entropy_coef=0.5, norm_constant=1.0,
+        tis_weight=weights,
+    )  # fmt: skip
+    assert loss.item() == pytest.approx(-0.5 * 3)

@@ -79,6 +79,24 @@ def test_overrides_are_typed():
             "'vllm.tensor_parallel_size' = 0 is invalid; allowed: an integer >= 1",
         ),
         ("nonsense", "override 'nonsense' must look like section.field=value"),
+        ("distributed.backend=mpi", "'distributed.backend' = 'mpi' is invalid; allowed: one of"),
+        ("distributed.mode=eager", "'distributed.mode' = 'eager' is invalid; allowed: one of"),
+        (
+            "distributed.rollout_workers=0",
+            "'distributed.rollout_workers' = 0 is invalid; allowed: an integer in [1, 4096]",
+        ),
+        ("distributed.learner_ranks=0", "'distributed.learner_ranks' = 0 is invalid"),
+        ("distributed.max_staleness=-1", "'distributed.max_staleness' = -1 is invalid"),
+        (
+            "distributed.tis_cap=0.5",
+            "'distributed.tis_cap' = 0.5 is invalid; allowed: a number >= 1",
+        ),
+        ("distributed.tis_cap=.nan", "'distributed.tis_cap' = nan is invalid; allowed: a finite"),
+        ("distributed.ray_address=''", "'distributed.ray_address' = '' is invalid; allowed: null"),
+        (
+            "distributed.mode=async",
+            "'distributed.mode' = 'async' needs distributed.backend = 'ray'",
+        ),
     ],
 )
 def test_bad_values_fail_with_one_line(override, message):
@@ -133,3 +151,40 @@ def test_bf16_auto_follows_the_hardware(monkeypatch):
         assert resolve_bf16(True, cpu) == (True, "set in the config")
         # The choice is written into the config, so config.json and a resume keep it.
         assert choose_precision(load_config(), cpu).optim.bf16 is want
+
+
+RAY = ["distributed.backend=ray"]
+
+
+def test_distributed_section():
+    d = load_config(None).distributed
+    assert (d.backend, d.mode, d.ray_address) == ("local", "sync", None)  # today's one process
+    cfg = load_config(None, [*RAY, "distributed.rollout_workers=4", "distributed.ray_address=auto"])
+    assert cfg.distributed.rollout_workers == 4 and cfg.distributed.ray_address == "auto"
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (
+            [*RAY, "rollout.games_per_step=2", "distributed.rollout_workers=3"],
+            "'distributed.rollout_workers' = 3 is more than rollout.games_per_step = 2",
+        ),
+        ([*RAY, "distributed.mode=async"], "'distributed.mode' = 'async' is not built yet"),
+        ([*RAY, "distributed.learner_ranks=2"], "'distributed.learner_ranks' = 2 is not built"),
+        ([*RAY, "opponents.pool_size=2"], "'opponents' (a pool) is not supported with"),
+        (["distributed.learner_ranks=2"], "'distributed.learner_ranks' = 2 needs distributed"),
+    ],
+)
+def test_distributed_combinations_fail_with_one_line(overrides, message):
+    with pytest.raises(ConfigError) as err:
+        load_config(None, overrides)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_cli_ray_address_sets_the_field_as_text(capsys):
+    """`--ray-address 1:20` is the string '1:20' (YAML alone would read it as the number 80);
+    with the local backend that is an error naming the field."""
+    assert main(["train", "--ray-address", "1:20"]) == 2
+    err = capsys.readouterr().err
+    assert "'distributed.ray_address' = '1:20' needs distributed.backend = 'ray'" in err

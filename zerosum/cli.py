@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -99,6 +100,8 @@ def cmd_train(args: argparse.Namespace) -> None:
         print(config_help())
         return
     overrides = list(args.overrides)
+    if args.ray_address is not None:  # a JSON string is a YAML string: "1:20" stays text
+        overrides.append(f"distributed.ray_address={json.dumps(args.ray_address)}")
     if args.resume and args.overwrite:
         raise ValueError("--resume continues a run and --overwrite replaces it: give one")
     if args.resume and args.config:
@@ -294,6 +297,12 @@ def _add_train(sub) -> None:
     t.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR exactly")
     t.add_argument("--overwrite", action="store_true", help="replace a run already in run.out_dir")
     t.add_argument("--help-config", action="store_true", help="list every config field")
+    t.add_argument(
+        "--ray-address",
+        metavar="ADDR",
+        help="distributed.backend ray: the Ray cluster to join (auto, host:port, "
+        "ray://host:10001); sets distributed.ray_address",
+    )
     t.add_argument("overrides", nargs="*", help="section.field=value overrides")
     t.set_defaults(func=cmd_train)
 

@@ -38,6 +38,8 @@ Dtype = Literal["float32", "bfloat16"]
 Regularizer = Literal["none", "magnet"]
 PoolSampling = Literal["uniform", "pfsp"]
 PoolEviction = Literal["oldest", "weakest"]
+DistBackend = Literal["local", "ray"]
+DistMode = Literal["sync", "async"]
 
 LOSS_KINDS: tuple[str, ...] = get_args(LossKind)
 AGGREGATIONS: tuple[str, ...] = get_args(Aggregation)
@@ -51,6 +53,8 @@ DTYPES: tuple[str, ...] = get_args(Dtype)
 REGULARIZERS: tuple[str, ...] = get_args(Regularizer)
 POOL_SAMPLINGS: tuple[str, ...] = get_args(PoolSampling)
 POOL_EVICTIONS: tuple[str, ...] = get_args(PoolEviction)
+DIST_BACKENDS: tuple[str, ...] = get_args(DistBackend)
+DIST_MODES: tuple[str, ...] = get_args(DistMode)
 
 # Fields that were replaced, with what to write instead (named in the unknown-field error).
 RENAMED = {
@@ -264,6 +268,38 @@ class EvalConfig:
 
 
 @dataclass
+class DistributedConfig:
+    """`distributed`: where rollouts and the learner run (README: Scale-out on Ray)."""
+
+    backend: DistBackend = _f(
+        "local",
+        "local: one process (engine and learner together); ray: rollout workers as Ray actors, "
+        "each with its own engine and a slice of every step's games",
+    )
+    mode: DistMode = _f(
+        "sync",
+        "sync: every batch comes from the current policy (on-policy); async: workers keep "
+        "playing while the learner trains (not built yet)",
+    )
+    rollout_workers: int = _f(2, "backend ray: rollout workers (Ray actors, one engine each)")
+    learner_ranks: int = _f(
+        1, "backend ray: data-parallel learner ranks (torch.distributed; only 1 is built yet)"
+    )
+    max_staleness: int = _f(
+        1, "async: a batch may come from a policy at most this many optimizer steps old"
+    )
+    tis_cap: float = _f(
+        2.0,
+        "async: cap C of the truncated importance weight min(pi_learner / pi_engine, C) per token",
+    )
+    ray_address: str | None = _f(
+        None,
+        "backend ray: the cluster to join (auto, host:port or ray://host:10001); null starts "
+        "Ray on this machine (train --ray-address sets it)",
+    )
+
+
+@dataclass
 class TrainConfig:
     """A training run's whole configuration, one field per section."""
 
@@ -277,6 +313,7 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     run: RunConfig = field(default_factory=RunConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
 
 
 class ConfigError(ValueError):
@@ -342,6 +379,19 @@ _CHECKS: list[Check] = [
     ("model.tiny_hidden_size", lambda v: v >= 1, "an integer >= 1"),
     ("model.tiny_layers", lambda v: v >= 1, "an integer >= 1"),
     ("run.seed", lambda v: 0 <= v < 2**32, "an integer in [0, 2**32)"),
+    ("distributed.rollout_workers", lambda v: 1 <= v <= 4096, "an integer in [1, 4096]"),
+    ("distributed.learner_ranks", lambda v: 1 <= v <= 4096, "an integer in [1, 4096]"),
+    ("distributed.max_staleness", lambda v: v >= 0, "an integer >= 0"),
+    (
+        "distributed.tis_cap",
+        lambda v: v >= 1,
+        "a number >= 1 (a cap below 1 would shrink even on-policy tokens)",
+    ),
+    (
+        "distributed.ray_address",
+        lambda v: v is None or bool(v.strip()),
+        "null (start Ray here), auto, host:port or ray://host:port",
+    ),
 ]
 
 
@@ -469,6 +519,7 @@ def config_from_dict(data: dict) -> TrainConfig:
     value is a `ConfigError` with one line naming the field and what is allowed."""
     cfg = load_dataclass(TrainConfig, data, _CHECKS, renamed=RENAMED)
     _check_games(cfg)
+    _check_distributed(cfg)
     if not cfg.rollout.games:
         raise ConfigError(
             "config field 'rollout.games' is empty; allowed: a mapping of game name to weight"
@@ -579,6 +630,44 @@ def _check_games(cfg: TrainConfig) -> None:
                 raise ConfigError(
                     f"config field 'eval.opponents': {spec!r} cannot play {game!r}: {reason}"
                 )
+
+
+def _check_distributed(cfg: TrainConfig) -> None:
+    """What the `distributed` section can be combined with (what is built so far)."""
+    d = cfg.distributed
+    if d.backend == "local":
+        for key, value, default in (
+            ("mode", d.mode, "sync"),
+            ("learner_ranks", d.learner_ranks, 1),
+            ("ray_address", d.ray_address, None),
+        ):
+            if value != default:
+                raise ConfigError(
+                    f"config field 'distributed.{key}' = {value!r} needs distributed.backend = "
+                    "'ray' (the local backend is one synchronous process)"
+                )
+        return
+    if d.mode == "async":
+        raise ConfigError(
+            "config field 'distributed.mode' = 'async' is not built yet; allowed: 'sync'"
+        )
+    if d.learner_ranks != 1:
+        raise ConfigError(
+            f"config field 'distributed.learner_ranks' = {d.learner_ranks!r} is not built yet; "
+            "allowed: 1 (the learner is one process)"
+        )
+    if d.rollout_workers > cfg.rollout.games_per_step:
+        raise ConfigError(
+            f"config field 'distributed.rollout_workers' = {d.rollout_workers!r} is more than "
+            f"rollout.games_per_step = {cfg.rollout.games_per_step}; allowed: at most one "
+            "worker per game"
+        )
+    o = cfg.opponents
+    if o.pool_size or o.fixed:
+        raise ConfigError(
+            "config section 'opponents' (a pool) is not supported with distributed.backend = "
+            "'ray' yet; allowed: pool_size 0 and no fixed members"
+        )
 
 
 def _describe(tp: Any) -> str:

@@ -7,13 +7,54 @@ Aggregation follows Dr.GRPO by default: the masked token losses are summed and d
 a constant (SPIRAL: 4,096, the max response length), so long answers are not down-weighted
 per token and micro-batches simply add up. `mean` divides by the number of real tokens in
 the whole batch (pass `total_tokens` when the batch is split into micro-batches).
+
+Asynchronous rollouts (`distributed.mode: async`) sample with a policy up to a few updates
+older than the learner's, and engines compute log-probabilities with their own numerics:
+`truncated_importance_weights` corrects that gap token by token (TIS), and `policy_loss`
+multiplies its policy-gradient term by those weights (`tis_weight`).
 """
 
 from __future__ import annotations
 
 import torch
 
-from zerosum.config import AGGREGATIONS, LOSS_KINDS, Aggregation, AlgoConfig, LossKind, check_choice
+from zerosum.config import (
+    AGGREGATIONS,
+    LOSS_KINDS,
+    Aggregation,
+    AlgoConfig,
+    DistributedConfig,
+    LossKind,
+    check_choice,
+)
+
+
+def truncated_importance_weights(
+    old_logprobs: torch.Tensor,  # [B, T] the learner's policy before this update
+    engine_logprobs: torch.Tensor,  # [B, T] the engine's, of the same tokens, when sampled
+    mask: torch.Tensor,  # [B, T] 1.0 on response tokens
+    cap: float = DistributedConfig.tis_cap,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Token-level truncated importance sampling (TIS): the weight of each response token is
+    min(exp(old - engine), cap) = min(pi_learner / pi_engine, cap), 1 on padding, without
+    gradient; with `async/tis_clip_frac` (the share of real tokens whose ratio exceeded the cap)
+    and `async/tis_weight_mean`.
+
+    The ratio corrects for sampling from the engine's (stale) policy rather than the learner's;
+    the cap bounds the variance a token the engine found unlikely would otherwise bring. Only
+    ratios above the cap are cut: tokens the learner finds less likely than the engine did are
+    down-weighted in full."""
+    if cap < 1 or cap != cap:
+        raise ValueError(f"TIS cap = {cap!r} is invalid; allowed: a number >= 1")
+    real = mask > 0
+    ratio = torch.exp((old_logprobs.detach() - engine_logprobs).masked_fill(~real, 0.0))
+    weights = torch.where(real, ratio.clamp(max=cap), torch.ones_like(ratio))
+    n = real.sum().clamp(min=1)
+    stats = {
+        "async/tis_clip_frac": float((real & (ratio > cap)).sum() / n),
+        "async/tis_weight_mean": float(weights.masked_fill(~real, 0.0).sum() / n),
+    }
+    return weights, stats
 
 
 def token_kl(logp_all: torch.Tensor, magnet_logp_all: torch.Tensor) -> torch.Tensor:
@@ -40,6 +81,7 @@ def policy_loss(
     total_tokens: float | None = None,  # `mean` over micro-batches: real tokens of the batch
     entropy: torch.Tensor | None = None,  # [B, T] entropy of each next-token distribution
     entropy_coef: float = AlgoConfig.entropy_coef,
+    tis_weight: torch.Tensor | None = None,  # [B, T] `truncated_importance_weights`
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The policy-gradient loss and its statistics (namespaced `loss/...`); the options are
     those of the `algo` config section, whose defaults these are.
@@ -47,7 +89,9 @@ def policy_loss(
     `entropy_coef` > 0 adds an entropy bonus (exact, from the logits): it keeps self-play
     from collapsing to a deterministic policy before the model can tell states apart.
     `magnet_kl` (regularizer `magnet`) adds `magnet_alpha` times the per-token KL to the
-    magnet; with `magnet_alpha` 0 the loss is exactly that of no regularizer."""
+    magnet; with `magnet_alpha` 0 the loss is exactly that of no regularizer. `tis_weight`
+    multiplies the policy-gradient term of each token (not the KL or entropy terms, which are
+    exact at the learner's own policy)."""
     check_choice("loss", kind, LOSS_KINDS)
     check_choice("aggregation", aggregation, AGGREGATIONS)
     mask = mask.to(logprobs.dtype)
@@ -63,6 +107,8 @@ def policy_loss(
         clipped_obj = torch.clamp(ratio, 1.0 - clip_eps, 1.0 + clip_eps) * adv
         per_token = -torch.minimum(unclipped, clipped_obj)
         clipped = (clipped_obj < unclipped).to(logprobs.dtype)
+    if tis_weight is not None:
+        per_token = per_token * tis_weight.detach().to(logprobs.dtype)
     if magnet_kl is not None and magnet_alpha:
         per_token = per_token + magnet_alpha * magnet_kl
 
