@@ -181,3 +181,37 @@ def test_shared_prefix_gives_the_same_scores_and_gradients(tiny, tokenizer, cons
     assert torch.allclose(lp0, lp1, atol=1e-5) and torch.allclose(ent0, ent1, atol=1e-4)
     assert all(torch.allclose(a, b, atol=1e-5, rtol=1e-4) for a, b in zip(g0, g1))
     assert any(a.abs().sum() > 0 for a in g0)
+
+
+def test_prefix_micro_batches_group_prompts_that_share_a_long_prefix():
+    """Prompts of the same seat (a long common start) share micro-batches; prompts that share
+    nothing long are packed together as usual; every sample is in exactly one batch."""
+    from zerosum.learner import prefix_micro_batches
+
+    seat0 = list(range(100, 160))  # 60 shared tokens, then the seat's own tail
+    seat1 = list(range(100, 110)) + list(range(300, 350))
+    samples = [Sample(seat0 + [i], [1, 2], 1.0) for i in range(3)]
+    samples += [Sample(seat1 + [i], [1, 2, 3], 1.0) for i in range(3)]
+    samples += [Sample([7, i, 8] * 20, [1], 1.0) for i in range(2)]  # unrelated prompts
+    batches = prefix_micro_batches(samples, budget=10_000)
+    assert sorted(i for b in batches for i in b) == list(range(8))
+    as_sets = [set(b) for b in batches]
+    assert {0, 1, 2} in as_sets and {3, 4, 5} in as_sets and {6, 7} in as_sets
+    # The budget counts tokens after the shared prefix: 3 x 3 suffix tokens fit in 9.
+    assert {0, 1, 2} in [set(b) for b in prefix_micro_batches(samples[:3], budget=9)]
+    assert len(prefix_micro_batches(samples[:3], budget=8)) == 2
+
+
+def test_learner_reports_the_share_of_tokens_the_shared_prefix_saves(tiny, tokenizer):
+    enc = lambda t: tokenizer.encode(t, add_special_tokens=False)  # noqa: E731
+    rules = enc("Kuhn Poker is played with three cards, J, Q and K. " * 3)
+    samples = [Sample(rules + enc(v), enc("bet"), 1.0) for v in ("K.", "Q.", "J.")]
+    opt = torch.optim.AdamW(tiny.parameters(), lr=1e-3)
+    on = Learner(tiny, opt, LearnerSettings(), tokenizer.pad_token_id).step(samples)
+    off = Learner(tiny, opt, LearnerSettings(shared_prefix=False), tokenizer.pad_token_id).step(
+        samples
+    )
+    total = sum(len(s) for s in samples)
+    prefix = on["perf/shared_prefix_fraction"] * total / 2  # run once instead of 3 times
+    assert prefix >= len(rules) and off["perf/shared_prefix_fraction"] == 0.0
+    assert on["perf/forward_tokens"] < off["perf/forward_tokens"] == 3 * max(map(len, samples))

@@ -59,6 +59,47 @@ def micro_batches(lengths: Sequence[int], budget: int) -> list[list[int]]:
     return batches
 
 
+def plan_micro_batches(
+    samples: Sequence[Sample], budget: int, shared_prefix: bool
+) -> list[list[int]]:
+    """The micro-batches of a batch: by length, or grouped by prompt prefix when the shared
+    prefix runs once per micro-batch."""
+    if shared_prefix and len(samples) > 1:
+        return prefix_micro_batches(samples, budget)
+    return micro_batches([len(x) for x in samples], budget)
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    k = 0
+    while k < n and a[k] == b[k]:
+        k += 1
+    return k
+
+
+def prefix_micro_batches(samples: Sequence[Sample], budget: int) -> list[list[int]]:
+    """Micro-batches for the shared-prefix forward: samples whose prompts share at least
+    half the median prompt length (the seat, the rules, the history so far) are packed
+    together, so each micro-batch's common prefix is long; the rest are packed as usual.
+    The budget counts each sample's tokens after its group's common prefix."""
+    prompts = [s.prompt_ids for s in samples]
+    need = max(MIN_SHARED_PREFIX, sorted(len(p) for p in prompts)[len(prompts) // 2] // 2)
+    order = sorted(range(len(samples)), key=lambda i: prompts[i])  # shared prefixes adjacent
+    groups: list[list[int]] = []
+    for i in order:
+        if groups and _common_prefix(prompts[groups[-1][0]], prompts[i]) >= need:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    loose = [g[0] for g in groups if len(g) == 1]
+    batches = []
+    for group in [g for g in groups if len(g) > 1] + ([loose] if loose else []):
+        shared = min(_common_prefix(prompts[group[0]], prompts[i]) for i in group)
+        lengths = [len(samples[i]) - shared for i in group]
+        batches += [[group[j] for j in b] for b in micro_batches(lengths, budget)]
+    return batches
+
+
 class Scores(NamedTuple):
     """`response_logprobs` per response token, [B, T] left-aligned (T the longest response)."""
 
@@ -127,12 +168,14 @@ def shared_prefix_len(samples: Sequence[Sample]) -> int:
     first = samples[0].prompt_ids
     n = min(len(s.prompt_ids) for s in samples) - 1
     for s in samples[1:]:
-        ids = s.prompt_ids
-        k = 0
-        while k < n and ids[k] == first[k]:
-            k += 1
-        n = k
+        n = min(n, _common_prefix(first, s.prompt_ids))
     return max(n, 0)
+
+
+def prefix_used(samples: Sequence[Sample], shared_prefix: bool) -> int:
+    """The prefix `response_logprobs` runs once for `samples` (0: none)."""
+    p = shared_prefix_len(samples) if shared_prefix and len(samples) > 1 else 0
+    return p if p >= MIN_SHARED_PREFIX else 0
 
 
 def _batch_inputs(samples: Sequence[Sample], pad_id: int, device, shared_prefix: bool) -> dict:
@@ -145,9 +188,7 @@ def _batch_inputs(samples: Sequence[Sample], pad_id: int, device, shared_prefix:
     runs it once and repeats its keys and values over the batch (gradients flow through them,
     so training is unchanged); the rows' positions continue from P, and their padding sits
     between the prefix and the suffix, masked."""
-    p = shared_prefix_len(samples) if shared_prefix and len(samples) > 1 else 0
-    if p < MIN_SHARED_PREFIX:
-        p = 0
+    p = prefix_used(samples, shared_prefix)
     ids, attn, positions = left_pad([(s.prompt_ids + s.response_ids)[p:] for s in samples], pad_id)
     inputs = {
         "input_ids": ids.to(device),
@@ -303,11 +344,11 @@ class Learner:
             return {"loss/skipped_empty_batch": 1.0}
         self.model.train()
         s = self.s
-        batches = micro_batches([len(x) for x in samples], s.micro_batch_tokens)
+        batches = plan_micro_batches(samples, s.micro_batch_tokens, s.shared_prefix)
         total_tokens = float(sum(len(x.response_ids) for x in samples))
         old: dict[int, torch.Tensor] = {}
         stats: dict[str, float] = {}
-        padded = 0
+        padded = saved = 0
         for epoch in range(s.epochs if s.loss == "ppo" else 1):
             self.optimizer.zero_grad(set_to_none=True)
             sums: dict[str, float] = {}
@@ -321,7 +362,9 @@ class Learner:
                     )  # fmt: skip
                 if epoch == 0:
                     old[b] = logp.detach()
-                    padded += len(mb) * max(len(x) for x in mb)
+                    shared = prefix_used(mb, s.shared_prefix)  # run once, not len(mb) times
+                    padded += shared + len(mb) * max(len(x) - shared for x in mb)
+                    saved += shared * (len(mb) - 1)
                 adv = torch.tensor([x.advantage for x in mb], device=logp.device)
                 loss, st = policy_loss(
                     logp.float(), old[b].float(), adv, mask, kind=s.loss, clip_eps=s.clip_eps,
@@ -341,7 +384,10 @@ class Learner:
             self.optimizer.step()
             stats = sums
             stats["loss/grad_norm"] = float(grad_norm)
-        stats["perf/pad_fraction"] = 1.0 - sum(len(x) for x in samples) / max(padded, 1)
+        real = sum(len(x) for x in samples)
+        stats["perf/pad_fraction"] = 1.0 - (real - saved) / max(padded, 1)
+        stats["perf/shared_prefix_fraction"] = saved / real  # of the batch's tokens, not rerun
+        stats["perf/forward_tokens"] = float(padded)  # per epoch, padding included
         stats["loss/micro_batches"] = float(len(batches))
         return stats
 
@@ -351,7 +397,7 @@ class Learner:
         diagnostics: it falls when an update moved probability towards positive advantages)."""
         total = 0.0
         n = 0
-        for idx in micro_batches([len(x) for x in samples], self.s.micro_batch_tokens):
+        for idx in plan_micro_batches(samples, self.s.micro_batch_tokens, self.s.shared_prefix):
             mb = [samples[i] for i in idx]
             logp, mask, _, _ = response_logprobs(
                 self.model, mb, self.s.temperature, self.pad_id, shared_prefix=self.s.shared_prefix

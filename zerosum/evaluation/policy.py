@@ -19,7 +19,7 @@ from zerosum.config import Fallback, PromptFormat, RolloutConfig
 from zerosum.engines.base import ChoiceTrie, choice_token_ids
 from zerosum.games import load_game
 from zerosum.games.openspiel_games import OpenSpielGame
-from zerosum.learner import Sample, micro_batches, response_logprobs
+from zerosum.learner import Sample, plan_micro_batches, response_logprobs
 from zerosum.rollout import build_prompt
 from zerosum.solvers import info_set_states
 
@@ -50,10 +50,11 @@ def states_action_probs(
     include_rules: bool = RolloutConfig.include_rules,
     prompt_format: PromptFormat = RolloutConfig.prompt_format,
     batch_tokens: int = 16384,
+    shared_prefix: bool = True,
 ) -> list[dict[str, float]]:
     """`constrained_action_probs` of many states, their answers scored in batches of about
     `batch_tokens` padded tokens (Leduc's 936 information sets in a few dozen forward passes
-    instead of 936)."""
+    instead of 936), the prompt prefix a batch shares (chat template, rules) run once."""
     per_state = []  # (legal labels, answer token ids) per state
     samples: list[Sample] = []
     for state in states:
@@ -74,10 +75,11 @@ def states_action_probs(
     scale = 1.0 if temperature == 0 else temperature
     rows: list[torch.Tensor] = [torch.empty(0)] * len(samples)  # per-token log-probs
     try:
-        for idx in micro_batches([len(x) for x in samples], batch_tokens):
+        for idx in plan_micro_batches(samples, batch_tokens, shared_prefix):
             scores = response_logprobs(
-                model, [samples[i] for i in idx], scale, tokenizer.pad_token_id
-            )
+                model, [samples[i] for i in idx], scale, tokenizer.pad_token_id,
+                shared_prefix=shared_prefix,
+            )  # fmt: skip
             for row, i in enumerate(idx):
                 rows[i] = scores.logp[row, : len(samples[i].response_ids)].cpu()
     finally:
