@@ -249,7 +249,7 @@ class Run:
         return RolloutSettings.from_config(self.cfg.rollout)
 
     def save_checkpoint(self) -> None:
-        """Checkpoint the current step (`checkpoint.save_checkpoint`), magnet included."""
+        """Checkpoint the current step (`checkpoint.save_checkpoint`), magnet and pool included."""
         if self.learner.magnet is not None:
             self.state.magnet = self.learner.magnet.state_dict()
         if self.pool is not None:
