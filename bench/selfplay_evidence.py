@@ -64,7 +64,10 @@ def evaluate(model: str, tag: str, a: argparse.Namespace, out: Path) -> None:
             )  # fmt: skip
 
 
-def final_model(run_dir: Path) -> str:
+def final_model(run_dir: Path, step: int | None) -> str:
+    """The model of checkpoint `step`, or of the newest one."""
+    if step is not None:
+        return str(run_dir / "checkpoints" / f"step-{step:06d}" / "model")
     latest = run_dir / "checkpoints" / "latest"
     name = os.readlink(latest) if latest.is_symlink() else latest.read_text().strip()
     return str(run_dir / "checkpoints" / name / "model")
@@ -142,6 +145,9 @@ def main() -> None:
     p.add_argument("--math-tokens", type=int, default=384)
     p.add_argument("--engine", choices=("hf", "vllm"), default="hf", help="evaluation engine")
     p.add_argument("--max-concurrent", type=int, default=32, help="evaluation games in flight")
+    p.add_argument(
+        "--stop-at", type=int, help="evaluate this checkpoint step once it exists, not the end"
+    )
     p.add_argument("--no-math", dest="math", action="store_false")
     a = p.parse_args()
     out = (ROOT / a.out).resolve()
@@ -149,10 +155,12 @@ def main() -> None:
     evaluate("smollm2-135m-instruct", "before", a, out)
     run_dir = out / "run"
     # A finished run resumes to nothing; an interrupted one continues exactly.
+    stopped = a.stop_at is not None and Path(final_model(run_dir, a.stop_at)).exists()
     resume = ["--resume", str(run_dir)] if (run_dir / "config.json").exists() else []
-    args = resume or ["--config", a.config, f"run.out_dir={run_dir}"]
-    zerosum("train", *args, "run.progress=false", log=out / "train.log")
-    evaluate(final_model(run_dir), "after", a, out)
+    args = resume or ["--config", a.config, f"run.out_dir={run_dir}", "run.progress=false"]
+    if not stopped:
+        zerosum("train", *args, log=out / "train.log")
+    evaluate(final_model(run_dir, a.stop_at), "after", a, out)
     table = summary(a, out)
     (out / "summary.md").write_text(table + "\n")
     print(table)
