@@ -188,3 +188,17 @@ def test_cli_ray_address_sets_the_field_as_text(capsys):
     assert main(["train", "--ray-address", "1:20"]) == 2
     err = capsys.readouterr().err
     assert "'distributed.ray_address' = '1:20' needs distributed.backend = 'ray'" in err
+
+
+def test_a_run_from_before_the_magnet_resumes():
+    """An older run's config.json holds `algo.kl_coef: 0.0` (the KL penalty off): it loads
+    as before; a nonzero value, which has no exact equivalent now, is refused in one line."""
+    from zerosum.config import config_from_dict, config_to_dict
+
+    old = config_to_dict(load_config())
+    old["algo"]["kl_coef"] = 0.0
+    assert config_from_dict(old) == load_config()
+    assert "kl_coef" in old["algo"]  # the caller's mapping is left as it was
+    old["algo"]["kl_coef"] = 0.05
+    with pytest.raises(ConfigError, match="'algo.kl_coef' was replaced"):
+        config_from_dict(old)

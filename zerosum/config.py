@@ -56,6 +56,8 @@ POOL_EVICTIONS: tuple[str, ...] = get_args(PoolEviction)
 DIST_BACKENDS: tuple[str, ...] = get_args(DistBackend)
 DIST_MODES: tuple[str, ...] = get_args(DistMode)
 
+# Retired fields and their "off" value: a run's config.json from an older version holds them.
+RETIRED_OFF = {"algo.kl_coef": 0.0}
 # Fields that were replaced, with what to write instead (named in the unknown-field error).
 RENAMED = {
     "algo.kl_coef": "algo.regularizer: magnet, algo.magnet_alpha: <the coefficient>, "
@@ -514,10 +516,25 @@ def load_dataclass(
     return obj
 
 
+def _drop_retired_off(data: Any) -> Any:
+    """`data` without the retired fields (`RETIRED_OFF`) that are set to their "off" value,
+    as the config.json of a run from an older version holds them: such a run resumes
+    unchanged. Set to anything else they stay, and `RENAMED` refuses them in one line."""
+    if not isinstance(data, dict):
+        return data
+    out = dict(data)
+    for path, off in RETIRED_OFF.items():
+        section, name = path.split(".")
+        fields = out.get(section)
+        if isinstance(fields, dict) and name in fields and fields[name] == off:
+            out[section] = {k: v for k, v in fields.items() if k != name}
+    return out
+
+
 def config_from_dict(data: dict) -> TrainConfig:
     """A validated `TrainConfig` from nested mappings (a recipe's sections); a bad key, type or
     value is a `ConfigError` with one line naming the field and what is allowed."""
-    cfg = load_dataclass(TrainConfig, data, _CHECKS, renamed=RENAMED)
+    cfg = load_dataclass(TrainConfig, _drop_retired_off(data), _CHECKS, renamed=RENAMED)
     _check_games(cfg)
     _check_distributed(cfg)
     if not cfg.rollout.games:
