@@ -23,7 +23,7 @@ class ScriptEngine:
     answer: object
     batches: list
 
-    def generate(self, prompts, params, choices=None, seed=0):
+    def generate(self, prompts, params, choices=None, seed=0, seeds=None):
         self.batches.append(len(prompts))
         out = []
         for p in prompts:
@@ -68,9 +68,9 @@ def test_seats_are_mixed_within_one_batch(tokenizer):
     seats_per_batch = []
 
     class Spy(ScriptEngine):
-        def generate(self, prompts, params, choices=None, seed=0):
+        def generate(self, prompts, params, choices=None, seed=0, seeds=None):
             seats_per_batch.append({"Player 1 in" in self.tokenizer.decode(p) for p in prompts})
-            return super().generate(prompts, params, choices, seed)
+            return super().generate(prompts, params, choices, seed, seeds)
 
     def answer(prompt: str) -> str:
         if "[check]" in prompt.split("Legal actions")[-1]:
@@ -198,6 +198,33 @@ def test_constrained_moves_are_not_truncated_by_a_small_token_cap(tiny, tokenize
     assert all(t.valid and t.finish_reason == "stop" for t in turns)
     assert all(e.outcome.forfeit_seat is None and e.outcome.turns >= 2 for e in episodes)
     assert any(m.startswith("bid") for e in episodes for _, m in e.moves)
+
+
+def test_a_game_plays_the_same_whatever_shares_its_batches(tiny, tokenizer):
+    """Each answer has its own seed (`seeds.turn_seed` of the call's seed, the game's seed and
+    the answer's index): the same games played 8 at once, 3 at once, or split in two calls
+    (as two rollout workers would) give the same turns, in schedule order."""
+    from zerosum.engines.hf import HFEngine
+
+    schedule = [("kuhn_poker", s) for s in range(8)]
+    params = SamplingParams(temperature=1.0, max_new_tokens=4)
+
+    def play(games, concurrent):
+        settings = RolloutSettings(
+            answer_mode="constrained", prompt_format="plain", include_rules=False,
+            invalid=InvalidMovePolicy("retry", retries=1), max_concurrent=concurrent,
+        )  # fmt: skip
+        turns, episodes = play_games(
+            HFEngine(tiny, tokenizer), tokenizer, games, params, settings, seed=5
+        )
+        return [(t.seat, t.response_ids) for t in turns], [(e.seed, e.moves) for e in episodes]
+
+    together = play(schedule, 8)
+    assert play(schedule, 3) == together
+    first, second = play(schedule[:5], 5), play(schedule[5:], 2)
+    assert (first[0] + second[0], first[1] + second[1]) == together
+    moves = {m for _, ms in together[1] for _, m in ms}
+    assert {"bet", "check"} <= moves  # sampled, not one fixed answer
 
 
 # -- GameRunner's steps, one at a time --------------------------------------------------

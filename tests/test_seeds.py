@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 
-from zerosum.seeds import eval_seed, game_seed, player_rng, round_seed, schedule_rng, step_seed
+from zerosum.seeds import eval_seed, game_seed, player_rng, schedule_rng, step_seed, turn_seed
 
 
 def test_derived_seeds_keep_their_values():
     assert step_seed(3, 5) == 3 * 100_003 + 5
-    assert round_seed(2, 7) == 2 * 1_000_003 + 7
+    assert (turn_seed(2, 7, 0), turn_seed(2, 7, 1)) == (1299755444, 3689068720)
     assert eval_seed(1, 2) == 7919 + 2000
     assert (game_seed(0, 0), game_seed(5, 3)) == (2968811710, 727168946)
     assert schedule_rng(0, 1).integers(1000) == np.random.default_rng([0, 1, 7]).integers(1000)

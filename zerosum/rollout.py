@@ -37,8 +37,8 @@ from zerosum.players.base import Player
 from zerosum.seeds import (
     game_seed,  # noqa: F401 (re-exported: callers know it from here)
     player_rng,
-    round_seed,
     schedule_rng,
+    turn_seed,
 )
 from zerosum.snapshot import Snapshot
 
@@ -241,6 +241,7 @@ class _Slot:
     rng: np.random.Generator  # fixed players and random-move substitutions
     turns: list[Turn] = field(default_factory=list)  # the model's, until the game ends
     moves: int = 0
+    calls: int = 0  # engine answers so far (turns and retries, any seat): seeds the next
     attempts: int = 0  # invalid answers in a row for the current turn
     feedback: str | None = None  # why the last answer was rejected, for a retry
 
@@ -274,14 +275,17 @@ class GameRunner:
         self.turns: list[Turn] = []  # the model's, in the order their games finished
         self.pending = list(range(len(schedule)))[::-1]  # pop() takes the next game
         self.live: list[_Slot] = []
-        self.round_index = 0
 
     def run(self) -> tuple[list[Turn], list[Episode]]:
-        """Play every scheduled game to the end; the model's turns and all episodes."""
+        """Play every scheduled game to the end; the model's turns (in schedule order, each
+        game's in play order) and all episodes."""
         while self.pending or self.live:
             self.refill()
             if self.live:
                 self.play_round()
+        # Schedule order rather than finishing order: with per-answer seeds the whole result
+        # is then a function of the schedule alone, however the games were batched or split.
+        self.turns.sort(key=lambda t: t.episode)
         return self.turns, self.episodes
 
     # -- scheduling ------------------------------------------------------------------
@@ -382,9 +386,11 @@ class GameRunner:
         choices = None
         if s.answer_mode == "constrained":
             choices = [list(slot.state.legal_actions()) for slot in slots]
-        seed = round_seed(self.seed, self.round_index)
-        self.round_index += 1
-        return prompts, self.engine.generate(prompts, self.params, choices, seed=seed)
+        seeds = []
+        for slot in slots:
+            seeds.append(turn_seed(self.seed, self.schedule[slot.index][1], slot.calls))
+            slot.calls += 1
+        return prompts, self.engine.generate(prompts, self.params, choices, seeds=seeds)
 
     def take_answer(
         self, slot: _Slot, seat: int, prompt: list[int], gen: Generation, learner: bool = True
@@ -471,8 +477,10 @@ def play_games(
     once, so only the model's turns go to the engine (None, with `params` None, when no seat
     is the model's). A `Snapshot` there is an earlier self of the model (an opponent pool):
     the engine answers for it with the snapshot's weights, and its turns are not returned. Every player's invalid answers go through the same invalid-move policy.
-    `seed` seeds the engine's sampling (`seeds.round_seed`); each game's own randomness comes
-    from its scheduled seed.
+    `seed` seeds the engine's sampling: each answer from its own seed (`seeds.turn_seed` of
+    `seed`, its game's seed and its index in the game), so a game plays the same whatever
+    other games share its batches; each game's own randomness comes from its scheduled seed.
+    The turns come in schedule order (each game's in play order).
     """
     return GameRunner(engine, tokenizer, schedule, params, settings, seed, opponents).run()
 

@@ -15,12 +15,12 @@ import numpy as np
 # Multipliers of the linear formulas: primes above any step or round count a run reaches, so
 # (seed, position) pairs map to distinct seeds.
 _STEP_STRIDE = 100_003
-_ROUND_STRIDE = 1_000_003
 _EVAL_STRIDE, _EVAL_STEP_STRIDE = 7919, 1000
 # Tags that tell NumPy streams of the same (seed, ...) apart.
 _SCHEDULE_STREAM = 7
 _PLAYER_STREAM = 3
 _OPPONENT_STREAM = 11
+_TURN_STREAM = 13
 
 
 def game_seed(seed: int, index: int) -> int:
@@ -40,9 +40,15 @@ def step_seed(run_seed: int, step: int) -> int:
     return run_seed * _STEP_STRIDE + step
 
 
-def round_seed(seed: int, round_index: int) -> int:
-    """The engine seed of batch `round_index` of a `play_games` call seeded `seed`."""
-    return seed * _ROUND_STRIDE + round_index
+def turn_seed(seed: int, game_seed: int, call: int) -> int:
+    """The engine seed of answer `call` (0, 1, ...: every turn and retry of the game, in
+    order) in the game seeded `game_seed` of a `play_games` call seeded `seed`.
+
+    Each answer is sampled from its own generator, so a game's samples do not depend on which
+    other games share its engine batch: not on `rollout.max_concurrent`, the order games
+    finish in, or which rollout worker plays it (the Ray backend gives every worker a slice
+    of a step's games). Replaces the per-batch `round_seed` (seed * 1_000_003 + round)."""
+    return int(np.random.SeedSequence([seed, game_seed, call, _TURN_STREAM]).generate_state(1)[0])
 
 
 def eval_seed(run_seed: int, step: int) -> int:
