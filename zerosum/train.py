@@ -27,16 +27,12 @@ from tqdm import tqdm
 from zerosum.advantage import keep_nonzero, rae_advantages
 from zerosum.checkpoint import TrainState, resume_candidates, resume_from, save_checkpoint
 from zerosum.config import OptimConfig, TrainConfig, config_to_dict
+from zerosum.distributed import Rollouts, make_rollouts
 from zerosum.engines import Engine, SamplingParams, make_engine
 from zerosum.hardware import resolve_bf16
 from zerosum.league import OpponentPool, seat_players
 from zerosum.learner import Learner, LearnerSettings, Sample
-from zerosum.rollout import (
-    RolloutSettings,
-    play_games,
-    rollout_metrics,
-    schedule_games,
-)
+from zerosum.rollout import RolloutSettings, rollout_metrics, schedule_games
 from zerosum.rundir import prepare_run_dir, write_atomic
 from zerosum.seeds import eval_seed, step_seed
 from zerosum.snapshot import Snapshot
@@ -195,6 +191,14 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> Pa
 def _run(cfg: TrainConfig, run_dir: Path, resume: bool) -> None:
     """The pipeline: build the run, then train, evaluate, log and checkpoint step by step."""
     run = start_run(cfg, run_dir, resume)
+    try:
+        _loop(run)
+    finally:
+        run.rollouts.close()  # Ray workers do not outlive the run, however it ends
+
+
+def _loop(run: Run) -> None:
+    """Train, evaluate, log and checkpoint from the step after `run.state.step` to the end."""
     cfg = run.cfg  # optim.bf16 resolved
     bar = tqdm(
         total=cfg.run.steps,
@@ -234,6 +238,7 @@ class Run:
     engine: Engine
     state: TrainState
     log: MetricsLog
+    rollouts: Rollouts  # where self-play games are played (`distributed.backend`)
     tiny_base: Any = None  # LoRA on a tiny model: the random base, saved with checkpoints
     pool: OpponentPool | None = None  # opponents.pool_size or opponents.fixed
 
@@ -262,8 +267,13 @@ class Run:
 
 def start_run(cfg: TrainConfig, run_dir: Path, resume: bool) -> Run:
     """Model, optimizer and state (from the last good checkpoint when resuming), the metrics
-    log, the run's config.json, the learner and the engine, in this order (the global torch
-    RNG is seeded once, so the order is part of what a run reproduces)."""
+    log, the run's config.json, the learner, the engine and the rollout backend (Ray workers
+    start from the weights as they are now), in this order (the global torch RNG is seeded
+    once, so the order is part of what a run reproduces)."""
+    if cfg.distributed.backend == "ray":  # before anything slow: Ray may not be installed
+        from zerosum.distributed.ray_backend import require_ray
+
+        require_ray()
     candidates = resume_candidates(run_dir) if resume else []
     torch.manual_seed(cfg.run.seed)
     model, tokenizer = build_model(cfg)
@@ -277,9 +287,11 @@ def start_run(cfg: TrainConfig, run_dir: Path, resume: bool) -> Run:
     engine = build_engine(cfg, model, tokenizer)
     o = cfg.opponents
     pool = OpponentPool(o, model, state.pool) if o.pool_size or o.fixed else None
+    rollouts = make_rollouts(cfg, model, tokenizer, engine, state.step)
     return Run(
-        cfg, run_dir, model, tokenizer, optimizer, learner, engine, state, log, tiny_base, pool
-    )
+        cfg, run_dir, model, tokenizer, optimizer, learner, engine, state, log, rollouts,
+        tiny_base, pool,
+    )  # fmt: skip
 
 
 def build_optimizer(optim: OptimConfig, model) -> torch.optim.Optimizer:
@@ -314,10 +326,9 @@ def train_step(run: Run, step: int) -> dict[str, float]:
     #    share of the games against earlier selves or fixed players, learning from its seat).
     schedule = schedule_games(cfg.rollout.games, cfg.rollout.games_per_step, cfg.run.seed, step)
     assigned = run.pool.assign(len(schedule), cfg.run.seed, step) if run.pool else []
-    turns, episodes = play_games(
-        run.engine, run.tokenizer, schedule, run.sampling, run.rollout,
-        seed=step_seed(cfg.run.seed, step), opponents=seat_players(assigned),
-    )  # fmt: skip
+    turns, episodes, backend_stats = run.rollouts.play(
+        schedule, run.sampling, run.rollout, step_seed(cfg.run.seed, step), seat_players(assigned)
+    )
     t_rollout = time.perf_counter() - t0
 
     # 2. Role-conditioned advantages: return minus the EMA baseline of (game, seat).
@@ -338,6 +349,7 @@ def train_step(run: Run, step: int) -> dict[str, float]:
     learn_stats = run.learner.step(samples)
     run.engine.sync_weights()
     t_learn = time.perf_counter() - t1
+    backend_stats.update(run.rollouts.publish(run.model, step))  # Ray: to every worker
     magnet = run.learner.magnet
     if magnet is not None:
         learn_stats["magnet/age"] = float(magnet.age(step))
@@ -361,6 +373,7 @@ def train_step(run: Run, step: int) -> dict[str, float]:
         "adv/kept_fraction": len(samples) / max(len(turns), 1),
         **{f"adv/baseline/{k}": v for k, v in sorted(state.baselines.items())},
         **learn_stats,
+        **backend_stats,
         "perf/rollout_s": t_rollout,
         "perf/learn_s": t_learn,
         "perf/gen_tokens_per_s": gen_tokens / max(t_rollout, 1e-9),

@@ -1,0 +1,196 @@
+"""The Ray backend (`distributed.backend: ray`): rollout workers rebuilt from the learner's
+weights, sync runs equal to the local backend's, and a killed worker restarted mid-run.
+
+Tests that start Ray skip when it is not installed (`pip install 'zerosum[ray]'`); they share
+one Ray instance with 2 CPUs (one per rollout worker)."""
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import pytest
+import torch
+
+from zerosum.config import load_config
+from zerosum.distributed.weights import load_trainable, model_payload, trainable_state
+from zerosum.distributed.worker import RolloutWorker
+from zerosum.engines import SamplingParams
+from zerosum.engines.hf import HFEngine
+from zerosum.rollout import RolloutSettings, play_games, schedule_games
+
+RECIPE = Path(__file__).parent.parent / "configs" / "tiny_kuhn_test.yaml"
+FAST = [
+    "rollout.games_per_step=12", "rollout.max_concurrent=12", "run.progress=false",
+    "run.steps=3", "run.tensorboard=false",
+]  # fmt: skip
+RAY = ["distributed.backend=ray", "distributed.rollout_workers=2"]
+SETTINGS = RolloutSettings(answer_mode="constrained", prompt_format="plain", include_rules=False)
+
+
+@pytest.fixture(scope="module")
+def ray_cpus():
+    """A Ray instance with 2 CPUs for this module's runs (which use it and leave it running)."""
+    ray = pytest.importorskip("ray", reason="the Ray backend needs pip install 'zerosum[ray]'")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def without(rows: list[dict], *prefixes: str) -> list[dict]:
+    return [{k: v for k, v in r.items() if not k.startswith(prefixes)} for r in rows]
+
+
+def test_slices_are_contiguous_and_balanced():
+    from zerosum.distributed.ray_backend import slices
+
+    assert slices(12, 2) == [range(0, 6), range(6, 12)]
+    assert [len(s) for s in slices(5, 3)] == [2, 1, 2]
+    assert [i for s in slices(7, 4) for i in s] == list(range(7))
+
+
+@pytest.mark.parametrize("lora", [False, True])
+def test_a_worker_rebuilds_the_policy_and_plays_as_the_learner_would(tiny, tokenizer, lora):
+    """A worker's model, built from the payload alone, has the learner's tensors and plays
+    the learner's games; after an update only the trainable weights (LoRA: the adapter)
+    travel, and the worker then plays as the updated learner."""
+    model = tiny
+    if lora:
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(tiny, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear"))
+    worker = RolloutWorker("hf", max_batch=16, seed=0, device="cpu")
+    worker.load(model_payload(model, tokenizer), None, version=0)
+    assert model.state_dict().keys() == worker.model.state_dict().keys()
+    assert all(torch.equal(t, worker.model.state_dict()[n]) for n, t in model.state_dict().items())
+
+    schedule = schedule_games({"kuhn_poker": 1.0}, 6, seed=0, step=1)
+    params = SamplingParams(temperature=1.0, max_new_tokens=4)
+
+    def learner_games():
+        turns, episodes = play_games(HFEngine(model, tokenizer), tokenizer, schedule, params,
+                                     SETTINGS, seed=3)  # fmt: skip
+        return [t.response_ids for t in turns], [e.moves for e in episodes]
+
+    def worker_games(version):
+        result = worker.play(version, schedule, params, SETTINGS, seed=3)
+        assert result.played
+        return [t.response_ids for t in result.turns], [e.moves for e in result.episodes]
+
+    assert worker_games(0) == learner_games()
+    assert not worker.play(1, schedule, params, SETTINGS, seed=3).played  # not that version
+
+    with torch.no_grad():  # an "update": every trainable weight moves
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(torch.randn_like(p) * 0.5)
+    weights = trainable_state(model)
+    names = {n for n, p in model.named_parameters()}
+    assert set(weights) < names if lora else set(weights) == names
+    assert all("lora_" in n for n in weights) == lora
+    assert worker.set_weights(weights, 1) == (worker.incarnation, True)
+    assert all(torch.equal(t, worker.model.state_dict()[n]) for n, t in model.state_dict().items())
+    assert worker_games(1) == learner_games()
+    with pytest.raises(ValueError, match="weights for 1 unknown parameters"):
+        load_trainable(worker.model, {"nonsense.weight": torch.zeros(1)})
+
+
+def test_more_workers_than_cpus_is_an_error_on_a_ray_started_here(capsys):
+    """Each worker reserves a CPU: Ray would wait forever for a third one on 2 CPUs."""
+    from zerosum.distributed.ray_backend import _check_resources
+
+    class TwoCpus:
+        @staticmethod
+        def cluster_resources():
+            return {"CPU": 2.0}
+
+    _check_resources(TwoCpus, 2, 0, owned=True)
+    with pytest.raises(ValueError, match=r"rollout_workers = 3 needs 3 CPUs .* cluster has 2$"):
+        _check_resources(TwoCpus, 3, 0, owned=True)
+    with pytest.raises(ValueError, match=r"needs 2 GPUs \(one per worker\); the Ray cluster has 0"):
+        _check_resources(TwoCpus, 2, 1, owned=True)
+    _check_resources(TwoCpus, 3, 0, owned=False)  # a cluster may still grow: a warning
+    assert "warning: distributed.rollout_workers = 3 needs 3 CPUs" in capsys.readouterr().err
+
+
+def test_ray_is_required_with_a_one_line_error(tmp_path, monkeypatch):
+    """Without Ray installed, the Ray backend stops before the model loads."""
+    import builtins
+
+    from zerosum.train import train
+
+    real_import = builtins.__import__
+
+    def no_ray(name, *args, **kwargs):
+        if name == "ray" or name.startswith("ray."):
+            raise ImportError("No module named 'ray'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_ray)
+    cfg = load_config(RECIPE, [*FAST, *RAY, f"run.out_dir={tmp_path / 'run'}"])
+    with pytest.raises(ValueError, match=r"needs Ray: pip install 'zerosum\[ray\]'"):
+        train(cfg)
+
+
+def test_sync_run_on_ray_equals_the_local_run(tmp_path, ray_cpus):
+    """3 steps with 2 rollout workers give exactly the local backend's metrics (every
+    rollout/, adv/, loss/ and eval/ value; perf/ timings aside, and the Ray backend's own
+    distributed/ counts, which show no restart and no discarded game). Each answer is
+    seeded from its game, so a worker playing half the games samples what the single
+    engine samples for them; the learner joins the halves in schedule order."""
+    from zerosum.train import train
+
+    common = [*FAST, "run.eval_every=2", "eval.nash_conv=[kuhn_poker]"]
+    train(load_config(RECIPE, [*common, f"run.out_dir={tmp_path / 'local'}"]))
+    train(load_config(RECIPE, [*common, *RAY, f"run.out_dir={tmp_path / 'ray'}"]))
+    local, on_ray = read_metrics(tmp_path / "local"), read_metrics(tmp_path / "ray")
+    assert [r["step"] for r in on_ray] == [1, 2, 3]
+    assert [
+        (r["distributed/worker_restarts"], r["distributed/games_discarded"]) for r in on_ray
+    ] == [(0.0, 0.0)] * 3
+    assert not any(k.startswith("distributed/") for r in local for k in r)
+    assert without(on_ray, "perf/", "distributed/") == without(local, "perf/")
+    assert len({r["loss/total"] for r in local}) == 3  # the weights moved between steps
+
+
+def test_a_worker_killed_mid_step_is_restarted_and_the_run_goes_on(tmp_path, ray_cpus, monkeypatch):
+    """SIGKILL to rollout worker 0's process while it plays step 2: its 6 games are
+    discarded, Ray restarts it, the learner loads the current weights into it, and step 3
+    plays all 12 games on both workers again."""
+    from zerosum.distributed.ray_backend import RayRollouts
+    from zerosum.train import train
+
+    killed: list[int] = []
+    play = RayRollouts.play
+
+    def play_and_kill(self, *args, **kwargs):
+        if not killed and self.version == 1:  # step 2
+            pid = self.pids()[0]  # asked while the workers are idle
+            get = self._get
+
+            def kill_then_get(k, future):  # the slices have been sent: worker 0 is playing
+                if k == 0 and not killed:
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+                return get(k, future)
+
+            self._get = kill_then_get
+        try:
+            return play(self, *args, **kwargs)
+        finally:
+            self.__dict__.pop("_get", None)
+
+    monkeypatch.setattr(RayRollouts, "play", play_and_kill)
+    out = tmp_path / "run"
+    train(load_config(RECIPE, [*FAST, *RAY, f"run.out_dir={out}"]))
+    rows = read_metrics(out)
+    assert killed and [r["step"] for r in rows] == [1, 2, 3]
+    assert [r["distributed/worker_restarts"] for r in rows] == [0.0, 1.0, 0.0]
+    assert [r["distributed/games_discarded"] for r in rows] == [0.0, 6.0, 0.0]
+    assert [r["rollout/games"] for r in rows] == [12.0, 6.0, 12.0]
+    assert [r["progress/games"] for r in rows] == [12.0, 18.0, 30.0]
+    assert (out / "checkpoints" / "step-000003" / "model").is_dir()

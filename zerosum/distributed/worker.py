@@ -1,0 +1,101 @@
+"""A rollout worker: one process (a Ray actor) with its own copy of the policy and its own
+engine, playing the slices of each step's games it is given.
+
+The class is plain Python; `zerosum.distributed.ray_backend` wraps it with `ray.remote`, so
+this module imports without Ray and a worker can be driven directly. A worker starts empty:
+the learner `load`s the model into it (at the start of the run, and again whenever Ray has
+restarted the process), so its state always comes from the learner, never from a stale copy.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from zerosum.config import EngineName, VLLMConfig
+from zerosum.distributed.weights import ModelPayload, build_model, load_trainable
+from zerosum.engines import SamplingParams, make_engine
+from zerosum.rollout import Episode, RolloutSettings, Turn, play_games
+
+
+@dataclass
+class SliceResult:
+    """A worker's answer to `play`: `played` is False when it did not hold the policy version
+    asked for (it was restarted since and is empty), and then holds nothing else.
+    `incarnation` identifies the worker's process start."""
+
+    incarnation: str
+    played: bool
+    turns: list[Turn] = field(default_factory=list)
+    episodes: list[Episode] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+class RolloutWorker:
+    """An engine of kind `engine` (with `vllm` options) over a policy the learner loads."""
+
+    def __init__(
+        self,
+        engine: EngineName,
+        max_batch: int,
+        seed: int,
+        device: str,
+        vllm: VLLMConfig | None = None,
+    ):
+        # A new id per process start: the learner counts restarts by it (a PID may repeat).
+        self.incarnation = uuid.uuid4().hex
+        self.tokenizer = None
+        self.engine_name, self.max_batch, self.seed = engine, max_batch, seed
+        self.device, self.vllm = device, vllm
+        self.model = self.engine = None
+        self.version: int | None = None
+
+    def pid(self) -> int:
+        """The worker's process id (the fault-tolerance test kills it)."""
+        return os.getpid()
+
+    def load(self, payload: ModelPayload, weights: dict | None, version: int) -> str:
+        """Build the policy from `payload`, then (if given) put the trained `weights` in,
+        which make it policy `version`, and start the engine; returns the incarnation."""
+        from zerosum.models import resolve_device
+
+        self.tokenizer = payload.tokenizer
+        self.model = build_model(payload, resolve_device(self.device))
+        if weights is not None:
+            load_trainable(self.model, weights)
+        self.engine = make_engine(
+            self.engine_name, self.model, self.tokenizer, max_batch=self.max_batch,
+            seed=self.seed, vllm=self.vllm,
+        )  # fmt: skip
+        self.version = version
+        return self.incarnation
+
+    def set_weights(self, weights: dict, version: int) -> tuple[str, bool]:
+        """Serve the learner's trainable weights of policy `version`; the incarnation, and
+        False if there is no policy to update (a restarted worker needs `load`)."""
+        if self.model is None:
+            return self.incarnation, False
+        load_trainable(self.model, weights)
+        self.engine.sync_weights()
+        self.version = version
+        return self.incarnation, True
+
+    def play(
+        self,
+        version: int,
+        schedule: Sequence[tuple[str, int]],
+        params: SamplingParams,
+        settings: RolloutSettings,
+        seed: int,
+    ) -> SliceResult:
+        """Play `schedule` (a slice of the step's games) with policy `version`, seeded as the
+        whole step is (`play_games`'s per-answer seeds make the slice's games independent of
+        the rest), unless this worker holds no policy or another version."""
+        if self.version != version:
+            return SliceResult(self.incarnation, played=False)
+        start = time.perf_counter()
+        turns, episodes = play_games(self.engine, self.tokenizer, schedule, params, settings, seed)
+        return SliceResult(self.incarnation, True, turns, episodes, time.perf_counter() - start)
