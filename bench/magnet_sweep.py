@@ -74,7 +74,11 @@ def curve(rows: list[dict], game: str) -> tuple[list[int], list[float], list[flo
     key = f"eval/{game}/nash_conv"
     steps, minutes, values, total = [], [], [], 0.0
     for r in rows:
-        total += sum(v for k, v in r.items() if k.startswith("perf/") and k.endswith("_s"))
+        total += sum(
+            v
+            for k, v in r.items()
+            if k.startswith("perf/") and k.endswith("_s") and "_per_" not in k
+        )  # seconds of rollout, learning and evaluation (not the tokens-per-second rates)
         if key in r:
             steps.append(r["step"])
             minutes.append(total / 60)
@@ -89,7 +93,7 @@ def summarise(results: dict, initial: dict, a: argparse.Namespace) -> str:
         "evaluations in the last 25% of steps; minutes = the run's own rollout, learning and "
         "evaluation time.",
         "",
-        "| setting | initial | final (mean over seeds) | last quarter mean / max | best | "
+        "| setting | step 1 | final (mean over seeds) | last quarter mean / max | best | "
         "first step <= 0.05 (seeds reaching it) | minutes |",
         "|---|---|---|---|---|---|---|",
     ]
