@@ -171,7 +171,10 @@ def test_distributed_section():
             "'distributed.rollout_workers' = 3 is more than rollout.games_per_step = 2",
         ),
         ([*RAY, "distributed.mode=async"], "'distributed.mode' = 'async' is not built yet"),
-        ([*RAY, "distributed.learner_ranks=2"], "'distributed.learner_ranks' = 2 is not built"),
+        (
+            [*RAY, "distributed.learner_ranks=2", "algo.regularizer=magnet"],
+            "'algo.regularizer' = 'magnet' is not supported with distributed.learner_ranks > 1",
+        ),
         ([*RAY, "opponents.pool_size=2"], "'opponents' (a pool) is not supported with"),
         (["distributed.learner_ranks=2"], "'distributed.learner_ranks' = 2 needs distributed"),
     ],

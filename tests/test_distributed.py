@@ -194,3 +194,83 @@ def test_a_worker_killed_mid_step_is_restarted_and_the_run_goes_on(tmp_path, ray
     assert [r["rollout/games"] for r in rows] == [12.0, 6.0, 12.0]
     assert [r["progress/games"] for r in rows] == [12.0, 18.0, 30.0]
     assert (out / "checkpoints" / "step-000003" / "model").is_dir()
+
+
+def fixed_batch(model, tokenizer, n_games: int = 8) -> list:
+    """The turns of a few Kuhn Poker games as training samples, advantages +-1 and 0.5."""
+    from zerosum.learner import Sample
+
+    schedule = schedule_games({"kuhn_poker": 1.0}, n_games, seed=0, step=1)
+    params = SamplingParams(temperature=1.0, max_new_tokens=4)
+    turns, _ = play_games(HFEngine(model, tokenizer), tokenizer, schedule, params, SETTINGS, 0)
+    advantages = [(1.0, -1.0, 0.5)[i % 3] for i in range(len(turns))]
+    return [Sample(t.prompt_ids, t.response_ids, a, t.allowed) for t, a in zip(turns, advantages)]
+
+
+@pytest.mark.parametrize("loss", ["ppo", "reinforce"])
+def test_two_learner_ranks_equal_the_single_process_learner(tiny, tokenizer, ray_cpus, loss):
+    """The 2-rank learner (this process and a Ray actor, gloo) on a fixed batch: both ranks
+    end with bitwise the same parameters, and they equal the single-process learner's within
+    1e-6 (float rounding: the ranks sum their halves' gradients in another order). `mean`
+    aggregation checks the whole batch's token count normalises both halves."""
+    import copy
+
+    from zerosum.distributed.learner_group import LearnerGroup
+    from zerosum.learner import Learner, LearnerSettings
+    from zerosum.train import build_optimizer
+
+    cfg = load_config(None, [
+        "optim.bf16=false", f"algo.loss={loss}", "algo.ppo_epochs=2", "algo.aggregation=mean",
+        "algo.entropy_coef=0.1", "optim.lr=1e-3", "model.device=cpu",
+    ])  # fmt: skip
+    samples = fixed_batch(tiny, tokenizer)
+    assert len(samples) >= 16
+
+    def learner(model) -> Learner:
+        optimizer = build_optimizer(cfg.optim, model)
+        return Learner(model, optimizer, LearnerSettings.from_config(cfg), tokenizer.pad_token_id)
+
+    initial = {n: p.detach().clone() for n, p in tiny.named_parameters()}
+    single = learner(copy.deepcopy(tiny))
+    torch.manual_seed(7)
+    single_stats = single.step(samples)
+
+    rank0 = learner(tiny)  # trains `tiny` itself
+    group = LearnerGroup(cfg, rank0, tokenizer, world=2)
+    try:
+        stats = group.step(samples, seed=7)
+        rank1 = ray_cpus.get(group.ranks[0].parameters.remote())
+    finally:
+        group.close()
+    trained = {n: p.detach() for n, p in tiny.named_parameters()}
+    assert rank1.keys() == trained.keys()
+    assert all(torch.equal(trained[n], p) for n, p in rank1.items())  # the copies agree
+    reference = {n: p.detach() for n, p in single.model.named_parameters()}
+    moved = max(float((reference[n] - initial[n]).abs().max()) for n in initial)
+    diff = max(float((trained[n] - reference[n]).abs().max()) for n in trained)
+    assert moved > 1e-4 and diff <= 1e-6, (moved, diff)
+    assert stats["loss/tokens"] == single_stats["loss/tokens"]  # the halves add up
+    for key in ("loss/total", "loss/entropy", "loss/grad_norm"):
+        assert stats[key] == pytest.approx(single_stats[key], rel=1e-5), key
+
+
+def test_a_run_with_two_learner_ranks_matches_the_local_run_up_to_rounding(tmp_path, ray_cpus):
+    """2 rollout workers and a 2-rank learner (this process and one Ray actor): the run
+    completes, and since the ranks' summed gradient is the single-process one up to float
+    rounding, it plays the local run's games (every rollout/ metric equal; a sample would
+    have to fall within about 1e-7 of a probability boundary to differ) and its losses agree
+    to 1e-4."""
+    from zerosum.train import train
+
+    train(load_config(RECIPE, [*FAST, f"run.out_dir={tmp_path / 'local'}"]))
+    ranks = [*RAY, "distributed.learner_ranks=2"]
+    train(load_config(RECIPE, [*FAST, *ranks, f"run.out_dir={tmp_path / 'ray'}"]))
+    local, on_ray = read_metrics(tmp_path / "local"), read_metrics(tmp_path / "ray")
+    assert [r["step"] for r in on_ray] == [1, 2, 3]
+    assert all("perf/learner_rank_wait_s" in r for r in on_ray)
+    for a, b in zip(local, on_ray):
+        assert {k: v for k, v in a.items() if k.startswith("rollout/")} == {
+            k: v for k, v in b.items() if k.startswith("rollout/")
+        }
+        for key in ("loss/total", "loss/entropy", "loss/grad_norm", "loss/tokens"):
+            assert b[key] == pytest.approx(a[key], rel=1e-4), (a["step"], key)

@@ -285,7 +285,9 @@ class DistributedConfig:
     )
     rollout_workers: int = _f(2, "backend ray: rollout workers (Ray actors, one engine each)")
     learner_ranks: int = _f(
-        1, "backend ray: data-parallel learner ranks (torch.distributed; only 1 is built yet)"
+        1,
+        "backend ray: data-parallel learner ranks (torch.distributed, gloo on CPUs, nccl on "
+        "GPUs); this process is rank 0, the others are Ray actors",
     )
     max_staleness: int = _f(
         1, "async: a batch may come from a policy at most this many optimizer steps old"
@@ -668,10 +670,10 @@ def _check_distributed(cfg: TrainConfig) -> None:
         raise ConfigError(
             "config field 'distributed.mode' = 'async' is not built yet; allowed: 'sync'"
         )
-    if d.learner_ranks != 1:
+    if d.learner_ranks > 1 and cfg.algo.regularizer != "none":
         raise ConfigError(
-            f"config field 'distributed.learner_ranks' = {d.learner_ranks!r} is not built yet; "
-            "allowed: 1 (the learner is one process)"
+            f"config field 'algo.regularizer' = {cfg.algo.regularizer!r} is not supported with "
+            "distributed.learner_ranks > 1 yet (only rank 0 holds the magnet); allowed: 'none'"
         )
     if d.rollout_workers > cfg.rollout.games_per_step:
         raise ConfigError(

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import torch
 
@@ -316,9 +316,24 @@ class LearnerSettings:
         )  # fmt: skip
 
 
+class GradientSync(Protocol):
+    """Data-parallel learner ranks (`zerosum.distributed.learner_group`): each rank steps
+    on its own share of a batch and these sums across ranks make the update the whole
+    batch's."""
+
+    def sum(self, value: float) -> float:
+        """`value` summed over the ranks."""
+        ...
+
+    def sum_grads(self, params: Sequence[torch.nn.Parameter]) -> None:
+        """Replace every parameter's gradient by its sum over the ranks (None counts as 0)."""
+        ...
+
+
 class Learner:
     """Owns the optimizer; `step(samples)` is one training iteration's update. With a
-    `magnet` (regularizer `magnet`) the loss adds `magnet_alpha` times the KL to it."""
+    `magnet` (regularizer `magnet`) the loss adds `magnet_alpha` times the KL to it. With
+    `sync`, this is one rank of a data-parallel learner and `samples` its share."""
 
     def __init__(
         self,
@@ -327,25 +342,30 @@ class Learner:
         settings: LearnerSettings,
         pad_id: int,
         magnet: Snapshot | None = None,
+        sync: GradientSync | None = None,
     ):
         self.model = model
         self.optimizer = optimizer
         self.s = settings
         self.pad_id = pad_id
         self.magnet = magnet
+        self.sync = sync
 
     def _autocast(self):
         device = next(self.model.parameters()).device.type
         return torch.autocast(device, dtype=torch.bfloat16) if self.s.bf16 else nullcontext()
 
     def step(self, samples: Sequence[Sample]) -> dict[str, float]:
-        """PPO epochs (or one REINFORCE pass) over `samples`; returns namespaced stats."""
-        if not samples:
+        """PPO epochs (or one REINFORCE pass) over `samples`; returns namespaced stats (with
+        `sync`: this rank's share of the batch's sums, see `LearnerGroup`)."""
+        if not (self.sync.sum(len(samples)) if self.sync else samples):
             return {"loss/skipped_empty_batch": 1.0}
         self.model.train()
         s = self.s
         batches = plan_micro_batches(samples, s.micro_batch_tokens, s.shared_prefix)
         total_tokens = float(sum(len(x.response_ids) for x in samples))
+        if self.sync:  # the losses are normalised by the whole batch's token count
+            total_tokens = self.sync.sum(total_tokens)
         old: dict[int, torch.Tensor] = {}
         stats: dict[str, float] = {}
         padded = saved = 0
@@ -378,15 +398,16 @@ class Learner:
                     sums[k] = sums.get(k, 0.0) + (
                         v if k in ("loss/total", "loss/tokens") else v * weight
                     )
-            grad_norm = torch.nn.utils.clip_grad_norm_(
-                [p for p in self.model.parameters() if p.requires_grad], s.grad_clip
-            )
+            trainable = [p for p in self.model.parameters() if p.requires_grad]
+            if self.sync:  # every rank then clips and steps on the same, whole-batch gradient
+                self.sync.sum_grads(trainable)
+            grad_norm = torch.nn.utils.clip_grad_norm_(trainable, s.grad_clip)
             self.optimizer.step()
             stats = sums
             stats["loss/grad_norm"] = float(grad_norm)
         real = sum(len(x) for x in samples)
         stats["perf/pad_fraction"] = 1.0 - (real - saved) / max(padded, 1)
-        stats["perf/shared_prefix_fraction"] = saved / real  # of the batch's tokens, not rerun
+        stats["perf/shared_prefix_fraction"] = saved / max(real, 1)  # of the tokens, not rerun
         stats["perf/forward_tokens"] = float(padded)  # per epoch, padding included
         stats["loss/micro_batches"] = float(len(batches))
         return stats

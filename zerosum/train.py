@@ -19,7 +19,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from tqdm import tqdm
@@ -36,6 +36,9 @@ from zerosum.rollout import RolloutSettings, rollout_metrics, schedule_games
 from zerosum.rundir import prepare_run_dir, write_atomic
 from zerosum.seeds import eval_seed, step_seed
 from zerosum.snapshot import Snapshot
+
+if TYPE_CHECKING:  # imported when used: it needs Ray
+    from zerosum.distributed.learner_group import LearnerGroup
 
 # A LoRA adapter on a tiny model names its base relative to itself: checkpoints/step-N/base,
 # the random base weights saved beside it (there is nothing to download).
@@ -193,8 +196,10 @@ def _run(cfg: TrainConfig, run_dir: Path, resume: bool) -> None:
     run = start_run(cfg, run_dir, resume)
     try:
         _loop(run)
-    finally:
-        run.rollouts.close()  # Ray workers do not outlive the run, however it ends
+    finally:  # Ray actors do not outlive the run, however it ends
+        if run.learner_group is not None:
+            run.learner_group.close()
+        run.rollouts.close()
 
 
 def _loop(run: Run) -> None:
@@ -239,6 +244,7 @@ class Run:
     state: TrainState
     log: MetricsLog
     rollouts: Rollouts  # where self-play games are played (`distributed.backend`)
+    learner_group: LearnerGroup | None = None  # distributed.learner_ranks > 1: ranks 1..M-1
     tiny_base: Any = None  # LoRA on a tiny model: the random base, saved with checkpoints
     pool: OpponentPool | None = None  # opponents.pool_size or opponents.fixed
 
@@ -288,9 +294,14 @@ def start_run(cfg: TrainConfig, run_dir: Path, resume: bool) -> Run:
     o = cfg.opponents
     pool = OpponentPool(o, model, state.pool) if o.pool_size or o.fixed else None
     rollouts = make_rollouts(cfg, model, tokenizer, engine, state.step)
+    group = None
+    if cfg.distributed.learner_ranks > 1:  # on the Ray `make_rollouts` connected to
+        from zerosum.distributed.learner_group import LearnerGroup
+
+        group = LearnerGroup(cfg, learner, tokenizer, cfg.distributed.learner_ranks)
     return Run(
         cfg, run_dir, model, tokenizer, optimizer, learner, engine, state, log, rollouts,
-        tiny_base, pool,
+        group, tiny_base, pool,
     )  # fmt: skip
 
 
@@ -346,7 +357,10 @@ def train_step(run: Run, step: int) -> dict[str, float]:
     t1 = time.perf_counter()
     torch.manual_seed(step_seed(cfg.run.seed, step))
     run.engine.offload()  # vllm sleep mode: the learner gets the GPU memory
-    learn_stats = run.learner.step(samples)
+    if run.learner_group is None:
+        learn_stats = run.learner.step(samples)
+    else:  # every rank on its share of the samples
+        learn_stats = run.learner_group.step(samples, step_seed(cfg.run.seed, step))
     run.engine.sync_weights()
     t_learn = time.perf_counter() - t1
     backend_stats.update(run.rollouts.publish(run.model, step))  # Ray: to every worker
