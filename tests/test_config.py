@@ -170,7 +170,6 @@ def test_distributed_section():
             [*RAY, "rollout.games_per_step=2", "distributed.rollout_workers=3"],
             "'distributed.rollout_workers' = 3 is more than rollout.games_per_step = 2",
         ),
-        ([*RAY, "distributed.mode=async"], "'distributed.mode' = 'async' is not built yet"),
         (
             [*RAY, "distributed.learner_ranks=2", "algo.regularizer=magnet"],
             "'algo.regularizer' = 'magnet' is not supported with distributed.learner_ranks > 1",

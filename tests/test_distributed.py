@@ -157,19 +157,31 @@ def test_sync_run_on_ray_equals_the_local_run(tmp_path, ray_cpus):
     assert len({r["loss/total"] for r in local}) == 3  # the weights moved between steps
 
 
-def test_a_worker_killed_mid_step_is_restarted_and_the_run_goes_on(tmp_path, ray_cpus, monkeypatch):
-    """SIGKILL to rollout worker 0's process while it plays step 2: its 6 games are
-    discarded, Ray restarts it, the learner loads the current weights into it, and step 3
-    plays all 12 games on both workers again."""
+@pytest.mark.parametrize(
+    "mode, restarts, games",
+    [
+        # sync: step 2's slice is the one in flight, and is lost
+        ("sync", [0, 1, 0], [12, 6, 12]),
+        # async (max_staleness 1): step 2's slices were played during step 1's update; the
+        # kill hits step 3's, sent just before; step 4's is sent again to the new process
+        ("async", [0, 0, 1, 0], [12, 12, 6, 12]),
+    ],
+)
+def test_a_worker_killed_mid_step_is_restarted_and_the_run_goes_on(
+    tmp_path, ray_cpus, monkeypatch, mode, restarts, games
+):
+    """SIGKILL to rollout worker 0's process just after step 2's slices are sent (while it
+    plays): the games of its slice in flight are discarded, Ray restarts it, the learner
+    loads the current weights into it, and the next step plays all 12 games again."""
     from zerosum.distributed.ray_backend import RayRollouts
     from zerosum.train import train
 
     killed: list[int] = []
     play = RayRollouts.play
 
-    def play_and_kill(self, *args, **kwargs):
-        if not killed and self.version == 1:  # step 2
-            pid = self.pids()[0]  # asked while the workers are idle
+    def play_and_kill(self, step, *args, **kwargs):
+        if step == 2:
+            pid = self.pids()[0]  # answered once the worker's queued calls are done
             get = self._get
 
             def kill_then_get(k, future):  # the slices have been sent: worker 0 is playing
@@ -180,20 +192,22 @@ def test_a_worker_killed_mid_step_is_restarted_and_the_run_goes_on(tmp_path, ray
 
             self._get = kill_then_get
         try:
-            return play(self, *args, **kwargs)
+            return play(self, step, *args, **kwargs)
         finally:
             self.__dict__.pop("_get", None)
 
     monkeypatch.setattr(RayRollouts, "play", play_and_kill)
     out = tmp_path / "run"
-    train(load_config(RECIPE, [*FAST, *RAY, f"run.out_dir={out}"]))
+    steps = len(games)
+    options = [f"run.steps={steps}", f"distributed.mode={mode}", f"run.out_dir={out}"]
+    train(load_config(RECIPE, [*FAST, *RAY, *options]))
     rows = read_metrics(out)
-    assert killed and [r["step"] for r in rows] == [1, 2, 3]
-    assert [r["distributed/worker_restarts"] for r in rows] == [0.0, 1.0, 0.0]
-    assert [r["distributed/games_discarded"] for r in rows] == [0.0, 6.0, 0.0]
-    assert [r["rollout/games"] for r in rows] == [12.0, 6.0, 12.0]
-    assert [r["progress/games"] for r in rows] == [12.0, 18.0, 30.0]
-    assert (out / "checkpoints" / "step-000003" / "model").is_dir()
+    assert killed and [r["step"] for r in rows] == list(range(1, steps + 1))
+    assert [r["distributed/worker_restarts"] for r in rows] == restarts
+    assert [r["distributed/games_discarded"] for r in rows] == [12 - g for g in games]
+    assert [r["rollout/games"] for r in rows] == games
+    assert rows[-1]["progress/games"] == sum(games)
+    assert (out / "checkpoints" / f"step-{steps:06d}" / "model").is_dir()
 
 
 def fixed_batch(model, tokenizer, n_games: int = 8) -> list:
@@ -274,3 +288,26 @@ def test_a_run_with_two_learner_ranks_matches_the_local_run_up_to_rounding(tmp_p
         }
         for key in ("loss/total", "loss/entropy", "loss/grad_norm", "loss/tokens"):
             assert b[key] == pytest.approx(a[key], rel=1e-4), (a["step"], key)
+
+
+def test_an_async_run_with_two_learner_ranks(tmp_path, ray_cpus):
+    """Async mode, max_staleness 1, 2 rollout workers, 2 learner ranks: the workers play
+    step t+1 while the learner trains on step t, so step 1 comes from the initial policy
+    (staleness 0: the local run's first step exactly, TIS weights 1) and steps 2 and 3 from
+    the policy one update behind the learner (staleness 1), corrected by TIS."""
+    from zerosum.train import train
+
+    train(load_config(RECIPE, [*FAST, f"run.out_dir={tmp_path / 'local'}"]))
+    async_run = [*RAY, "distributed.learner_ranks=2", "distributed.mode=async"]
+    train(load_config(RECIPE, [*FAST, *async_run, f"run.out_dir={tmp_path / 'async'}"]))
+    local, rows = read_metrics(tmp_path / "local"), read_metrics(tmp_path / "async")
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    assert [r["async/staleness_mean"] for r in rows] == [0.0, 1.0, 1.0]
+    assert [r["async/staleness_max"] for r in rows] == [0.0, 1.0, 1.0]
+    first = {k: v for k, v in rows[0].items() if k.startswith("rollout/")}
+    assert first == {k: v for k, v in local[0].items() if k.startswith("rollout/")}
+    assert rows[0]["async/tis_weight_mean"] == pytest.approx(1.0, abs=1e-4)
+    assert rows[0]["async/tis_clip_frac"] == 0.0
+    assert all(abs(r["async/tis_weight_mean"] - 1.0) > 1e-4 for r in rows[1:])  # off-policy
+    assert all(0.0 <= r["async/tis_clip_frac"] <= 1.0 for r in rows)
+    assert all(r["distributed/games_discarded"] == 0.0 for r in rows)

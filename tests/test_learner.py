@@ -215,3 +215,44 @@ def test_learner_reports_the_share_of_tokens_the_shared_prefix_saves(tiny, token
     prefix = on["perf/shared_prefix_fraction"] * total / 2  # run once instead of 3 times
     assert prefix >= len(rules) and off["perf/shared_prefix_fraction"] == 0.0
     assert on["perf/forward_tokens"] < off["perf/forward_tokens"] == 3 * max(map(len, samples))
+
+
+def test_truncated_importance_sampling_in_the_learner(tokenizer):
+    """Async mode: each token's policy-gradient term is weighted by min(pi_learner /
+    pi_engine, cap). Engine log-probabilities equal to the learner's give weight 1 (the same
+    update as without TIS); an engine that found every token e^3 times less likely gives
+    ratios e^3, cut to the cap 2 (every token clipped; with SGD and no clipping of the
+    gradient norm, exactly twice the update)."""
+    from zerosum.models import tiny_model
+
+    samples = make_samples(tokenizer)
+
+    def step(tis_cap, shift=None):
+        model = tiny_model(tokenizer, hidden_size=32, layers=1, heads=2, seed=0)
+        if shift is None:
+            batch = samples
+        else:
+            with torch.no_grad():
+                logp = response_logprobs(model, samples, 1.0, tokenizer.pad_token_id).logp
+            batch = [
+                Sample(s.prompt_ids, s.response_ids, s.advantage, s.allowed,
+                       [float(v) - shift for v in logp[i, : len(s.response_ids)]])
+                for i, s in enumerate(samples)
+            ]  # fmt: skip
+        before = {n: p.detach().clone() for n, p in model.named_parameters()}
+        settings = LearnerSettings(loss="reinforce", grad_clip=1e9, tis_cap=tis_cap)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        stats = Learner(model, opt, settings, tokenizer.pad_token_id).step(batch)
+        return {n: p.detach() - before[n] for n, p in model.named_parameters()}, stats
+
+    plain, plain_stats = step(None)
+    assert "async/tis_clip_frac" not in plain_stats
+    same, stats = step(2.0, shift=0.0)
+    assert stats["async/tis_clip_frac"] == 0.0
+    assert stats["async/tis_weight_mean"] == pytest.approx(1.0, abs=1e-5)
+    assert all(torch.allclose(same[n], d, atol=1e-7) for n, d in plain.items())
+    doubled, stats = step(2.0, shift=3.0)
+    assert stats["async/tis_clip_frac"] == pytest.approx(1.0)
+    assert stats["async/tis_weight_mean"] == pytest.approx(2.0)
+    assert all(torch.allclose(doubled[n], 2 * d, atol=1e-6) for n, d in plain.items())
+    assert max(float(d.abs().max()) for d in plain.values()) > 1e-4  # the update is not empty

@@ -281,7 +281,8 @@ class DistributedConfig:
     mode: DistMode = _f(
         "sync",
         "sync: every batch comes from the current policy (on-policy); async: workers keep "
-        "playing while the learner trains (not built yet)",
+        "playing while the learner trains, batches up to max_staleness updates old, "
+        "corrected by truncated importance sampling",
     )
     rollout_workers: int = _f(2, "backend ray: rollout workers (Ray actors, one engine each)")
     learner_ranks: int = _f(
@@ -666,10 +667,6 @@ def _check_distributed(cfg: TrainConfig) -> None:
                     "'ray' (the local backend is one synchronous process)"
                 )
         return
-    if d.mode == "async":
-        raise ConfigError(
-            "config field 'distributed.mode' = 'async' is not built yet; allowed: 'sync'"
-        )
     if d.learner_ranks > 1 and cfg.algo.regularizer != "none":
         raise ConfigError(
             f"config field 'algo.regularizer' = {cfg.algo.regularizer!r} is not supported with "

@@ -26,7 +26,7 @@ from zerosum.config import (
     SamplingConfig,
     TrainConfig,
 )
-from zerosum.loss import policy_loss, token_kl
+from zerosum.loss import policy_loss, token_kl, truncated_importance_weights
 from zerosum.snapshot import Snapshot
 
 
@@ -38,6 +38,7 @@ class Sample:
     response_ids: list[int]
     advantage: float
     allowed: list[list[int]] | None = None  # constrained mode: allowed token ids per step
+    logprobs: list[float] | None = None  # the engine's, when sampled (async mode: for TIS)
 
     def __len__(self) -> int:
         return len(self.prompt_ids) + len(self.response_ids)
@@ -298,6 +299,9 @@ class LearnerSettings:
     shared_prefix: bool = OptimConfig.shared_prefix
     temperature: float = SamplingConfig.temperature  # the rollouts' sampling temperature
     bf16: bool = False  # bf16 autocast; `optim.bf16: auto` must be resolved first
+    # Async mode: truncated importance sampling against the engine's log-probabilities,
+    # with this cap (None: off; samples are on-policy).
+    tis_cap: float | None = None
 
     @classmethod
     def from_config(cls, cfg: TrainConfig) -> LearnerSettings:
@@ -313,7 +317,18 @@ class LearnerSettings:
             grad_clip=o.grad_clip, micro_batch_tokens=o.micro_batch_tokens,
             shared_prefix=o.shared_prefix,
             temperature=cfg.sampling.temperature, bf16=o.bf16,
+            tis_cap=cfg.distributed.tis_cap if cfg.distributed.mode == "async" else None,
         )  # fmt: skip
+
+
+def _left_aligned(rows: Sequence[list[float] | None], shape: torch.Size, device) -> torch.Tensor:
+    """Per-token values of each response, [B, T] left-aligned like `Scores` (0 as padding)."""
+    out = torch.zeros(shape, dtype=torch.float32)
+    for i, row in enumerate(rows):
+        if row is None:
+            raise ValueError("truncated importance sampling needs the engine's log-probabilities")
+        out[i, : len(row)] = torch.tensor(row, dtype=torch.float32)
+    return out.to(device)
 
 
 class GradientSync(Protocol):
@@ -367,6 +382,8 @@ class Learner:
         if self.sync:  # the losses are normalised by the whole batch's token count
             total_tokens = self.sync.sum(total_tokens)
         old: dict[int, torch.Tensor] = {}
+        tis: dict[int, torch.Tensor] = {}  # per micro-batch, from the first epoch's scores
+        tis_stats: dict[str, float] = {}
         stats: dict[str, float] = {}
         padded = saved = 0
         for epoch in range(s.epochs if s.loss == "ppo" else 1):
@@ -382,6 +399,14 @@ class Learner:
                     )  # fmt: skip
                 if epoch == 0:
                     old[b] = logp.detach()
+                    if s.tis_cap is not None:
+                        engine = _left_aligned([x.logprobs for x in mb], logp.shape, logp.device)
+                        tis[b], st = truncated_importance_weights(
+                            old[b].float(), engine, mask, s.tis_cap
+                        )
+                        weight = float(mask.sum()) / total_tokens
+                        for k, v in st.items():
+                            tis_stats[k] = tis_stats.get(k, 0.0) + v * weight
                     shared = prefix_used(mb, s.shared_prefix)  # run once, not len(mb) times
                     padded += shared + len(mb) * max(len(x) - shared for x in mb)
                     saved += shared * (len(mb) - 1)
@@ -390,7 +415,7 @@ class Learner:
                     logp.float(), old[b].float(), adv, mask, kind=s.loss, clip_eps=s.clip_eps,
                     magnet_kl=kl, magnet_alpha=s.magnet_alpha, aggregation=s.aggregation,
                     norm_constant=s.norm_constant, total_tokens=total_tokens,
-                    entropy=ent.float(), entropy_coef=s.entropy_coef,
+                    entropy=ent.float(), entropy_coef=s.entropy_coef, tis_weight=tis.get(b),
                 )  # fmt: skip
                 loss.backward()
                 weight = float(mask.sum()) / total_tokens
@@ -410,6 +435,7 @@ class Learner:
         stats["perf/shared_prefix_fraction"] = saved / max(real, 1)  # of the tokens, not rerun
         stats["perf/forward_tokens"] = float(padded)  # per epoch, padding included
         stats["loss/micro_batches"] = float(len(batches))
+        stats.update(tis_stats)
         return stats
 
     @torch.no_grad()

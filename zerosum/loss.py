@@ -47,7 +47,7 @@ def truncated_importance_weights(
     if cap < 1 or cap != cap:
         raise ValueError(f"TIS cap = {cap!r} is invalid; allowed: a number >= 1")
     real = mask > 0
-    ratio = torch.exp((old_logprobs.detach() - engine_logprobs).masked_fill(~real, 0.0))
+    ratio = torch.exp((old_logprobs - engine_logprobs).detach().masked_fill(~real, 0.0))
     weights = torch.where(real, ratio.clamp(max=cap), torch.ones_like(ratio))
     n = real.sum().clamp(min=1)
     stats = {

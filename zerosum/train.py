@@ -338,8 +338,9 @@ def train_step(run: Run, step: int) -> dict[str, float]:
     schedule = schedule_games(cfg.rollout.games, cfg.rollout.games_per_step, cfg.run.seed, step)
     assigned = run.pool.assign(len(schedule), cfg.run.seed, step) if run.pool else []
     turns, episodes, backend_stats = run.rollouts.play(
-        schedule, run.sampling, run.rollout, step_seed(cfg.run.seed, step), seat_players(assigned)
-    )
+        step, schedule, run.sampling, run.rollout, step_seed(cfg.run.seed, step),
+        seat_players(assigned),
+    )  # fmt: skip
     t_rollout = time.perf_counter() - t0
 
     # 2. Role-conditioned advantages: return minus the EMA baseline of (game, seat).
@@ -348,10 +349,15 @@ def train_step(run: Run, step: int) -> dict[str, float]:
         [t.ret for t in turns], roles, state.baselines, a.rae_decay, a.rae
     )
     keep = keep_nonzero(advantages) if a.drop_zero_advantage else range(len(turns))
+    # Async mode: the engine's log-probabilities go along, for truncated importance sampling.
+    off_policy = cfg.distributed.mode == "async"
     samples = [
-        Sample(turns[i].prompt_ids, turns[i].response_ids, advantages[i], turns[i].allowed)
+        Sample(
+            turns[i].prompt_ids, turns[i].response_ids, advantages[i], turns[i].allowed,
+            turns[i].logprobs if off_policy else None,
+        )
         for i in keep
-    ]
+    ]  # fmt: skip
 
     # 3. Policy-gradient update, then the engine serves the new weights.
     t1 = time.perf_counter()

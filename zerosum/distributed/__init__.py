@@ -23,14 +23,16 @@ Opponents = Sequence[Sequence[Player | Snapshot | None]]
 class Rollouts(Protocol):
     def play(
         self,
+        step: int,
         schedule: Sequence[tuple[str, int]],
         params: SamplingParams,
         settings: RolloutSettings,
         seed: int,
         opponents: Opponents | None = None,
     ) -> tuple[list[Turn], list[Episode], dict[str, float]]:
-        """`play_games` of the schedule: the model's turns (schedule order), the episodes,
-        and the backend's own metrics (`distributed/...`, `perf/...`)."""
+        """`play_games` of training step `step`'s schedule: the model's turns (schedule
+        order), the episodes, and the backend's own metrics (`distributed/...`, `perf/...`,
+        `async/...`)."""
         ...
 
     def publish(self, model, version: int) -> dict[str, float]:
@@ -50,7 +52,7 @@ class LocalRollouts:
     def __init__(self, engine: Engine, tokenizer):
         self.engine, self.tokenizer = engine, tokenizer
 
-    def play(self, schedule, params, settings, seed, opponents=None):
+    def play(self, step, schedule, params, settings, seed, opponents=None):
         turns, episodes = play_games(
             self.engine, self.tokenizer, schedule, params, settings, seed, opponents
         )

@@ -9,6 +9,12 @@ the object store (`weights.ModelPayload`: config and tensors, nothing is downloa
 each learner step the new trainable weights (LoRA: the adapter) are put there once and every
 worker loads them.
 
+Async mode (`distributed.mode: async`): the slices of the next `max_staleness` steps are
+sent ahead, so the workers play them while the learner trains; a batch is then up to that
+many policy versions old (`async/staleness_mean`, `_max`), and the learner weights each
+token by truncated importance sampling against the engine's log-probabilities
+(`loss.truncated_importance_weights`, `async/tis_clip_frac`).
+
 Fault tolerance: workers are actors with `max_restarts`. Ray restarts a worker that dies as
 an empty process; the learner loads the model into it again with the current weights. The
 games of the slice it was playing (or was about to play) in that step are discarded: not
@@ -16,7 +22,8 @@ trained on, not in the step's `rollout/` metrics; the run goes on, and
 `distributed/worker_restarts` and `distributed/games_discarded` count both per step.
 (Replaying the slice instead would be possible, since a game is a function of its seed and
 the weights, and would keep the run identical to an uninterrupted one; discarding follows
-the design of the issue this implements.)
+the design of the issue this implements.) In async mode its slices of later steps already
+sent are sent again, to the restarted process.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -33,7 +41,8 @@ from zerosum.distributed import Opponents
 from zerosum.distributed.weights import model_payload, trainable_state
 from zerosum.distributed.worker import RolloutWorker
 from zerosum.engines import SamplingParams
-from zerosum.rollout import Episode, RolloutSettings, Turn
+from zerosum.rollout import Episode, RolloutSettings, Turn, schedule_games
+from zerosum.seeds import step_seed
 
 # Restarts Ray grants each worker: enough for preemptions over a long run, few enough that a
 # worker failing at start-up (out of memory) stops the run instead of looping.
@@ -57,6 +66,17 @@ def slices(n: int, parts: int) -> list[range]:
     return [range(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
+@dataclass
+class _Step:
+    """A step's games as sent to the workers: slice k of `schedule` is `parts[k]`, played
+    by worker k, whose answer is `futures[k]`."""
+
+    schedule: list[tuple[str, int]]
+    parts: list[range]
+    seed: int
+    futures: list[Any]
+
+
 def _check_resources(ray, workers: int, gpus_each: int, owned: bool) -> None:
     """Each worker reserves a CPU (and a GPU with a GPU learner); Ray would wait forever for
     more than the cluster has. An error on a Ray started here; a warning on a cluster, whose
@@ -76,7 +96,13 @@ def _check_resources(ray, workers: int, gpus_each: int, owned: bool) -> None:
 class RayRollouts:
     """`cfg.distributed.rollout_workers` actors, each with its own `cfg.engine` over a copy of
     `model` (policy `version`: the optimizer steps behind it). A step calls `play`, then,
-    after the learner's update, `publish`."""
+    after the learner's update, `publish`.
+
+    Async mode (`distributed.mode: async`, lag K = `max_staleness`): the slices of steps up to
+    K ahead are sent to the workers at once, and `publish` queues the new weights behind
+    them without waiting, so the workers keep playing while the learner trains. An actor
+    runs its calls in order, so step t's games are played by the policy after step t-1-K
+    (staleness K once the pipeline is full, 0..K before): deterministic, like sync mode."""
 
     def __init__(self, cfg: TrainConfig, model, tokenizer, version: int):
         ray = require_ray()
@@ -104,6 +130,8 @@ class RayRollouts:
             )
             for _ in range(d.rollout_workers)
         ]
+        self.cfg = cfg
+        self.lag = d.max_staleness if d.mode == "async" else 0
         # The run's starting model, kept in the object store to rebuild restarted workers.
         self.payload = ray.put(model_payload(model, tokenizer))
         self.weights = None  # object-store ref of the trained weights of `version`, if any
@@ -112,6 +140,9 @@ class RayRollouts:
             [w.load.remote(self.payload, None, version) for w in self.workers]
         )
         self.restarts = 0  # seen since the step's `play`
+        self.inflight: dict[int, _Step] = {}  # steps sent to the workers, not yet collected
+        self.syncs: list[tuple[int, Any]] = []  # async: weight loads not yet confirmed
+        self.play_args: tuple[SamplingParams, RolloutSettings] | None = None  # the run's
 
     def pids(self) -> list[int]:
         """Each worker's process id."""
@@ -121,69 +152,137 @@ class RayRollouts:
 
     def play(
         self,
+        step: int,
         schedule: Sequence[tuple[str, int]],
         params: SamplingParams,
         settings: RolloutSettings,
         seed: int,
         opponents: Opponents | None = None,
     ) -> tuple[list[Turn], list[Episode], dict[str, float]]:
-        """Play `schedule` over the workers, as `play_games(..., seed)` plays it in one
-        process; the model's turns (schedule order) and the episodes of every slice that
-        completed, with `distributed/games_discarded`. (Workers do not serve opponent pools
-        yet: the config refuses a pool with this backend.)"""
+        """Training step `step`'s games (`schedule`, seeded `seed`: `play_games` in one
+        process would play the same games) over the workers; the model's turns (schedule
+        order) and the episodes of every slice that completed, with
+        `distributed/games_discarded` (and `async/staleness_mean`, `_max` in async mode).
+        (Workers do not serve opponent pools yet: the config refuses a pool here.)"""
         if opponents:
             raise ValueError("opponent pools are not supported by distributed.backend 'ray' yet")
         self.restarts = 0
-        parts = slices(len(schedule), len(self.workers))
-        futures = [
-            w.play.remote(self.version, [schedule[i] for i in part], params, settings, seed)
-            for w, part in zip(self.workers, parts)
-        ]
-        turns: list[Turn] = []
-        episodes: list[Episode] = []
-        discarded, slowest = 0, 0.0
-        for k, (future, part) in enumerate(zip(futures, parts)):
-            result = self._get(k, future)
-            if result is not None:
-                self._note(k, result.incarnation)
-            if result is None or not result.played:  # died, or restarted empty meanwhile
-                discarded += len(part)
-                self._bring_back(k)
-                continue
-            for t in result.turns:  # episode indices into the joined list
-                t.episode += len(episodes)
-            turns += result.turns
-            episodes += result.episodes
-            slowest = max(slowest, result.seconds)
-        return (
-            turns,
-            episodes,
-            {
-                "distributed/games_discarded": float(discarded),
-                "perf/rollout_worker_max_s": slowest,
-            },
-        )
+        self._send(step, schedule, params, settings, seed)
+        for ahead in range(step + 1, min(step + self.lag, self.cfg.run.steps) + 1):
+            ahead_schedule, ahead_seed = self._plan(ahead)
+            self._send(ahead, ahead_schedule, params, settings, ahead_seed)
+        return self._collect(step)
 
     def publish(self, model, version: int) -> dict[str, float]:
         """Send `model`'s trainable weights (policy `version`) to every worker, one put into
-        the object store read by all, and wait until each serves them; with the step's
+        the object store read by all. Sync mode waits until every worker serves them; async
+        mode queues them behind the workers' games in flight. With the step's
         `distributed/worker_restarts` (seen in `play` and here)."""
         import ray
 
         start = time.perf_counter()
         self.weights = ray.put(trainable_state(model))
         self.version = version
-        futures = [w.set_weights.remote(self.weights, version) for w in self.workers]
-        for k, future in enumerate(futures):
-            answer = self._get(k, future)
-            if answer is not None:
-                self._note(k, answer[0])
-            if answer is None or not answer[1]:
-                self._bring_back(k)
+        loads = [
+            (k, w.set_weights.remote(self.weights, version)) for k, w in enumerate(self.workers)
+        ]
+        if self.lag:
+            self.syncs += loads
+        else:
+            for k, future in loads:
+                answer = self._get(k, future)
+                if answer is not None:
+                    self._note(k, answer[0])
+                if answer is None or not answer[1]:
+                    self._bring_back(k)
         return {
             "distributed/worker_restarts": float(self.restarts),
             "perf/weight_sync_s": time.perf_counter() - start,
         }
+
+    def _plan(self, step: int) -> tuple[list[tuple[str, int]], int]:
+        """The schedule and seed of a later step, as `train_step` will compute them."""
+        r, seed = self.cfg.rollout, self.cfg.run.seed
+        return schedule_games(r.games, r.games_per_step, seed, step), step_seed(seed, step)
+
+    def _send(self, step, schedule, params, settings, seed) -> None:
+        """Give every worker its slice of step `step` (once): the policy it must hold in
+        sync mode, whatever it holds by then in async mode."""
+        if step in self.inflight:
+            if self.inflight[step].schedule != list(schedule):
+                raise RuntimeError(f"step {step} was sent with another schedule")
+            return
+        version = None if self.lag else self.version
+        games = _Step(list(schedule), slices(len(schedule), len(self.workers)), seed, [])
+        games.futures = [
+            w.play.remote(version, [schedule[i] for i in part], params, settings, seed)
+            for w, part in zip(self.workers, games.parts)
+        ]
+        self.inflight[step] = games
+        self.play_args = (params, settings)
+
+    def _collect(self, step: int) -> tuple[list[Turn], list[Episode], dict[str, float]]:
+        """Join step `step`'s slices; a dead or emptied worker's slice is discarded, the
+        worker is brought back, and its slices of later steps are sent again."""
+        games = self.inflight.pop(step)
+        turns: list[Turn] = []
+        episodes: list[Episode] = []
+        staleness: list[int] = []  # per turn: policy versions behind the learner's
+        discarded, slowest = 0, 0.0
+        for k, (future, part) in enumerate(zip(games.futures, games.parts)):
+            result = self._get(k, future)
+            if result is not None:
+                self._note(k, result.incarnation)
+            if result is None or not result.played:  # died, or restarted empty meanwhile
+                discarded += len(part)
+                self._bring_back(k)
+                self._resend(k)
+                continue
+            behind = (step - 1) - result.version
+            if behind > self.lag:  # (cannot happen: the slices ahead are at most `lag`)
+                discarded += len(part)
+                continue
+            for t in result.turns:  # episode indices into the joined list
+                t.episode += len(episodes)
+            turns += result.turns
+            episodes += result.episodes
+            staleness += [behind] * len(result.turns)
+            slowest = max(slowest, result.seconds)
+        self._confirm_syncs()
+        metrics = {
+            "distributed/games_discarded": float(discarded),
+            "perf/rollout_worker_max_s": slowest,
+        }
+        if self.lag:
+            metrics["async/staleness_mean"] = sum(staleness) / max(len(staleness), 1)
+            metrics["async/staleness_max"] = float(max(staleness, default=0))
+        return turns, episodes, metrics
+
+    def _resend(self, k: int) -> None:
+        """Send worker `k` (just brought back) its slices of the steps still in flight."""
+        params, settings = self.play_args
+        for games in self.inflight.values():
+            part = games.parts[k]
+            games.futures[k] = self.workers[k].play.remote(
+                None if self.lag else self.version, [games.schedule[i] for i in part], params,
+                settings, games.seed,
+            )  # fmt: skip
+
+    def _confirm_syncs(self) -> None:
+        """Async mode: note the answers of the weight loads done by now (a failed one shows
+        again in that worker's next slice, which brings the worker back)."""
+        import ray
+
+        if not self.syncs:
+            return
+        futures = [f for _, f in self.syncs]
+        done, _ = ray.wait(futures, num_returns=len(futures), timeout=0)
+        done_ids = set(done)
+        for k, future in [(k, f) for k, f in self.syncs if f in done_ids]:
+            answer = self._get(k, future)
+            if answer is not None:
+                self._note(k, answer[0])
+        self.syncs = [(k, f) for k, f in self.syncs if f not in done_ids]
 
     def close(self) -> None:
         """Stop the workers (and Ray, if this run started it)."""

@@ -25,10 +25,11 @@ from zerosum.rollout import Episode, RolloutSettings, Turn, play_games
 class SliceResult:
     """A worker's answer to `play`: `played` is False when it did not hold the policy version
     asked for (it was restarted since and is empty), and then holds nothing else.
-    `incarnation` identifies the worker's process start."""
+    `incarnation` identifies the worker's process start, `version` the policy that played."""
 
     incarnation: str
     played: bool
+    version: int | None = None
     turns: list[Turn] = field(default_factory=list)
     episodes: list[Episode] = field(default_factory=list)
     seconds: float = 0.0
@@ -85,17 +86,19 @@ class RolloutWorker:
 
     def play(
         self,
-        version: int,
+        version: int | None,
         schedule: Sequence[tuple[str, int]],
         params: SamplingParams,
         settings: RolloutSettings,
         seed: int,
     ) -> SliceResult:
-        """Play `schedule` (a slice of the step's games) with policy `version`, seeded as the
-        whole step is (`play_games`'s per-answer seeds make the slice's games independent of
-        the rest), unless this worker holds no policy or another version."""
-        if self.version != version:
+        """Play `schedule` (a slice of the step's games) with policy `version` (None: the one
+        it holds, async mode), seeded as the whole step is (`play_games`'s per-answer seeds
+        make the slice's games independent of the rest), unless this worker holds no policy
+        or another version."""
+        if self.model is None or version not in (None, self.version):
             return SliceResult(self.incarnation, played=False)
         start = time.perf_counter()
         turns, episodes = play_games(self.engine, self.tokenizer, schedule, params, settings, seed)
-        return SliceResult(self.incarnation, True, turns, episodes, time.perf_counter() - start)
+        seconds = time.perf_counter() - start
+        return SliceResult(self.incarnation, True, self.version, turns, episodes, seconds)
