@@ -272,7 +272,7 @@ class GameRunner:
         self.schedule, self.settings, self.seed = schedule, settings, seed
         self.opponents = opponents
         self.episodes = [Episode(game, s) for game, s in schedule]
-        self.turns: list[Turn] = []  # the model's, in the order their games finished
+        self.turns: list[Turn] = []  # the model's (sorted into schedule order by `run`)
         self.pending = list(range(len(schedule)))[::-1]  # pop() takes the next game
         self.live: list[_Slot] = []
 
@@ -476,7 +476,8 @@ def play_games(
     not None, is a fixed player for that seat of game i (evaluation); its moves are made at
     once, so only the model's turns go to the engine (None, with `params` None, when no seat
     is the model's). A `Snapshot` there is an earlier self of the model (an opponent pool):
-    the engine answers for it with the snapshot's weights, and its turns are not returned. Every player's invalid answers go through the same invalid-move policy.
+    the engine answers for it with the snapshot's weights, and its turns are not returned.
+    Every player's invalid answers go through the same invalid-move policy.
     `seed` seeds the engine's sampling: each answer from its own seed (`seeds.turn_seed` of
     `seed`, its game's seed and its index in the game), so a game plays the same whatever
     other games share its batches; each game's own randomness comes from its scheduled seed.
