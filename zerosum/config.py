@@ -56,6 +56,9 @@ POOL_EVICTIONS: tuple[str, ...] = get_args(PoolEviction)
 DIST_BACKENDS: tuple[str, ...] = get_args(DistBackend)
 DIST_MODES: tuple[str, ...] = get_args(DistMode)
 
+# The device names a config or command line may give (`models.resolve_device` checks that
+# the device exists).
+DEVICE_NAME = re.compile(r"auto|cpu|cuda(:\d+)?")
 # Retired fields and their "off" value: a run's config.json from an older version holds them.
 RETIRED_OFF = {"algo.kl_coef": 0.0}
 # Fields that were replaced, with what to write instead (named in the unknown-field error).
@@ -332,7 +335,7 @@ Check = tuple[str, Callable[[Any], bool], str]
 _CHECKS: list[Check] = [
     (
         "model.device",
-        lambda v: v in ("auto", "cpu") or re.fullmatch(r"cuda(:\d+)?", v),
+        lambda v: DEVICE_NAME.fullmatch(v) is not None,
         "auto, cpu, cuda or cuda:N",
     ),
     (

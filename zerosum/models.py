@@ -13,7 +13,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -22,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from zerosum.cache import cache_dir
-from zerosum.config import DTYPES, check_choice
+from zerosum.config import DEVICE_NAME, DTYPES, check_choice
 
 if TYPE_CHECKING:  # torch and transformers are imported lazily: they cost ~7 s at startup
     import torch
@@ -329,7 +328,7 @@ def resolve_device(name: str, option: str = "model.device") -> torch.device:
     valid = ", ".join(["auto", "cpu", *(f"cuda:{i}" for i in range(count))])
     if name == "auto":
         return torch.device("cuda" if count else "cpu")
-    if name != "cpu" and not re.fullmatch(r"cuda(:\d+)?", name):
+    if not DEVICE_NAME.fullmatch(name):
         raise ValueError(f"{option}={name!r} is not a device; valid here: {valid}")
     device = torch.device(name)
     if device.type == "cuda" and count == 0:
