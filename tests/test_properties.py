@@ -161,6 +161,8 @@ def _strategy(hint) -> st.SearchStrategy:
         return INTS
     if hint is bool:
         return st.booleans() | st.integers(0, 1)
+    if hint is type(None):
+        return st.none()
     if hint is str:
         return st.text(max_size=12) | st.sampled_from(["cpu", "cuda:1", "auto"])
     if typing.get_origin(hint) is typing.Literal:
