@@ -151,7 +151,10 @@ def main() -> None:
     p.add_argument("--out", default="bench/results/magnet_kuhn")
     p.add_argument("overrides", nargs="*", help="more section.field=value for every run")
     a = p.parse_args()
-    out = (ROOT / a.out).resolve()
+    # Paths relative to the repository (the working directory from here on), so results and
+    # run configs record no machine's absolute paths.
+    os.chdir(ROOT)
+    out = Path(os.path.relpath((ROOT / a.out).resolve(), ROOT))
     (out / "runs").mkdir(parents=True, exist_ok=True)
     seeds = [int(s) for s in a.seeds.split(",")]
     names = a.settings.split(",")

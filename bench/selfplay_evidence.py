@@ -150,7 +150,10 @@ def main() -> None:
     )
     p.add_argument("--no-math", dest="math", action="store_false")
     a = p.parse_args()
-    out = (ROOT / a.out).resolve()
+    # Paths relative to the repository (the working directory from here on), so results and
+    # run configs record no machine's absolute paths.
+    os.chdir(ROOT)
+    out = Path(os.path.relpath((ROOT / a.out).resolve(), ROOT))
     out.mkdir(parents=True, exist_ok=True)
     evaluate("smollm2-135m-instruct", "before", a, out)
     run_dir = out / "run"
