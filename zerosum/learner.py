@@ -320,6 +320,11 @@ class LearnerSettings:
             tis_cap=cfg.distributed.tis_cap if cfg.distributed.mode == "async" else None,
         )  # fmt: skip
 
+    @property
+    def passes(self) -> int:
+        """Forward and backward passes over a batch: every PPO epoch, one for REINFORCE."""
+        return self.epochs if self.loss == "ppo" else 1
+
 
 def _left_aligned(rows: Sequence[list[float] | None], shape: torch.Size, device) -> torch.Tensor:
     """Per-token values of each response, [B, T] left-aligned like `Scores` (0 as padding)."""
@@ -386,7 +391,7 @@ class Learner:
         tis_stats: dict[str, float] = {}
         stats: dict[str, float] = {}
         padded = saved = 0
-        for epoch in range(s.epochs if s.loss == "ppo" else 1):
+        for epoch in range(s.passes):
             self.optimizer.zero_grad(set_to_none=True)
             sums: dict[str, float] = {}
             for b, idx in enumerate(batches):
@@ -397,6 +402,7 @@ class Learner:
                         entropy_grad=s.entropy_coef > 0, magnet=self.magnet,
                         shared_prefix=s.shared_prefix,
                     )  # fmt: skip
+                weight = float(mask.sum()) / total_tokens  # this micro-batch's share of tokens
                 if epoch == 0:
                     old[b] = logp.detach()
                     if s.tis_cap is not None:
@@ -404,7 +410,6 @@ class Learner:
                         tis[b], st = truncated_importance_weights(
                             old[b].float(), engine, mask, s.tis_cap
                         )
-                        weight = float(mask.sum()) / total_tokens
                         for k, v in st.items():
                             tis_stats[k] = tis_stats.get(k, 0.0) + v * weight
                     shared = prefix_used(mb, s.shared_prefix)  # run once, not len(mb) times
@@ -418,7 +423,6 @@ class Learner:
                     entropy=ent.float(), entropy_coef=s.entropy_coef, tis_weight=tis.get(b),
                 )  # fmt: skip
                 loss.backward()
-                weight = float(mask.sum()) / total_tokens
                 for k, v in st.items():
                     sums[k] = sums.get(k, 0.0) + (
                         v if k in ("loss/total", "loss/tokens") else v * weight

@@ -384,8 +384,7 @@ def train_step(run: Run, step: int) -> dict[str, float]:
     state.games_played += len(episodes)
     gen_tokens = sum(len(t.response_ids) for t in turns)
     # Tokens through the learner: every PPO epoch is a full forward and backward pass.
-    passes = a.ppo_epochs if a.loss == "ppo" else 1
-    train_tokens = sum(len(s) for s in samples) * passes
+    train_tokens = sum(len(s) for s in samples) * run.learner.s.passes
     return {
         **rollout_metrics(turns, episodes),
         "adv/mean": sum(advantages) / max(len(advantages), 1),
