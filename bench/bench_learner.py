@@ -10,7 +10,8 @@ hand-written learner must do at least. Every setting runs in turn, repeated, in 
 figures are medians. Peak memory per micro-batch size comes from a child process each (the
 resident-set high-water mark cannot be reset within a process).
 
-    .venv/bin/python bench/bench_learner.py [--repeats 3] [--skip-memory]
+    .venv/bin/python bench/bench_learner.py [--repeats 3] [--skip-memory] \
+        [--precisions fp32,bf16] [--budgets 1024,2048,4096]
 
 Model FLOPs: 6 x parameters x trained tokens per step (forward + backward, embedding
 parameters excluded as they are lookups), against the 2048^3 matmul rate of the same dtype.
@@ -22,13 +23,12 @@ import argparse
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
 import time
 
-BUDGETS = (2048, 4096, 8192)
+BUDGETS = (1024, 2048, 4096)
 MODEL = os.environ.get("ZEROSUM_BENCH_MODEL", "smollm2-135m-instruct")  # a smoke test: a tiny dir
 
 
@@ -112,9 +112,10 @@ def bare_step(model, optimizer, samples, budget: int, bf16: bool, pad_id: int) -
     optimizer.step()
 
 
-def speed(repeats: int) -> dict:
-    """zerosum (with and without the shared-prefix forward) and bare learners, fp32 and
-    bf16, budgets 2048 and 4096, interleaved."""
+def speed(repeats: int, precisions: list[str], budgets: list[int]) -> dict:
+    """zerosum (with and without the shared-prefix forward) and bare learners in each
+    precision and micro-batch budget, interleaved; the matmul peak is the best of a
+    measurement before and after every repeat."""
     import torch
 
     from zerosum.learner import Learner, LearnerSettings
@@ -132,10 +133,11 @@ def speed(repeats: int) -> dict:
     responses = sum(len(s.response_ids) for s in samples)
     flops = 6.0 * (body * tokens + embed * responses)
     flops_tok = flops / tokens
-    peaks = {"fp32": matmul_gflops(torch.float32), "bf16": matmul_gflops(torch.bfloat16)}
+    dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16}
+    peaks = {prec: matmul_gflops(dtypes[prec]) for prec in precisions}
     opt_z = torch.optim.AdamW(model.parameters(), lr=1e-7, fused=True)
     opt_b = torch.optim.AdamW(model.parameters(), lr=1e-7, fused=True)
-    settings = [(prec, budget) for prec in ("fp32", "bf16") for budget in (2048, 4096)]
+    settings = [(prec, budget) for prec in precisions for budget in budgets]
     kinds = {"zerosum": False, "prefix": True}  # learner name -> optim.shared_prefix
     learners = {
         (kind, prec, budget): Learner(
@@ -153,8 +155,10 @@ def speed(repeats: int) -> dict:
         for kind, shared in kinds.items()
     }
     times: dict[str, list[float]] = {}
-    learners[("zerosum", "fp32", 2048)].step(samples)  # warm-up (allocator, threads)
+    learners[("zerosum", *settings[0])].step(samples)  # warm-up (allocator, threads)
     for _ in range(repeats):
+        for prec in precisions:
+            peaks[prec] = max(peaks[prec], matmul_gflops(dtypes[prec]))
         for prec, budget in settings:
             for kind in (*kinds, "bare"):
                 start = time.perf_counter()
@@ -204,6 +208,7 @@ def memory_child(budget: int, bf16: bool, shared: bool) -> dict:
     """One default-recipe learner step (PPO, 2 epochs) at `budget`: time and peak RSS."""
     import torch
 
+    from zerosum.hardware import peak_rss_gib
     from zerosum.learner import Learner, LearnerSettings
     from zerosum.models import load_model
 
@@ -218,14 +223,15 @@ def memory_child(budget: int, bf16: bool, shared: bool) -> dict:
     start = time.perf_counter()
     learner.step(samples)
     took = time.perf_counter() - start
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
-    return {"budget": budget, "shared": shared, "s": took, "peak_rss_gib": rss}
+    return {"budget": budget, "shared": shared, "s": took, "peak_rss_gib": peak_rss_gib()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--precisions", default="fp32,bf16", help="comma-separated")
+    parser.add_argument("--budgets", default=",".join(map(str, BUDGETS)), help="tokens")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--bf16", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--shared", action="store_true", help=argparse.SUPPRESS)
@@ -240,13 +246,15 @@ def main() -> None:
     bf16, why = native_bf16(torch.device("cpu"))
     print(f"CPU: {cpu_model()}; torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(f"precision auto: {'bf16' if bf16 else 'fp32'} ({why}); load average {load()}")
-    res = speed(args.repeats)
+    precisions = args.precisions.split(",")
+    budgets = [int(b) for b in args.budgets.split(",")]
+    res = speed(args.repeats, precisions, budgets)
     peaks = res["peak_gflops"]
-    print(f"\nmatmul 2048^3: fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s")
+    print("\nmatmul 2048^3 peak: " + ", ".join(f"{p} {g:.0f} GFLOP/s" for p, g in peaks.items()))
     print(
         f"batch: 12 turns, {res['tokens']} tokens; model FLOPs/token {res['flops_per_token']:.3g}"
     )
-    for prec in ("fp32", "bf16"):
+    for prec in precisions:
         ceiling = peaks[prec] * 1e9 / res["flops_per_token"]
         print(f"roofline {prec}: at most {ceiling:.0f} trained tok/s at the matmul peak")
     print(
@@ -259,27 +267,25 @@ def main() -> None:
         ratio = bare["s"] / row["s"]
         print(f"{kind:>8} {prec:>5} {budget:>6} {row['s']:7.1f} {row['tok_s']:7.1f} "
               f"{row['mfu']:6.1%} {ratio:7.2f}x")  # fmt: skip
-    for budget in (2048, 4096):
-        f32, b16 = res["rows"][f"zerosum fp32 {budget}"], res["rows"][f"zerosum bf16 {budget}"]
-        print(f"budget {budget}: bf16 / fp32 speed {f32['s'] / b16['s']:.2f}x")
-        for prec in ("fp32", "bf16"):
-            off, on = (
-                res["rows"][f"zerosum {prec} {budget}"],
-                res["rows"][f"prefix {prec} {budget}"],
-            )
-            print(
-                f"budget {budget} {prec}: shared prefix / whole prompts speed {off['s'] / on['s']:.2f}x"
-            )
+    rows = res["rows"]
+    for budget in budgets:
+        if len(precisions) == 2:
+            f32, b16 = rows[f"zerosum fp32 {budget}"], rows[f"zerosum bf16 {budget}"]
+            print(f"budget {budget}: bf16 / fp32 speed {f32['s'] / b16['s']:.2f}x")
+        for prec in precisions:
+            off, on = rows[f"zerosum {prec} {budget}"], rows[f"prefix {prec} {budget}"]
+            print(f"budget {budget} {prec}: shared prefix / whole prompts speed "
+                  f"{off['s'] / on['s']:.2f}x")  # fmt: skip
     print(f"load average {load()}")
     chosen = "bf16" if bf16 else "fp32"
-    print(f"\nprofile of one zerosum step ({chosen}, budget 2048), share of self CPU time:")
-    for name, share in profile(bf16, 2048):
+    print(f"\nprofile of one zerosum step ({chosen}, budget {budgets[0]}), share of self CPU time:")
+    for name, share in profile(bf16, budgets[0]):
         print(f"  {share:6.1%}  {name}")
     if args.skip_memory:
         return
     print(f"\none default-recipe learner step (PPO, 2 epochs, {chosen}) per child process:")
     print(f"{'budget':>6} {'prefix':>7} {'s':>7} {'peak RSS GiB':>13}")
-    for budget in BUDGETS:
+    for budget in budgets:
         for shared in (False, True):
             cmd = [sys.executable, __file__, "--child", str(budget)]
             cmd += (["--bf16"] if bf16 else []) + (["--shared"] if shared else [])

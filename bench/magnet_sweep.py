@@ -35,6 +35,19 @@ SETTINGS = {
     "magnet_a0.2_r0": ["algo.regularizer=magnet", "algo.magnet_alpha=0.2", "algo.magnet_reset=0"],
     "magnet_a0.2_r20": ["algo.regularizer=magnet", "algo.magnet_alpha=0.2", "algo.magnet_reset=20"],
     "magnet_a1_r20": ["algo.regularizer=magnet", "algo.magnet_alpha=1.0", "algo.magnet_reset=20"],
+    # Without the recipe's entropy bonus (0.5): that bonus is itself a regulariser towards the
+    # uniform policy, whose fixed point (a logit equilibrium) is far from Nash; the magnet
+    # replaces it (its first magnet, the initial model, is close to uniform).
+    "none_ent0": ["algo.entropy_coef=0"],
+    **{
+        f"magnet_a{alpha}_r{reset}_ent0": [
+            "algo.entropy_coef=0",
+            "algo.regularizer=magnet",
+            f"algo.magnet_alpha={alpha}",
+            f"algo.magnet_reset={reset}",
+        ]  # fmt: skip
+        for alpha, reset in ((0.5, 20), (0.2, 20), (0.5, 50), (1.0, 50))
+    },
 }
 
 

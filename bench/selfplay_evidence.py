@@ -78,12 +78,19 @@ def fmt_rate(r: dict, key: str) -> str:
     return f"{r[f'{key}_rate']:.3f} [{lo:.3f}, {hi:.3f}]"
 
 
+def checkpoint_tags(out: Path, game: str) -> list[str]:
+    """Tags of results kept from earlier checkpoints (`stepN_GAME.json`: an evaluation of
+    checkpoint N, renamed when the run went on), in step order."""
+    tags = [p.name.split("_")[0] for p in out.glob(f"step*_{game}.json")]
+    return sorted(tags, key=lambda t: int(t.removeprefix("step")))
+
+
 def summary(a: argparse.Namespace, out: Path) -> str:
     lines = [
         f"| {a.game} vs | | games | win [95% CI] | loss [95% CI] | invalid | mean return |",
         "|---|---|---|---|---|---|---|",
     ]
-    for tag in ("before", "after"):
+    for tag in ("before", *checkpoint_tags(out, a.game), "after"):
         res = json.loads((out / f"{tag}_{a.game}.json").read_text())
         for spec, r in res["games"][a.game]["opponents"].items():
             lines.append(

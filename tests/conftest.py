@@ -1,6 +1,15 @@
 import pytest
 
 
+@pytest.hookimpl(tryfirst=True)  # before `-m` selects by marker
+def pytest_collection_modifyitems(items):
+    """Tests that start Ray (they use the `ray_cpus` fixture) carry the `ray` marker: they
+    run in their own stage (`make test-ray`), which installs the `ray` extra first."""
+    for item in items:
+        if "ray_cpus" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.ray)
+
+
 @pytest.fixture(scope="session")
 def tokenizer():
     """The default model's tokenizer (read from the packaged GGUF; no weights loaded)."""

@@ -153,6 +153,24 @@ def test_bf16_auto_follows_the_hardware(monkeypatch):
         assert choose_precision(load_config(), cpu).optim.bf16 is want
 
 
+def test_peak_rss_is_this_processs_high_water_mark():
+    """`perf/peak_rss_gib` rises by what the process touches, and a child process started
+    from this one reports its own peak, not this process's (as getrusage would)."""
+    import subprocess
+    import sys
+
+    from zerosum.hardware import peak_rss_gib
+
+    before = peak_rss_gib()
+    block = torch.ones(512 * 2**20 // 4)  # 0.5 GiB, every page written
+    peak = peak_rss_gib()
+    assert peak - before >= 0.45
+    del block
+    child = "from zerosum.hardware import peak_rss_gib; print(peak_rss_gib())"
+    out = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, check=True)
+    assert float(out.stdout) < peak - 0.45  # it never held the block
+
+
 RAY = ["distributed.backend=ray"]
 
 

@@ -311,3 +311,50 @@ def test_an_async_run_with_two_learner_ranks(tmp_path, ray_cpus):
     assert all(abs(r["async/tis_weight_mean"] - 1.0) > 1e-4 for r in rows[1:])  # off-policy
     assert all(0.0 <= r["async/tis_clip_frac"] <= 1.0 for r in rows)
     assert all(r["distributed/games_discarded"] == 0.0 for r in rows)
+
+
+def test_a_dying_learner_rank_stops_the_run_and_resume_finishes_it(
+    tmp_path, ray_cpus, monkeypatch, capsys
+):
+    """SIGKILL to learner rank 1's process as step 3's update starts: the run stops with
+    one line naming the rank, the last step done and the checkpoint to resume from (step
+    2's, intact); `--resume` then finishes the run (2 rollout workers, 2 ranks again), and
+    its games are those of an uninterrupted local run (the 2-rank learner equals the
+    single-process one up to rounding, so every rollout/ metric is equal)."""
+    from zerosum.cli import main
+    from zerosum.distributed.learner_group import LearnerGroup
+    from zerosum.seeds import step_seed
+    from zerosum.train import train
+
+    killed: list[int] = []
+    step = LearnerGroup.step
+
+    def step_and_kill(self, samples, seed):
+        if seed == step_seed(0, 3) and not killed:  # step 3's update (the recipe's seed 0)
+            killed.append(self.pids()[0])
+            os.kill(killed[0], signal.SIGKILL)
+        return step(self, samples, seed)
+
+    monkeypatch.setattr(LearnerGroup, "step", step_and_kill)
+    out = tmp_path / "run"
+    options = [*FAST, *RAY, "distributed.learner_ranks=2", "run.steps=4"]
+    options += ["run.checkpoint_every=2"]
+    code = main(["train", "--config", str(RECIPE), *options, f"run.out_dir={out}"])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert killed and code == 1
+    assert err.startswith("zerosum: error: learner rank 1 died")
+    assert (
+        f"stops after step 2 (its last checkpoint is step-000002): zerosum train --resume {out}"
+        in err
+    )
+    assert [r["step"] for r in read_metrics(out)] == [1, 2]
+
+    monkeypatch.setattr(LearnerGroup, "step", step)
+    assert main(["train", "--resume", str(out)]) == 0
+    train(load_config(RECIPE, [*FAST, "run.steps=4", f"run.out_dir={tmp_path / 'local'}"]))
+    rows, local = read_metrics(out), read_metrics(tmp_path / "local")
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+    for a, b in zip(local, rows):
+        assert {k: v for k, v in a.items() if k.startswith("rollout/")} == {
+            k: v for k, v in b.items() if k.startswith("rollout/")
+        }

@@ -111,8 +111,16 @@ def test_cli_eval_writes_reproducible_results(tiny, tokenizer, tmp_path, capsys)
             "--opponents", "random,nash", "--n", "4", "--answer-mode", "constrained",
             "--prompt-format", "plain", "--out", str(out)]  # fmt: skip
     assert main(args) == 0
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
     assert "NashConv" in printed and "skipped" in printed
+    # A progress line on stderr as each opponent's games end (the results go to stdout).
+    progress = [ln for ln in captured.err.splitlines() if ln.startswith("zerosum eval: ")]
+    assert [ln.split(": done in")[0] for ln in progress] == [
+        "zerosum eval: kuhn_poker against random, 4 games",
+        "zerosum eval: kuhn_poker against nash, 4 games",
+        "zerosum eval: tic_tac_toe against random, 4 games",
+    ]
     results = json.loads(out.read_text())
     assert results["settings"]["model"] == str(model_dir) and results["settings"]["seed"] == 0
     assert results["versions"]["torch"].startswith("2.")

@@ -17,6 +17,7 @@ from zerosum.match import MAX_TURNS as MATCH_MAX_TURNS
 from zerosum.match import MatchResult, run_match
 from zerosum.players import PLAYER_SPECS, make_player, unsupported
 from zerosum.rollout import EVAL_INVALID, InvalidMovePolicy
+from zerosum.rundir import RunStopped
 from zerosum.tables import reason_lines, table_row
 
 
@@ -338,6 +339,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except OSError as err:  # the environment: read-only or full disk, permissions
         print(f"zerosum: error: {_os_error(err)}", file=sys.stderr)
+        return 1
+    except RunStopped as err:  # a run that lost a part it cannot do without
+        print(f"zerosum: error: {_one_line(str(err))}", file=sys.stderr)
         return 1
     return 0
 

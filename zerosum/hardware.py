@@ -30,3 +30,15 @@ def resolve_bf16(setting: bool | str, device: torch.device) -> tuple[bool, str]:
         ok, why = native_bf16(device)
         return ok, f"auto: {why}"
     return bool(setting), "set in the config"
+
+
+def peak_rss_gib() -> float | None:
+    """This process's resident-set high-water mark in GiB (Linux's VmHWM), None where the
+    kernel does not report it. Not `getrusage`'s ru_maxrss: Linux carries that over fork and
+    exec, so a run started from a large process (a test runner) would report its peak."""
+    try:
+        with open("/proc/self/status") as f:
+            kib = next((int(ln.split()[1]) for ln in f if ln.startswith("VmHWM:")), None)
+    except OSError:
+        return None
+    return None if kib is None else kib / 2**20

@@ -28,6 +28,11 @@ class RunDirError(ValueError):
     """A run directory that cannot be used as asked; the message is one line."""
 
 
+class RunStopped(RuntimeError):
+    """A run that cannot go on (a learner rank or rollout worker lost for good); the
+    message is one line and says how to resume."""
+
+
 class RunLock:
     """An exclusive lock on a run directory, released by `release()` or by process death."""
 

@@ -25,15 +25,21 @@ import torch
 from tqdm import tqdm
 
 from zerosum.advantage import keep_nonzero, rae_advantages
-from zerosum.checkpoint import TrainState, resume_candidates, resume_from, save_checkpoint
+from zerosum.checkpoint import (
+    TrainState,
+    latest_checkpoint,
+    resume_candidates,
+    resume_from,
+    save_checkpoint,
+)
 from zerosum.config import OptimConfig, TrainConfig, config_to_dict
 from zerosum.distributed import Rollouts, make_rollouts
 from zerosum.engines import Engine, SamplingParams, make_engine
-from zerosum.hardware import resolve_bf16
+from zerosum.hardware import peak_rss_gib, resolve_bf16
 from zerosum.league import OpponentPool, seat_players
 from zerosum.learner import Learner, LearnerSettings, Sample
 from zerosum.rollout import RolloutSettings, rollout_metrics, schedule_games
-from zerosum.rundir import prepare_run_dir, write_atomic
+from zerosum.rundir import RunStopped, prepare_run_dir, write_atomic
 from zerosum.seeds import eval_seed, step_seed
 from zerosum.snapshot import Snapshot
 
@@ -196,6 +202,13 @@ def _run(cfg: TrainConfig, run_dir: Path, resume: bool) -> None:
     run = start_run(cfg, run_dir, resume)
     try:
         _loop(run)
+    except RunStopped as err:  # the checkpoints are intact: say where to resume from
+        last = latest_checkpoint(run_dir)
+        where = f"its last checkpoint is {last.name}" if last else "it has no checkpoint yet"
+        raise RunStopped(
+            f"{err}; the run stops after step {run.state.step} ({where}): "
+            f"zerosum train --resume {run_dir}"
+        ) from err
     finally:  # Ray actors do not outlive the run, however it ends
         if run.learner_group is not None:
             run.learner_group.close()
@@ -397,5 +410,6 @@ def train_step(run: Run, step: int) -> dict[str, float]:
         "perf/learn_s": t_learn,
         "perf/gen_tokens_per_s": gen_tokens / max(t_rollout, 1e-9),
         "perf/train_tokens_per_s": train_tokens / max(t_learn, 1e-9),
+        **({"perf/peak_rss_gib": rss} if (rss := peak_rss_gib()) is not None else {}),
         "progress/games": float(state.games_played),
     }

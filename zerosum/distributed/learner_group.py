@@ -15,6 +15,7 @@ arithmetic.
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 from collections.abc import Sequence
@@ -25,11 +26,14 @@ import torch
 from zerosum.config import TrainConfig
 from zerosum.distributed.weights import ModelPayload, build_model
 from zerosum.learner import Learner, LearnerSettings, Sample
+from zerosum.rundir import RunStopped
 
 # Stats that are the same on every rank (the whole batch's), not shares to add up.
 _SHARED_STATS = {"loss/grad_norm"}
 # How long ranks wait for each other to join the group.
 _JOIN_TIMEOUT = timedelta(minutes=10)
+# How long a rank may take to answer a ping (or to close) before it counts as lost.
+_PING_TIMEOUT_S = 10.0
 
 
 class TorchDistributedSync:
@@ -122,6 +126,9 @@ class LearnerRank:
         model = self.learner.model
         return {n: p.detach().cpu() for n, p in model.named_parameters() if p.requires_grad}
 
+    def pid(self) -> int:
+        return os.getpid()
+
     def close(self) -> None:
         import torch.distributed as dist
 
@@ -158,17 +165,46 @@ class LearnerGroup:
         futures = [r.step.remote(shard(samples, k, self.world), seed) for k, r in
                    enumerate(self.ranks, 1)]  # fmt: skip
         torch.manual_seed(seed)
-        own = self.learner.step(shard(samples, 0, self.world))
-        start = time.perf_counter()
-        stats = merge_stats([own, *ray.get(futures)])
+        try:
+            own = self.learner.step(shard(samples, 0, self.world))
+            start = time.perf_counter()
+            others = ray.get(futures)
+        except (RuntimeError, ray.exceptions.RayError) as err:
+            # A dead rank breaks the collective (gloo: the peer's connection closes) or its
+            # future. Ranks are not restarted: a new one would need the optimizer state of
+            # the step it died in. Other errors are the learner's own and go up as they are.
+            if lost := self.lost_ranks():
+                raise RunStopped(f"learner rank {lost[0]} died ({_first_line(err)})") from err
+            raise
+        stats = merge_stats([own, *others])
         stats["perf/learner_rank_wait_s"] = time.perf_counter() - start
         return stats
 
+    def lost_ranks(self) -> list[int]:
+        """The ranks (1..M-1) whose actor no longer answers."""
+        import ray
+
+        lost = []
+        for k, r in enumerate(self.ranks, 1):
+            try:
+                ray.get(r.pid.remote(), timeout=_PING_TIMEOUT_S)
+            except (ray.exceptions.RayError, TimeoutError):
+                lost.append(k)
+        return lost
+
+    def pids(self) -> list[int]:
+        """Ranks 1..M-1's process ids."""
+        import ray
+
+        return ray.get([r.pid.remote() for r in self.ranks])
+
     def close(self) -> None:
+        """Stop the ranks; one that died already is skipped, so closing never hides why."""
         import ray
         import torch.distributed as dist
 
-        ray.get([r.close.remote() for r in self.ranks])
+        ray.wait([r.close.remote() for r in self.ranks], num_returns=len(self.ranks),
+                 timeout=_PING_TIMEOUT_S)  # fmt: skip
         for r in self.ranks:
             ray.kill(r)
         self.ranks = []
@@ -186,3 +222,8 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("", 0))
         return s.getsockname()[1]
+
+
+def _first_line(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return lines[0][:200] if lines else type(err).__name__

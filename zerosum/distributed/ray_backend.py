@@ -42,6 +42,7 @@ from zerosum.distributed.weights import model_payload, trainable_state
 from zerosum.distributed.worker import RolloutWorker
 from zerosum.engines import SamplingParams
 from zerosum.rollout import Episode, RolloutSettings, Turn, schedule_games
+from zerosum.rundir import RunStopped
 from zerosum.seeds import step_seed
 
 # Restarts Ray grants each worker: enough for preemptions over a long run, few enough that a
@@ -314,9 +315,8 @@ class RayRollouts:
                 return
             except ray.exceptions.RayActorError:  # died again, or for good
                 time.sleep(1.0)
-        raise RuntimeError(
-            f"rollout worker {k} did not come back after {WORKER_MAX_RESTARTS} restarts; "
-            "the run stops (resume it from its last checkpoint)"
+        raise RunStopped(
+            f"rollout worker {k} did not come back after {WORKER_MAX_RESTARTS} restarts"
         )
 
     def _note(self, k: int, incarnation: str) -> None:

@@ -10,6 +10,10 @@ from __future__ import annotations
 import json
 import os
 import platform
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from importlib import metadata
 from pathlib import Path
@@ -32,6 +36,14 @@ def _versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             out[pkg] = "not installed"
     return out
+
+
+@contextmanager
+def stage(what: str) -> Iterator[None]:
+    """A progress line on stderr when a part of the evaluation ends (they can take minutes)."""
+    start = time.perf_counter()
+    yield
+    print(f"zerosum eval: {what}: done in {time.perf_counter() - start:.0f} s", file=sys.stderr)
 
 
 def run_eval(s: EvalSettings) -> dict:
@@ -72,9 +84,10 @@ def run_eval(s: EvalSettings) -> dict:
             if reason:
                 per_game["skipped"][spec] = reason
                 continue
-            per_game["opponents"][spec] = evaluate_against(
-                engine, tokenizer, game, player, s.n, s.seed, params, settings
-            )
+            with stage(f"{game} against {spec}, {s.n} games"):
+                per_game["opponents"][spec] = evaluate_against(
+                    engine, tokenizer, game, player, s.n, s.seed, params, settings
+                )
         if game == "tic_tac_toe":
             from zerosum.evaluation.tictactoe import answer_positions, fixed_positions, move_quality
 
@@ -92,16 +105,19 @@ def run_eval(s: EvalSettings) -> dict:
         elif game in NASH_GAMES:
             from zerosum.evaluation.policy import exploitability_report, sampled_policy
 
-            policy, sampling = sampled_policy(
-                engine, tokenizer, game, params, s.exploit_k, s.parser_fallback,
-                s.include_rules, s.prompt_format, s.seed,
-            )  # fmt: skip
+            with stage(f"{game} policy, {s.exploit_k} samples per information set"):
+                policy, sampling = sampled_policy(
+                    engine, tokenizer, game, params, s.exploit_k, s.parser_fallback,
+                    s.include_rules, s.prompt_format, s.seed,
+                )  # fmt: skip
             per_game["exploitability"] = {**exploitability_report(game, policy), **sampling}
         results["games"][game] = per_game
-    results["math"] = {
-        name: evaluate_math(engine, tokenizer, problems, params, s.math_k, s.seed)
-        for name, problems in benchmarks.items()
-    }
+    results["math"] = {}
+    for name, problems in benchmarks.items():
+        with stage(f"{name}, {len(problems)} problems"):
+            results["math"][name] = evaluate_math(
+                engine, tokenizer, problems, params, s.math_k, s.seed
+            )
     return results
 
 

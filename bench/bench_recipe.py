@@ -1,0 +1,65 @@
+"""The default recipe's training step as it was and as it ships now, side by side: seconds
+per step (rollout, learner) and the process's peak resident memory.
+
+"before" is the recipe as the speed issue measured it: bf16 autocast forced, 4096-token
+micro-batches, every prompt forwarded whole. "now" is configs/kuhn_poker_cpu.yaml as it
+is: `optim.bf16: auto` (bf16 only where the CPU multiplies it natively), the micro-batch
+budget chosen from bench_learner.py, and the shared-prompt-prefix forward. Both run the
+same games (same seed; the first step's batch is identical). Each is `zerosum train` for
+`--steps` steps in a child process, in turn, repeated; step 1 is left out (warm-up).
+
+    .venv/bin/python bench/bench_recipe.py [--steps 3] [--repeats 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_distributed import train_run  # noqa: E402
+from bench_learner import cpu_model, load  # noqa: E402
+
+SETTINGS = {
+    "before": ["optim.bf16=true", "optim.micro_batch_tokens=4096", "optim.shared_prefix=false"],
+    "now": [],
+}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--steps", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=1)
+    a = p.parse_args()
+    print(f"CPU: {cpu_model()}; load average {load()}", flush=True)
+    rows: dict[str, list[dict]] = {name: [] for name in SETTINGS}
+    peak: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for _ in range(a.repeats):
+            for name, overrides in SETTINGS.items():
+                got, took = train_run(Path(tmp) / name, overrides, a.steps)
+                rows[name] += got[1:]
+                peak[name] = max([peak.get(name, 0.0), *(r["perf/peak_rss_gib"] for r in got)])
+                print(f"  {name}: {took:.0f} s for {a.steps} steps; load average {load()}",
+                      flush=True)  # fmt: skip
+    mean = statistics.mean
+    print(f"\n{'recipe':<7} {'rollout s':>9} {'learn s':>8} {'step s':>7} {'peak RSS GiB':>13}")
+    step = {}
+    for name in SETTINGS:
+        roll = mean(r["perf/rollout_s"] for r in rows[name])
+        learn = mean(r["perf/learn_s"] for r in rows[name])
+        step[name] = roll + learn
+        print(f"{name:<7} {roll:>9.1f} {learn:>8.1f} {step[name]:>7.1f} {peak[name]:>13.2f}")
+    learn_ratio = mean(r["perf/learn_s"] for r in rows["before"]) / mean(
+        r["perf/learn_s"] for r in rows["now"]
+    )
+    print(f"\nnow vs before: step {step['before'] / step['now']:.2f}x faster, "
+          f"learner {learn_ratio:.2f}x; load average {load()}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
