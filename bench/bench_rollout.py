@@ -9,6 +9,7 @@ to play the same scheduled games:
 - bare: the engine alone, called with exactly the prompt batches (and per-answer seeds) the
   game loop sent, recorded from the zerosum run: the cost of generation with no game logic.
 - one at a time: `play_games` with `max_concurrent` 1, each game to its end before the next.
+- (hf) whole prompts: zerosum's loop with the engine's shared-prefix prefill off.
 
 Per-answer seeds make the three generate the same tokens (checked and printed), so the
 ratios compare equal work. Settings are interleaved and repeated in one process; the
@@ -54,6 +55,10 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--engine", choices=("hf", "vllm"), default="hf")
+    p.add_argument(
+        "--alone", type=int, default=max(SIZES),
+        help="games timed one at a time (the first N); beyond N the per-game mean is scaled",
+    )  # fmt: skip
     a = p.parse_args()
     import torch
 
@@ -65,6 +70,12 @@ def main() -> None:
 
     model, tokenizer = load_model("smollm2-135m-instruct")
     engine = make_engine(a.engine, model, tokenizer, max_batch=max(SIZES))
+    # hf: the same loop with every prompt prefilled whole, to show what the shared prefix buys.
+    whole = None
+    if a.engine == "hf":
+        from zerosum.engines.hf import HFEngine
+
+        whole = HFEngine(model, tokenizer, max_batch=max(SIZES), shared_prefix=False)
     params = SamplingParams(temperature=0.7, top_p=1.0, max_new_tokens=128)
     recipe = RolloutConfig(
         answer_mode="free", parser_fallback="last_mention", invalid_mode="forfeit",
@@ -88,7 +99,7 @@ def main() -> None:
     batched: dict[int, list] = {}
     single_s: list[float] = []
     single_turns: list = []
-    per_rep = -(-len(schedule) // a.repeats)
+    per_rep = -(-a.alone // a.repeats)
     for rep in range(a.repeats):
         for n in SIZES:
             rec = Recorder(engine)
@@ -101,14 +112,16 @@ def main() -> None:
                 engine.generate(prompts, params, choices, seeds=seeds)
             times.setdefault(f"bare {n}", []).append(time.perf_counter() - start)
             rounds = len(rec.calls)
-        for game in schedule[rep * per_rep : (rep + 1) * per_rep]:
+            if whole is not None:
+                times.setdefault(f"whole {n}", []).append(play(schedule[:n], n, whole)[0])
+        for game in schedule[: a.alone][rep * per_rep : (rep + 1) * per_rep]:
             t, turns = play([game], 1)
             single_s.append(t)
             single_turns += turns
         print(f"  repeat {rep + 1}/{a.repeats} done; load average {load()}", flush=True)
-    same = sum(
-        x.response_ids == y.response_ids for x, y in zip(batched[max(SIZES)], single_turns)
-    )  # fmt: skip
+    alone_games = len(single_s)
+    first = [t for t in batched[max(SIZES)] if t.episode < alone_games]
+    same = sum(x.response_ids == y.response_ids for x, y in zip(first, single_turns))
     print(
         f"\nturns identical batched vs one at a time: {same}/{len(single_turns)} "
         f"(per-answer seeds; float differences between batch shapes can flip a sample)"
@@ -119,9 +132,15 @@ def main() -> None:
     for n in SIZES:
         z = statistics.median(times[f"zerosum {n}"])
         b = statistics.median(times[f"bare {n}"])
-        alone = sum(single_s[:n])
-        print(f"{n:>5} {tokens[n]:>7} {z:>9.1f} {b:>7.1f} {alone:>8.1f} {tokens[n] / z:>7.1f} "
-              f"{b / z:>7.2f}x {alone / z:>8.2f}x")  # fmt: skip
+        if whole is not None:
+            w = statistics.median(times[f"whole {n}"])
+            print(f"{n:>5} games, every prompt prefilled whole: {w:.1f} s "
+                  f"(the shared prefix: {w / z:.2f}x)")  # fmt: skip
+        # Beyond the games timed alone: their mean time per game, times n (marked ~).
+        alone = sum(single_s[:n]) if n <= alone_games else statistics.mean(single_s) * n
+        mark = "" if n <= alone_games else "~"
+        print(f"{n:>5} {tokens[n]:>7} {z:>9.1f} {b:>7.1f} {mark + f'{alone:.1f}':>8} "
+              f"{tokens[n] / z:>7.1f} {b / z:>7.2f}x {mark + f'{alone / z:.2f}x':>9}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -244,3 +244,43 @@ def test_constrained_answers_are_not_cut_by_max_new_tokens(tiny, tokenizer):
         prompts(tokenizer), SamplingParams(temperature=0.0, max_new_tokens=1), choices
     )
     assert all(g.text in choices[0] and g.finish_reason == "stop" for g in greedy)
+
+
+@pytest.mark.parametrize("constrained", [False, True])
+def test_a_shared_prompt_prefix_is_prefilled_once_with_the_same_results(
+    tiny, tokenizer, constrained, monkeypatch
+):
+    """Prompts that start alike (a chat template, a game's rules) prefill their common
+    prefix once: the decoder sees it in one row instead of every row, and the samples and
+    their log-probabilities are those of prompts prefilled whole (float rounding aside)."""
+    enc = lambda t: tokenizer.encode(t, add_special_tokens=False)  # noqa: E731
+    rules = enc("Kuhn Poker is played with three cards, J, Q and K. " * 3)
+    ps = [rules + enc(v) for v in ("Your card is K.", "You hold J, facing a bet.", "Q")]
+    params = SamplingParams(temperature=1.0, max_new_tokens=6)
+    choices = [["bet", "check", "call", "fold"]] * 3 if constrained else None
+    decoder = tiny.get_decoder()
+    rows_seen: list[int] = []
+    forward = type(decoder).forward
+
+    def spy(self, *args, **kwargs):
+        ids = kwargs.get("input_ids")
+        if ids is not None and ids.shape[1] > 1:  # a prefill, not a decode step
+            rows_seen.append(ids.shape[0] * ids.shape[1])
+        return forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(decoder), "forward", spy)
+    out = {}
+    for shared in (True, False):
+        rows_seen.clear()
+        engine = HFEngine(tiny, tokenizer, shared_prefix=shared)
+        out[shared] = engine.generate(ps, params, choices, seeds=[1, 2, 3])
+        out[shared, "tokens"] = sum(rows_seen)
+    whole = sum(len(p) for p in ps)
+    longest = max(len(p) for p in ps)
+    assert out[False, "tokens"] == 3 * longest  # every row padded to the longest prompt
+    # Once for the prefix, then each row's own tail (padded to the longest tail).
+    assert out[True, "tokens"] == len(rules) + 3 * (longest - len(rules))
+    assert out[True, "tokens"] < whole
+    for a, b in zip(out[True], out[False]):
+        assert a.token_ids == b.token_ids and a.finish_reason == b.finish_reason
+        assert a.logprobs == pytest.approx(b.logprobs, abs=1e-5)

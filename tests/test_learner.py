@@ -154,7 +154,8 @@ def test_response_logprobs_and_entropy_match_a_direct_computation(tiny, tokenize
 def test_shared_prefix_gives_the_same_scores_and_gradients(tiny, tokenizer, constrained):
     """The prompt prefix all samples share runs once: log-probs, entropies and gradients
     equal those of every sample run whole (to float rounding)."""
-    from zerosum.learner import _batch_inputs, shared_prefix_len
+    from zerosum.batching import shared_prefix_len
+    from zerosum.learner import _batch_inputs
 
     enc = lambda t: tokenizer.encode(t, add_special_tokens=False)  # noqa: E731
     eos = tokenizer.eos_token_id
@@ -164,7 +165,7 @@ def test_shared_prefix_gives_the_same_scores_and_gradients(tiny, tokenizer, cons
     samples = [Sample(rules + enc(v), a, adv) for v, a, adv in zip(views, answers, (1, -1, 0.5))]
     if constrained:
         samples = [Sample(s.prompt_ids, s.response_ids[:2], s.advantage, [[s.response_ids[0], eos], [eos]]) for s in samples[:2]]  # fmt: skip
-    assert shared_prefix_len(samples) >= len(rules)
+    assert shared_prefix_len([s.prompt_ids for s in samples]) >= len(rules)
     assert "prefix_ids" in _batch_inputs(samples, tokenizer.pad_token_id, "cpu", True)
     results = []
     for shared in (False, True):

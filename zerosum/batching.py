@@ -1,4 +1,6 @@
-"""Token sequences as one padded batch, shared by the learner and the `hf` engine."""
+"""Token sequences as one padded batch, shared by the learner and the `hf` engine, and the
+shared-prefix forward both use: the tokens every row starts with (a chat template, a game's
+rules) run through the decoder once, their keys and values repeated over the rows."""
 
 from __future__ import annotations
 
@@ -24,3 +26,65 @@ def left_pad(
         attn[i, width - len(row) :] = 1
     positions = (attn.cumsum(-1) - 1).clamp(min=0)
     return ids, attn, positions
+
+
+# A shared prefix shorter than this is not worth a separate forward pass.
+MIN_SHARED_PREFIX = 16
+
+
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    """How many tokens `a` and `b` start with in common."""
+    n = min(len(a), len(b))
+    k = 0
+    while k < n and a[k] == b[k]:
+        k += 1
+    return k
+
+
+def shared_prefix_len(prompts: Sequence[Sequence[int]]) -> int:
+    """Tokens every prompt starts with, leaving each at least its last token (whose logits
+    predict the first generated or trained token)."""
+    first = prompts[0]
+    n = min(len(p) for p in prompts) - 1
+    for p in prompts[1:]:
+        n = min(n, common_prefix(first, p))
+    return max(n, 0)
+
+
+def prefix_used(prompts: Sequence[Sequence[int]], enabled: bool = True) -> int:
+    """The prefix a batch of `prompts` runs once (0: none, or too short to pay)."""
+    p = shared_prefix_len(prompts) if enabled and len(prompts) > 1 else 0
+    return p if p >= MIN_SHARED_PREFIX else 0
+
+
+def prefixed_batch(rows: Sequence[Sequence[int]], prefix: int, pad_id: int, device) -> dict:
+    """Model inputs for `rows` whose first `prefix` tokens are common: the rest of each row
+    left-padded (`left_pad`), positions continuing from `prefix`, and the prefix itself as
+    `prefix_ids` [1, P] for `with_prefix` (absent when `prefix` is 0). The padding then sits
+    between the prefix and each row's own tokens, masked."""
+    ids, attn, positions = left_pad([r[prefix:] for r in rows], pad_id)
+    inputs = {
+        "input_ids": ids.to(device),
+        "attention_mask": attn.to(device),
+        "position_ids": (positions + prefix).to(device),
+    }
+    if prefix:
+        inputs["prefix_ids"] = torch.tensor([list(rows[0][:prefix])], device=device)
+    return inputs
+
+
+def with_prefix(model, inputs: dict) -> dict:
+    """`inputs` for a forward pass: a shared prefix (if any) run once through the decoder
+    and given as the batch's past keys and values, its positions unmasked in every row.
+    Under autograd the rows' gradients flow back into the prefix (summed by the repeat)."""
+    if "prefix_ids" not in inputs:
+        return inputs
+    inputs = dict(inputs)
+    prefix = inputs.pop("prefix_ids")
+    cache = model.get_decoder()(input_ids=prefix, use_cache=True).past_key_values
+    batch = inputs["input_ids"].shape[0]
+    cache.batch_repeat_interleave(batch)
+    ones = torch.ones((batch, prefix.shape[1]), dtype=inputs["attention_mask"].dtype)
+    inputs["attention_mask"] = torch.cat([ones.to(prefix.device), inputs["attention_mask"]], 1)
+    inputs["past_key_values"] = cache
+    return inputs

@@ -228,7 +228,9 @@ class OptimConfig:
     beta2: float = _f(0.95, "Adam beta2")
     weight_decay: float = _f(0.0, "AdamW weight decay")
     grad_clip: float = _f(1.0, "max global gradient norm")
-    micro_batch_tokens: int = _f(4096, "padded tokens per micro-batch")
+    # 2048: measured fastest per epoch on a 2-core CPU (bench_learner.py, BENCHMARKS.md),
+    # and about 1 GiB less peak memory than 4096 for the default model.
+    micro_batch_tokens: int = _f(2048, "padded tokens per micro-batch")
     shared_prefix: bool = _f(
         True,
         "run the prompt prefix all samples of a micro-batch share (chat template, rules) once, "

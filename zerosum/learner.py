@@ -17,7 +17,13 @@ from typing import NamedTuple, Protocol
 
 import torch
 
-from zerosum.batching import left_pad
+from zerosum.batching import (
+    MIN_SHARED_PREFIX,
+    common_prefix,
+    prefix_used,
+    prefixed_batch,
+    with_prefix,
+)
 from zerosum.config import (
     Aggregation,
     AlgoConfig,
@@ -70,14 +76,6 @@ def plan_micro_batches(
     return micro_batches([len(x) for x in samples], budget)
 
 
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    n = min(len(a), len(b))
-    k = 0
-    while k < n and a[k] == b[k]:
-        k += 1
-    return k
-
-
 def prefix_micro_batches(samples: Sequence[Sample], budget: int) -> list[list[int]]:
     """Micro-batches for the shared-prefix forward: samples whose prompts share at least
     half the median prompt length (the seat, the rules, the history so far) are packed
@@ -88,14 +86,14 @@ def prefix_micro_batches(samples: Sequence[Sample], budget: int) -> list[list[in
     order = sorted(range(len(samples)), key=lambda i: prompts[i])  # shared prefixes adjacent
     groups: list[list[int]] = []
     for i in order:
-        if groups and _common_prefix(prompts[groups[-1][0]], prompts[i]) >= need:
+        if groups and common_prefix(prompts[groups[-1][0]], prompts[i]) >= need:
             groups[-1].append(i)
         else:
             groups.append([i])
     loose = [g[0] for g in groups if len(g) == 1]
     batches = []
     for group in [g for g in groups if len(g) > 1] + ([loose] if loose else []):
-        shared = min(_common_prefix(prompts[group[0]], prompts[i]) for i in group)
+        shared = min(common_prefix(prompts[group[0]], prompts[i]) for i in group)
         lengths = [len(samples[i]) - shared for i in group]
         batches += [[group[j] for j in b] for b in micro_batches(lengths, budget)]
     return batches
@@ -159,62 +157,17 @@ def response_logprobs(
     return Scores(logp.gather(1, left) * mask, mask, entropy.gather(1, left) * mask, kl)
 
 
-# A shared prefix shorter than this is not worth a separate forward pass.
-MIN_SHARED_PREFIX = 16
-
-
-def shared_prefix_len(samples: Sequence[Sample]) -> int:
-    """Tokens every sample's prompt starts with, leaving each at least its last prompt
-    token (whose logits predict the first response token)."""
-    first = samples[0].prompt_ids
-    n = min(len(s.prompt_ids) for s in samples) - 1
-    for s in samples[1:]:
-        n = min(n, _common_prefix(first, s.prompt_ids))
-    return max(n, 0)
-
-
-def prefix_used(samples: Sequence[Sample], shared_prefix: bool) -> int:
-    """The prefix `response_logprobs` runs once for `samples` (0: none)."""
-    p = shared_prefix_len(samples) if shared_prefix and len(samples) > 1 else 0
-    return p if p >= MIN_SHARED_PREFIX else 0
-
-
 def _batch_inputs(samples: Sequence[Sample], pad_id: int, device, shared_prefix: bool) -> dict:
     """The model inputs of a batch: every sequence left-padded, so every response is
     right-aligned and the logits needed are the last T + 1 positions of every row (only those
     go through the vocabulary projection, and their slice [:, :T] predicts the responses).
 
     With `shared_prefix` (and a long enough one across several samples), the common prefix is
-    left out of the rows and stands as `prefix_ids` [1, P] before them: `_response_logits`
-    runs it once and repeats its keys and values over the batch (gradients flow through them,
-    so training is unchanged); the rows' positions continue from P, and their padding sits
-    between the prefix and the suffix, masked."""
-    p = prefix_used(samples, shared_prefix)
-    ids, attn, positions = left_pad([(s.prompt_ids + s.response_ids)[p:] for s in samples], pad_id)
-    inputs = {
-        "input_ids": ids.to(device),
-        "attention_mask": attn.to(device),
-        "position_ids": (positions + p).to(device),
-    }
-    if p:
-        inputs["prefix_ids"] = torch.tensor([samples[0].prompt_ids[:p]], device=device)
-    return inputs
-
-
-def _with_prefix(model, inputs: dict) -> dict:
-    """`inputs` for a forward pass: a shared prefix (if any) run once through the decoder
-    and given as the batch's past keys and values, its positions unmasked in every row."""
-    if "prefix_ids" not in inputs:
-        return inputs
-    inputs = dict(inputs)
-    prefix = inputs.pop("prefix_ids")
-    cache = model.get_decoder()(input_ids=prefix, use_cache=True).past_key_values
-    batch = inputs["input_ids"].shape[0]
-    cache.batch_repeat_interleave(batch)  # autograd sums the rows' gradients into the prefix
-    ones = torch.ones((batch, prefix.shape[1]), dtype=inputs["attention_mask"].dtype)
-    inputs["attention_mask"] = torch.cat([ones.to(prefix.device), inputs["attention_mask"]], 1)
-    inputs["past_key_values"] = cache
-    return inputs
+    left out of the rows (`batching.prefixed_batch`): `_response_logits` runs it once and
+    repeats its keys and values over the batch (`batching.with_prefix`; gradients flow
+    through them, so training is unchanged)."""
+    p = prefix_used([s.prompt_ids for s in samples], shared_prefix)
+    return prefixed_batch([s.prompt_ids + s.response_ids for s in samples], p, pad_id, device)
 
 
 def _token_logp_all(
@@ -242,7 +195,7 @@ def _response_logits(
     targets = torch.zeros((len(samples), t_max), dtype=torch.long)  # right-aligned
     for i, s in enumerate(samples):
         targets[i, t_max - len(s.response_ids) :] = torch.tensor(s.response_ids)
-    inputs = _with_prefix(model, inputs)
+    inputs = with_prefix(model, inputs)
     if all(s.allowed is not None for s in samples) and _plain_output_layer(model):
         # Constrained answers only ever choose among a few tokens: project the hidden states
         # onto those rows of the output embedding instead of the whole vocabulary.
@@ -412,7 +365,9 @@ class Learner:
                         )
                         for k, v in st.items():
                             tis_stats[k] = tis_stats.get(k, 0.0) + v * weight
-                    shared = prefix_used(mb, s.shared_prefix)  # run once, not len(mb) times
+                    shared = prefix_used(
+                        [x.prompt_ids for x in mb], s.shared_prefix
+                    )  # run once, not len(mb) times
                     padded += shared + len(mb) * max(len(x) - shared for x in mb)
                     saved += shared * (len(mb) - 1)
                 adv = torch.tensor([x.advantage for x in mb], device=logp.device)

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from zerosum.batching import left_pad
+from zerosum.batching import prefix_used, prefixed_batch, with_prefix
 from zerosum.engines.base import ChoiceTrie, Generation, SamplingParams, choice_token_ids
 
 
@@ -49,11 +49,19 @@ def top_p_filter(logp: torch.Tensor, top_p: float) -> torch.Tensor:
 class HFEngine:
     """Sampling over a transformers causal LM (optionally wrapped by PEFT)."""
 
-    def __init__(self, model, tokenizer, max_batch: int = 64, compact: bool = True):
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        max_batch: int = 64,
+        compact: bool = True,
+        shared_prefix: bool = True,
+    ):
         if max_batch < 1:
             raise ValueError(f"max_batch = {max_batch!r} is invalid; allowed: an integer >= 1")
         self.model = model
         self.compact = compact  # drop finished rows from the batch and the KV cache
+        self.shared_prefix = shared_prefix  # prefill a batch's common prompt prefix once
         self.tokenizer = tokenizer
         self.max_batch = max_batch
         self.stop_ids = stop_token_ids(model, tokenizer)
@@ -130,19 +138,19 @@ class HFEngine:
         ]
 
     def _prefill(self, prompts) -> _Step:
-        """The prompts through the model: the KV cache and the next-token logits of each."""
-        input_ids, attn, positions = left_pad(prompts, self.pad_id)
+        """The prompts through the model: the KV cache and the next-token logits of each. The
+        tokens every prompt starts with (chat template, rules, seat) run once, their keys and
+        values repeated over the rows (`batching.with_prefix`), unless `shared_prefix` is off."""
         device = next(self.model.parameters()).device
-        result = self.model(
-            input_ids=input_ids.to(device),
-            attention_mask=attn.to(device),
-            position_ids=positions.to(device),
-            use_cache=True,
-            logits_to_keep=1,  # the prompt's last position is the only one sampled from
-        )
+        p = prefix_used(prompts, self.shared_prefix)
+        inputs = with_prefix(self.model, prefixed_batch(prompts, p, self.pad_id, device))
+        # The prompt's last position is the only one sampled from.
+        result = self.model(**inputs, use_cache=True, logits_to_keep=1)
         logits = result.logits[:, -1, :].float().cpu()
         rows = list(range(len(prompts)))
-        return _Step(rows, result.past_key_values, logits, attn, positions[:, -1] + 1, device)
+        attn = inputs["attention_mask"].cpu()  # the prefix's columns included
+        next_pos = inputs["position_ids"][:, -1].cpu() + 1
+        return _Step(rows, result.past_key_values, logits, attn, next_pos, device)
 
     def _choose(
         self, logits, params, tries, rows, out: _Rows, gen: _Gen
