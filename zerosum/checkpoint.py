@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from zerosum.models import is_lora
+from zerosum.models import is_lora, trainable_parameters
 from zerosum.rundir import check_free_space
 
 STEP_NAME = re.compile(r"step-\d{6,}")
@@ -110,7 +110,7 @@ def save_checkpoint(
 def checkpoint_bytes(model, optimizer, base_model=None) -> int:
     """About the bytes a checkpoint takes: the saved weights and the optimizer state."""
     if is_lora(model):  # the adapter only
-        saved = [p for p in model.parameters() if p.requires_grad]
+        saved = list(trainable_parameters(model).values())
     else:
         saved = [*model.parameters(), *model.buffers()]
     if base_model is not None:

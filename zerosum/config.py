@@ -59,12 +59,15 @@ DIST_MODES: tuple[str, ...] = get_args(DistMode)
 # The device names a config or command line may give (`models.resolve_device` checks that
 # the device exists).
 DEVICE_NAME = re.compile(r"auto|cpu|cuda(:\d+)?")
-# Retired fields and their "off" value: a run's config.json from an older version holds them.
-RETIRED_OFF = {"algo.kl_coef": 0.0}
-# Fields that were replaced, with what to write instead (named in the unknown-field error).
-RENAMED = {
-    "algo.kl_coef": "algo.regularizer: magnet, algo.magnet_alpha: <the coefficient>, "
-    "algo.magnet_reset: 0 (a KL penalty to the initial model is a magnet that never moves)",
+# Retired fields: what to write instead (named in the unknown-field error) and the value
+# that meant "off", which a run's config.json from an older version holds; set to it, the
+# field is dropped silently so such a run resumes unchanged.
+RETIRED: dict[str, tuple[str, object]] = {
+    "algo.kl_coef": (
+        "algo.regularizer: magnet, algo.magnet_alpha: <the coefficient>, algo.magnet_reset: 0 "
+        "(a KL penalty to the initial model is a magnet that never moves)",
+        0.0,
+    ),
 }
 
 
@@ -525,13 +528,13 @@ def load_dataclass(
 
 
 def _drop_retired_off(data: Any) -> Any:
-    """`data` without the retired fields (`RETIRED_OFF`) that are set to their "off" value,
+    """`data` without the retired fields (`RETIRED`) that are set to their "off" value,
     as the config.json of a run from an older version holds them: such a run resumes
-    unchanged. Set to anything else they stay, and `RENAMED` refuses them in one line."""
+    unchanged. Set to anything else they stay, and are refused in one line with the hint."""
     if not isinstance(data, dict):
         return data
     out = dict(data)
-    for path, off in RETIRED_OFF.items():
+    for path, (_, off) in RETIRED.items():
         section, name = path.split(".")
         fields = out.get(section)
         if isinstance(fields, dict) and name in fields and fields[name] == off:
@@ -542,7 +545,8 @@ def _drop_retired_off(data: Any) -> Any:
 def config_from_dict(data: dict) -> TrainConfig:
     """A validated `TrainConfig` from nested mappings (a recipe's sections); a bad key, type or
     value is a `ConfigError` with one line naming the field and what is allowed."""
-    cfg = load_dataclass(TrainConfig, _drop_retired_off(data), _CHECKS, renamed=RENAMED)
+    hints = {path: hint for path, (hint, _) in RETIRED.items()}
+    cfg = load_dataclass(TrainConfig, _drop_retired_off(data), _CHECKS, renamed=hints)
     _check_games(cfg)
     _check_distributed(cfg)
     if not cfg.rollout.games:

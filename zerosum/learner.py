@@ -33,6 +33,7 @@ from zerosum.config import (
     TrainConfig,
 )
 from zerosum.loss import policy_loss, token_kl, truncated_importance_weights
+from zerosum.models import trainable_parameters
 from zerosum.snapshot import Snapshot
 
 
@@ -382,7 +383,7 @@ class Learner:
                     sums[k] = sums.get(k, 0.0) + (
                         v if k in ("loss/total", "loss/tokens") else v * weight
                     )
-            trainable = [p for p in self.model.parameters() if p.requires_grad]
+            trainable = list(trainable_parameters(self.model).values())
             if self.sync:  # every rank then clips and steps on the same, whole-batch gradient
                 self.sync.sum_grads(trainable)
             grad_norm = torch.nn.utils.clip_grad_norm_(trainable, s.grad_clip)

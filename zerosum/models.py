@@ -319,6 +319,13 @@ def is_lora(model) -> bool:
     return hasattr(model, "peft_config")
 
 
+def trainable_parameters(model) -> dict[str, torch.nn.Parameter]:
+    """The parameters training changes, by name: all of them in full fine-tuning, the
+    adapter's with LoRA (the one definition the optimizer, snapshots, checkpoints and weight
+    sync share)."""
+    return {n: p for n, p in model.named_parameters() if p.requires_grad}
+
+
 def resolve_device(name: str, option: str = "model.device") -> torch.device:
     """`auto` is the first CUDA GPU if one is visible, else the CPU; also cpu, cuda, cuda:N.
     Errors are one line naming `option` (the setting the name came from) and the valid ones."""

@@ -17,13 +17,15 @@ from contextlib import contextmanager
 
 import torch
 
+from zerosum.models import trainable_parameters
+
 
 class Snapshot:
     """A snapshot of `model`'s trainable parameters, taken at `step` (0: the initial model)."""
 
     def __init__(self, model, saved: dict | None = None, step: int = 0):
         """Snapshot `model` now (as of `step`), or restore `saved` (a `state_dict()`)."""
-        self.params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+        self.params = trainable_parameters(model)
         if saved is None:
             self.step = step
             self.weights = {n: p.detach().clone() for n, p in self.params.items()}

@@ -38,6 +38,7 @@ from zerosum.engines import Engine, SamplingParams, make_engine
 from zerosum.hardware import peak_rss_gib, resolve_bf16
 from zerosum.league import OpponentPool, seat_players
 from zerosum.learner import Learner, LearnerSettings, Sample
+from zerosum.models import trainable_parameters
 from zerosum.rollout import RolloutSettings, rollout_metrics, schedule_games
 from zerosum.rundir import RunStopped, prepare_run_dir, write_atomic
 from zerosum.seeds import eval_seed, step_seed
@@ -320,7 +321,7 @@ def start_run(cfg: TrainConfig, run_dir: Path, resume: bool) -> Run:
 
 def build_optimizer(optim: OptimConfig, model) -> torch.optim.Optimizer:
     """AdamW over the trainable parameters (all of them, or the LoRA adapter's)."""
-    params = [p for p in model.parameters() if p.requires_grad]
+    params = list(trainable_parameters(model).values())
     return torch.optim.AdamW(
         params,
         lr=optim.lr,

@@ -26,6 +26,7 @@ import torch
 from zerosum.config import TrainConfig
 from zerosum.distributed.weights import ModelPayload, build_model
 from zerosum.learner import Learner, LearnerSettings, Sample
+from zerosum.models import trainable_parameters
 from zerosum.rundir import RunStopped
 
 # Stats that are the same on every rank (the whole batch's), not shares to add up.
@@ -124,7 +125,7 @@ class LearnerRank:
     def parameters(self) -> dict[str, torch.Tensor]:
         """The rank's trainable parameters (tests compare them with rank 0's)."""
         model = self.learner.model
-        return {n: p.detach().cpu() for n, p in model.named_parameters() if p.requires_grad}
+        return {n: p.detach().cpu() for n, p in trainable_parameters(model).items()}
 
     def pid(self) -> int:
         return os.getpid()

@@ -14,6 +14,8 @@ from typing import Any
 
 import torch
 
+from zerosum.models import trainable_parameters
+
 
 @dataclass
 class ModelPayload:
@@ -55,7 +57,7 @@ def build_model(payload: ModelPayload, device: torch.device):
 
 def trainable_state(model) -> dict[str, torch.Tensor]:
     """The parameters an optimizer step changes (the adapter alone with LoRA), on the CPU."""
-    return {n: p.detach().cpu() for n, p in model.named_parameters() if p.requires_grad}
+    return {n: p.detach().cpu() for n, p in trainable_parameters(model).items()}
 
 
 @torch.no_grad()
