@@ -72,6 +72,24 @@ def train_run(run_dir: Path, overrides: list[str], steps: int) -> tuple[list[dic
     return rows, took
 
 
+def run_settings(
+    settings: dict[str, list[str]], steps: int, repeats: int
+) -> dict[str, list[list[dict]]]:
+    """Every setting's `train_run` (name -> overrides), in turn and `repeats` times, each in
+    its own temporary run directory; per setting, the metrics rows of each of its runs."""
+    print(f"CPU: {cpu_model()}; load average {load()}", flush=True)
+    runs: dict[str, list[list[dict]]] = {name: [] for name in settings}
+    with tempfile.TemporaryDirectory() as tmp:
+        for _ in range(repeats):
+            for name, overrides in settings.items():
+                run_dir = Path(tmp) / name.replace(" ", "_").replace(",", "")
+                rows, took = train_run(run_dir, overrides, steps)
+                runs[name].append(rows)
+                print(f"  {name}: {took:.0f} s for {steps} steps; load average {load()}",
+                      flush=True)  # fmt: skip
+    return runs
+
+
 def step_seconds(row: dict) -> float:
     return row["perf/rollout_s"] + row["perf/learn_s"] + row.get("perf/weight_sync_s", 0.0)
 
@@ -81,16 +99,9 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=4)
     p.add_argument("--repeats", type=int, default=1)
     a = p.parse_args()
-    print(f"CPU: {cpu_model()}; load average {load()}", flush=True)
-    rows: dict[str, list[dict]] = {name: [] for name in SETTINGS}
-    with tempfile.TemporaryDirectory() as tmp:
-        for _ in range(a.repeats):
-            for name in SETTINGS:
-                run_dir = Path(tmp) / name.replace(" ", "_").replace(",", "")
-                got, took = train_run(run_dir, [*SHORT, *SETTINGS[name]], a.steps)
-                rows[name] += got[1:]  # step 1 warms up (allocator, threads, first sync)
-                print(f"  {name}: {took:.0f} s for {a.steps} steps; load average {load()}",
-                      flush=True)  # fmt: skip
+    runs = run_settings({n: [*SHORT, *o] for n, o in SETTINGS.items()}, a.steps, a.repeats)
+    # Step 1 of every run is left out: it warms up (allocator, threads, first sync).
+    rows = {name: [r for run in got for r in run[1:]] for name, got in runs.items()}
     base = rows["local"]
     mean = statistics.mean
 

@@ -16,13 +16,12 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_distributed import train_run  # noqa: E402
-from bench_learner import cpu_model, load  # noqa: E402
+from bench_distributed import run_settings  # noqa: E402
+from bench_learner import load  # noqa: E402
 
 SETTINGS = {
     "before": ["optim.bf16=true", "optim.micro_batch_tokens=4096", "optim.shared_prefix=false"],
@@ -35,17 +34,11 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--repeats", type=int, default=1)
     a = p.parse_args()
-    print(f"CPU: {cpu_model()}; load average {load()}", flush=True)
-    rows: dict[str, list[dict]] = {name: [] for name in SETTINGS}
-    peak: dict[str, float] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for _ in range(a.repeats):
-            for name, overrides in SETTINGS.items():
-                got, took = train_run(Path(tmp) / name, overrides, a.steps)
-                rows[name] += got[1:]
-                peak[name] = max([peak.get(name, 0.0), *(r["perf/peak_rss_gib"] for r in got)])
-                print(f"  {name}: {took:.0f} s for {a.steps} steps; load average {load()}",
-                      flush=True)  # fmt: skip
+    runs = run_settings(SETTINGS, a.steps, a.repeats)
+    rows = {name: [r for run in got for r in run[1:]] for name, got in runs.items()}
+    peak = {
+        name: max(r["perf/peak_rss_gib"] for run in got for r in run) for name, got in runs.items()
+    }
     mean = statistics.mean
     print(f"\n{'recipe':<7} {'rollout s':>9} {'learn s':>8} {'step s':>7} {'peak RSS GiB':>13}")
     step = {}
