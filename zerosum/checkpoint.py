@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from zerosum.models import is_lora, trainable_parameters
+from zerosum.models import is_lora, one_line, trainable_parameters
 from zerosum.rundir import check_free_space
 
 STEP_NAME = re.compile(r"step-\d{6,}")
@@ -59,11 +59,6 @@ class CheckpointError(ValueError):
 
 class UnsafeCheckpointError(CheckpointError):
     """A checkpoint that would run code or leave the run directory: never fallen back from."""
-
-
-def _one_line(err: BaseException, limit: int = 200) -> str:
-    text = " ".join(str(err).split()) or type(err).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 # --- writing -----------------------------------------------------------------------------
@@ -316,12 +311,12 @@ def read_trainer_state(file: Path) -> dict:
                 f"refusing {file}: it holds {unsafe.group(1)}, not only tensors and plain data "
                 "(was it tampered with?)"
             ) from None
-        raise CheckpointError(f"{file} is unreadable: {_one_line(err)}") from None
+        raise CheckpointError(f"{file} is unreadable: {one_line(err, 200)}") from None
     except FileNotFoundError:
         raise CheckpointError(f"{file} is missing") from None
     except Exception as err:  # truncated or corrupt: zip, EOF and OS errors from torch
         raise CheckpointError(
-            f"{file} is unreadable ({type(err).__name__}: {_one_line(err)})"
+            f"{file} is unreadable ({type(err).__name__}: {one_line(err, 200)})"
         ) from None
     rng = blob.get("rng", {}).get("torch") if isinstance(blob, dict) else None
     if not isinstance(rng, torch.Tensor) or not {"state", "optimizer", "config"} <= set(blob):
@@ -344,7 +339,7 @@ def _read_weights(path: Path, model) -> dict[str, torch.Tensor]:
     except FileNotFoundError:
         raise CheckpointError(f"{file} is missing") from None
     except Exception as err:  # SafetensorError (truncated header or data), OSError
-        raise CheckpointError(f"{file} is unreadable: {_one_line(err)}") from None
+        raise CheckpointError(f"{file} is unreadable: {one_line(err, 200)}") from None
     if is_lora(model):
         from peft import get_peft_model_state_dict
 

@@ -212,8 +212,9 @@ def _check_source(name_or_path: str) -> str:
     return path if os.path.exists(path) else name_or_path
 
 
-def _one_line(err: Exception, limit: int = 300) -> str:
-    # transformers' messages span many lines (with hints about the hub); keep one short line.
+def one_line(err: BaseException, limit: int = 300) -> str:
+    """An exception's message as one line of at most `limit` characters (transformers' and
+    gloo's span many lines)."""
     text = " ".join(str(err).split()) or type(err).__name__
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
@@ -241,7 +242,7 @@ def load_tokenizer(name_or_path: str = DEFAULT_MODEL) -> PreTrainedTokenizerBase
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
     except (OSError, ValueError) as err:
-        raise ValueError(f"cannot load tokenizer {name_or_path!r}: {_one_line(err)}") from None
+        raise ValueError(f"cannot load tokenizer {name_or_path!r}: {one_line(err)}") from None
     return _prepare_tokenizer(tokenizer)
 
 
@@ -264,7 +265,7 @@ def load_model(
             model = AutoModelForCausalLM.from_pretrained(source, dtype=getattr(torch, dtype))
             tokenizer = AutoTokenizer.from_pretrained(source)
     except (OSError, ValueError) as err:
-        raise ValueError(f"cannot load model {name_or_path!r}: {_one_line(err)}") from None
+        raise ValueError(f"cannot load model {name_or_path!r}: {one_line(err)}") from None
     _prepare_tokenizer(tokenizer)
     if model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id

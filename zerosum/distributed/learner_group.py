@@ -26,7 +26,7 @@ import torch
 from zerosum.config import TrainConfig
 from zerosum.distributed.weights import ModelPayload, build_model
 from zerosum.learner import Learner, LearnerSettings, Sample
-from zerosum.models import trainable_parameters
+from zerosum.models import one_line, trainable_parameters
 from zerosum.rundir import RunStopped
 
 # Stats that are the same on every rank (the whole batch's), not shares to add up.
@@ -175,7 +175,7 @@ class LearnerGroup:
             # future. Ranks are not restarted: a new one would need the optimizer state of
             # the step it died in. Other errors are the learner's own and go up as they are.
             if lost := self.lost_ranks():
-                raise RunStopped(f"learner rank {lost[0]} died ({_first_line(err)})") from err
+                raise RunStopped(f"learner rank {lost[0]} died ({one_line(err, 200)})") from err
             raise
         stats = merge_stats([own, *others])
         stats["perf/learner_rank_wait_s"] = time.perf_counter() - start
@@ -223,8 +223,3 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("", 0))
         return s.getsockname()[1]
-
-
-def _first_line(err: BaseException) -> str:
-    lines = str(err).strip().splitlines()
-    return lines[0][:200] if lines else type(err).__name__
