@@ -8,7 +8,10 @@ budget chosen from bench_learner.py, and the shared-prompt-prefix forward. Both 
 same games (same seed; the first step's batch is identical). Each is `zerosum train` for
 `--steps` steps in a child process, in turn, repeated; step 1 is left out (warm-up).
 
-    .venv/bin/python bench/bench_recipe.py [--steps 3] [--repeats 1]
+    .venv/bin/python bench/bench_recipe.py [--steps 3] [--repeats 1] [--settings now,ckpt]
+
+"ckpt" and "ckpt 4096" are "now" with activation checkpointing (`optim.activation_checkpointing`),
+at the default micro-batch budget and at 4096 tokens.
 """
 
 from __future__ import annotations
@@ -26,6 +29,10 @@ from bench_learner import load  # noqa: E402
 SETTINGS = {
     "before": ["optim.bf16=true", "optim.micro_batch_tokens=4096", "optim.shared_prefix=false"],
     "now": [],
+    # Activation checkpointing: the memory it saves and the recompute it costs, at the
+    # default budget and at a budget only checkpointing leaves room for.
+    "ckpt": ["optim.activation_checkpointing=true"],
+    "ckpt 4096": ["optim.activation_checkpointing=true", "optim.micro_batch_tokens=4096"],
 }
 
 
@@ -33,8 +40,10 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--repeats", type=int, default=1)
+    p.add_argument("--settings", default=",".join(SETTINGS), help="names of SETTINGS")
     a = p.parse_args()
-    runs = run_settings(SETTINGS, a.steps, a.repeats)
+    names = a.settings.split(",")
+    runs = run_settings({n: SETTINGS[n] for n in names}, a.steps, a.repeats)
     rows = {name: [r for run in got for r in run[1:]] for name, got in runs.items()}
     peak = {
         name: max(r["perf/peak_rss_gib"] for run in got for r in run) for name, got in runs.items()
@@ -42,16 +51,18 @@ def main() -> None:
     mean = statistics.mean
     print(f"\n{'recipe':<7} {'rollout s':>9} {'learn s':>8} {'step s':>7} {'peak RSS GiB':>13}")
     step = {}
-    for name in SETTINGS:
+    for name in names:
         roll = mean(r["perf/rollout_s"] for r in rows[name])
         learn = mean(r["perf/learn_s"] for r in rows[name])
         step[name] = roll + learn
         print(f"{name:<7} {roll:>9.1f} {learn:>8.1f} {step[name]:>7.1f} {peak[name]:>13.2f}")
-    learn_ratio = mean(r["perf/learn_s"] for r in rows["before"]) / mean(
-        r["perf/learn_s"] for r in rows["now"]
-    )
-    print(f"\nnow vs before: step {step['before'] / step['now']:.2f}x faster, "
-          f"learner {learn_ratio:.2f}x; load average {load()}")  # fmt: skip
+    learn = {n: mean(r["perf/learn_s"] for r in rows[n]) for n in names}
+    base = "before" if "before" in names else names[0]
+    for name in names:
+        if name != base:
+            print(f"{name} vs {base}: step {step[base] / step[name]:.2f}x faster, learner "
+                  f"{learn[base] / learn[name]:.2f}x, peak RSS {peak[name] - peak[base]:+.2f} GiB")  # fmt: skip
+    print(f"load average {load()}")
 
 
 if __name__ == "__main__":

@@ -48,6 +48,19 @@ SETTINGS = {
         ]  # fmt: skip
         for alpha, reset in ((0.5, 20), (0.2, 20), (0.5, 50), (1.0, 50))
     },
+    # Without any bonus the tiny model collapses to a deterministic policy before it can tell
+    # its cards apart (NashConv 0.667, where the policy gradient vanishes); a small bonus keeps
+    # it exploring while its own fixed point (BENCHMARKS.md, entropy floor) stays near Nash.
+    "none_ent0.05": ["algo.entropy_coef=0.05"],
+    **{
+        f"magnet_a{alpha}_r{reset}_ent{ent}": [
+            f"algo.entropy_coef={ent}",
+            "algo.regularizer=magnet",
+            f"algo.magnet_alpha={alpha}",
+            f"algo.magnet_reset={reset}",
+        ]  # fmt: skip
+        for alpha, reset, ent in ((0.5, 10, 0.05), (1.0, 10, 0.05), (0.2, 10, 0.05))
+    },
 }
 
 

@@ -194,6 +194,8 @@ def test_distributed_section():
         ),
         ([*RAY, "opponents.pool_size=2"], "'opponents' (a pool) is not supported with"),
         (["distributed.learner_ranks=2"], "'distributed.learner_ranks' = 2 needs distributed"),
+        (["distributed.fsdp=true"], "'distributed.fsdp' = True needs distributed.backend"),
+        ([*RAY, "distributed.fsdp=true"], "'distributed.fsdp' = True needs distributed.learner_"),
     ],
 )
 def test_distributed_combinations_fail_with_one_line(overrides, message):

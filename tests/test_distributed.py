@@ -268,6 +268,63 @@ def test_two_learner_ranks_equal_the_single_process_learner(tiny, tokenizer, ray
         assert stats[key] == pytest.approx(single_stats[key], rel=1e-5), key
 
 
+@pytest.mark.parametrize("games", [8, 1])
+def test_fsdp_ranks_equal_the_single_process_learner(tiny, tokenizer, ray_cpus, games):
+    """`distributed.fsdp` on a fixed batch, after one single-process step (so the optimizer
+    state that gets sharded is not empty), two more steps: rank 0's full model, into which
+    the ranks gather the new weights, equals the single-process learner's within 1e-6, and
+    rank 1 holds the second half of every weight; the optimizer state gathered for a
+    checkpoint equals the single-process one and is released after it. Small micro-batches
+    give the ranks different numbers of passes (with 1 game, rank 1 has at most one sample
+    and idles through the others' passes)."""
+    import copy
+
+    from zerosum.distributed.learner_group import LearnerGroup
+    from zerosum.learner import Learner, LearnerSettings
+    from zerosum.train import build_optimizer
+
+    cfg = load_config(None, [
+        "optim.bf16=false", "algo.loss=ppo", "algo.ppo_epochs=2", "algo.aggregation=mean",
+        "algo.entropy_coef=0.1", "optim.lr=1e-3", "model.device=cpu", "optim.shared_prefix=false",
+        "optim.micro_batch_tokens=200", *RAY, "distributed.learner_ranks=2", "distributed.fsdp=true",
+    ])  # fmt: skip
+    samples = fixed_batch(tiny, tokenizer, games)
+    settings = LearnerSettings.from_config(cfg)
+    rank0 = Learner(tiny, build_optimizer(cfg.optim, tiny), settings, tokenizer.pad_token_id)
+    rank0.step(samples)
+    single = copy.deepcopy(rank0)
+    group = LearnerGroup(cfg, rank0, tokenizer, world=2)
+    try:
+        assert not rank0.optimizer.state  # rank 0's full optimizer hands its state to the shards
+        stats = [group.step(samples, seed=7 + k) for k in range(2)]
+        rank1 = ray_cpus.get(group.ranks[0].parameters.remote())
+        with group.full_optimizer():
+            gathered = copy.deepcopy(rank0.optimizer.state_dict()["state"])
+        assert not rank0.optimizer.state
+    finally:
+        group.close()
+    reference_stats = []
+    for k in range(2):
+        torch.manual_seed(7 + k)
+        reference_stats.append(single.step(samples))
+    trained = {n: p.detach() for n, p in tiny.named_parameters()}
+    reference = {n: p.detach() for n, p in single.model.named_parameters()}
+    diff = max(float((trained[n] - reference[n]).abs().max()) for n in trained)
+    assert diff <= 1e-6, diff
+    assert rank1.keys() == trained.keys()
+    assert all(torch.equal(rank1[n], trained[n].chunk(2)[1]) for n in trained)
+    expected = single.optimizer.state_dict()["state"]
+    assert gathered.keys() == expected.keys() and len(expected) == len(trained)
+    for i, state in expected.items():
+        for key, value in state.items():
+            assert torch.allclose(gathered[i][key], value, atol=1e-7, rtol=1e-5), (i, key)
+    for got, want in zip(stats, reference_stats):
+        assert got["loss/tokens"] == want["loss/tokens"]
+        assert got["loss/total"] == pytest.approx(want["loss/total"], rel=1e-5)
+        assert got["loss/grad_norm"] == pytest.approx(want["loss/grad_norm"], rel=1e-5)
+        assert got["perf/fsdp_gather_s"] > 0
+
+
 def test_a_run_with_two_learner_ranks_matches_the_local_run_up_to_rounding(tmp_path, ray_cpus):
     """2 rollout workers and a 2-rank learner (this process and one Ray actor): the run
     completes, and since the ranks' summed gradient is the single-process one up to float
@@ -313,14 +370,17 @@ def test_an_async_run_with_two_learner_ranks(tmp_path, ray_cpus):
     assert all(r["distributed/games_discarded"] == 0.0 for r in rows)
 
 
+@pytest.mark.parametrize("fsdp", [False, True])
 def test_a_dying_learner_rank_stops_the_run_and_resume_finishes_it(
-    tmp_path, ray_cpus, monkeypatch, capsys
+    tmp_path, ray_cpus, monkeypatch, capsys, fsdp
 ):
     """SIGKILL to learner rank 1's process as step 3's update starts: the run stops with
     one line naming the rank, the last step done and the checkpoint to resume from (step
     2's, intact); `--resume` then finishes the run (2 rollout workers, 2 ranks again), and
     its games are those of an uninterrupted local run (the 2-rank learner equals the
-    single-process one up to rounding, so every rollout/ metric is equal)."""
+    single-process one up to rounding, so every rollout/ metric is equal). With FSDP the
+    checkpoint holds the optimizer state gathered from the shards, and the resumed run
+    shards it again."""
     from zerosum.cli import main
     from zerosum.distributed.learner_group import LearnerGroup
     from zerosum.seeds import step_seed
@@ -338,7 +398,7 @@ def test_a_dying_learner_rank_stops_the_run_and_resume_finishes_it(
     monkeypatch.setattr(LearnerGroup, "step", step_and_kill)
     out = tmp_path / "run"
     options = [*FAST, *RAY, "distributed.learner_ranks=2", "run.steps=4"]
-    options += ["run.checkpoint_every=2"]
+    options += ["run.checkpoint_every=2", f"distributed.fsdp={str(fsdp).lower()}"]
     code = main(["train", "--config", str(RECIPE), *options, f"run.out_dir={out}"])
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert killed and code == 1

@@ -184,6 +184,52 @@ def test_shared_prefix_gives_the_same_scores_and_gradients(tiny, tokenizer, cons
     assert any(a.abs().sum() > 0 for a in g0)
 
 
+@pytest.mark.parametrize("shared,lora", [(False, False), (True, False), (True, True)])
+def test_activation_checkpointing_gives_the_same_scores_and_gradients(
+    tiny, tokenizer, shared, lora
+):
+    """With activation checkpointing every decoder layer runs again in the backward pass
+    (counted), over the shared prefix's keys and values too, and the scores and gradients
+    equal those of the plain forward, in full fine-tuning and with LoRA."""
+    from peft import LoraConfig, get_peft_model
+
+    from zerosum.models import enable_activation_checkpointing
+
+    enc = lambda t: tokenizer.encode(t, add_special_tokens=False)  # noqa: E731
+    eos = tokenizer.eos_token_id
+    rules = enc("Kuhn Poker is played with three cards, J, Q and K. " * 3)
+    views = ["Your card is K. Bet or check?", "Your card is J.", "Facing a bet, you hold Q."]
+    answers = [enc("bet") + [eos], enc("check") + [eos], enc("I call, my card is fine") + [eos]]
+    samples = [Sample(rules + enc(v), a, adv) for v, a, adv in zip(views, answers, (1, -1, 0.5))]
+    model = tiny
+    if lora:  # B initialised non-zero, so the adapter's gradients depend on the whole graph
+        config = LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+        model = get_peft_model(tiny, config)
+    calls = []
+    layer = tiny.model.layers[0]
+    forward = layer.forward  # counted here: module hooks do not fire when it is recomputed
+    layer.forward = lambda *a, **k: (calls.append(1), forward(*a, **k))[1]
+    model.train()
+    results = []
+    for checkpointing in (False, True):
+        if checkpointing:
+            enable_activation_checkpointing(model)
+        model.zero_grad()
+        calls.clear()
+        scores = response_logprobs(
+            model, samples, 0.7, tokenizer.pad_token_id, entropy_grad=True, shared_prefix=shared
+        )
+        adv = torch.tensor([s.advantage for s in samples])[:, None]
+        (-(adv * scores.logp).sum() - scores.entropy.sum()).backward()
+        grads = [p.grad.clone() for p in model.parameters() if p.requires_grad]
+        results.append((scores.logp.detach(), grads, len(calls)))
+    (lp0, g0, calls0), (lp1, g1, calls1) = results
+    assert calls1 == 2 * calls0 - (1 if shared else 0)  # the prefix's own forward is not redone
+    assert torch.allclose(lp0, lp1, atol=1e-6)
+    assert all(torch.allclose(a, b, atol=1e-6, rtol=1e-5) for a, b in zip(g0, g1))
+    assert any(a.abs().sum() > 0 for a in g0)
+
+
 def test_prefix_micro_batches_group_prompts_that_share_a_long_prefix():
     """Prompts of the same seat (a long common start) share micro-batches; prompts that share
     nothing long are packed together as usual; every sample is in exactly one batch."""

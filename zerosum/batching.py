@@ -5,8 +5,10 @@ rules) run through the decoder once, their keys and values repeated over the row
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import contextmanager
 
 import torch
+from transformers.cache_utils import DynamicLayer
 
 
 def left_pad(
@@ -73,17 +75,50 @@ def prefixed_batch(rows: Sequence[Sequence[int]], prefix: int, pad_id: int, devi
     return inputs
 
 
-def with_prefix(model, inputs: dict) -> dict:
+class _ReadOnlyLayer(DynamicLayer):
+    """A cache layer that returns the prefix's keys and values followed by the new ones
+    without storing them, so a forward pass can run twice over it (activation checkpointing
+    recomputes each decoder layer in the backward pass) and see the same prefix."""
+
+    def update(self, key_states, value_states, *args, **kwargs):
+        return torch.cat([self.keys, key_states], -2), torch.cat([self.values, value_states], -2)
+
+
+@contextmanager
+def _not_checkpointed(module: torch.nn.Module):
+    """Activation checkpointing off inside (transformers' flag on the decoder and its layers):
+    it would drop the cache a forward is asked to fill."""
+    flagged = [m for m in module.modules() if getattr(m, "gradient_checkpointing", False)]
+    for m in flagged:
+        m.gradient_checkpointing = False
+    try:
+        yield
+    finally:
+        for m in flagged:
+            m.gradient_checkpointing = True
+
+
+def with_prefix(model, inputs: dict, read_only: bool = False) -> dict:
     """`inputs` for a forward pass: a shared prefix (if any) run once through the decoder
-    and given as the batch's past keys and values, its positions unmasked in every row.
-    Under autograd the rows' gradients flow back into the prefix (summed by the repeat)."""
+    and given as the batch's past keys and values (read-only: the forward adds nothing to
+    them), its positions unmasked in every row. Under autograd the rows' gradients flow back
+    into the prefix (summed by the repeat)."""
     if "prefix_ids" not in inputs:
         return inputs
     inputs = dict(inputs)
     prefix = inputs.pop("prefix_ids")
-    cache = model.get_decoder()(input_ids=prefix, use_cache=True).past_key_values
+    decoder = model.get_decoder()
+    with _not_checkpointed(decoder):  # one row: its activations are cheap to keep
+        cache = decoder(input_ids=prefix, use_cache=True).past_key_values
     batch = inputs["input_ids"].shape[0]
     cache.batch_repeat_interleave(batch)
+    for layer in cache.layers if read_only else ():
+        if type(layer) is not DynamicLayer:  # sliding windows etc. update in their own way
+            raise ValueError(
+                f"activation checkpointing with a shared prefix does not support "
+                f"{type(layer).__name__} cache layers; set optim.shared_prefix=false"
+            )
+        layer.__class__ = _ReadOnlyLayer
     ones = torch.ones((batch, prefix.shape[1]), dtype=inputs["attention_mask"].dtype)
     inputs["attention_mask"] = torch.cat([ones.to(prefix.device), inputs["attention_mask"]], 1)
     inputs["past_key_values"] = cache

@@ -239,6 +239,12 @@ class OptimConfig:
         "run the prompt prefix all samples of a micro-batch share (chat template, rules) once, "
         "not once per sample; the same gradients up to float rounding",
     )
+    activation_checkpointing: bool = _f(
+        False,
+        "keep only each decoder layer's input during the learner's forward and recompute the "
+        "rest in the backward pass: much less memory for activations, about a third more "
+        "learner compute (BENCHMARKS.md)",
+    )
     bf16: bool | Literal["auto"] = _f(
         "auto",
         "bf16 autocast for the learner's forward/backward; auto: only where the hardware "
@@ -297,6 +303,12 @@ class DistributedConfig:
         1,
         "backend ray: data-parallel learner ranks (torch.distributed, gloo on CPUs, nccl on "
         "GPUs); this process is rank 0, the others are Ray actors",
+    )
+    fsdp: bool = _f(
+        False,
+        "learner_ranks > 1: shard the trained weights, gradients and optimizer state over the "
+        "ranks (FSDP2) instead of a full copy on every rank (DDP); rank 0 keeps the full "
+        "weights to play, evaluate and checkpoint (README: Scale-out on Ray)",
     )
     max_staleness: int = _f(
         1, "async: a batch may come from a policy at most this many optimizer steps old"
@@ -668,6 +680,7 @@ def _check_distributed(cfg: TrainConfig) -> None:
         for key, value, default in (
             ("mode", d.mode, "sync"),
             ("learner_ranks", d.learner_ranks, 1),
+            ("fsdp", d.fsdp, False),
             ("ray_address", d.ray_address, None),
         ):
             if value != default:
@@ -676,6 +689,11 @@ def _check_distributed(cfg: TrainConfig) -> None:
                     "'ray' (the local backend is one synchronous process)"
                 )
         return
+    if d.fsdp and d.learner_ranks < 2:
+        raise ConfigError(
+            "config field 'distributed.fsdp' = True needs distributed.learner_ranks >= 2 (one "
+            f"rank has nothing to shard over), got {d.learner_ranks}"
+        )
     if d.learner_ranks > 1 and cfg.algo.regularizer != "none":
         raise ConfigError(
             f"config field 'algo.regularizer' = {cfg.algo.regularizer!r} is not supported with "

@@ -33,7 +33,7 @@ from zerosum.config import (
     TrainConfig,
 )
 from zerosum.loss import policy_loss, token_kl, truncated_importance_weights
-from zerosum.models import trainable_parameters
+from zerosum.models import enable_activation_checkpointing, trainable_parameters
 from zerosum.snapshot import Snapshot
 
 
@@ -129,7 +129,8 @@ def response_logprobs(
     """
     device = next(model.parameters()).device
     t_max = max(len(s.response_ids) for s in samples)
-    inputs = _batch_inputs(samples, pad_id, device, shared_prefix)
+    # FSDP gathers weights in the whole model's forward: no separate pass over the prefix.
+    inputs = _batch_inputs(samples, pad_id, device, shared_prefix and not _sharded(model))
     magnet_logp_all = None
     if magnet is not None:  # first, so the policy's own forward runs on its own weights
         with torch.no_grad(), magnet.swapped_in():
@@ -196,7 +197,9 @@ def _response_logits(
     targets = torch.zeros((len(samples), t_max), dtype=torch.long)  # right-aligned
     for i, s in enumerate(samples):
         targets[i, t_max - len(s.response_ids) :] = torch.tensor(s.response_ids)
-    inputs = with_prefix(model, inputs)
+    inputs = with_prefix(
+        model, inputs, read_only=getattr(model, "is_gradient_checkpointing", False)
+    )
     if all(s.allowed is not None for s in samples) and _plain_output_layer(model):
         # Constrained answers only ever choose among a few tokens: project the hidden states
         # onto those rows of the output embedding instead of the whole vocabulary.
@@ -229,6 +232,8 @@ def _allowed_mask(shape: torch.Size, allowed: Sequence[list[list[int]] | None]) 
 def _plain_output_layer(model) -> bool:
     """True when logits are a bias-free linear map of the decoder's last hidden state (no
     soft-capping or scaling), so a subset of vocabulary rows can be projected alone."""
+    if _sharded(model):  # outside the forward pass its weights are shards
+        return False
     config = getattr(model, "config", None)
     if getattr(config, "final_logit_softcapping", None) or getattr(config, "logit_scale", None):
         return False
@@ -251,6 +256,7 @@ class LearnerSettings:
     grad_clip: float = OptimConfig.grad_clip
     micro_batch_tokens: int = OptimConfig.micro_batch_tokens
     shared_prefix: bool = OptimConfig.shared_prefix
+    activation_checkpointing: bool = OptimConfig.activation_checkpointing
     temperature: float = SamplingConfig.temperature  # the rollouts' sampling temperature
     bf16: bool = False  # bf16 autocast; `optim.bf16: auto` must be resolved first
     # Async mode: truncated importance sampling against the engine's log-probabilities,
@@ -269,7 +275,7 @@ class LearnerSettings:
             norm_constant=a.norm_constant, entropy_coef=a.entropy_coef,
             magnet_alpha=a.magnet_alpha if a.regularizer == "magnet" else 0.0,
             grad_clip=o.grad_clip, micro_batch_tokens=o.micro_batch_tokens,
-            shared_prefix=o.shared_prefix,
+            shared_prefix=o.shared_prefix, activation_checkpointing=o.activation_checkpointing,
             temperature=cfg.sampling.temperature, bf16=o.bf16,
             tis_cap=cfg.distributed.tis_cap if cfg.distributed.mode == "async" else None,
         )  # fmt: skip
@@ -303,6 +309,13 @@ class GradientSync(Protocol):
         """Replace every parameter's gradient by its sum over the ranks (None counts as 0)."""
         ...
 
+    def micro_batches(self, count: int) -> int:
+        """How many forward and backward passes this rank runs per epoch, given its own
+        `count` of micro-batches: `count` when gradients are summed once per epoch, the
+        ranks' maximum when every backward pass is a collective (FSDP); the extra passes
+        carry no gradient."""
+        ...
+
 
 class Learner:
     """Owns the optimizer; `step(samples)` is one training iteration's update. With a
@@ -324,6 +337,8 @@ class Learner:
         self.pad_id = pad_id
         self.magnet = magnet
         self.sync = sync
+        if settings.activation_checkpointing:
+            enable_activation_checkpointing(model)
 
     def _autocast(self):
         device = next(self.model.parameters()).device.type
@@ -345,9 +360,12 @@ class Learner:
         tis_stats: dict[str, float] = {}
         stats: dict[str, float] = {}
         padded = saved = 0
+        passes = self.sync.micro_batches(len(batches)) if self.sync else len(batches)
         for epoch in range(s.passes):
             self.optimizer.zero_grad(set_to_none=True)
             sums: dict[str, float] = {}
+            for _ in range(len(batches), passes):
+                self._idle_pass()
             for b, idx in enumerate(batches):
                 mb = [samples[i] for i in idx]
                 with self._autocast():
@@ -389,7 +407,9 @@ class Learner:
             grad_norm = torch.nn.utils.clip_grad_norm_(trainable, s.grad_clip)
             self.optimizer.step()
             stats = sums
-            stats["loss/grad_norm"] = float(grad_norm)
+            # FSDP: a DTensor, the same on every rank.
+            full = getattr(grad_norm, "full_tensor", None)
+            stats["loss/grad_norm"] = float(full() if full else grad_norm)
         real = sum(len(x) for x in samples)
         stats["perf/pad_fraction"] = 1.0 - (real - saved) / max(padded, 1)
         stats["perf/shared_prefix_fraction"] = saved / max(real, 1)  # of the tokens, not rerun
@@ -397,6 +417,14 @@ class Learner:
         stats["loss/micro_batches"] = float(len(batches))
         stats.update(tis_stats)
         return stats
+
+    def _idle_pass(self) -> None:
+        """A forward and backward pass of one token with zero loss: with FSDP, a rank with
+        fewer micro-batches than the others still joins every gradient reduction."""
+        ids = torch.tensor([[self.pad_id]], device=next(self.model.parameters()).device)
+        with self._autocast():
+            logits = self.model(input_ids=ids, logits_to_keep=1).logits
+        (logits.float().sum() * 0.0).backward()
 
     @torch.no_grad()
     def surrogate_loss(self, samples: Sequence[Sample]) -> float:
@@ -413,3 +441,10 @@ class Learner:
             total += float(-(adv * logp * mask).sum())
             n += int(mask.sum())
         return total / max(n, 1)
+
+
+def _sharded(model) -> bool:
+    """True for a model sharded by FSDP (`distributed.fsdp`)."""
+    from torch.distributed.fsdp import FSDPModule
+
+    return isinstance(model, FSDPModule)

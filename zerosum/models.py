@@ -327,6 +327,24 @@ def trainable_parameters(model) -> dict[str, torch.nn.Parameter]:
     return {n: p for n, p in model.named_parameters() if p.requires_grad}
 
 
+def enable_activation_checkpointing(model) -> None:
+    """Recompute each decoder layer's activations in the backward pass instead of keeping
+    them (transformers' gradient checkpointing, non-reentrant, so gradients also reach the
+    shared prefix's keys and values the layers read). Only in train mode: generation and
+    no-grad scoring run as before. The layers may read a past key/value cache, because the
+    learner's is read-only (`batching.with_prefix`)."""
+    base = model.get_base_model() if is_lora(model) else model
+    if not getattr(base, "supports_gradient_checkpointing", False):
+        raise ValueError(
+            f"optim.activation_checkpointing = true, but {type(base).__name__} does not "
+            "support it; set it to false"
+        )
+    base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    for module in base.modules():
+        if hasattr(module, "_can_checkpoint_with_cache"):
+            module._can_checkpoint_with_cache = True
+
+
 def resolve_device(name: str, option: str = "model.device") -> torch.device:
     """`auto` is the first CUDA GPU if one is visible, else the CPU; also cpu, cuda, cuda:N.
     Errors are one line naming `option` (the setting the name came from) and the valid ones."""

@@ -17,6 +17,7 @@ import dataclasses
 import json
 import sys
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -279,10 +280,12 @@ class Run:
             self.state.magnet = self.learner.magnet.state_dict()
         if self.pool is not None:
             self.state.pool = self.pool.state_dict()
-        save_checkpoint(
-            self.run_dir, self.model, self.tokenizer, self.optimizer, self.state,
-            config_to_dict(self.cfg), self.cfg.run.keep_checkpoints, base_model=self.tiny_base,
-        )  # fmt: skip
+        group = self.learner_group  # with FSDP, the optimizer state is in shards on the ranks
+        with group.full_optimizer() if group is not None else nullcontext():
+            save_checkpoint(
+                self.run_dir, self.model, self.tokenizer, self.optimizer, self.state,
+                config_to_dict(self.cfg), self.cfg.run.keep_checkpoints, base_model=self.tiny_base,
+            )  # fmt: skip
 
 
 def start_run(cfg: TrainConfig, run_dir: Path, resume: bool) -> Run:

@@ -11,14 +11,24 @@ rank clips and steps on the same numbers: the copies stay identical (tested agai
 single-process learner on a fixed batch). The gradient sum is one all-reduce of a flattened
 buffer per epoch, not DDP's bucketed overlap with the backward pass: simpler, and the same
 arithmetic.
+
+`distributed.fsdp` shards instead (FSDP2, `fully_shard` per decoder layer and the whole
+model): every rank, rank 0 included, trains a sharded copy, holding 1/M of the trained
+weights, their gradients and the optimizer state; FSDP gathers each layer's weights for its
+forward and backward pass and reduce-scatters (sums) the gradients. Rank 0 also keeps the
+full model it had, which plays, evaluates, publishes and is checkpointed as without FSDP:
+after every step the ranks gather the new trained weights into it, and before a checkpoint
+the optimizer state too (released again after the save).
 """
 
 from __future__ import annotations
 
+import copy
 import os
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import timedelta
 
 import torch
@@ -26,7 +36,7 @@ import torch
 from zerosum.config import TrainConfig
 from zerosum.distributed.weights import ModelPayload, build_model
 from zerosum.learner import Learner, LearnerSettings, Sample
-from zerosum.models import one_line, trainable_parameters
+from zerosum.models import is_lora, one_line, trainable_parameters
 from zerosum.rundir import RunStopped
 
 # Stats that are the same on every rank (the whole batch's), not shares to add up.
@@ -58,11 +68,92 @@ class TorchDistributedSync:
             p.grad = flat[offset : offset + g.numel()].view_as(g)
             offset += g.numel()
 
+    def micro_batches(self, count: int) -> int:
+        return count  # one all-reduce per epoch, however many passes each rank made
+
     @staticmethod
     def _device() -> torch.device:
         import torch.distributed as dist
 
         return torch.device("cuda") if dist.get_backend() == "nccl" else torch.device("cpu")
+
+
+class FsdpSync(TorchDistributedSync):
+    """`learner.GradientSync` of FSDP-sharded ranks: FSDP sums the gradients itself, in a
+    reduce-scatter at every backward pass, so every rank runs as many passes."""
+
+    def sum_grads(self, params: Sequence[torch.nn.Parameter]) -> None:
+        pass  # already summed by FSDP (gradient divide factor 1)
+
+    def micro_batches(self, count: int) -> int:
+        import torch.distributed as dist
+
+        t = torch.tensor([count], dtype=torch.int64, device=self._device())
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return int(t.item())
+
+
+def shard_model(model, world: int):
+    """`model` sharded in place over the `world` ranks (FSDP2): one unit per decoder layer,
+    and the whole model (embeddings, final norm, output layer) as the root unit."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import FSDPModule, fully_shard
+
+    mesh = init_device_mesh(next(model.parameters()).device.type, (world,))
+    base = model.get_base_model() if is_lora(model) else model
+    for layer in base.get_decoder().layers:
+        fully_shard(layer, mesh=mesh)
+    fully_shard(model, mesh=mesh)
+    for module in model.modules():
+        if isinstance(module, FSDPModule):  # each rank's loss is a share of the batch's: sum
+            module.set_gradient_divide_factor(1.0)
+            module.set_force_sum_reduction_for_comms(True)  # gloo has no pre-scaled sum
+    return model
+
+
+def sharded_learner(cfg: TrainConfig, model, optimizer_state: dict, pad_id: int, world: int):
+    """A `Learner` training `model` sharded over the ranks, its optimizer starting from
+    `optimizer_state` (a full optimizer's `state_dict()`, as rank 0 holds it)."""
+    from dataclasses import replace
+
+    from torch.distributed.tensor import DTensor, distribute_tensor
+
+    from zerosum.train import build_optimizer
+
+    model = shard_model(model, world)
+    optimizer = build_optimizer(cfg.optim, model)
+    params = list(trainable_parameters(model).values())
+    for i, p in enumerate(params):
+        saved = optimizer_state["state"].get(i, {})
+        optimizer.state[p] = {
+            # Every rank holds the whole tensor: each keeps its own shard, no communication.
+            k: distribute_tensor(v.to(p.device), p.device_mesh, p.placements, src_data_rank=None)
+            if isinstance(p, DTensor) and v.shape == p.shape
+            else v.clone()
+            for k, v in saved.items()
+        }
+    # The shared-prefix forward runs the decoder alone, outside the sharded model's forward.
+    settings = replace(LearnerSettings.from_config(cfg), shared_prefix=False)
+    return Learner(model, optimizer, settings, pad_id, sync=FsdpSync())
+
+
+def gather_trainable(model) -> dict[str, torch.Tensor]:
+    """The sharded `model`'s trained weights, whole (a collective: every rank calls it)."""
+    return {n: p.full_tensor() for n, p in trainable_parameters(model).items()}
+
+
+def gather_optimizer_state(learner: Learner) -> dict[int, dict]:
+    """The sharded optimizer's per-parameter state, whole, keyed as a full optimizer's
+    `state_dict()["state"]` (a collective: every rank calls it)."""
+    params = list(trainable_parameters(learner.model).values())
+    return {
+        i: {
+            k: v.full_tensor() if hasattr(v, "full_tensor") else v.clone()
+            for k, v in learner.optimizer.state[p].items()
+        }  # fmt: skip
+        for i, p in enumerate(params)
+        if p in learner.optimizer.state
+    }
 
 
 def join_group(address: str, rank: int, world: int, cuda: bool) -> None:
@@ -103,29 +194,47 @@ class LearnerRank:
 
     def __init__(self, address: str, rank: int, world: int, cuda: bool):
         join_group(address, rank, world, cuda)
+        self.world = world
         self.learner: Learner | None = None
+        self.fsdp = False
 
     def load(self, cfg: TrainConfig, payload: ModelPayload, optimizer_state: dict) -> None:
-        """Build the model from rank 0's `payload` and an optimizer with its state."""
+        """Build the model from rank 0's `payload` and an optimizer with its state (with
+        FSDP, this rank's shards of both)."""
         from zerosum.models import resolve_device
         from zerosum.train import build_optimizer
 
         model = build_model(payload, resolve_device(cfg.model.device))
+        pad_id = payload.tokenizer.pad_token_id
+        self.fsdp = cfg.distributed.fsdp
+        if self.fsdp:
+            self.learner = sharded_learner(cfg, model, optimizer_state, pad_id, self.world)
+            return
         optimizer = build_optimizer(cfg.optim, model)
         optimizer.load_state_dict(optimizer_state)
-        pad_id = payload.tokenizer.pad_token_id
         settings = LearnerSettings.from_config(cfg)
         self.learner = Learner(model, optimizer, settings, pad_id, sync=TorchDistributedSync())
 
     def step(self, samples: list[Sample], seed: int) -> dict[str, float]:
-        """`Learner.step` on this rank's share, seeded as rank 0 is."""
+        """`Learner.step` on this rank's share, seeded as rank 0 is (with FSDP, then the
+        gather of the new weights into rank 0's full copy)."""
         torch.manual_seed(seed)
-        return self.learner.step(samples)
+        stats = self.learner.step(samples)
+        if self.fsdp:
+            gather_trainable(self.learner.model)
+        return stats
+
+    def gather_optimizer_state(self) -> None:
+        """With FSDP: this rank's part in gathering the optimizer state to rank 0."""
+        gather_optimizer_state(self.learner)
 
     def parameters(self) -> dict[str, torch.Tensor]:
-        """The rank's trainable parameters (tests compare them with rank 0's)."""
+        """The rank's trainable parameters (tests compare them with rank 0's); with FSDP,
+        this rank's shards."""
         model = self.learner.model
-        return {n: p.detach().cpu() for n, p in trainable_parameters(model).items()}
+        local = {n: getattr(p, "to_local", p.detach)() for n, p in
+                 trainable_parameters(model).items()}  # fmt: skip
+        return {n: t.detach().cpu() for n, t in local.items()}
 
     def pid(self) -> int:
         return os.getpid()
@@ -146,6 +255,7 @@ class LearnerGroup:
         from zerosum.distributed.weights import model_payload
 
         self.world = world
+        self.fsdp = cfg.distributed.fsdp
         model = learner.model
         cuda = next(model.parameters()).device.type == "cuda"
         address = f"tcp://{_node_ip()}:{_free_port()}"
@@ -153,11 +263,21 @@ class LearnerGroup:
         # Sync mode: the ranks work while the rollout workers wait, so they reserve no CPU.
         self.ranks = [actor.remote(address, r, world, cuda) for r in range(1, world)]
         join_group(address, 0, world, cuda)  # returns once every rank has joined
-        learner.sync = TorchDistributedSync()
-        self.learner = learner
         payload = ray.put(model_payload(model, tokenizer))
-        state = ray.put(learner.optimizer.state_dict())
-        ray.get([r.load.remote(cfg, payload, state) for r in self.ranks])
+        optimizer_state = learner.optimizer.state_dict()
+        state_ref = ray.put(optimizer_state)
+        loading = [r.load.remote(cfg, payload, state_ref) for r in self.ranks]
+        self.full_model = model  # rank 0's: plays, evaluates, publishes, is checkpointed
+        self.rank0_optimizer = learner.optimizer
+        if self.fsdp:  # sharding is collective: alongside the other ranks' `load`
+            self.learner = sharded_learner(
+                cfg, copy.deepcopy(model), optimizer_state, tokenizer.pad_token_id, world
+            )
+            learner.optimizer.state.clear()  # the shards hold it now
+        else:
+            learner.sync = TorchDistributedSync()
+            self.learner = learner
+        ray.get(loading)
 
     def step(self, samples: Sequence[Sample], seed: int) -> dict[str, float]:
         """One update on the whole batch, every rank on its share; the merged stats."""
@@ -168,6 +288,13 @@ class LearnerGroup:
         torch.manual_seed(seed)
         try:
             own = self.learner.step(shard(samples, 0, self.world))
+            if self.fsdp:  # the new weights, whole, into the model rank 0 plays with
+                start = time.perf_counter()
+                with torch.no_grad():
+                    full = gather_trainable(self.learner.model)
+                    for n, p in trainable_parameters(self.full_model).items():
+                        p.copy_(full[n])
+                own["perf/fsdp_gather_s"] = time.perf_counter() - start
             start = time.perf_counter()
             others = ray.get(futures)
         except (RuntimeError, ray.exceptions.RayError) as err:
@@ -180,6 +307,25 @@ class LearnerGroup:
         stats = merge_stats([own, *others])
         stats["perf/learner_rank_wait_s"] = time.perf_counter() - start
         return stats
+
+    @contextmanager
+    def full_optimizer(self) -> Iterator[None]:
+        """Inside, rank 0's optimizer holds the whole optimizer state (to checkpoint it): with
+        FSDP gathered from the shards and released on leaving; without, it always does."""
+        if not self.fsdp:
+            yield
+            return
+        import ray
+
+        futures = [r.gather_optimizer_state.remote() for r in self.ranks]
+        state = self.rank0_optimizer.state_dict()
+        state["state"] = gather_optimizer_state(self.learner)
+        ray.get(futures)
+        self.rank0_optimizer.load_state_dict(state)
+        try:
+            yield
+        finally:
+            self.rank0_optimizer.state.clear()
 
     def lost_ranks(self) -> list[int]:
         """The ranks (1..M-1) whose actor no longer answers."""
