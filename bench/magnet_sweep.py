@@ -61,6 +61,20 @@ SETTINGS = {
         ]  # fmt: skip
         for alpha, reset, ent in ((0.5, 10, 0.05), (1.0, 10, 0.05), (0.2, 10, 0.05))
     },
+    # The initial (near-uniform) model as the magnet, its weight annealed: the regularised
+    # equilibrium is then a quantal response equilibrium that moves towards Nash as the
+    # weight falls, and the policy follows it instead of cycling.
+    **{
+        f"anneal_a{alpha}_f{final}_n{n}": [
+            "algo.entropy_coef=0",
+            "algo.regularizer=magnet",
+            f"algo.magnet_alpha={alpha}",
+            "algo.magnet_reset=0",
+            f"algo.magnet_anneal_steps={n}",
+            f"algo.magnet_alpha_final={final}",
+        ]  # fmt: skip
+        for alpha, final, n in ((1.0, 0.02, 120), (1.0, 0.05, 120), (0.5, 0.02, 120))
+    },
 }
 
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from zerosum.advantage import keep_nonzero, rae_advantages
-from zerosum.loss import policy_loss, token_kl, truncated_importance_weights
+from zerosum.loss import annealed_alpha, policy_loss, token_kl, truncated_importance_weights
 
 
 def test_rae_hand_computed():
@@ -193,3 +193,12 @@ def test_tis_weights_the_policy_gradient_term_only():
         tis_weight=weights,
     )  # fmt: skip
     assert loss.item() == pytest.approx(-0.5 * 3)
+
+
+def test_annealed_alpha_hand_computed():
+    """Geometric from 1 to 0.01 over 2 steps: 1, 0.1, 0.01, then 0.01; 0 steps: constant."""
+    assert [annealed_alpha(t, 1.0, 0.01, 2) for t in (1, 2, 3, 4, 50)] == pytest.approx(
+        [1.0, 0.1, 0.01, 0.01, 0.01]
+    )
+    assert annealed_alpha(7, 0.3, 0.01, 0) == 0.3
+    assert annealed_alpha(7, 0.0, 0.01, 5) == 0.0  # alpha 0 is no regulariser, annealed or not

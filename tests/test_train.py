@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from zerosum.config import load_config
@@ -28,9 +29,11 @@ def zerosum_cmd(*args: str) -> list[str]:
 
 def test_kill_and_resume_repeats_the_uninterrupted_run(tmp_path):
     """With a magnet replaced at step 3: the run resumes from step 2, whose magnet is the
-    initial model (a resume that snapshot the step-2 weights instead would differ)."""
+    initial model (a resume that snapshot the step-2 weights instead would differ). Its KL
+    weight is annealed from 1 to 0.1 over 4 steps, and the schedule resumes with the step."""
     common = [*FAST, "run.steps=6", "run.checkpoint_every=2", "run.tensorboard=false"]
     common += ["algo.regularizer=magnet", "algo.magnet_alpha=1.0", "algo.magnet_reset=3"]
+    common += ["algo.magnet_anneal_steps=4", "algo.magnet_alpha_final=0.1"]
     ref_dir, cut_dir = tmp_path / "ref", tmp_path / "cut"
     subprocess.run(
         zerosum_cmd("--config", str(RECIPE), *common, f"run.out_dir={ref_dir}"), check=True
@@ -49,6 +52,9 @@ def test_kill_and_resume_repeats_the_uninterrupted_run(tmp_path):
     assert [r["step"] for r in cut] == [1, 2, 3, 4, 5, 6]
     assert cut == ref  # every metric of every step, exactly
     assert [r["magnet/age"] for r in ref] == [0, 1, 2, 0, 1, 2]
+    assert [r["magnet/alpha"] for r in ref] == pytest.approx(
+        [1.0, 0.1**0.25, 0.1**0.5, 0.1**0.75, 0.1, 0.1]
+    )
 
 
 def test_magnet_is_replaced_every_magnet_reset_steps(tmp_path):

@@ -219,6 +219,14 @@ class AlgoConfig:
     magnet_reset: int = _f(
         0, "replace the magnet by the current policy every N steps (0: keep the initial model)"
     )
+    magnet_anneal_steps: int = _f(
+        0,
+        "lower the KL weight geometrically from magnet_alpha to magnet_alpha_final over this "
+        "many steps, then keep it there (0: a constant magnet_alpha)",
+    )
+    magnet_alpha_final: float = _f(
+        0.01, "magnet_anneal_steps > 0: the KL weight at the end of the annealing"
+    )
     entropy_coef: float = _f(0.0, "weight of the entropy bonus (keeps self-play exploring)")
 
 
@@ -378,6 +386,8 @@ _CHECKS: list[Check] = [
     ("opponents.win_rate_decay", lambda v: 0 <= v < 1, "a number in [0, 1)"),
     ("algo.magnet_alpha", lambda v: v >= 0, "a number >= 0"),
     ("algo.magnet_reset", lambda v: v >= 0, "an integer >= 0"),
+    ("algo.magnet_anneal_steps", lambda v: v >= 0, "an integer >= 0"),
+    ("algo.magnet_alpha_final", lambda v: v > 0, "a number > 0"),
     ("algo.entropy_coef", lambda v: v >= 0, "a number >= 0"),
     ("optim.lr", lambda v: 0 < v <= 1, "a number in (0, 1]"),
     ("optim.beta1", lambda v: 0 <= v < 1, "a number in [0, 1)"),

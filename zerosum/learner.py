@@ -344,13 +344,17 @@ class Learner:
         device = next(self.model.parameters()).device.type
         return torch.autocast(device, dtype=torch.bfloat16) if self.s.bf16 else nullcontext()
 
-    def step(self, samples: Sequence[Sample]) -> dict[str, float]:
+    def step(
+        self, samples: Sequence[Sample], magnet_alpha: float | None = None
+    ) -> dict[str, float]:
         """PPO epochs (or one REINFORCE pass) over `samples`; returns namespaced stats (with
-        `sync`: this rank's share of the batch's sums, see `LearnerGroup`)."""
+        `sync`: this rank's share of the batch's sums, see `LearnerGroup`). `magnet_alpha`
+        overrides the settings' KL weight for this step (`algo.magnet_anneal_steps`)."""
         if not (self.sync.sum(len(samples)) if self.sync else samples):
             return {"loss/skipped_empty_batch": 1.0}
         self.model.train()
         s = self.s
+        alpha = s.magnet_alpha if magnet_alpha is None else magnet_alpha
         batches = plan_micro_batches(samples, s.micro_batch_tokens, s.shared_prefix)
         total_tokens = float(sum(len(x.response_ids) for x in samples))
         if self.sync:  # the losses are normalised by the whole batch's token count
@@ -392,7 +396,7 @@ class Learner:
                 adv = torch.tensor([x.advantage for x in mb], device=logp.device)
                 loss, st = policy_loss(
                     logp.float(), old[b].float(), adv, mask, kind=s.loss, clip_eps=s.clip_eps,
-                    magnet_kl=kl, magnet_alpha=s.magnet_alpha, aggregation=s.aggregation,
+                    magnet_kl=kl, magnet_alpha=alpha, aggregation=s.aggregation,
                     norm_constant=s.norm_constant, total_tokens=total_tokens,
                     entropy=ent.float(), entropy_coef=s.entropy_coef, tis_weight=tis.get(b),
                 )  # fmt: skip

@@ -57,6 +57,18 @@ def truncated_importance_weights(
     return weights, stats
 
 
+def annealed_alpha(step: int, alpha: float, final: float, anneal_steps: int) -> float:
+    """The magnet's KL weight at training step `step` (1-based): `alpha` at step 1, falling
+    geometrically to `final` at step `anneal_steps` + 1 and constant after (`anneal_steps`
+    0: always `alpha`). With the initial (near-uniform) model as the magnet, the regularised
+    equilibrium is a quantal response equilibrium whose temperature is the weight; lowering
+    it moves that equilibrium towards a Nash equilibrium while the policy follows it."""
+    if anneal_steps <= 0 or alpha <= 0:
+        return alpha
+    done = min(max(step - 1, 0), anneal_steps) / anneal_steps
+    return alpha * (final / alpha) ** done
+
+
 def token_kl(logp_all: torch.Tensor, magnet_logp_all: torch.Tensor) -> torch.Tensor:
     """Exact KL(policy || magnet) of each next-token distribution: [..., V] -> [...].
 

@@ -39,6 +39,7 @@ from zerosum.engines import Engine, SamplingParams, make_engine
 from zerosum.hardware import peak_rss_gib, resolve_bf16
 from zerosum.league import OpponentPool, seat_players
 from zerosum.learner import Learner, LearnerSettings, Sample
+from zerosum.loss import annealed_alpha
 from zerosum.models import trainable_parameters
 from zerosum.rollout import RolloutSettings, rollout_metrics, schedule_games
 from zerosum.rundir import RunStopped, prepare_run_dir, write_atomic
@@ -381,7 +382,14 @@ def train_step(run: Run, step: int) -> dict[str, float]:
     torch.manual_seed(step_seed(cfg.run.seed, step))
     run.engine.offload()  # vllm sleep mode: the learner gets the GPU memory
     if run.learner_group is None:
-        learn_stats = run.learner.step(samples)
+        alpha = None
+        if a.regularizer == "magnet":
+            alpha = annealed_alpha(
+                step, a.magnet_alpha, a.magnet_alpha_final, a.magnet_anneal_steps
+            )
+        learn_stats = run.learner.step(samples, alpha)
+        if alpha is not None:
+            learn_stats["magnet/alpha"] = alpha
     else:  # every rank on its share of the samples
         learn_stats = run.learner_group.step(samples, step_seed(cfg.run.seed, step))
     run.engine.sync_weights()
