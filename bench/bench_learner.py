@@ -119,7 +119,7 @@ def speed(repeats: int, precisions: list[str], budgets: list[int]) -> dict:
     import torch
 
     from zerosum.learner import Learner, LearnerSettings
-    from zerosum.models import load_model
+    from zerosum.models import enable_activation_checkpointing, load_model
 
     model, tokenizer = load_model(MODEL)
     samples = make_batch(tokenizer)
@@ -138,7 +138,9 @@ def speed(repeats: int, precisions: list[str], budgets: list[int]) -> dict:
     opt_z = torch.optim.AdamW(model.parameters(), lr=1e-7, fused=True)
     opt_b = torch.optim.AdamW(model.parameters(), lr=1e-7, fused=True)
     settings = [(prec, budget) for prec in precisions for budget in budgets]
-    kinds = {"zerosum": False, "prefix": True}  # learner name -> optim.shared_prefix
+    # learner name -> optim.shared_prefix; "ckpt" is "prefix" with activation checkpointing
+    # (switched on around its own steps only: it changes the shared model).
+    kinds = {"zerosum": False, "prefix": True, "ckpt": True}
     learners = {
         (kind, prec, budget): Learner(
             model,
@@ -162,7 +164,11 @@ def speed(repeats: int, precisions: list[str], budgets: list[int]) -> dict:
         for prec, budget in settings:
             for kind in (*kinds, "bare"):
                 start = time.perf_counter()
-                if kind in kinds:
+                if kind == "ckpt":
+                    enable_activation_checkpointing(model)
+                    learners[(kind, prec, budget)].step(samples)
+                    model.gradient_checkpointing_disable()
+                elif kind in kinds:
                     learners[(kind, prec, budget)].step(samples)
                 else:
                     bare_step(model, opt_b, samples, budget, prec == "bf16", pad)
@@ -204,7 +210,7 @@ def profile(bf16: bool, budget: int) -> list[tuple[str, float]]:
     return [(e.key, e.self_cpu_time_total / total) for e in top]
 
 
-def memory_child(budget: int, bf16: bool, shared: bool) -> dict:
+def memory_child(budget: int, bf16: bool, shared: bool, ckpt: bool = False) -> dict:
     """One default-recipe learner step (PPO, 2 epochs) at `budget`: time and peak RSS."""
     import torch
 
@@ -217,13 +223,14 @@ def memory_child(budget: int, bf16: bool, shared: bool) -> dict:
     opt = torch.optim.AdamW(model.parameters(), lr=1e-7, fused=True)
     settings = LearnerSettings(
         loss="ppo", epochs=2, micro_batch_tokens=budget, bf16=bf16, norm_constant=128,
-        shared_prefix=shared,
+        shared_prefix=shared, activation_checkpointing=ckpt,
     )  # fmt: skip
     learner = Learner(model, opt, settings, tokenizer.pad_token_id)
     start = time.perf_counter()
     learner.step(samples)
     took = time.perf_counter() - start
-    return {"budget": budget, "shared": shared, "s": took, "peak_rss_gib": peak_rss_gib()}
+    return {"budget": budget, "shared": shared, "ckpt": ckpt, "s": took,
+            "peak_rss_gib": peak_rss_gib()}  # fmt: skip
 
 
 def main() -> None:
@@ -235,9 +242,10 @@ def main() -> None:
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--bf16", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--shared", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--ckpt", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(memory_child(args.child, args.bf16, args.shared)))
+        print(json.dumps(memory_child(args.child, args.bf16, args.shared, args.ckpt)))
         return
     import torch
 
@@ -260,7 +268,8 @@ def main() -> None:
     print(
         f"\n{'learner':>8} {'prec':>5} {'budget':>6} {'s':>7} {'tok/s':>7} {'MFU':>6} {'vs bare':>8}"
     )
-    print("(zerosum: optim.shared_prefix off, the same work as bare; prefix: on)")
+    print("(zerosum: optim.shared_prefix off, the same work as bare; prefix: on; ckpt: prefix "
+          "with optim.activation_checkpointing)")  # fmt: skip
     for key, row in res["rows"].items():
         kind, prec, budget = key.split()
         bare = res["rows"][f"bare {prec} {budget}"]
@@ -274,8 +283,10 @@ def main() -> None:
             print(f"budget {budget}: bf16 / fp32 speed {f32['s'] / b16['s']:.2f}x")
         for prec in precisions:
             off, on = rows[f"zerosum {prec} {budget}"], rows[f"prefix {prec} {budget}"]
+            ckpt = rows[f"ckpt {prec} {budget}"]
             print(f"budget {budget} {prec}: shared prefix / whole prompts speed "
-                  f"{off['s'] / on['s']:.2f}x")  # fmt: skip
+                  f"{off['s'] / on['s']:.2f}x; activation checkpointing / without "
+                  f"{on['s'] / ckpt['s']:.2f}x")  # fmt: skip
     print(f"load average {load()}")
     chosen = "bf16" if bf16 else "fp32"
     print(f"\nprofile of one zerosum step ({chosen}, budget {budgets[0]}), share of self CPU time:")
@@ -284,15 +295,16 @@ def main() -> None:
     if args.skip_memory:
         return
     print(f"\none default-recipe learner step (PPO, 2 epochs, {chosen}) per child process:")
-    print(f"{'budget':>6} {'prefix':>7} {'s':>7} {'peak RSS GiB':>13}")
+    print(f"{'budget':>6} {'prefix':>7} {'ckpt':>5} {'s':>7} {'peak RSS GiB':>13}")
     for budget in budgets:
-        for shared in (False, True):
+        for shared, ckpt in ((False, False), (True, False), (True, True)):
             cmd = [sys.executable, __file__, "--child", str(budget)]
             cmd += (["--bf16"] if bf16 else []) + (["--shared"] if shared else [])
+            cmd += ["--ckpt"] if ckpt else []
             out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
             row = json.loads(out.strip().splitlines()[-1])
-            print(f"{budget:>6} {'shared' if shared else 'whole':>7} {row['s']:7.1f} "
-                  f"{row['peak_rss_gib']:13.2f}")  # fmt: skip
+            print(f"{budget:>6} {'shared' if shared else 'whole':>7} {'on' if ckpt else 'off':>5} "
+                  f"{row['s']:7.1f} {row['peak_rss_gib']:13.2f}")  # fmt: skip
     print(f"load average {load()}")
 
 

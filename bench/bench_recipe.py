@@ -4,14 +4,15 @@ per step (rollout, learner) and the process's peak resident memory.
 "before" is the recipe as the speed issue measured it: bf16 autocast forced, 4096-token
 micro-batches, every prompt forwarded whole. "now" is configs/kuhn_poker_cpu.yaml as it
 is: `optim.bf16: auto` (bf16 only where the CPU multiplies it natively), the micro-batch
-budget chosen from bench_learner.py, and the shared-prompt-prefix forward. Both run the
-same games (same seed; the first step's batch is identical). Each is `zerosum train` for
-`--steps` steps in a child process, in turn, repeated; step 1 is left out (warm-up).
+budget chosen from bench_learner.py, the shared-prompt-prefix forward and activation
+checkpointing. All run the same games (same seed; the first step's batch is identical).
+Each is `zerosum train` for `--steps` steps in a child process, in turn, repeated; step 1
+is left out (warm-up).
 
-    .venv/bin/python bench/bench_recipe.py [--steps 3] [--repeats 1] [--settings now,ckpt]
+    .venv/bin/python bench/bench_recipe.py [--steps 3] [--repeats 1] [--settings before,now]
 
-"ckpt" and "ckpt 4096" are "now" with activation checkpointing (`optim.activation_checkpointing`),
-at the default micro-batch budget and at 4096 tokens.
+"no ckpt" is "now" without activation checkpointing (`optim.activation_checkpointing`, which
+the recipe turns on), "now 4096" the recipe at 4096-token micro-batches.
 """
 
 from __future__ import annotations
@@ -27,12 +28,17 @@ from bench_distributed import run_settings  # noqa: E402
 from bench_learner import load  # noqa: E402
 
 SETTINGS = {
-    "before": ["optim.bf16=true", "optim.micro_batch_tokens=4096", "optim.shared_prefix=false"],
+    "before": [
+        "optim.bf16=true",
+        "optim.micro_batch_tokens=4096",
+        "optim.shared_prefix=false",
+        "optim.activation_checkpointing=false",
+    ],
     "now": [],
-    # Activation checkpointing: the memory it saves and the recompute it costs, at the
-    # default budget and at a budget only checkpointing leaves room for.
-    "ckpt": ["optim.activation_checkpointing=true"],
-    "ckpt 4096": ["optim.activation_checkpointing=true", "optim.micro_batch_tokens=4096"],
+    # Without activation checkpointing (the recipe turns it on): the memory it saves and the
+    # recompute it costs; and with it at a budget only checkpointing leaves room for.
+    "no ckpt": ["optim.activation_checkpointing=false"],
+    "now 4096": ["optim.micro_batch_tokens=4096"],
 }
 
 

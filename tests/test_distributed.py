@@ -268,19 +268,21 @@ def test_two_learner_ranks_equal_the_single_process_learner(tiny, tokenizer, ray
         assert stats[key] == pytest.approx(single_stats[key], rel=1e-5), key
 
 
-@pytest.mark.parametrize("games", [8, 1])
-def test_fsdp_ranks_equal_the_single_process_learner(tiny, tokenizer, ray_cpus, games):
+@pytest.mark.parametrize("games, lora", [(8, False), (1, False), (8, True)])
+def test_fsdp_ranks_equal_the_single_process_learner(tiny, tokenizer, ray_cpus, games, lora):
     """`distributed.fsdp` on a fixed batch, after one single-process step (so the optimizer
     state that gets sharded is not empty), two more steps: rank 0's full model, into which
     the ranks gather the new weights, equals the single-process learner's within 1e-6, and
     rank 1 holds the second half of every weight; the optimizer state gathered for a
     checkpoint equals the single-process one and is released after it. Small micro-batches
     give the ranks different numbers of passes (with 1 game, rank 1 has at most one sample
-    and idles through the others' passes)."""
+    and idles through the others' passes). With LoRA only the adapter is trained and
+    gathered; the frozen base is sharded too."""
     import copy
 
     from zerosum.distributed.learner_group import LearnerGroup
     from zerosum.learner import Learner, LearnerSettings
+    from zerosum.models import trainable_parameters
     from zerosum.train import build_optimizer
 
     cfg = load_config(None, [
@@ -289,6 +291,12 @@ def test_fsdp_ranks_equal_the_single_process_learner(tiny, tokenizer, ray_cpus, 
         "optim.micro_batch_tokens=200", *RAY, "distributed.learner_ranks=2", "distributed.fsdp=true",
     ])  # fmt: skip
     samples = fixed_batch(tiny, tokenizer, games)
+    if lora:
+        from peft import LoraConfig, get_peft_model
+
+        torch.manual_seed(0)  # B non-zero: the adapter's gradients depend on the whole graph
+        config = LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+        tiny = get_peft_model(tiny, config)
     settings = LearnerSettings.from_config(cfg)
     rank0 = Learner(tiny, build_optimizer(cfg.optim, tiny), settings, tokenizer.pad_token_id)
     rank0.step(samples)
@@ -307,8 +315,9 @@ def test_fsdp_ranks_equal_the_single_process_learner(tiny, tokenizer, ray_cpus, 
     for k in range(2):
         torch.manual_seed(7 + k)
         reference_stats.append(single.step(samples))
-    trained = {n: p.detach() for n, p in tiny.named_parameters()}
-    reference = {n: p.detach() for n, p in single.model.named_parameters()}
+    trained = {n: p.detach() for n, p in trainable_parameters(tiny).items()}
+    reference = {n: p.detach() for n, p in trainable_parameters(single.model).items()}
+    assert all("lora_" in n for n in trained) == lora
     diff = max(float((trained[n] - reference[n]).abs().max()) for n in trained)
     assert diff <= 1e-6, diff
     assert rank1.keys() == trained.keys()
