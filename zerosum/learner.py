@@ -205,13 +205,15 @@ def _response_logits(
         # onto those rows of the output embedding instead of the whole vocabulary.
         vocab_ids = sorted({tok for s in samples for step in s.allowed for tok in step})
         to_k = {tok: k for k, tok in enumerate(vocab_ids)}
-        hidden = model.get_decoder()(**inputs).last_hidden_state[:, -(t_max + 1) : -1]
+        hidden = model.get_decoder()(**inputs, use_cache=False).last_hidden_state
+        hidden = hidden[:, -(t_max + 1) : -1]
         head = model.get_output_embeddings()
         logits = hidden @ head.weight[vocab_ids].T  # [B, T, K]
         targets = targets.apply_(lambda tok: to_k.get(tok, 0))
         allowed = [[[to_k[tok] for tok in step] for step in s.allowed] for s in samples]
         return logits, targets, allowed
-    logits = model(**inputs, logits_to_keep=t_max + 1).logits[:, :-1]  # [B, T, V]
+    # No cache is built (scoring, not generating; a prefix's is given read-only).
+    logits = model(**inputs, logits_to_keep=t_max + 1, use_cache=False).logits[:, :-1]
     return logits, targets, [s.allowed for s in samples]
 
 
@@ -427,7 +429,7 @@ class Learner:
         fewer micro-batches than the others still joins every gradient reduction."""
         ids = torch.tensor([[self.pad_id]], device=next(self.model.parameters()).device)
         with self._autocast():
-            logits = self.model(input_ids=ids, logits_to_keep=1).logits
+            logits = self.model(input_ids=ids, logits_to_keep=1, use_cache=False).logits
         (logits.float().sum() * 0.0).backward()
 
     @torch.no_grad()
