@@ -100,9 +100,11 @@ def _not_checkpointed(module: torch.nn.Module):
 
 def with_prefix(model, inputs: dict, read_only: bool = False) -> dict:
     """`inputs` for a forward pass: a shared prefix (if any) run once through the decoder
-    and given as the batch's past keys and values (read-only: the forward adds nothing to
-    them), its positions unmasked in every row. Under autograd the rows' gradients flow back
-    into the prefix (summed by the repeat)."""
+    and given as the batch's past keys and values, its positions unmasked in every row. Under
+    autograd the rows' gradients flow back into the prefix (summed by the repeat).
+
+    `read_only`: the forward adds nothing to those keys and values, so it can run again over
+    them (activation checkpointing); generation needs them to grow and leaves it off."""
     if "prefix_ids" not in inputs:
         return inputs
     inputs = dict(inputs)
