@@ -250,8 +250,8 @@ class OptimConfig:
     activation_checkpointing: bool = _f(
         False,
         "keep only each decoder layer's input during the learner's forward and recompute the "
-        "rest in the backward pass: much less memory for activations, about a third more "
-        "learner compute (BENCHMARKS.md)",
+        "rest in the backward pass: much less memory for activations, a slower learner "
+        "(BENCHMARKS.md)",
     )
     bf16: bool | Literal["auto"] = _f(
         "auto",
