@@ -15,6 +15,17 @@ def make_samples(tokenizer):
     ]
 
 
+def prefixed_samples(tokenizer) -> tuple[list[int], list[Sample]]:
+    """Three turns whose prompts share a long start (the rules), and that start."""
+    enc = lambda t: tokenizer.encode(t, add_special_tokens=False)  # noqa: E731
+    eos = tokenizer.eos_token_id
+    rules = enc("Kuhn Poker is played with three cards, J, Q and K. " * 3)
+    views = ["Your card is K. Bet or check?", "Your card is J.", "Facing a bet, you hold Q."]
+    answers = [enc("bet") + [eos], enc("check") + [eos], enc("I call, my card is fine") + [eos]]
+    adv = (1.0, -1.0, 0.5)
+    return rules, [Sample(rules + enc(v), a, x) for v, a, x in zip(views, answers, adv)]
+
+
 @pytest.mark.parametrize("loss", ["reinforce", "ppo"])
 def test_one_step_changes_parameters_and_lowers_the_loss(tiny, tokenizer, loss):
     samples = make_samples(tokenizer)
@@ -157,12 +168,8 @@ def test_shared_prefix_gives_the_same_scores_and_gradients(tiny, tokenizer, cons
     from zerosum.batching import shared_prefix_len
     from zerosum.learner import _batch_inputs
 
-    enc = lambda t: tokenizer.encode(t, add_special_tokens=False)  # noqa: E731
+    rules, samples = prefixed_samples(tokenizer)
     eos = tokenizer.eos_token_id
-    rules = enc("Kuhn Poker is played with three cards, J, Q and K. " * 3)
-    views = ["Your card is K. Bet or check?", "Your card is J.", "Facing a bet, you hold Q."]
-    answers = [enc("bet") + [eos], enc("check") + [eos], enc("I call, my card is fine") + [eos]]
-    samples = [Sample(rules + enc(v), a, adv) for v, a, adv in zip(views, answers, (1, -1, 0.5))]
     if constrained:
         samples = [Sample(s.prompt_ids, s.response_ids[:2], s.advantage, [[s.response_ids[0], eos], [eos]]) for s in samples[:2]]  # fmt: skip
     assert shared_prefix_len([s.prompt_ids for s in samples]) >= len(rules)
@@ -195,12 +202,7 @@ def test_activation_checkpointing_gives_the_same_scores_and_gradients(
 
     from zerosum.models import enable_activation_checkpointing
 
-    enc = lambda t: tokenizer.encode(t, add_special_tokens=False)  # noqa: E731
-    eos = tokenizer.eos_token_id
-    rules = enc("Kuhn Poker is played with three cards, J, Q and K. " * 3)
-    views = ["Your card is K. Bet or check?", "Your card is J.", "Facing a bet, you hold Q."]
-    answers = [enc("bet") + [eos], enc("check") + [eos], enc("I call, my card is fine") + [eos]]
-    samples = [Sample(rules + enc(v), a, adv) for v, a, adv in zip(views, answers, (1, -1, 0.5))]
+    _, samples = prefixed_samples(tokenizer)
     model = tiny
     if lora:  # B initialised non-zero, so the adapter's gradients depend on the whole graph
         config = LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
