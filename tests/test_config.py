@@ -159,13 +159,9 @@ def test_peak_rss_is_this_processs_high_water_mark():
     import subprocess
     import sys
 
-    from zerosum.hardware import peak_rss_gib
+    from zerosum.hardware import peak_rss_gib, proc_status_gib
 
-    def resident_gib() -> float:  # what the process holds now (the peak may be higher)
-        with open("/proc/self/status") as f:
-            return next(int(ln.split()[1]) for ln in f if ln.startswith("VmRSS:")) / 2**20
-
-    before = resident_gib()
+    before = proc_status_gib("VmRSS")  # what the process holds now (the peak may be higher)
     block = torch.ones(512 * 2**20 // 4)  # 0.5 GiB, every page written
     peak = peak_rss_gib()
     assert peak - before >= 0.45

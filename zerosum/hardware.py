@@ -36,9 +36,15 @@ def peak_rss_gib() -> float | None:
     """This process's resident-set high-water mark in GiB (Linux's VmHWM), None where the
     kernel does not report it. Not `getrusage`'s ru_maxrss: Linux carries that over fork and
     exec, so a run started from a large process (a test runner) would report its peak."""
+    return proc_status_gib("VmHWM")
+
+
+def proc_status_gib(field: str) -> float | None:
+    """A memory field of /proc/self/status (VmHWM, VmRSS, ...) in GiB; None where the kernel
+    does not report it."""
     try:
         with open("/proc/self/status") as f:
-            kib = next((int(ln.split()[1]) for ln in f if ln.startswith("VmHWM:")), None)
+            kib = next((int(ln.split()[1]) for ln in f if ln.startswith(f"{field}:")), None)
     except OSError:
         return None
     return None if kib is None else kib / 2**20
