@@ -28,6 +28,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPE = ROOT / "configs" / "tiny_kuhn_test.yaml"
+COSINE = ["optim.lr_schedule=cosine", "optim.lr_final_ratio=0.1"]
 # name -> overrides of the recipe. The recipe itself is plain self-play with RAE.
 SETTINGS = {
     "none": [],
@@ -75,6 +76,26 @@ SETTINGS = {
         ]  # fmt: skip
         for alpha, final, n in ((1.0, 0.02, 120), (1.0, 0.05, 120), (0.5, 0.02, 120))
     },
+    # The same with the learning rate decaying to a tenth (cosine): in the tabular stand-in
+    # (bench/tabular_selfplay.py) a decaying step is what stops sampled updates from
+    # wandering once the policy is near its target.
+    "none_ent0.05_cos": ["algo.entropy_coef=0.05", *COSINE],
+    "magnet_a1.0_r50_ent0_cos": [
+        "algo.entropy_coef=0",
+        "algo.regularizer=magnet",
+        "algo.magnet_alpha=1.0",
+        "algo.magnet_reset=50",
+        *COSINE,
+    ],  # fmt: skip
+    "anneal_a1.0_f0.02_n120_cos": [
+        "algo.entropy_coef=0",
+        "algo.regularizer=magnet",
+        "algo.magnet_alpha=1.0",
+        "algo.magnet_reset=0",
+        "algo.magnet_anneal_steps=120",
+        "algo.magnet_alpha_final=0.02",
+        *COSINE,
+    ],  # fmt: skip
 }
 
 

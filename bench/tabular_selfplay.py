@@ -106,12 +106,15 @@ def run(a: argparse.Namespace) -> list[float]:
         log_ratio = np.log(p) - np.log(mu)
         kl_grad = p * (log_ratio - (p * log_ratio).sum(1, keepdims=True))
         grad = -ascent + alpha * weight[:, None] * kl_grad  # of the loss
+        lr = a.lr
+        if a.lr_final is not None:  # cosine decay to lr_final over the run
+            lr = a.lr_final + (a.lr - a.lr_final) * 0.5 * (1 + np.cos(np.pi * (t - 1) / a.steps))
         if a.optimizer == "adam":
             m = 0.9 * m + 0.1 * grad
             v = 0.95 * v + 0.05 * grad**2
-            theta -= a.lr * (m / (1 - 0.9**t)) / (np.sqrt(v / (1 - 0.95**t)) + 1e-8)
+            theta -= lr * (m / (1 - 0.9**t)) / (np.sqrt(v / (1 - 0.95**t)) + 1e-8)
         else:
-            theta -= a.lr * grad
+            theta -= lr * grad
         if t % 10 == 0:
             TABLE.action_probability_array[:] = softmax(theta)
             curve.append(exploitability.nash_conv(GAME, TABLE))
@@ -124,6 +127,7 @@ def main() -> None:
     p.add_argument("--games", type=int, default=64, help="sampled games per step")
     p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
     p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--lr-final", type=float, default=None, help="cosine decay to this lr")
     p.add_argument("--alpha", type=float, default=0.0, help="weight of the KL to the magnet")
     p.add_argument("--reset", type=int, default=0, help="replace the magnet every N steps")
     p.add_argument("--anneal-to", type=float, default=None, help="final alpha (geometric)")

@@ -2,9 +2,13 @@ import math
 
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
 from zerosum.advantage import keep_nonzero, rae_advantages
+from zerosum.config import OptimConfig
 from zerosum.loss import annealed_alpha, policy_loss, token_kl, truncated_importance_weights
+from zerosum.train import learning_rate
 
 
 def test_rae_hand_computed():
@@ -202,3 +206,37 @@ def test_annealed_alpha_hand_computed():
     )
     assert annealed_alpha(7, 0.3, 0.01, 0) == 0.3
     assert annealed_alpha(7, 0.0, 0.01, 5) == 0.0  # alpha 0 is no regulariser, annealed or not
+
+
+def test_learning_rate_hand_computed():
+    def lrs(steps, run_steps, **kw):
+        return [learning_rate(t, OptimConfig(**kw), run_steps) for t in steps]
+
+    # Warm-up 2 (1/2, 1), then linear over the 4 remaining steps to 0.1, then constant.
+    linear = dict(lr=1.0, lr_schedule="linear", warmup_steps=2, lr_final_ratio=0.1)
+    assert lrs(range(1, 8), 6, **linear) == pytest.approx([0.5, 1, 1, 0.7, 0.4, 0.1, 0.1])
+    # Cosine over 3 steps: the middle step halfway.
+    assert lrs((1, 2, 3), 3, lr=2.0, lr_schedule="cosine") == pytest.approx([2, 1, 0])
+    # An explicit decay length wins over the run's.
+    kw = dict(lr=1.0, lr_schedule="linear", decay_steps=2, lr_final_ratio=0.5)
+    assert lrs((1, 2, 3), 100, **kw) == pytest.approx([1, 0.5, 0.5])
+    assert lrs((1, 2, 3, 4, 9), 9, lr=1.0, warmup_steps=4) == pytest.approx([0.25, 0.5, 0.75, 1, 1])
+
+
+@given(
+    schedule=st.sampled_from(["linear", "cosine"]),
+    warmup=st.integers(0, 5),
+    decay=st.integers(0, 20),
+    ratio=st.floats(0, 1),
+    run_steps=st.integers(1, 30),
+)
+def test_learning_rate_rises_then_falls_to_its_floor(schedule, warmup, decay, ratio, run_steps):
+    cfg = OptimConfig(
+        lr=0.1, lr_schedule=schedule, warmup_steps=warmup, decay_steps=decay, lr_final_ratio=ratio
+    )
+    lrs = [learning_rate(t, cfg, run_steps) for t in range(1, warmup + max(decay, run_steps) + 3)]
+    peak = next(i for i, x in enumerate(lrs) if x == pytest.approx(0.1))
+    assert peak == max(warmup - 1, 0) and max(lrs) == pytest.approx(0.1)
+    assert all(a <= b for a, b in zip(lrs[:peak], lrs[1 : peak + 1]))
+    assert all(a >= b - 1e-15 for a, b in zip(lrs[peak:], lrs[peak + 1 :]))
+    assert lrs[-1] == pytest.approx(0.1 * ratio)

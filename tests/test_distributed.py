@@ -226,7 +226,9 @@ def test_two_learner_ranks_equal_the_single_process_learner(tiny, tokenizer, ray
     """The 2-rank learner (this process and a Ray actor, gloo) on a fixed batch: both ranks
     end with bitwise the same parameters, and they equal the single-process learner's within
     1e-6 (float rounding: the ranks sum their halves' gradients in another order). `mean`
-    aggregation checks the whole batch's token count normalises both halves."""
+    aggregation checks the whole batch's token count normalises both halves. The step's
+    learning rate (`optim.lr_schedule`) is not the optimizer's initial one: every rank uses
+    it."""
     import copy
 
     from zerosum.distributed.learner_group import LearnerGroup
@@ -247,12 +249,12 @@ def test_two_learner_ranks_equal_the_single_process_learner(tiny, tokenizer, ray
     initial = {n: p.detach().clone() for n, p in tiny.named_parameters()}
     single = learner(copy.deepcopy(tiny))
     torch.manual_seed(7)
-    single_stats = single.step(samples)
+    single_stats = single.step(samples, lr=3e-3)
 
     rank0 = learner(tiny)  # trains `tiny` itself
     group = LearnerGroup(cfg, rank0, tokenizer, world=2)
     try:
-        stats = group.step(samples, seed=7)
+        stats = group.step(samples, seed=7, lr=3e-3)
         rank1 = ray_cpus.get(group.ranks[0].parameters.remote())
     finally:
         group.close()
@@ -304,7 +306,7 @@ def test_fsdp_ranks_equal_the_single_process_learner(tiny, tokenizer, ray_cpus, 
     group = LearnerGroup(cfg, rank0, tokenizer, world=2)
     try:
         assert not rank0.optimizer.state  # rank 0's full optimizer hands its state to the shards
-        stats = [group.step(samples, seed=7 + k) for k in range(2)]
+        stats = [group.step(samples, seed=7 + k, lr=cfg.optim.lr) for k in range(2)]
         rank1 = ray_cpus.get(group.ranks[0].parameters.remote())
         with group.full_optimizer():
             gathered = copy.deepcopy(rank0.optimizer.state_dict()["state"])

@@ -30,10 +30,12 @@ def zerosum_cmd(*args: str) -> list[str]:
 def test_kill_and_resume_repeats_the_uninterrupted_run(tmp_path):
     """With a magnet replaced at step 3: the run resumes from step 2, whose magnet is the
     initial model (a resume that snapshot the step-2 weights instead would differ). Its KL
-    weight is annealed from 1 to 0.1 over 4 steps, and the schedule resumes with the step."""
+    weight is annealed from 1 to 0.1 over 4 steps, the learning rate warms up and decays, and
+    both schedules resume with the step."""
     common = [*FAST, "run.steps=6", "run.checkpoint_every=2", "run.tensorboard=false"]
     common += ["algo.regularizer=magnet", "algo.magnet_alpha=1.0", "algo.magnet_reset=3"]
     common += ["algo.magnet_anneal_steps=4", "algo.magnet_alpha_final=0.1"]
+    common += ["optim.lr_schedule=linear", "optim.warmup_steps=2", "optim.lr_final_ratio=0.25"]
     ref_dir, cut_dir = tmp_path / "ref", tmp_path / "cut"
     subprocess.run(
         zerosum_cmd("--config", str(RECIPE), *common, f"run.out_dir={ref_dir}"), check=True
@@ -55,6 +57,8 @@ def test_kill_and_resume_repeats_the_uninterrupted_run(tmp_path):
     assert [r["magnet/alpha"] for r in ref] == pytest.approx(
         [1.0, 0.1**0.25, 0.1**0.5, 0.1**0.75, 0.1, 0.1]
     )
+    lr = json.loads((ref_dir / "config.json").read_text())["optim"]["lr"]
+    assert [r["optim/lr"] / lr for r in ref] == pytest.approx([0.5, 1, 1, 0.75, 0.5, 0.25])
 
 
 def test_magnet_is_replaced_every_magnet_reset_steps(tmp_path):

@@ -40,6 +40,7 @@ PoolSampling = Literal["uniform", "pfsp"]
 PoolEviction = Literal["oldest", "weakest"]
 DistBackend = Literal["local", "ray"]
 DistMode = Literal["sync", "async"]
+LrSchedule = Literal["constant", "linear", "cosine"]
 
 LOSS_KINDS: tuple[str, ...] = get_args(LossKind)
 AGGREGATIONS: tuple[str, ...] = get_args(Aggregation)
@@ -234,7 +235,17 @@ class AlgoConfig:
 class OptimConfig:
     """`optim`: the optimizer and the learner's batching and precision."""
 
-    lr: float = _f(1e-6, "AdamW learning rate (constant)")
+    lr: float = _f(1e-6, "AdamW learning rate (the peak, with a schedule)")
+    lr_schedule: LrSchedule = _f(
+        "constant",
+        "constant: lr throughout; linear or cosine: after warm-up, decay to lr * lr_final_ratio "
+        "over decay_steps (self-play's noisy updates settle as the steps shrink)",
+    )
+    warmup_steps: int = _f(0, "first steps with a linearly rising learning rate, any schedule")
+    decay_steps: int = _f(
+        0, "length of the decay after warm-up (0: until run.steps, which an extended resume moves)"
+    )
+    lr_final_ratio: float = _f(0.0, "linear or cosine: the final learning rate over lr")
     beta1: float = _f(0.9, "Adam beta1")
     beta2: float = _f(0.95, "Adam beta2")
     weight_decay: float = _f(0.0, "AdamW weight decay")
@@ -390,6 +401,9 @@ _CHECKS: list[Check] = [
     ("algo.magnet_alpha_final", lambda v: v > 0, "a number > 0"),
     ("algo.entropy_coef", lambda v: v >= 0, "a number >= 0"),
     ("optim.lr", lambda v: 0 < v <= 1, "a number in (0, 1]"),
+    ("optim.warmup_steps", lambda v: v >= 0, "an integer >= 0"),
+    ("optim.decay_steps", lambda v: v >= 0, "an integer >= 0"),
+    ("optim.lr_final_ratio", lambda v: 0 <= v <= 1, "a number in [0, 1]"),
     ("optim.beta1", lambda v: 0 <= v < 1, "a number in [0, 1)"),
     ("optim.beta2", lambda v: 0 <= v < 1, "a number in [0, 1)"),
     ("optim.weight_decay", lambda v: v >= 0, "a number >= 0"),

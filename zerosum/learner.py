@@ -347,11 +347,18 @@ class Learner:
         return torch.autocast(device, dtype=torch.bfloat16) if self.s.bf16 else nullcontext()
 
     def step(
-        self, samples: Sequence[Sample], magnet_alpha: float | None = None
+        self,
+        samples: Sequence[Sample],
+        magnet_alpha: float | None = None,
+        lr: float | None = None,
     ) -> dict[str, float]:
         """PPO epochs (or one REINFORCE pass) over `samples`; returns namespaced stats (with
         `sync`: this rank's share of the batch's sums, see `LearnerGroup`). `magnet_alpha`
-        overrides the settings' KL weight for this step (`algo.magnet_anneal_steps`)."""
+        overrides the settings' KL weight for this step (`algo.magnet_anneal_steps`), `lr`
+        the optimizer's learning rate from this step on (`optim.lr_schedule`)."""
+        if lr is not None:
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
         if not (self.sync.sum(len(samples)) if self.sync else samples):
             return {"loss/skipped_empty_batch": 1.0}
         self.model.train()

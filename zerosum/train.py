@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import sys
 import time
 from contextlib import nullcontext
@@ -335,6 +336,21 @@ def build_optimizer(optim: OptimConfig, model) -> torch.optim.Optimizer:
     )
 
 
+def learning_rate(step: int, optim: OptimConfig, run_steps: int) -> float:
+    """The learning rate of training step `step` (1-based): a linear warm-up over
+    `warmup_steps` (lr / warmup_steps at step 1), then `lr_schedule` from `lr` at the first
+    step after it to `lr * lr_final_ratio` at the last step of the decay (`decay_steps`, or
+    the rest of the run), constant after."""
+    if step <= optim.warmup_steps:
+        return optim.lr * step / optim.warmup_steps
+    if optim.lr_schedule == "constant":
+        return optim.lr
+    horizon = optim.decay_steps or max(run_steps - optim.warmup_steps, 1)
+    done = min((step - optim.warmup_steps - 1) / max(horizon - 1, 1), 1.0)
+    shape = 1.0 - done if optim.lr_schedule == "linear" else 0.5 * (1.0 + math.cos(math.pi * done))
+    return optim.lr * (optim.lr_final_ratio + (1.0 - optim.lr_final_ratio) * shape)
+
+
 def build_learner(cfg: TrainConfig, model, optimizer, tokenizer, state: TrainState) -> Learner:
     """The learner of `cfg.algo` and `cfg.optim`; with `algo.regularizer: magnet` its magnet
     is a snapshot of the model as it is now (the initial weights), or the one `state` carries
@@ -381,17 +397,19 @@ def train_step(run: Run, step: int) -> dict[str, float]:
     t1 = time.perf_counter()
     torch.manual_seed(step_seed(cfg.run.seed, step))
     run.engine.offload()  # vllm sleep mode: the learner gets the GPU memory
+    lr = learning_rate(step, cfg.optim, cfg.run.steps)
     if run.learner_group is None:
         alpha = None
         if a.regularizer == "magnet":
             alpha = annealed_alpha(
                 step, a.magnet_alpha, a.magnet_alpha_final, a.magnet_anneal_steps
             )
-        learn_stats = run.learner.step(samples, alpha)
+        learn_stats = run.learner.step(samples, alpha, lr)
         if alpha is not None:
             learn_stats["magnet/alpha"] = alpha
     else:  # every rank on its share of the samples
-        learn_stats = run.learner_group.step(samples, step_seed(cfg.run.seed, step))
+        learn_stats = run.learner_group.step(samples, step_seed(cfg.run.seed, step), lr)
+    learn_stats["optim/lr"] = lr
     run.engine.sync_weights()
     t_learn = time.perf_counter() - t1
     backend_stats.update(run.rollouts.publish(run.model, step))  # Ray: to every worker

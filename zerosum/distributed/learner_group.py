@@ -215,11 +215,11 @@ class LearnerRank:
         settings = LearnerSettings.from_config(cfg)
         self.learner = Learner(model, optimizer, settings, pad_id, sync=TorchDistributedSync())
 
-    def step(self, samples: list[Sample], seed: int) -> dict[str, float]:
+    def step(self, samples: list[Sample], seed: int, lr: float) -> dict[str, float]:
         """`Learner.step` on this rank's share, seeded as rank 0 is (with FSDP, then the
         gather of the new weights into rank 0's full copy)."""
         torch.manual_seed(seed)
-        stats = self.learner.step(samples)
+        stats = self.learner.step(samples, lr=lr)
         if self.fsdp:
             gather_trainable(self.learner.model)
         return stats
@@ -279,15 +279,16 @@ class LearnerGroup:
             self.learner = learner
         ray.get(loading)
 
-    def step(self, samples: Sequence[Sample], seed: int) -> dict[str, float]:
-        """One update on the whole batch, every rank on its share; the merged stats."""
+    def step(self, samples: Sequence[Sample], seed: int, lr: float) -> dict[str, float]:
+        """One update on the whole batch at learning rate `lr`, every rank on its share; the
+        merged stats."""
         import ray
 
-        futures = [r.step.remote(shard(samples, k, self.world), seed) for k, r in
+        futures = [r.step.remote(shard(samples, k, self.world), seed, lr) for k, r in
                    enumerate(self.ranks, 1)]  # fmt: skip
         torch.manual_seed(seed)
         try:
-            own = self.learner.step(shard(samples, 0, self.world))
+            own = self.learner.step(shard(samples, 0, self.world), lr=lr)
             if self.fsdp:  # the new weights, whole, into the model rank 0 plays with
                 start = time.perf_counter()
                 with torch.no_grad():
