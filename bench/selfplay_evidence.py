@@ -13,7 +13,8 @@ Stages (each skipped when its output exists, so the script resumes after an inte
         --config configs/tic_tac_toe_selfplay.yaml --out bench/results/ttt_selfplay
 
 `--engine vllm` evaluates with vLLM from `.venv-vllm` (make .venv-vllm/.installed): the
-same settings, 2-4x faster on this CPU; training keeps the recipe's engine.
+same settings, 2-4x faster on this CPU; training keeps the recipe's engine (a recipe with
+`engine: vllm` trains in `.venv-vllm` too).
 
 Evaluation samples at SPIRAL's evaluation settings (temperature 0.6, top-p 0.95) with the
 recipe's answer parser and length cap, so before and after differ only in the weights.
@@ -42,11 +43,16 @@ def zerosum(*args: str, log: Path, python: str = sys.executable) -> None:
     print(f"  done in {time.perf_counter() - start:.0f} s", flush=True)
 
 
+def venv_python(engine: str) -> str:
+    """The interpreter for `engine`: vLLM lives in its own environment (`.venv-vllm`)."""
+    return str(ROOT / ".venv-vllm/bin/python") if engine == "vllm" else sys.executable
+
+
 def evaluate(model: str, tag: str, a: argparse.Namespace, out: Path) -> None:
     game_json = out / f"{tag}_{a.game}.json"
     common = ["--model", model, "--seed", "1", "--temperature", "0.6", "--top-p", "0.95"]
     common += ["--engine", a.engine, "--max-concurrent", str(a.max_concurrent)]
-    python = str(ROOT / ".venv-vllm/bin/python") if a.engine == "vllm" else sys.executable
+    python = venv_python(a.engine)
     if not game_json.exists():
         zerosum(
             "eval", *common, "--games", a.game, "--opponents", f"random,{a.opponent}",
@@ -169,7 +175,10 @@ def main() -> None:
     resume = ["--resume", str(run_dir)] if (run_dir / "config.json").exists() else []
     args = resume or ["--config", a.config, f"run.out_dir={run_dir}", "run.progress=false"]
     if not stopped:
-        zerosum("train", *args, log=out / "train.log")
+        from zerosum.config import load_config
+
+        recipe = load_config(run_dir / "config.json" if resume else a.config, [])
+        zerosum("train", *args, log=out / "train.log", python=venv_python(recipe.engine))
     evaluate(final_model(run_dir, a.stop_at), "after", a, out)
     table = summary(a, out)
     (out / "summary.md").write_text(table + "\n")

@@ -52,7 +52,9 @@ def test_invalid_answers_count_as_losses(tokenizer):
 
 
 def test_perfect_opponent_is_never_beaten(tokenizer):
+    """Also: the progress callback hears of every game's end, and only once each."""
     engine = ScriptEngine(tokenizer, first_legal, [])
+    finished = []
     r = evaluate_against(
         engine,
         tokenizer,
@@ -61,9 +63,12 @@ def test_perfect_opponent_is_never_beaten(tokenizer):
         10,
         0,
         SamplingParams(),
-        RolloutSettings(),
+        RolloutSettings(max_concurrent=4),
+        on_finish=lambda: finished.append(len(engine.batches)),
     )
     assert r["win_rate"] == 0.0 and r["loss_rate"] > 0.5 and r["invalid_rate"] == 0.0
+    # Ten ends, heard while games were still being played (not all at the end).
+    assert len(finished) == 10 and finished[0] < finished[-1]
 
 
 def test_known_exploitability_values():

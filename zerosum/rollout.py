@@ -10,7 +10,7 @@ constrained mode) and, when its game ends, the seat's final return.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
@@ -267,10 +267,11 @@ class GameRunner:
         settings: RolloutSettings,
         seed: int,
         opponents: Sequence[Sequence[Player | Snapshot | None]] | None = None,
+        on_finish: Callable[[], None] | None = None,
     ):
         self.engine, self.tokenizer, self.params = engine, tokenizer, params
         self.schedule, self.settings, self.seed = schedule, settings, seed
-        self.opponents = opponents
+        self.opponents, self.on_finish = opponents, on_finish
         self.episodes = [Episode(game, s) for game, s in schedule]
         self.turns: list[Turn] = []  # the model's (sorted into schedule order by `run`)
         self.pending = list(range(len(schedule)))[::-1]  # pop() takes the next game
@@ -459,6 +460,8 @@ class GameRunner:
         for t in slot.turns:
             t.ret = outcome.returns[t.seat]
         self.turns.extend(slot.turns)
+        if self.on_finish is not None:
+            self.on_finish()
 
 
 def play_games(
@@ -469,6 +472,7 @@ def play_games(
     settings: RolloutSettings,
     seed: int,
     opponents: Sequence[Sequence[Player | Snapshot | None]] | None = None,
+    on_finish: Callable[[], None] | None = None,
 ) -> tuple[list[Turn], list[Episode]]:
     """Play every scheduled (game, seed) to the end; returns the model's turns and all episodes.
 
@@ -481,9 +485,11 @@ def play_games(
     `seed` seeds the engine's sampling: each answer from its own seed (`seeds.turn_seed` of
     `seed`, its game's seed and its index in the game), so a game plays the same whatever
     other games share its batches; each game's own randomness comes from its scheduled seed.
-    The turns come in schedule order (each game's in play order).
+    The turns come in schedule order (each game's in play order). `on_finish` is called as
+    each game ends (a progress bar).
     """
-    return GameRunner(engine, tokenizer, schedule, params, settings, seed, opponents).run()
+    runner = GameRunner(engine, tokenizer, schedule, params, settings, seed, opponents, on_finish)
+    return runner.run()
 
 
 def rollout_metrics(turns: Sequence[Turn], episodes: Sequence[Episode]) -> dict[str, float]:

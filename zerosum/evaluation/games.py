@@ -8,6 +8,7 @@ its reason tallied: nothing is silently dropped.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 
 from scipy.stats import binomtest
@@ -54,16 +55,20 @@ def evaluate_against(
     seed: int,
     params: SamplingParams,
     settings: RolloutSettings,
+    on_finish: Callable[[], None] | None = None,
 ) -> dict:
     """Play `n` games of `game` against `opponent`, seats alternating; the summary overall
-    and per model seat. Game i uses seed `game_seed(seed, i)`, as in `zerosum match`."""
+    and per model seat. Game i uses seed `game_seed(seed, i)`, as in `zerosum match`.
+    `on_finish` is called as each game ends."""
     if n < 1:
         raise ValueError(f"number of evaluation games must be >= 1, got {n}")
     settings = replace(settings, invalid=EVAL_INVALID)
     schedule = [(game, game_seed(seed, i)) for i in range(n)]
     model_seat = [i % 2 for i in range(n)]
     opponents = [(opponent, None) if s == 1 else (None, opponent) for s in model_seat]
-    _, episodes = play_games(engine, tokenizer, schedule, params, settings, seed, opponents)
+    _, episodes = play_games(
+        engine, tokenizer, schedule, params, settings, seed, opponents, on_finish
+    )
     overall, per_seat = Tally(), (Tally(), Tally())
     for ep, seat in zip(episodes, model_seat):
         overall.add(seat, ep)

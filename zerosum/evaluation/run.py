@@ -18,6 +18,8 @@ from dataclasses import asdict
 from importlib import metadata
 from pathlib import Path
 
+from tqdm import tqdm
+
 from zerosum.engines.base import SamplingParams
 from zerosum.evaluation.games import evaluate_against
 from zerosum.evaluation.settings import EvalSettings
@@ -84,10 +86,13 @@ def run_eval(s: EvalSettings) -> dict:
             if reason:
                 per_game["skipped"][spec] = reason
                 continue
-            with stage(f"{game} against {spec}, {s.n} games"):
+            what = f"{game} against {spec}, {s.n} games"
+            # A bar on a terminal only; logs get the stage's closing line.
+            with stage(what), tqdm(total=s.n, desc=what, disable=None, leave=False) as bar:
                 per_game["opponents"][spec] = evaluate_against(
-                    engine, tokenizer, game, player, s.n, s.seed, params, settings
-                )
+                    engine, tokenizer, game, player, s.n, s.seed, params, settings,
+                    on_finish=lambda: bar.update(1),
+                )  # fmt: skip
         if game == "tic_tac_toe":
             from zerosum.evaluation.tictactoe import answer_positions, fixed_positions, move_quality
 
