@@ -400,11 +400,11 @@ def test_a_dying_learner_rank_stops_the_run_and_resume_finishes_it(
     killed: list[int] = []
     step = LearnerGroup.step
 
-    def step_and_kill(self, samples, seed):
+    def step_and_kill(self, samples, seed, lr):
         if seed == step_seed(0, 3) and not killed:  # step 3's update (the recipe's seed 0)
             killed.append(self.pids()[0])
             os.kill(killed[0], signal.SIGKILL)
-        return step(self, samples, seed)
+        return step(self, samples, seed, lr)
 
     monkeypatch.setattr(LearnerGroup, "step", step_and_kill)
     out = tmp_path / "run"
