@@ -77,8 +77,8 @@ SETTINGS = {
         for alpha, final, n in ((1.0, 0.02, 120), (1.0, 0.05, 120), (0.5, 0.02, 120))
     },
     # The same with the learning rate decaying to a tenth (cosine): in the tabular stand-in
-    # (bench/tabular_selfplay.py) a decaying step is what stops sampled updates from
-    # wandering once the policy is near its target.
+    # (bench/tabular_selfplay.py) a decaying step damps the sampled updates' wander, but also
+    # freezes the policy wherever it is when the step gets small (BENCHMARKS.md).
     "none_ent0.05_cos": ["algo.entropy_coef=0.05", *COSINE],
     "magnet_a1.0_r50_ent0_cos": [
         "algo.entropy_coef=0",
