@@ -5,9 +5,9 @@ One logit pair per information set (12), both seats played by the same table. Th
 is the learner's: REINFORCE with a per-seat EMA baseline (RAE, decay 0.9, batch means), plus
 `alpha` times the exact KL to a magnet (a frozen copy of the table, replaced every `reset`
 steps; 0 keeps the initial, near-uniform table), optionally annealed geometrically to
-`--anneal-to`; AdamW-like Adam (beta2 0.95, as the recipes) or plain SGD. `--exact` replaces
-the sampled games by the expected gradient (every history weighted by its reach
-probability), so sampling noise can be switched off. Prints NashConv (OpenSpiel) every 10
+`--anneal-to`; Adam (beta2 0.95 as in the recipes, or `--beta1/--beta2`) or plain SGD.
+`--exact` replaces the sampled games by the expected gradient (every history weighted by its
+reach probability), so sampling noise can be switched off. Prints NashConv (OpenSpiel) every 10
 steps: its minimum, the last quarter's mean and max, and the curve.
 
     .venv/bin/python bench/tabular_selfplay.py --exact --optimizer sgd --lr 1 \\
@@ -110,9 +110,10 @@ def run(a: argparse.Namespace) -> list[float]:
         if a.lr_final is not None:  # cosine decay to lr_final over the run
             lr = a.lr_final + (a.lr - a.lr_final) * 0.5 * (1 + np.cos(np.pi * (t - 1) / a.steps))
         if a.optimizer == "adam":
-            m = 0.9 * m + 0.1 * grad
-            v = 0.95 * v + 0.05 * grad**2
-            theta -= lr * (m / (1 - 0.9**t)) / (np.sqrt(v / (1 - 0.95**t)) + 1e-8)
+            b1, b2 = a.beta1, a.beta2
+            m = b1 * m + (1 - b1) * grad
+            v = b2 * v + (1 - b2) * grad**2
+            theta -= lr * (m / (1 - b1**t)) / (np.sqrt(v / (1 - b2**t)) + 1e-8)
         else:
             theta -= lr * grad
         if t % 10 == 0:
@@ -127,6 +128,8 @@ def main() -> None:
     p.add_argument("--games", type=int, default=64, help="sampled games per step")
     p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
     p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--beta1", type=float, default=0.9, help="Adam's")
+    p.add_argument("--beta2", type=float, default=0.95, help="Adam's (the recipes' value)")
     p.add_argument("--lr-final", type=float, default=None, help="cosine decay to this lr")
     p.add_argument("--alpha", type=float, default=0.0, help="weight of the KL to the magnet")
     p.add_argument("--reset", type=int, default=0, help="replace the magnet every N steps")

@@ -240,3 +240,23 @@ def test_learning_rate_rises_then_falls_to_its_floor(schedule, warmup, decay, ra
     assert all(a <= b for a, b in zip(lrs[:peak], lrs[1 : peak + 1]))
     assert all(a >= b - 1e-15 for a, b in zip(lrs[peak:], lrs[peak + 1 :]))
     assert lrs[-1] == pytest.approx(0.1 * ratio)
+
+
+def test_sgd_steps_by_the_gradient_and_adamw_does_not():
+    """`optim.optimizer: sgd` moves each parameter by lr x its gradient (momentum 0), so a
+    gradient ten times smaller moves it ten times less; AdamW's normalised step does not."""
+    import torch
+
+    from zerosum.train import build_optimizer
+
+    moves = {}
+    for kind in ("sgd", "adamw"):
+        model = torch.nn.Linear(2, 1, bias=False)
+        with torch.no_grad():
+            model.weight.copy_(torch.tensor([[1.0, 1.0]]))
+        opt = build_optimizer(OptimConfig(optimizer=kind, lr=0.5), model)
+        model.weight.grad = torch.tensor([[0.2, 0.02]])
+        opt.step()
+        moves[kind] = (1.0 - model.weight.detach()[0]).tolist()
+    assert moves["sgd"] == pytest.approx([0.1, 0.01])
+    assert moves["adamw"] == pytest.approx([0.5, 0.5], rel=1e-3)  # Adam's first step: lr x sign

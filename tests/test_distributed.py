@@ -266,7 +266,7 @@ def test_two_learner_ranks_equal_the_single_process_learner(tiny, tokenizer, ray
     diff = max(float((trained[n] - reference[n]).abs().max()) for n in trained)
     assert moved > 1e-4 and diff <= 1e-6, (moved, diff)
     assert stats["loss/tokens"] == single_stats["loss/tokens"]  # the halves add up
-    for key in ("loss/total", "loss/entropy", "loss/grad_norm"):
+    for key in ("loss/total", "loss/entropy", "loss/grad_norm", "perf/duplicate_turns"):
         assert stats[key] == pytest.approx(single_stats[key], rel=1e-5), key
 
 

@@ -2,9 +2,11 @@ import math
 
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
 from zerosum.engines.base import ChoiceTrie, SamplingParams
-from zerosum.engines.hf import HFEngine, top_p_filter
+from zerosum.engines.hf import HFEngine, draw, top_p_filter
 from zerosum.learner import Sample, response_logprobs
 
 
@@ -148,6 +150,42 @@ def test_top_p_filter_hand_computed():
     assert math.isclose(top_p_filter(logp, 0.01).exp()[0, 0].item(), 1.0)
 
 
+def test_draw_hand_computed():
+    probs = torch.tensor([[0.0, 0.2, 0.0, 0.5, 0.3, 0.0]] * 5)
+    u = torch.tensor([0.0, 0.19, 0.2, 0.69, 0.99])
+    # cumulative mass 0, .2, .2, .7, 1, 1: the first token whose mass exceeds u
+    assert draw(probs, u).tolist() == [1, 1, 3, 3, 4]
+    # an unnormalised row, and u * total rounding up to the total: its last positive token
+    assert draw(torch.tensor([[0.0, 2.0, 2.0, 0.0]]), torch.tensor([1.0])).tolist() == [2]
+
+
+@given(
+    st.lists(st.floats(0.0, 1.0), min_size=1, max_size=40).filter(lambda w: sum(w) > 1e-6),
+    st.floats(0.0, 1.0, exclude_max=True),
+)
+def test_draw_never_picks_a_zero_probability_token(weights, u):
+    probs = torch.tensor([weights])
+    token = int(draw(probs, torch.tensor([u]))[0])
+    assert weights[token] > 0
+    # the first token whose cumulative mass exceeds u * total (else the last positive one)
+    cdf = probs[0].double().cumsum(0).tolist()
+    positive = [i for i, w in enumerate(probs[0].tolist()) if w > 0]
+    target = u * cdf[-1]
+    assert token == next((i for i in positive if cdf[i] > target), positive[-1])
+
+
+def test_draw_frequencies_follow_the_distribution():
+    from scipy.stats import chisquare
+
+    probs = torch.tensor([0.5, 0.0, 0.3, 0.15, 0.05])
+    n = 20000
+    tokens = draw(probs.expand(n, -1), torch.rand(n, generator=torch.Generator().manual_seed(0)))
+    counts = torch.bincount(tokens, minlength=5).double()
+    assert counts[1] == 0
+    keep = probs > 0
+    assert chisquare(counts[keep].numpy(), (probs[keep] * n).numpy()).pvalue > 1e-3
+
+
 class FakeLLM:
     """Records the calls the vllm engine makes on vLLM's `LLM` (no vLLM needed)."""
 
@@ -246,18 +284,20 @@ def test_constrained_answers_are_not_cut_by_max_new_tokens(tiny, tokenizer):
     assert all(g.text in choices[0] and g.finish_reason == "stop" for g in greedy)
 
 
-@pytest.mark.parametrize("constrained", [False, True])
+@pytest.mark.parametrize(("constrained", "repeated"), [(False, False), (True, False), (True, True)])
 def test_a_shared_prompt_prefix_is_prefilled_once_with_the_same_results(
-    tiny, tokenizer, constrained, monkeypatch
+    tiny, tokenizer, constrained, repeated, monkeypatch
 ):
     """Prompts that start alike (a chat template, a game's rules) prefill their common
     prefix once: the decoder sees it in one row instead of every row, and the samples and
-    their log-probabilities are those of prompts prefilled whole (float rounding aside)."""
+    their log-probabilities are those of prompts prefilled whole (float rounding aside).
+    `repeated`: prompts that occur more than once are prefilled once too."""
     enc = lambda t: tokenizer.encode(t, add_special_tokens=False)  # noqa: E731
     rules = enc("Kuhn Poker is played with three cards, J, Q and K. " * 3)
     ps = [rules + enc(v) for v in ("Your card is K.", "You hold J, facing a bet.", "Q")]
+    copies = [ps[0], ps[2], ps[0]] if repeated else []
     params = SamplingParams(temperature=1.0, max_new_tokens=6)
-    choices = [["bet", "check", "call", "fold"]] * 3 if constrained else None
+    choices = [["bet", "check", "call", "fold"]] * (3 + len(copies)) if constrained else None
     decoder = tiny.get_decoder()
     rows_seen: list[int] = []
     forward = type(decoder).forward
@@ -273,11 +313,13 @@ def test_a_shared_prompt_prefix_is_prefilled_once_with_the_same_results(
     for shared in (True, False):
         rows_seen.clear()
         engine = HFEngine(tiny, tokenizer, shared_prefix=shared)
-        out[shared] = engine.generate(ps, params, choices, seeds=[1, 2, 3])
+        seeds = list(range(1, 4 + len(copies)))
+        out[shared] = engine.generate(ps + copies, params, choices, seeds=seeds)
         out[shared, "tokens"] = sum(rows_seen)
     whole = sum(len(p) for p in ps)
     longest = max(len(p) for p in ps)
-    assert out[False, "tokens"] == 3 * longest  # every row padded to the longest prompt
+    # every row padded to the longest prompt
+    assert out[False, "tokens"] == (3 + len(copies)) * longest
     # Once for the prefix, then each row's own tail (padded to the longest tail).
     assert out[True, "tokens"] == len(rules) + 3 * (longest - len(rules))
     assert out[True, "tokens"] < whole

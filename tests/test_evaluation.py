@@ -230,6 +230,38 @@ def test_cli_eval_checks_out_before_evaluating(tmp_path, capsys, monkeypatch):
     assert not (tmp_path / "missing").exists() and a_file.read_text() == "x"
 
 
+@pytest.mark.parametrize("game_name", ["kuhn_poker", "leduc_poker", "liars_dice"])
+def test_exact_policy_is_the_engines_sampling_distribution(tiny, tokenizer, game_name):
+    """The exact policy read (one prefill per information set where every answer is one
+    token, as in poker; teacher-forced answers otherwise, as Liar's Dice's bids) gives each
+    answer the probability the engine sampled it with."""
+    from zerosum.engines.hf import HFEngine
+    from zerosum.evaluation.policy import states_action_probs
+    from zerosum.rollout import build_prompt
+
+    game = load_game(game_name)
+    states = []
+    for seed in range(8):  # some openings and a few moves into the game
+        state = game.new_episode(seed)
+        for _ in range(seed % 3):
+            if not state.is_terminal():
+                state.apply_action(state.legal_actions()[seed % len(state.legal_actions())])
+        if not state.is_terminal():
+            states.append(state)
+    prompts = [
+        build_prompt(tokenizer, st, st.current_seat(), "constrained", None, True, "plain")
+        for st in states
+    ]
+    choices = [list(st.legal_actions()) for st in states]
+    gens = HFEngine(tiny, tokenizer).generate(
+        prompts, SamplingParams(temperature=0.7), choices, seeds=list(range(len(states)))
+    )
+    probs = states_action_probs(tiny, tokenizer, states, 0.7, True, "plain")
+    for p, g in zip(probs, gens):
+        assert sum(p.values()) == pytest.approx(1.0, abs=1e-5)
+        assert p[g.text] == pytest.approx(math.exp(sum(g.logprobs)), rel=1e-4, abs=1e-7)
+
+
 def test_greedy_exact_policy_is_what_greedy_decoding_plays(tiny, tokenizer):
     """Temperature 0: the exact policy puts probability 1 on the answer the engine decodes
     greedily, at every Kuhn information set (a random tiny model answers differently)."""

@@ -128,6 +128,42 @@ def test_magnet_with_alpha_zero_trains_exactly_as_no_regularizer(tiny, tokenizer
     assert "loss/magnet_kl" not in plain_stats[-1] and zero_stats[-1]["loss/magnet_kl"] > 0
 
 
+@pytest.mark.parametrize(("loss", "aggregation"), [("reinforce", "mean"), ("ppo", "sum")])
+def test_identical_turns_are_scored_once_with_the_same_update(tiny, tokenizer, loss, aggregation):
+    """A batch that repeats turns (as 256 Kuhn Poker games do) is merged (`merge_duplicates`)
+    and steps exactly as the same batch scored row by row. The reference keeps every row apart
+    by giving each its own engine log-probs, which the loss does not read without TIS. Both
+    advantage signs of one turn, the magnet's KL and the entropy bonus are in play."""
+    import copy
+    from dataclasses import replace
+
+    a, b, c = make_samples(tokenizer)
+    batch = [a, a, replace(a, advantage=-0.5), b, c, c, c, replace(a, advantage=2.0)]
+    apart = [replace(x, logprobs=[float(i)] * len(x.response_ids)) for i, x in enumerate(batch)]
+    params, stats = [], []
+    for rows in (batch, apart):
+        model = copy.deepcopy(tiny)
+        magnet = Snapshot(model)
+        with torch.no_grad():  # a magnet unlike the policy
+            next(model.parameters()).add_(0.1)
+        # SGD: Adam's first step is about lr x sign(gradient), which float rounding flips
+        # wherever a gradient is near 0.
+        opt = torch.optim.SGD(model.parameters(), lr=0.05)
+        settings = LearnerSettings(
+            loss=loss, aggregation=aggregation, norm_constant=8.0, magnet_alpha=0.5,
+            entropy_coef=0.1, grad_clip=1e9,
+        )  # fmt: skip
+        stats.append(Learner(model, opt, settings, tokenizer.pad_token_id, magnet).step(rows))
+        params.append([p.detach() for p in model.parameters()])
+    merged, reference = stats
+    assert merged["perf/duplicate_turns"] == pytest.approx(1 - 4 / 8)  # rows a+ (x3), a-, b, c (x3)
+    assert reference["perf/duplicate_turns"] == 0.0
+    for key in ("loss/total", "loss/grad_norm", "loss/magnet_kl", "loss/entropy", "loss/tokens"):
+        assert merged[key] == pytest.approx(reference[key], rel=1e-4), key
+    assert all(torch.allclose(x, y, atol=1e-6) for x, y in zip(*params))
+    assert not all(torch.equal(x, y) for x, y in zip(params[0], [p for p in tiny.parameters()]))
+
+
 @pytest.mark.parametrize("temperature", [1.0, 0.7])
 def test_response_logprobs_and_entropy_match_a_direct_computation(tiny, tokenizer, temperature):
     """Each response token's log-prob and the entropy of its next-token distribution, read
@@ -234,14 +270,15 @@ def test_activation_checkpointing_gives_the_same_scores_and_gradients(
 
 def test_prefix_micro_batches_group_prompts_that_share_a_long_prefix():
     """Prompts of the same seat (a long common start) share micro-batches; prompts that share
-    nothing long are packed together as usual; every sample is in exactly one batch."""
+    nothing long are packed together as usual, and so are groups whose union costs few extra
+    tokens; every sample is in exactly one batch."""
     from zerosum.learner import prefix_micro_batches
 
     seat0 = list(range(100, 160))  # 60 shared tokens, then the seat's own tail
     seat1 = list(range(100, 110)) + list(range(300, 350))
     samples = [Sample(seat0 + [i], [1, 2], 1.0) for i in range(3)]
     samples += [Sample(seat1 + [i], [1, 2, 3], 1.0) for i in range(3)]
-    samples += [Sample([7, i, 8] * 20, [1], 1.0) for i in range(2)]  # unrelated prompts
+    samples += [Sample([7, i, 8] * 60, [1], 1.0) for i in range(2)]  # unrelated prompts
     batches = prefix_micro_batches(samples, budget=10_000)
     assert sorted(i for b in batches for i in b) == list(range(8))
     as_sets = [set(b) for b in batches]
@@ -249,6 +286,14 @@ def test_prefix_micro_batches_group_prompts_that_share_a_long_prefix():
     # The budget counts tokens after the shared prefix: 3 x 3 suffix tokens fit in 9.
     assert {0, 1, 2} in [set(b) for b in prefix_micro_batches(samples[:3], budget=9)]
     assert len(prefix_micro_batches(samples[:3], budget=8)) == 2
+    # Two small groups (40 shared tokens each, 20 across) cost fewer tokens together than apart
+    # and a pass more (20 + 4 x 23 = 112 against 2 x 46 + 160): one pass; not past the budget.
+    # (The seat groups above did not: 10 + 6 x 54 = 334 tokens against 69 + 72 + 160.)
+    start = list(range(500, 520))
+    pairs = [start + [a] * 20 + [i] for a in (1, 2) for i in (0, 1)]
+    small = [Sample(p, [1, 2], 1.0) for p in pairs]
+    assert [sorted(b) for b in prefix_micro_batches(small, budget=10_000)] == [[0, 1, 2, 3]]
+    assert len(prefix_micro_batches(small, budget=91)) == 2
 
 
 def test_learner_reports_the_share_of_tokens_the_shared_prefix_saves(tiny, tokenizer):

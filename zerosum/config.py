@@ -41,6 +41,7 @@ PoolEviction = Literal["oldest", "weakest"]
 DistBackend = Literal["local", "ray"]
 DistMode = Literal["sync", "async"]
 LrSchedule = Literal["constant", "linear", "cosine"]
+OptimizerKind = Literal["adamw", "sgd"]
 
 LOSS_KINDS: tuple[str, ...] = get_args(LossKind)
 AGGREGATIONS: tuple[str, ...] = get_args(Aggregation)
@@ -235,7 +236,13 @@ class AlgoConfig:
 class OptimConfig:
     """`optim`: the optimizer and the learner's batching and precision."""
 
-    lr: float = _f(1e-6, "AdamW learning rate (the peak, with a schedule)")
+    optimizer: OptimizerKind = _f(
+        "adamw",
+        "adamw, or sgd (with momentum): steps proportional to the gradient, whose sampling "
+        "noise then shrinks with more games a step, where Adam's per-parameter normalisation "
+        "keeps it at lr (README: Regularised self-play)",
+    )
+    lr: float = _f(1e-6, "learning rate (the peak, with a schedule)")
     lr_schedule: LrSchedule = _f(
         "constant",
         "constant: lr throughout; linear or cosine: after warm-up, decay to lr * lr_final_ratio "
@@ -248,7 +255,8 @@ class OptimConfig:
     lr_final_ratio: float = _f(0.0, "linear or cosine: the final learning rate over lr")
     beta1: float = _f(0.9, "Adam beta1")
     beta2: float = _f(0.95, "Adam beta2")
-    weight_decay: float = _f(0.0, "AdamW weight decay")
+    momentum: float = _f(0.0, "SGD momentum")
+    weight_decay: float = _f(0.0, "weight decay (decoupled for AdamW, L2 for SGD)")
     grad_clip: float = _f(1.0, "max global gradient norm")
     # 2048: measured fastest per epoch on a 2-core CPU (bench_learner.py, BENCHMARKS.md),
     # and about 1 GiB less peak memory than 4096 for the default model.
@@ -406,6 +414,7 @@ _CHECKS: list[Check] = [
     ("optim.lr_final_ratio", lambda v: 0 <= v <= 1, "a number in [0, 1]"),
     ("optim.beta1", lambda v: 0 <= v < 1, "a number in [0, 1)"),
     ("optim.beta2", lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    ("optim.momentum", lambda v: 0 <= v < 1, "a number in [0, 1)"),
     ("optim.weight_decay", lambda v: v >= 0, "a number >= 0"),
     ("optim.grad_clip", lambda v: v > 0, "a number > 0"),
     ("optim.micro_batch_tokens", lambda v: v >= 1, "an integer >= 1"),
@@ -731,9 +740,12 @@ def _check_distributed(cfg: TrainConfig) -> None:
         )
     o = cfg.opponents
     if o.pool_size or o.fixed:
+        field, value = (
+            ("opponents.pool_size", o.pool_size) if o.pool_size else ("opponents.fixed", o.fixed)
+        )
         raise ConfigError(
-            "config section 'opponents' (a pool) is not supported with distributed.backend = "
-            "'ray' yet; allowed: pool_size 0 and no fixed members"
+            f"config field '{field}' = {value!r} (an opponent pool) is not supported with "
+            "distributed.backend = 'ray' yet; allowed: pool_size 0 and no fixed members"
         )
 
 

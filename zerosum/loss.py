@@ -94,6 +94,7 @@ def policy_loss(
     entropy: torch.Tensor | None = None,  # [B, T] entropy of each next-token distribution
     entropy_coef: float = AlgoConfig.entropy_coef,
     tis_weight: torch.Tensor | None = None,  # [B, T] `truncated_importance_weights`
+    counts: torch.Tensor | None = None,  # [B] identical turns each row stands for
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The policy-gradient loss and its statistics (namespaced `loss/...`); the options are
     those of the `algo` config section, whose defaults these are.
@@ -103,12 +104,16 @@ def policy_loss(
     `magnet_kl` (regularizer `magnet`) adds `magnet_alpha` times the per-token KL to the
     magnet; with `magnet_alpha` 0 the loss is exactly that of no regularizer. `tis_weight`
     multiplies the policy-gradient term of each token (not the KL or entropy terms, which are
-    exact at the learner's own policy)."""
+    exact at the learner's own policy). `counts` (`learner.merge_duplicates`) weights every
+    term of a row, and its tokens in the statistics and the `mean` denominator, as that many
+    identical turns."""
     check_choice("loss", kind, LOSS_KINDS)
     check_choice("aggregation", aggregation, AGGREGATIONS)
     mask = mask.to(logprobs.dtype)
     adv = advantages.to(logprobs.dtype)[:, None]  # [B, 1]
     log_ratio = (logprobs - old_logprobs) * mask
+    if counts is not None:  # each token weighs as many turns as its row stands for
+        mask = mask * counts.to(logprobs.dtype)[:, None]
     ratio = torch.exp(log_ratio)
     if kind == "reinforce":
         # ratio equals 1 in value but carries the gradient of log pi: grad(ratio) = grad(logp).

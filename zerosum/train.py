@@ -325,8 +325,12 @@ def start_run(cfg: TrainConfig, run_dir: Path, resume: bool) -> Run:
 
 
 def build_optimizer(optim: OptimConfig, model) -> torch.optim.Optimizer:
-    """AdamW over the trainable parameters (all of them, or the LoRA adapter's)."""
+    """AdamW (or SGD) over the trainable parameters (all of them, or the LoRA adapter's)."""
     params = list(trainable_parameters(model).values())
+    if optim.optimizer == "sgd":
+        return torch.optim.SGD(
+            params, lr=optim.lr, momentum=optim.momentum, weight_decay=optim.weight_decay
+        )
     return torch.optim.AdamW(
         params,
         lr=optim.lr,

@@ -35,7 +35,7 @@ import torch
 
 from zerosum.config import TrainConfig
 from zerosum.distributed.weights import ModelPayload, build_model
-from zerosum.learner import Learner, LearnerSettings, Sample
+from zerosum.learner import Learner, LearnerSettings, Sample, merge_duplicates
 from zerosum.models import is_lora, one_line, trainable_parameters
 from zerosum.rundir import RunStopped
 
@@ -284,6 +284,9 @@ class LearnerGroup:
         merged stats."""
         import ray
 
+        # Merged before sharding, so the ranks score the rows the single learner would.
+        turns = len(samples)
+        samples = merge_duplicates(samples)
         futures = [r.step.remote(shard(samples, k, self.world), seed, lr) for k, r in
                    enumerate(self.ranks, 1)]  # fmt: skip
         torch.manual_seed(seed)
@@ -306,6 +309,7 @@ class LearnerGroup:
                 raise RunStopped(f"learner rank {lost[0]} died ({one_line(err, 200)})") from err
             raise
         stats = merge_stats([own, *others])
+        stats["perf/duplicate_turns"] = 1.0 - len(samples) / max(turns, 1)
         stats["perf/learner_rank_wait_s"] = time.perf_counter() - start
         return stats
 

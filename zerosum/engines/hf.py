@@ -46,6 +46,20 @@ def top_p_filter(logp: torch.Tensor, top_p: float) -> torch.Tensor:
     return torch.log_softmax(logp.masked_fill(drop, float("-inf")), dim=-1)
 
 
+def draw(probs: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
+    """One token per row of `probs` [B, V] by inverse CDF at `uniforms` [B] in [0, 1): the
+    first token whose cumulative mass exceeds u times the row's total, so a zero-probability
+    token is never drawn. One `torch.multinomial` call per row (each with its own generator)
+    was about 4x slower on a CPU over a 49k vocabulary (BENCHMARKS.md, the per-token sampler)."""
+    cdf = probs.double().cumsum(-1)
+    target = (uniforms.double() * cdf[:, -1]).unsqueeze(1)
+    index = torch.searchsorted(cdf, target, right=True).squeeze(1)
+    over = (index >= probs.shape[1]).nonzero().squeeze(1)
+    if len(over):  # u * total rounded up to the total: the row's last positive token
+        index[over] = (probs[over] > 0).long().cumsum(-1).argmax(-1)
+    return index
+
+
 class HFEngine:
     """Sampling over a transformers causal LM (optionally wrapped by PEFT)."""
 
@@ -137,10 +151,34 @@ class HFEngine:
             for i in range(len(prompts))
         ]
 
+    @torch.no_grad()
+    def next_token_logits(self, prompts: Sequence[list[int]]) -> torch.Tensor:
+        """Logits [len(prompts), V] (float32, CPU) of the token after each prompt: a prefill
+        alone, shared prefix and repeated prompts computed once. The caller sets eval mode."""
+        return self._prefill(list(prompts)).logits
+
     def _prefill(self, prompts) -> _Step:
         """The prompts through the model: the KV cache and the next-token logits of each. The
         tokens every prompt starts with (chat template, rules, seat) run once, their keys and
-        values repeated over the rows (`batching.with_prefix`), unless `shared_prefix` is off."""
+        values repeated over the rows (`batching.with_prefix`), and so does every prompt that
+        appears more than once (small games deal the same view to many games at once: 256
+        Kuhn Poker games hold at most 6 distinct prompts a round), unless `shared_prefix` is
+        off."""
+        distinct: dict[tuple[int, ...], int] = {}
+        if self.shared_prefix:
+            copy_of = [distinct.setdefault(tuple(p), len(distinct)) for p in prompts]
+            if len(distinct) < len(prompts):
+                step = self._prefill_rows([list(p) for p in distinct])
+                index = torch.tensor(copy_of)
+                step.cache.reorder_cache(index.to(step.device))  # rows repeated, with their KV
+                step.rows = list(range(len(prompts)))
+                step.logits, step.attn = step.logits[index], step.attn[index]
+                step.next_pos = step.next_pos[index]
+                return step
+        return self._prefill_rows(prompts)
+
+    def _prefill_rows(self, prompts) -> _Step:
+        """`_prefill` with every prompt in its own row, repeated ones too."""
         device = next(self.model.parameters()).device
         p = prefix_used(prompts, self.shared_prefix)
         inputs = with_prefix(self.model, prefixed_batch(prompts, p, self.pad_id, device))
@@ -160,29 +198,29 @@ class HFEngine:
         rows record their allowed token ids. `gen` is one generator for the batch, or one per
         prompt (drawing a row alone, as in a batch of one)."""
         scale = 1.0 if params.greedy else params.temperature
-        logp = torch.log_softmax(logits / scale, dim=-1)  # [rows, V]
+        vocab = None  # constrained: [rows, K] token ids the columns of `logp` stand for
         if tries is not None:
-            keep = torch.zeros_like(logp, dtype=torch.bool)
+            allowed = [sorted(tries[i].allowed(out.tokens[i]) or [self.eos_id]) for i in rows]
             for j, i in enumerate(rows):
-                ids = tries[i].allowed(out.tokens[i]) or [self.eos_id]
                 if not out.stopped[i]:
-                    out.allowed[i].append(ids)
-                keep[j, ids] = True
-            logp = torch.log_softmax(logp.masked_fill(~keep, float("-inf")), dim=-1)
+                    out.allowed[i].append(allowed[j])
+            # Only the allowed columns: the vocabulary's other logits would be masked anyway.
+            width = max(map(len, allowed))
+            vocab = torch.tensor([ids + ids[-1:] * (width - len(ids)) for ids in allowed])
+            pad = torch.tensor([[k >= len(ids) for k in range(width)] for ids in allowed])
+            logits = logits.gather(1, vocab).masked_fill(pad, float("-inf"))
+        logp = torch.log_softmax(logits / scale, dim=-1)  # [rows, V or K]
         if params.greedy:
             sampled = logp.argmax(-1)  # [rows]; the first maximum: lowest token id
         else:
             logp = top_p_filter(logp, params.top_p)
-            probs = logp.exp()
             if isinstance(gen, list):
-                draws = [
-                    torch.multinomial(probs[j : j + 1], 1, generator=gen[i])
-                    for j, i in enumerate(rows)
-                ]
-                sampled = torch.cat(draws).squeeze(1)  # [rows]
+                u = torch.cat([torch.rand(1, generator=gen[i]) for i in rows])
             else:
-                sampled = torch.multinomial(probs, 1, generator=gen).squeeze(1)  # [rows]
-        return sampled, logp.gather(1, sampled[:, None]).squeeze(1)
+                u = torch.rand(len(rows), generator=gen)
+            sampled = draw(logp.exp(), u)  # [rows]
+        chosen = logp.gather(1, sampled[:, None]).squeeze(1)
+        return (sampled if vocab is None else vocab.gather(1, sampled[:, None]).squeeze(1)), chosen
 
     def _decode(self, step: _Step, sampled: torch.Tensor) -> None:
         """Feed each row's new token; `step` then holds the next logits and cache."""

@@ -17,9 +17,10 @@ from open_spiel.python.algorithms import exploitability
 
 from zerosum.config import Fallback, PromptFormat, RolloutConfig
 from zerosum.engines.base import ChoiceTrie, choice_token_ids
+from zerosum.engines.hf import HFEngine
 from zerosum.games import load_game
 from zerosum.games.openspiel_games import OpenSpielGame
-from zerosum.learner import Sample, plan_micro_batches, response_logprobs
+from zerosum.learner import Sample, micro_batches, plan_micro_batches, response_logprobs
 from zerosum.rollout import build_prompt
 from zerosum.solvers import info_set_states
 
@@ -54,27 +55,45 @@ def states_action_probs(
 ) -> list[dict[str, float]]:
     """`constrained_action_probs` of many states, their answers scored in batches of about
     `batch_tokens` padded tokens (Leduc's 936 information sets in a few dozen forward passes
-    instead of 936), the prompt prefix a batch shares (chat template, rules) run once."""
-    per_state = []  # (legal labels, answer token ids) per state
+    instead of 936), the prompt prefix a batch shares (chat template, rules) run once. Where
+    every legal answer is a single token (poker's actions), one prefill per information set
+    gives them all, instead of one teacher-forced row per answer."""
+    eos = tokenizer.eos_token_id
+    per_state = []  # (legal labels, answer token ids, first row in `rows`) per state
     samples: list[Sample] = []
-    for state in states:
+    single: list[tuple[int, list[int], list[int]]] = []  # (state, prompt, each answer's token)
+    for k, state in enumerate(states):
         legal = list(state.legal_actions())
         prompt = build_prompt(
             tokenizer, state, state.current_seat(), "constrained", None, include_rules,
             prompt_format,
         )  # fmt: skip
-        seqs = choice_token_ids(tokenizer, legal, tokenizer.eos_token_id)
-        trie = ChoiceTrie(seqs)
-        samples += [
-            Sample(prompt, seq, 0.0, [trie.allowed(seq[:t]) for t in range(len(seq))])
-            for seq in seqs
-        ]
-        per_state.append((legal, seqs))
+        seqs = choice_token_ids(tokenizer, legal, eos)
+        firsts = [seq[0] for seq in seqs]
+        if all(len(seq) == 2 and seq[1] == eos for seq in seqs) and len(set(firsts)) == len(seqs):
+            # Every answer is one token, after which end-of-sequence is the only allowed token
+            # (log 1): the answer's probability is its token's after the prompt, and one row
+            # per information set gives them all (Kuhn and Leduc Poker's actions).
+            single.append((k, prompt, firsts))
+        else:
+            trie = ChoiceTrie(seqs)
+            samples += [
+                Sample(prompt, seq, 0.0, [trie.allowed(seq[:t]) for t in range(len(seq))])
+                for seq in seqs
+            ]
+        per_state.append((legal, seqs, len(samples) - len(seqs)))
     was_training = model.training
     model.eval()
     scale = 1.0 if temperature == 0 else temperature
     rows: list[torch.Tensor] = [torch.empty(0)] * len(samples)  # per-token log-probs
+    first: dict[int, torch.Tensor] = {}  # state -> log-probs of its answers' tokens
     try:
+        engine = HFEngine(model, tokenizer, shared_prefix=shared_prefix)
+        for idx in micro_batches([len(p) for _, p, _ in single], batch_tokens):
+            logits = engine.next_token_logits([single[i][1] for i in idx])
+            for row, i in enumerate(idx):
+                k, _, tokens = single[i]
+                first[k] = torch.log_softmax(logits[row, tokens] / scale, dim=-1)
         for idx in plan_micro_batches(samples, batch_tokens, shared_prefix):
             scores = response_logprobs(
                 model, [samples[i] for i in idx], scale, tokenizer.pad_token_id,
@@ -85,10 +104,12 @@ def states_action_probs(
     finally:
         if was_training:
             model.train()
-    out, start = [], 0
-    for legal, seqs in per_state:
-        logp = rows[start : start + len(seqs)]
-        start += len(seqs)
+    out = []
+    for k, (legal, seqs, start) in enumerate(per_state):
+        if k in first:  # one token per answer: its log-prob, then end-of-sequence's 0
+            logp = [torch.stack([lp, torch.zeros(())]) for lp in first[k]]
+        else:
+            logp = rows[start : start + len(seqs)]
         if temperature == 0:
             best = _greedy_path(seqs, logp)
             out.append({a: float(i == best) for i, a in enumerate(legal)})
