@@ -96,6 +96,19 @@ SETTINGS = {
         "algo.magnet_alpha_final=0.02",
         *COSINE,
     ],  # fmt: skip
+    # The advantage's baseline: the leave-one-out mean return of the batch's other turns at the
+    # same prompt (`algo.baseline: prompt`, an information set here) instead of RAE's per seat.
+    "none_p": ["algo.baseline=prompt"],
+    **{
+        f"magnet_a{alpha}_r{reset}_ent0_p": [
+            "algo.baseline=prompt",
+            "algo.entropy_coef=0",
+            "algo.regularizer=magnet",
+            f"algo.magnet_alpha={alpha}",
+            f"algo.magnet_reset={reset}",
+        ]  # fmt: skip
+        for alpha, reset in ((1.0, 50), (0.5, 50), (1.0, 25), (2.0, 50))
+    },
 }
 
 

@@ -57,7 +57,9 @@ def expected_gradient(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return grad, reach
 
 
-def sampled_gradient(p: np.ndarray, games: int, baseline: list[float], rng) -> tuple:
+def sampled_gradient(
+    p: np.ndarray, games: int, baseline: list[float], rng, infoset_baseline: bool = False
+) -> tuple:
     """The REINFORCE gradient of `games` sampled games with the RAE baseline (updated in
     place), averaged over decisions; and each information set's share of the decisions."""
     decisions = []
@@ -75,10 +77,17 @@ def sampled_gradient(p: np.ndarray, games: int, baseline: list[float], rng) -> t
         returns = state.returns()
         decisions += [(seat, i, a, returns[seat]) for seat, i, a in trail]
     grad, share = np.zeros_like(p), np.zeros(len(p))
+    totals, counts = np.zeros(len(p)), np.zeros(len(p))
+    for _, i, _, ret in decisions:
+        totals[i] += ret
+        counts[i] += 1
     for seat, i, a, ret in decisions:
         onehot = -p[i].copy()
         onehot[a] += 1.0  # d log p(a) / d logits
-        grad[i] += (ret - baseline[seat]) * onehot / len(decisions)
+        b = baseline[seat]
+        if infoset_baseline and counts[i] > 1:  # leave-one-out mean of the same prompt
+            b = (totals[i] - ret) / (counts[i] - 1)
+        grad[i] += (ret - b) * onehot / len(decisions)
         share[i] += 1.0 / len(decisions)
     for seat in (0, 1):
         rets = [d[3] for d in decisions if d[0] == seat]
@@ -102,7 +111,7 @@ def run(a: argparse.Namespace) -> list[float]:
         if a.exact:
             ascent, weight = expected_gradient(p)
         else:
-            ascent, weight = sampled_gradient(p, a.games, baseline, rng)
+            ascent, weight = sampled_gradient(p, a.games, baseline, rng, a.baseline == "prompt")
         log_ratio = np.log(p) - np.log(mu)
         kl_grad = p * (log_ratio - (p * log_ratio).sum(1, keepdims=True))
         grad = -ascent + alpha * weight[:, None] * kl_grad  # of the loss
@@ -134,6 +143,8 @@ def main() -> None:
     p.add_argument("--alpha", type=float, default=0.0, help="weight of the KL to the magnet")
     p.add_argument("--reset", type=int, default=0, help="replace the magnet every N steps")
     p.add_argument("--anneal-to", type=float, default=None, help="final alpha (geometric)")
+    p.add_argument("--baseline", choices=("seat", "prompt"), default="seat",
+                   help="RAE's per-seat EMA, or the leave-one-out mean of the same prompt")
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args()

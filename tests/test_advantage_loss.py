@@ -5,7 +5,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from zerosum.advantage import keep_nonzero, rae_advantages
+from zerosum.advantage import keep_nonzero, prompt_advantages, rae_advantages
 from zerosum.config import OptimConfig
 from zerosum.loss import annealed_alpha, policy_loss, token_kl, truncated_importance_weights
 from zerosum.train import learning_rate
@@ -39,6 +39,32 @@ def test_rae_errors():
         rae_advantages([1.0, 2.0], [("g", 0)], {})
     with pytest.raises(ValueError, match="RAE decay must be in"):
         rae_advantages([1.0], [("g", 0)], {}, decay=1.5)
+
+
+def test_prompt_baseline_hand_computed():
+    # prompt "a": returns 1, -1, 2 -> each minus the mean of the other two; "b" seen once
+    # keeps its fallback (RAE's advantage).
+    adv = prompt_advantages([1.0, -1.0, 2.0, 5.0], ["a", "a", "a", "b"], [9.0, 9.0, 9.0, 0.25])
+    assert adv == pytest.approx([1 - 0.5, -1 - 1.5, 2 - 0.0, 0.25])
+    with pytest.raises(ValueError, match="2 returns, 1 prompts"):
+        prompt_advantages([1.0, 2.0], ["a"], [0.0, 0.0])
+
+
+@given(st.lists(st.tuples(st.sampled_from("abc"), st.integers(-2, 2)), min_size=1, max_size=30))
+def test_prompt_baseline_sums_to_zero_per_repeated_prompt(turns):
+    """Leave-one-out: the advantages of a prompt's n > 1 turns add up to 0 (each return is
+    compared with the others' mean), and equal returns give 0 each."""
+    prompts, returns = [p for p, _ in turns], [float(r) for _, r in turns]
+    fallback = [100.0 + i for i in range(len(turns))]
+    adv = prompt_advantages(returns, prompts, fallback)
+    for p in set(prompts):
+        idx = [i for i, q in enumerate(prompts) if q == p]
+        if len(idx) == 1:
+            assert adv[idx[0]] == fallback[idx[0]]
+            continue
+        assert sum(adv[i] for i in idx) == pytest.approx(0.0, abs=1e-9)
+        if len({returns[i] for i in idx}) == 1:
+            assert all(adv[i] == pytest.approx(0.0, abs=1e-12) for i in idx)
 
 
 def test_keep_nonzero():

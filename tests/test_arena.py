@@ -218,8 +218,8 @@ def test_changing_the_config_adds_only_the_missing_games(bot_arena, capsys):
     with sqlite3.connect(tmp / "arena" / "arena.db") as db:
         stamps = dict(db.execute("SELECT seat0 || seat1 || idx, finished_at FROM games"))
     more = {**fields, "n": 3, "players": fields["players"] + ["nash"]}
-    code, out, _ = run_cli(capsys, "arena", "--config", str(write_config(tmp / "b.yaml", **more)))
-    assert code == 0 and "games to play, 12 already played" in out
+    code, out, err = run_cli(capsys, "arena", "--config", str(write_config(tmp / "b.yaml", **more)))
+    assert code == 0 and "games to play, 12 already played" in out, err
     rows = games_rows(tmp / "arena")
     assert set(first) <= set(rows)
     # tic_tac_toe: 6 pairs x 3 games; kuhn_poker: random and nash, 2 seat orders x 3 games.

@@ -108,6 +108,37 @@ def test_magnet_pulls_the_policy_back(tiny, tokenizer, lora):
     assert learner.step(samples)["loss/magnet_kl"] == 0.0  # the magnet is the policy now
 
 
+def test_a_fresh_magnet_skips_its_forward_pass_and_steps_the_same(tiny, tokenizer):
+    """`magnet_age=0` (the magnet was just replaced: it is the policy) uses the policy's own
+    log-probs as the magnet's on the first PPO epoch: KL exactly 0 and the same update as the
+    magnet's forward pass gives (which can round differently from the policy's, by 1e-7 on
+    some CPUs); the second epoch, after the policy moved, does run the magnet."""
+    import copy
+
+    results = []
+    for age in (None, 0):
+        model = copy.deepcopy(tiny)
+        magnet = Snapshot(model)
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+        settings = LearnerSettings(loss="ppo", epochs=2, magnet_alpha=1.0)
+        learner = Learner(model, opt, settings, tokenizer.pad_token_id, magnet)
+        forwards: list[bool] = []
+        hook = model.register_forward_hook(
+            lambda *_, seen=forwards: seen.append(torch.is_grad_enabled())
+        )
+        torch.manual_seed(0)
+        stats = learner.step(make_samples(tokenizer), magnet_age=age)
+        hook.remove()
+        results.append(([p.detach().clone() for p in model.parameters()], stats, forwards))
+    (full, full_stats, full_fw), (fresh, fresh_stats, fresh_fw) = results
+    assert 0 < fresh_fw.count(False) < full_fw.count(False)  # no magnet pass in epoch 1
+    moved = max(float((a - b.detach()).abs().max()) for a, b in zip(fresh, tiny.parameters()))
+    diff = max(float((a - b).abs().max()) for a, b in zip(fresh, full))
+    assert moved > 1e-3 and diff <= 1e-6, (moved, diff)
+    assert fresh_stats["loss/magnet_kl"] > 0  # the second epoch's, against the moved policy
+    assert fresh_stats["loss/magnet_kl"] == pytest.approx(full_stats["loss/magnet_kl"], rel=1e-4)
+
+
 def test_magnet_with_alpha_zero_trains_exactly_as_no_regularizer(tiny, tokenizer):
     """Same samples, same seed: `magnet_alpha` 0 leaves every parameter bit-identical to a
     learner without a magnet (the magnet's forward pass changes nothing)."""

@@ -12,7 +12,7 @@ the PPO loss, PPO on raw returns; with `reinforce`, plain REINFORCE), for ablati
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 
 from zerosum.config import AlgoConfig
 
@@ -51,6 +51,31 @@ def rae_advantages(
     for k, rs in grouped.items():
         updated[k] = decay * baselines.get(k, 0.0) + (1.0 - decay) * sum(rs) / len(rs)
     return advantages, updated
+
+
+def prompt_advantages(
+    returns: Sequence[float], prompts: Sequence[Hashable], fallback: Sequence[float]
+) -> list[float]:
+    """Advantages whose baseline is the mean return of the batch's *other* turns with the same
+    prompt (leave-one-out, as RLOO; unbiased because those turns are independent samples of
+    the same decision). A prompt seen once keeps its `fallback` advantage (RAE's).
+
+    In small games the prompt is the information set, so this baseline is a per-state value
+    estimate: the card-luck in the return cancels, which RAE's one number per seat cannot do.
+    """
+    if not len(returns) == len(prompts) == len(fallback):
+        raise ValueError(
+            f"got {len(returns)} returns, {len(prompts)} prompts, {len(fallback)} fallbacks"
+        )
+    totals: dict[Hashable, float] = defaultdict(float)
+    counts: dict[Hashable, int] = defaultdict(int)
+    for r, p in zip(returns, prompts):
+        totals[p] += float(r)
+        counts[p] += 1
+    return [
+        float(r) - (totals[p] - float(r)) / (counts[p] - 1) if counts[p] > 1 else float(f)
+        for r, p, f in zip(returns, prompts, fallback)
+    ]
 
 
 def keep_nonzero(advantages: Sequence[float], eps: float = 1e-8) -> list[int]:

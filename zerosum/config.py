@@ -36,6 +36,7 @@ LoraSync = Literal["auto", "adapter", "merge"]
 EngineName = Literal["hf", "vllm"]
 Dtype = Literal["float32", "bfloat16"]
 Regularizer = Literal["none", "magnet"]
+Baseline = Literal["seat", "prompt"]
 PoolSampling = Literal["uniform", "pfsp"]
 PoolEviction = Literal["oldest", "weakest"]
 DistBackend = Literal["local", "ray"]
@@ -209,6 +210,12 @@ class AlgoConfig:
         "default loss, PPO on raw returns)",
     )
     rae_decay: float = _f(0.95, "EMA decay of the per-(game, seat) baseline")
+    baseline: Baseline = _f(
+        "seat",
+        "seat: RAE's EMA per (game, seat); prompt: the mean return of the batch's other turns "
+        "with the same prompt (leave-one-out), RAE's for a prompt seen once (small games, "
+        "where a prompt is an information set: README, Advantages)",
+    )
     drop_zero_advantage: bool = _f(True, "drop samples whose advantage is zero")
     aggregation: Aggregation = _f("sum", "token loss: sum / constant (Dr.GRPO) or mean")
     norm_constant: float = _f(4096.0, "divisor of the summed token loss")
@@ -594,6 +601,11 @@ def config_from_dict(data: dict) -> TrainConfig:
     cfg = load_dataclass(TrainConfig, _drop_retired_off(data), _CHECKS, renamed=hints)
     _check_games(cfg)
     _check_distributed(cfg)
+    if cfg.algo.baseline != "seat" and not cfg.algo.rae:
+        raise ConfigError(
+            f"config field 'algo.baseline' = {cfg.algo.baseline!r} needs algo.rae = true "
+            "(without RAE the advantage is the raw return); allowed with rae false: 'seat'"
+        )
     if not cfg.rollout.games:
         raise ConfigError(
             "config field 'rollout.games' is empty; allowed: a mapping of game name to weight"

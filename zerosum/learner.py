@@ -165,9 +165,13 @@ def response_logprobs(
     entropy_grad: bool = False,
     magnet: Snapshot | None = None,
     shared_prefix: bool = True,
+    magnet_is_policy: bool = False,
 ) -> Scores:
     """Per-token log-probs of each response under `model`, the response mask and entropy,
     and with `magnet` the exact KL to the magnet's next-token distributions.
+    `magnet_is_policy`: the magnet's weights are the model's (a magnet just replaced, before
+    the update); then the KL is exactly 0 with no magnet forward pass (a no-grad pass can
+    round differently from the policy's own on some CPUs' kernels).
 
     Constrained samples are scored under the same allowed-token restriction they were
     sampled with (the KL too). `entropy_grad` keeps the entropy's graph (for an entropy
@@ -180,7 +184,8 @@ def response_logprobs(
     # FSDP gathers weights in the whole model's forward: no separate pass over the prefix.
     inputs = _batch_inputs(samples, pad_id, device, shared_prefix and not _sharded(model))
     magnet_logp_all = None
-    if magnet is not None:  # first, so the policy's own forward runs on its own weights
+    # The magnet first, so the policy's own forward runs on its own weights.
+    if magnet is not None and not magnet_is_policy:
         with torch.no_grad(), magnet.swapped_in():
             magnet_logp_all = _token_logp_all(
                 *_response_logits(model, inputs, samples, t_max), temperature
@@ -202,7 +207,9 @@ def response_logprobs(
         mask[i, :n] = 1.0
     mask = mask.to(device)
     kl = None
-    if magnet_logp_all is not None:
+    if magnet is not None:
+        if magnet_logp_all is None:  # the magnet is the policy: KL and its gradient are 0
+            magnet_logp_all = logp_all.detach()
         kl = token_kl(logp_all, magnet_logp_all).gather(1, left) * mask
     return Scores(logp.gather(1, left) * mask, mask, entropy.gather(1, left) * mask, kl)
 
@@ -399,11 +406,13 @@ class Learner:
         samples: Sequence[Sample],
         magnet_alpha: float | None = None,
         lr: float | None = None,
+        magnet_age: int | None = None,
     ) -> dict[str, float]:
         """PPO epochs (or one REINFORCE pass) over `samples`; returns namespaced stats (with
         `sync`: this rank's share of the batch's sums, see `LearnerGroup`). `magnet_alpha`
         overrides the settings' KL weight for this step (`algo.magnet_anneal_steps`), `lr`
-        the optimizer's learning rate from this step on (`optim.lr_schedule`)."""
+        the optimizer's learning rate from this step on (`optim.lr_schedule`). `magnet_age`
+        0 (`Snapshot.age`): the magnet is the policy before this update."""
         if lr is not None:
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
@@ -436,6 +445,7 @@ class Learner:
                         self.model, mb, s.temperature, self.pad_id,
                         entropy_grad=s.entropy_coef > 0, magnet=self.magnet,
                         shared_prefix=s.shared_prefix,
+                        magnet_is_policy=epoch == 0 and magnet_age == 0,
                     )  # fmt: skip
                 counts = torch.tensor([float(x.count) for x in mb], device=logp.device)
                 # this micro-batch's share of the batch's tokens

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from tqdm import tqdm
 
-from zerosum.advantage import keep_nonzero, rae_advantages
+from zerosum.advantage import keep_nonzero, prompt_advantages, rae_advantages
 from zerosum.checkpoint import (
     TrainState,
     latest_checkpoint,
@@ -381,11 +381,15 @@ def train_step(run: Run, step: int) -> dict[str, float]:
     )  # fmt: skip
     t_rollout = time.perf_counter() - t0
 
-    # 2. Role-conditioned advantages: return minus the EMA baseline of (game, seat).
+    # 2. Role-conditioned advantages: return minus the EMA baseline of (game, seat), or
+    #    (`algo.baseline: prompt`) minus the mean return of the other turns at that prompt.
     roles = [(t.game, t.seat) for t in turns]
+    returns = [t.ret for t in turns]
     advantages, state.baselines = rae_advantages(
-        [t.ret for t in turns], roles, state.baselines, a.rae_decay, a.rae
+        returns, roles, state.baselines, a.rae_decay, a.rae
     )
+    if a.baseline == "prompt":
+        advantages = prompt_advantages(returns, [tuple(t.prompt_ids) for t in turns], advantages)
     keep = keep_nonzero(advantages) if a.drop_zero_advantage else range(len(turns))
     # Async mode: the engine's log-probabilities go along, for truncated importance sampling.
     off_policy = cfg.distributed.mode == "async"
@@ -408,7 +412,9 @@ def train_step(run: Run, step: int) -> dict[str, float]:
             alpha = annealed_alpha(
                 step, a.magnet_alpha, a.magnet_alpha_final, a.magnet_anneal_steps
             )
-        learn_stats = run.learner.step(samples, alpha, lr)
+        magnet = run.learner.magnet
+        age = None if magnet is None else magnet.age(step)
+        learn_stats = run.learner.step(samples, alpha, lr, magnet_age=age)
         if alpha is not None:
             learn_stats["magnet/alpha"] = alpha
     else:  # every rank on its share of the samples
