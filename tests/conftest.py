@@ -10,6 +10,23 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.ray)
 
 
+_EVIDENCE: list[str] = []
+
+
+@pytest.fixture
+def evidence():
+    """`evidence(line)`: a line for the run's log, printed in pytest's terminal summary even
+    when the test passes (the learning tests report their comparison runs there)."""
+    return _EVIDENCE.append
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _EVIDENCE:
+        terminalreporter.section("learning evidence")
+        for line in _EVIDENCE:
+            terminalreporter.write_line(line)
+
+
 @pytest.fixture(scope="session")
 def tokenizer():
     """The default model's tokenizer (read from the packaged GGUF; no weights loaded)."""
