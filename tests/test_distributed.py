@@ -274,7 +274,7 @@ def test_two_learner_ranks_equal_the_single_process_learner(tiny, tokenizer, ray
 def test_fsdp_ranks_equal_the_single_process_learner(tiny, tokenizer, ray_cpus, games, lora):
     """`distributed.fsdp` on a fixed batch, after one single-process step (so the optimizer
     state that gets sharded is not empty), two more steps: rank 0's full model, into which
-    the ranks gather the new weights, equals the single-process learner's within 1e-6, and
+    the ranks gather the new weights, equals the single-process learner's within 1e-5, and
     rank 1 holds the second half of every weight; the optimizer state gathered for a
     checkpoint equals the single-process one and is released after it. Small micro-batches
     give the ranks different numbers of passes (with 1 game, rank 1 has at most one sample
@@ -321,7 +321,10 @@ def test_fsdp_ranks_equal_the_single_process_learner(tiny, tokenizer, ray_cpus, 
     reference = {n: p.detach() for n, p in trainable_parameters(single.model).items()}
     assert all("lora_" in n for n in trained) == lora
     diff = max(float((trained[n] - reference[n]).abs().max()) for n in trained)
-    assert diff <= 1e-6, diff
+    # Float rounding: the ranks sum their halves' gradients in another order, and Adam's
+    # normalised steps carry it into the weights (1.7e-6 with LoRA on an Intel Xeon, under
+    # 1e-6 on an AMD EPYC); the weights move by about 1e-3 a step.
+    assert diff <= 1e-5, diff
     assert rank1.keys() == trained.keys()
     assert all(torch.equal(rank1[n], trained[n].chunk(2)[1]) for n in trained)
     expected = single.optimizer.state_dict()["state"]
