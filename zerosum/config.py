@@ -214,7 +214,7 @@ class AlgoConfig:
         "seat",
         "seat: RAE's EMA per (game, seat); prompt: the mean return of the batch's other turns "
         "with the same prompt (leave-one-out), RAE's for a prompt seen once (small games, "
-        "where a prompt is an information set: README, Advantages)",
+        "where a prompt is an information set: README, Training)",
     )
     drop_zero_advantage: bool = _f(True, "drop samples whose advantage is zero")
     aggregation: Aggregation = _f("sum", "token loss: sum / constant (Dr.GRPO) or mean")
