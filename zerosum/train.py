@@ -406,15 +406,15 @@ def train_step(run: Run, step: int) -> dict[str, float]:
     torch.manual_seed(step_seed(cfg.run.seed, step))
     run.engine.offload()  # vllm sleep mode: the learner gets the GPU memory
     lr = learning_rate(step, cfg.optim, cfg.run.steps)
+    magnet = run.learner.magnet
+    magnet_age = None if magnet is None else magnet.age(step)
     if run.learner_group is None:
         alpha = None
         if a.regularizer == "magnet":
             alpha = annealed_alpha(
                 step, a.magnet_alpha, a.magnet_alpha_final, a.magnet_anneal_steps
             )
-        magnet = run.learner.magnet
-        age = None if magnet is None else magnet.age(step)
-        learn_stats = run.learner.step(samples, alpha, lr, magnet_age=age)
+        learn_stats = run.learner.step(samples, alpha, lr, magnet_age=magnet_age)
         if alpha is not None:
             learn_stats["magnet/alpha"] = alpha
     else:  # every rank on its share of the samples
@@ -423,9 +423,8 @@ def train_step(run: Run, step: int) -> dict[str, float]:
     run.engine.sync_weights()
     t_learn = time.perf_counter() - t1
     backend_stats.update(run.rollouts.publish(run.model, step))  # Ray: to every worker
-    magnet = run.learner.magnet
     if magnet is not None:
-        learn_stats["magnet/age"] = float(magnet.age(step))
+        learn_stats["magnet/age"] = float(magnet_age)
         if a.magnet_reset and step % a.magnet_reset == 0:
             magnet.refresh(step)
     if run.pool is not None:
