@@ -5,7 +5,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from zerosum.advantage import keep_nonzero, prompt_advantages, rae_advantages
+from zerosum.advantage import keep_nonzero, prompt_advantages, rae_advantages, repeated_fraction
 from zerosum.config import OptimConfig
 from zerosum.loss import annealed_alpha, policy_loss, token_kl, truncated_importance_weights
 from zerosum.train import learning_rate
@@ -65,6 +65,13 @@ def test_prompt_baseline_sums_to_zero_per_repeated_prompt(turns):
         assert sum(adv[i] for i in idx) == pytest.approx(0.0, abs=1e-9)
         if len({returns[i] for i in idx}) == 1:
             assert all(adv[i] == pytest.approx(0.0, abs=1e-12) for i in idx)
+
+
+def test_repeated_fraction_hand_computed():
+    # "a" three times and "c" twice repeat; "b" and "d" are alone: 5 of 7 turns.
+    assert repeated_fraction(["a", "b", "a", "c", "a", "d", "c"]) == pytest.approx(5 / 7)
+    assert repeated_fraction(["a", "b"]) == 0.0
+    assert repeated_fraction([]) == 0.0
 
 
 def test_keep_nonzero():

@@ -137,8 +137,26 @@ def test_choice_trie():
     assert trie.allowed([1]) == [2, 3]
     assert trie.allowed([4]) == [0]
     assert trie.allowed([9]) == []
+    # The rest of the answer once only one is left.
+    assert [trie.completion(p) for p in ([], [1], [1, 2], [4], [9])] == [None, None, [0], [0], None]
+    assert ChoiceTrie([[5, 6, 0]]).completion([]) == [5, 6, 0]
     with pytest.raises(ValueError, match="at least one allowed answer"):
         ChoiceTrie([])
+
+
+@given(st.lists(st.lists(st.integers(1, 3), max_size=3), min_size=1, max_size=5, unique_by=tuple))
+def test_choice_trie_completion_is_the_single_answer_left(answers):
+    """Along every answer, `completion` is None while another answer shares the prefix and
+    then that answer's remaining tokens; following `allowed` alone reaches the same end."""
+    seqs = [a + [0] for a in answers]
+    trie = ChoiceTrie(seqs)
+    for seq in seqs:
+        for n in range(len(seq) + 1):
+            rest = trie.completion(seq[:n])
+            sharing = [s for s in seqs if s[:n] == seq[:n] and len(s) > n]
+            assert rest == (seq[n:] if len(sharing) == 1 else None)
+            if rest is not None:
+                assert all(trie.allowed(seq[: n + k]) == [t] for k, t in enumerate(rest))
 
 
 def test_top_p_filter_hand_computed():
@@ -284,7 +302,9 @@ def test_constrained_answers_are_not_cut_by_max_new_tokens(tiny, tokenizer):
     assert all(g.text in choices[0] and g.finish_reason == "stop" for g in greedy)
 
 
-@pytest.mark.parametrize(("constrained", "repeated"), [(False, False), (True, False), (True, True)])
+@pytest.mark.parametrize(
+    ("constrained", "repeated"), [(False, False), (False, True), (True, False), (True, True)]
+)
 def test_a_shared_prompt_prefix_is_prefilled_once_with_the_same_results(
     tiny, tokenizer, constrained, repeated, monkeypatch
 ):
@@ -326,3 +346,33 @@ def test_a_shared_prompt_prefix_is_prefilled_once_with_the_same_results(
     for a, b in zip(out[True], out[False]):
         assert a.token_ids == b.token_ids and a.finish_reason == b.finish_reason
         assert a.logprobs == pytest.approx(b.logprobs, abs=1e-5)
+
+
+@pytest.mark.parametrize("per_row_seeds", [False, True])
+def test_forced_answer_tails_skip_the_decoder_with_the_same_samples(
+    tiny, tokenizer, per_row_seeds, monkeypatch
+):
+    """Once every row's constrained answer is decided (one allowed answer starts with what it
+    wrote), the rest is written without decode steps: the same tokens, log-probs (0 for a
+    forced token) and allowed sets as decoding them one by one, in fewer forward passes."""
+    ps = prompts(tokenizer) * 3
+    choices = [["bid 1-2", "bid 1-3", "liar"], ["check", "bet"], ["fold", "call"]] * 3
+    params = SamplingParams(temperature=1.0, max_new_tokens=8)
+    engine = HFEngine(tiny, tokenizer)
+    calls = []
+    decode = HFEngine._decode
+    monkeypatch.setattr(HFEngine, "_decode", lambda *a: (calls.append(1), decode(*a))[1])
+    out = {}
+    for shortcut in (True, False):
+        if not shortcut:
+            monkeypatch.setattr(HFEngine, "_finish_forced", lambda *a: False)
+        calls.clear()
+        kw = {"seeds": list(range(len(ps)))} if per_row_seeds else {"seed": 3}
+        out[shortcut] = [
+            (g.token_ids, g.logprobs, g.allowed, g.finish_reason, g.text)
+            for g in engine.generate(ps, params, choices, **kw)
+        ]
+        out[shortcut, "decodes"] = len(calls)
+    assert out[True] == out[False]
+    assert all(text in c for (*_, text), c in zip(out[True], choices))
+    assert out[True, "decodes"] < out[False, "decodes"]

@@ -11,7 +11,7 @@ the PPO loss, PPO on raw returns; with `reinforce`, plain REINFORCE), for ablati
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Hashable, Mapping, Sequence
 
 from zerosum.config import AlgoConfig
@@ -76,6 +76,13 @@ def prompt_advantages(
         float(r) - (totals[p] - float(r)) / (counts[p] - 1) if counts[p] > 1 else float(f)
         for r, p, f in zip(returns, prompts, fallback)
     ]
+
+
+def repeated_fraction(prompts: Sequence[Hashable]) -> float:
+    """The share of turns whose prompt some other turn of the batch also has: the turns for
+    which `prompt_advantages` has a baseline of its own (0 for an empty batch)."""
+    counts = Counter(prompts)
+    return sum(n for n in counts.values() if n > 1) / max(len(prompts), 1)
 
 
 def keep_nonzero(advantages: Sequence[float], eps: float = 1e-8) -> list[int]:

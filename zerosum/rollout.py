@@ -188,6 +188,11 @@ def build_prompt(
     the legal action only); `feedback` (a retry) says why the previous answer was invalid;
     `include_rules=False` leaves the rules out where the game allows it."""
     content = prompt_content(state, seat, answer_mode, feedback, include_rules)
+    return encode_prompt(tokenizer, content, prompt_format)
+
+
+def encode_prompt(tokenizer, content: str, prompt_format: PromptFormat) -> list[int]:
+    """`build_prompt`'s token ids of a user message `content`."""
     if prompt_format == "plain":
         return tokenizer.encode(f"{content}\nAnswer: ", add_special_tokens=False)
     return chat_prompt(tokenizer, content)
@@ -276,6 +281,8 @@ class GameRunner:
         self.turns: list[Turn] = []  # the model's (sorted into schedule order by `run`)
         self.pending = list(range(len(schedule)))[::-1]  # pop() takes the next game
         self.live: list[_Slot] = []
+        # Prompt text -> token ids: small games show the same view in many games at once.
+        self.encoded: dict[str, list[int]] = {}
 
     def run(self) -> tuple[list[Turn], list[Episode]]:
         """Play every scheduled game to the end; the model's turns (in schedule order, each
@@ -379,11 +386,14 @@ class GameRunner:
     ) -> tuple[list[list[int]], list[Generation]]:
         """The prompts of `slots`' pending turns and the engine's answers to them."""
         s = self.settings
-        prompts = [
-            build_prompt(self.tokenizer, slot.state, seat, s.answer_mode, slot.feedback,
-                         s.include_rules, s.prompt_format)
-            for slot, seat in zip(slots, seats)
-        ]  # fmt: skip
+        prompts = []
+        for slot, seat in zip(slots, seats):
+            content = prompt_content(
+                slot.state, seat, s.answer_mode, slot.feedback, s.include_rules
+            )
+            if content not in self.encoded:
+                self.encoded[content] = encode_prompt(self.tokenizer, content, s.prompt_format)
+            prompts.append(list(self.encoded[content]))  # a turn's own copy
         choices = None
         if s.answer_mode == "constrained":
             choices = [list(slot.state.legal_actions()) for slot in slots]

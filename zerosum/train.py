@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from tqdm import tqdm
 
-from zerosum.advantage import keep_nonzero, prompt_advantages, rae_advantages
+from zerosum.advantage import keep_nonzero, prompt_advantages, rae_advantages, repeated_fraction
 from zerosum.checkpoint import (
     TrainState,
     latest_checkpoint,
@@ -388,8 +388,9 @@ def train_step(run: Run, step: int) -> dict[str, float]:
     advantages, state.baselines = rae_advantages(
         returns, roles, state.baselines, a.rae_decay, a.rae
     )
+    prompts = [tuple(t.prompt_ids) for t in turns]
     if a.baseline == "prompt":
-        advantages = prompt_advantages(returns, [tuple(t.prompt_ids) for t in turns], advantages)
+        advantages = prompt_advantages(returns, prompts, advantages)
     keep = keep_nonzero(advantages) if a.drop_zero_advantage else range(len(turns))
     # Async mode: the engine's log-probabilities go along, for truncated importance sampling.
     off_policy = cfg.distributed.mode == "async"
@@ -442,6 +443,8 @@ def train_step(run: Run, step: int) -> dict[str, float]:
         "adv/mean": sum(advantages) / max(len(advantages), 1),
         "adv/abs_mean": sum(abs(x) for x in advantages) / max(len(advantages), 1),
         "adv/kept_fraction": len(samples) / max(len(turns), 1),
+        # Where `algo.baseline: prompt` has a per-prompt baseline (the rest fall back to RAE's).
+        "adv/repeated_prompt_fraction": repeated_fraction(prompts),
         **{f"adv/baseline/{k}": v for k, v in sorted(state.baselines.items())},
         **learn_stats,
         **backend_stats,

@@ -109,6 +109,13 @@ class ChoiceTrie:
         nxt = {s[n] for s in self.sequences if len(s) > n and s[:n] == list(prefix)}
         return sorted(nxt)
 
+    def completion(self, prefix: Sequence[int]) -> list[int] | None:
+        """The rest of the one allowed answer `prefix` starts, or None while more than one
+        (or none) remain: those tokens are forced, each with probability 1."""
+        n = len(prefix)
+        rest = {tuple(s[n:]) for s in self.sequences if len(s) > n and s[:n] == list(prefix)}
+        return list(next(iter(rest))) if len(rest) == 1 else None
+
 
 def choice_token_ids(tokenizer, choices: Sequence[str], eos_id: int) -> list[list[int]]:
     """Token sequences of the allowed answers, as the model must write them."""

@@ -14,6 +14,7 @@ for the depth of their prefix trie (longest answer plus end-of-sequence), not
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -81,6 +82,10 @@ class HFEngine:
         self.stop_ids = stop_token_ids(model, tokenizer)
         self.eos_id = tokenizer.eos_token_id
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_id
+        # Legal-action lists recur turn after turn: their token ids are read once (bounded).
+        self.choice_ids = functools.lru_cache(maxsize=4096)(
+            lambda c: choice_token_ids(tokenizer, c, self.eos_id)
+        )
 
     def offload(self) -> None:  # the learner's own module: nothing to free
         return None
@@ -121,20 +126,25 @@ class HFEngine:
         self.model.eval()
         tries = None
         if choices is not None:
-            tries = [ChoiceTrie(choice_token_ids(self.tokenizer, c, self.eos_id)) for c in choices]
+            tries = [ChoiceTrie(self.choice_ids(tuple(c))) for c in choices]
         out = _Rows(len(prompts))
         step = self._prefill(prompts)
         steps = params.max_new_tokens if tries is None else max(t.depth for t in tries)
         for _ in range(steps):
-            sampled, chosen_lp = self._choose(step.logits, params, tries, step.rows, out, gen)
+            sampled, chosen_lp = self._choose(step, params, tries, out, gen)
             for j, i in enumerate(step.rows):
                 if not out.stopped[i]:  # (finished rows stay in the batch without compaction)
                     out.tokens[i].append(int(sampled[j]))
                     out.logprobs[i].append(float(chosen_lp[j]))
                     out.stopped[i] = out.tokens[i][-1] in self.stop_ids
             live = [j for j, i in enumerate(step.rows) if not out.stopped[i]]
-            if not live:
+            # Stop when every row has stopped, or when every live answer is decided: its
+            # remaining tokens are forced and need no forward pass.
+            if not live or (
+                tries and self._finish_forced([step.rows[j] for j in live], tries, out)
+            ):
                 break
+            step.materialise()
             if self.compact and len(live) < len(step.rows):  # finished rows leave the KV cache
                 sampled = sampled[step.keep(live)]
             self._decode(step, sampled)
@@ -155,7 +165,7 @@ class HFEngine:
     def next_token_logits(self, prompts: Sequence[list[int]]) -> torch.Tensor:
         """Logits [len(prompts), V] (float32, CPU) of the token after each prompt: a prefill
         alone, shared prefix and repeated prompts computed once. The caller sets eval mode."""
-        return self._prefill(list(prompts)).logits
+        return self._prefill(list(prompts)).row_logits()
 
     def _prefill(self, prompts) -> _Step:
         """The prompts through the model: the KV cache and the next-token logits of each. The
@@ -163,17 +173,17 @@ class HFEngine:
         values repeated over the rows (`batching.with_prefix`), and so does every prompt that
         appears more than once (small games deal the same view to many games at once: 256
         Kuhn Poker games hold at most 6 distinct prompts a round), unless `shared_prefix` is
-        off."""
+        off. Repeated rows share their copy's cache and logits until a decode step needs
+        their own (`_Step.materialise`): a constrained answer decided by its first token
+        never does."""
         distinct: dict[tuple[int, ...], int] = {}
         if self.shared_prefix:
             copy_of = [distinct.setdefault(tuple(p), len(distinct)) for p in prompts]
             if len(distinct) < len(prompts):
                 step = self._prefill_rows([list(p) for p in distinct])
                 index = torch.tensor(copy_of)
-                step.cache.reorder_cache(index.to(step.device))  # rows repeated, with their KV
-                step.rows = list(range(len(prompts)))
-                step.logits, step.attn = step.logits[index], step.attn[index]
-                step.next_pos = step.next_pos[index]
+                step.rows, step.copy_of = list(range(len(prompts))), index
+                step.attn, step.next_pos = step.attn[index], step.next_pos[index]
                 return step
         return self._prefill_rows(prompts)
 
@@ -190,13 +200,33 @@ class HFEngine:
         next_pos = inputs["position_ids"][:, -1].cpu() + 1
         return _Step(rows, result.past_key_values, logits, attn, next_pos, device)
 
+    def _finish_forced(self, rows: list[int], tries: list[ChoiceTrie], out: _Rows) -> bool:
+        """If every row in `rows` has a single allowed answer left, write its remaining tokens
+        (log-prob 0, each the only one allowed, as the decode loop would) and return True.
+        Only when all are forced: the batch's shared generator then draws nothing more, so
+        the samples are the same as decoding on (a row finished early would shift the
+        uniforms of the others)."""
+        tails = [tries[i].completion(out.tokens[i]) for i in rows]
+        if any(t is None for t in tails):
+            return False
+        for i, tail in zip(rows, tails):
+            for token in tail:
+                out.allowed[i].append([token])
+                out.tokens[i].append(token)
+                out.logprobs[i].append(0.0)
+                out.stopped[i] = token in self.stop_ids
+                if out.stopped[i]:
+                    break
+        return True
+
     def _choose(
-        self, logits, params, tries, rows, out: _Rows, gen: _Gen
+        self, step: _Step, params, tries, out: _Rows, gen: _Gen
     ) -> tuple[torch.Tensor, ...]:
         """The next token of every row in the batch (sampled, or greedy) and its log-prob
         under the distribution it came from (temperature, constraint, top-p); constrained
         rows record their allowed token ids. `gen` is one generator for the batch, or one per
         prompt (drawing a row alone, as in a batch of one)."""
+        rows, logits = step.rows, step.logits
         scale = 1.0 if params.greedy else params.temperature
         vocab = None  # constrained: [rows, K] token ids the columns of `logp` stand for
         if tries is not None:
@@ -208,7 +238,15 @@ class HFEngine:
             width = max(map(len, allowed))
             vocab = torch.tensor([ids + ids[-1:] * (width - len(ids)) for ids in allowed])
             pad = torch.tensor([[k >= len(ids) for k in range(width)] for ids in allowed])
-            logits = logits.gather(1, vocab).masked_fill(pad, float("-inf"))
+            # (Rows that share their copy's logits read its allowed columns.)
+            at = (
+                logits.gather(1, vocab)
+                if step.copy_of is None
+                else logits[step.copy_of[:, None], vocab]
+            )
+            logits = at.masked_fill(pad, float("-inf"))
+        else:
+            logits = step.row_logits()
         logp = torch.log_softmax(logits / scale, dim=-1)  # [rows, V or K]
         if params.greedy:
             sampled = logp.argmax(-1)  # [rows]; the first maximum: lowest token id
@@ -262,6 +300,19 @@ class _Step:
     attn: torch.Tensor
     next_pos: torch.Tensor
     device: torch.device
+    # Row -> the distinct prompt whose KV cache and logits it shares (repeated prompts), or
+    # None once every row has its own.
+    copy_of: torch.Tensor | None = None
+
+    def row_logits(self) -> torch.Tensor:
+        """The next-token logits of every row, [rows, V]."""
+        return self.logits if self.copy_of is None else self.logits[self.copy_of]
+
+    def materialise(self) -> None:
+        """Give every row its own KV cache and logits, as decoding needs."""
+        if self.copy_of is not None:
+            self.cache.reorder_cache(self.copy_of.to(self.device))  # rows repeated, with their KV
+            self.logits, self.copy_of = self.logits[self.copy_of], None
 
     def keep(self, live: list[int]) -> torch.Tensor:
         """Keep only the batch rows `live` (finished rows leave the batch and KV cache);
