@@ -5,10 +5,15 @@ repeated turns scored once, against the same step without, side by side.
 most 24 differ. "now" is the code as it ships: the hf engine prefills each distinct prompt
 once (`HFEngine._prefill`), the learner merges identical turns into one count-weighted row
 (`learner.merge_duplicates`, exact) and packs prefix groups into one micro-batch when a pass
-costs more than the extra tokens (`learner.PASS_TOKENS`). "apart" switches those three off
-in-process (every prompt its own row, every turn its own row, groups packed only when that
-saves tokens). Both run the tiny learning-test recipe (configs/tiny_kuhn_test.yaml) with the
-same seed, alternately, `--repeats` times; step 1 is left out (warm-up).
+costs more than the extra tokens (`learner.PASS_TOKENS`); since session 10 the engine also
+writes a constrained answer's forced tail without decode steps (`HFEngine._finish_forced`),
+keeps repeated rows on their copy's KV cache and logits until a decode needs them
+(`_Step.materialise`), and the game runner and engine read prompt and legal-action token ids
+once (`GameRunner.encoded`, `HFEngine.choice_ids`). "session 9" switches this session's four
+off in-process; "apart" switches all of them off (every prompt its own row, every turn its
+own row, groups packed only when that saves tokens). All run the tiny learning-test recipe
+(configs/tiny_kuhn_test.yaml) with the same seed, alternately, `--repeats` times; step 1 is
+left out (warm-up).
 
     .venv/bin/python bench/bench_small_games.py [--games 64,256] [--steps 6] [--repeats 2]
 """
@@ -26,23 +31,61 @@ import torch
 
 import zerosum.learner as learner
 from zerosum.config import load_config
-from zerosum.engines.hf import HFEngine
+from zerosum.engines.base import choice_token_ids
+from zerosum.engines.hf import HFEngine, _Step
+from zerosum.rollout import GameRunner
 from zerosum.train import train
 
 RECIPE = Path(__file__).resolve().parent.parent / "configs" / "tiny_kuhn_test.yaml"
 
 
+class _Forgetful(dict):
+    """A cache that never hits."""
+
+    def __contains__(self, key) -> bool:
+        return False
+
+
 @contextlib.contextmanager
-def apart():
-    """The step without the three savings."""
-    saved = HFEngine._prefill, learner.merge_duplicates, learner.PASS_TOKENS
-    HFEngine._prefill = HFEngine._prefill_rows
-    learner.merge_duplicates = list
-    learner.PASS_TOKENS = 0
+def session9():
+    """The step without session 10's four rollout savings."""
+    saved = HFEngine._finish_forced, HFEngine._prefill, HFEngine.__init__, GameRunner.__init__
+    engine_init, runner_init, prefill = HFEngine.__init__, GameRunner.__init__, HFEngine._prefill
+
+    def eager_prefill(self, prompts) -> _Step:
+        step = prefill(self, prompts)
+        step.materialise()  # every row its own cache and logits at once
+        return step
+
+    def uncached_engine(self, model, tokenizer, *args, **kwargs) -> None:
+        engine_init(self, model, tokenizer, *args, **kwargs)
+        self.choice_ids = lambda c: choice_token_ids(tokenizer, c, self.eos_id)
+
+    def uncached_runner(self, *args, **kwargs) -> None:
+        runner_init(self, *args, **kwargs)
+        self.encoded = _Forgetful()
+
+    HFEngine._finish_forced = lambda *a: False
+    HFEngine._prefill, HFEngine.__init__ = eager_prefill, uncached_engine
+    GameRunner.__init__ = uncached_runner
     try:
         yield
     finally:
-        HFEngine._prefill, learner.merge_duplicates, learner.PASS_TOKENS = saved
+        HFEngine._finish_forced, HFEngine._prefill, HFEngine.__init__, GameRunner.__init__ = saved
+
+
+@contextlib.contextmanager
+def apart():
+    """The step without any of the savings."""
+    saved = learner.merge_duplicates, learner.PASS_TOKENS
+    learner.merge_duplicates = list
+    learner.PASS_TOKENS = 0
+    with session9():
+        HFEngine._prefill = HFEngine._prefill_rows  # (session9 puts the original back)
+        try:
+            yield
+        finally:
+            learner.merge_duplicates, learner.PASS_TOKENS = saved
 
 
 def step_times(games: int, steps: int, out: Path) -> tuple[list[float], list[float]]:
@@ -62,7 +105,7 @@ def step_times(games: int, steps: int, out: Path) -> tuple[list[float], list[flo
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--games", default="64,256")
+    p.add_argument("--games", default="64,256,1024")
     p.add_argument("--steps", type=int, default=6)
     p.add_argument("--repeats", type=int, default=2)
     a = p.parse_args()
@@ -70,11 +113,12 @@ def main() -> None:
     print("games | mode | rollout s (median) | learner s (median) | step s | speed-up")
     with tempfile.TemporaryDirectory() as tmp:
         for games in map(int, a.games.split(",")):
-            times: dict[str, list[tuple[float, float]]] = {"apart": [], "now": []}
+            modes = {"apart": apart, "session 9": session9, "now": contextlib.nullcontext}
+            times: dict[str, list[tuple[float, float]]] = {m: [] for m in modes}
             for r in range(a.repeats):
-                for mode in ("apart", "now"):
-                    out = Path(tmp) / f"{games}_{mode}_{r}"
-                    with apart() if mode == "apart" else contextlib.nullcontext():
+                for mode, switch in modes.items():
+                    out = Path(tmp) / f"{games}_{mode.replace(' ', '')}_{r}"
+                    with switch():
                         roll, learn = step_times(games, a.steps, out)
                     times[mode] += list(zip(roll, learn))
             step = {m: statistics.median(x + y for x, y in t) for m, t in times.items()}

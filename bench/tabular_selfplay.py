@@ -143,8 +143,12 @@ def main() -> None:
     p.add_argument("--alpha", type=float, default=0.0, help="weight of the KL to the magnet")
     p.add_argument("--reset", type=int, default=0, help="replace the magnet every N steps")
     p.add_argument("--anneal-to", type=float, default=None, help="final alpha (geometric)")
-    p.add_argument("--baseline", choices=("seat", "prompt"), default="seat",
-                   help="RAE's per-seat EMA, or the leave-one-out mean of the same prompt")
+    p.add_argument(
+        "--baseline",
+        choices=("seat", "prompt"),
+        default="seat",
+        help="RAE's per-seat EMA, or the leave-one-out mean of the same prompt",
+    )
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args()

@@ -192,7 +192,10 @@ def test_distributed_section():
             [*RAY, "distributed.learner_ranks=2", "algo.regularizer=magnet"],
             "'algo.regularizer' = 'magnet' is not supported with distributed.learner_ranks > 1",
         ),
-        ([*RAY, "opponents.pool_size=2"], "'opponents.pool_size' = 2 (an opponent pool) is not supported"),
+        (
+            [*RAY, "opponents.pool_size=2"],
+            "'opponents.pool_size' = 2 (an opponent pool) is not supported",
+        ),
         (["distributed.learner_ranks=2"], "'distributed.learner_ranks' = 2 needs distributed"),
         (["distributed.fsdp=true"], "'distributed.fsdp' = True needs distributed.backend"),
         ([*RAY, "distributed.fsdp=true"], "'distributed.fsdp' = True needs distributed.learner_"),
