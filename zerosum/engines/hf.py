@@ -206,9 +206,12 @@ class HFEngine:
         Only when all are forced: the batch's shared generator then draws nothing more, so
         the samples are the same as decoding on (a row finished early would shift the
         uniforms of the others)."""
-        tails = [tries[i].completion(out.tokens[i]) for i in rows]
-        if any(t is None for t in tails):
-            return False
+        tails = []
+        for i in rows:  # (stops at the first undecided row: most steps have one)
+            tail = tries[i].completion(out.tokens[i])
+            if tail is None:
+                return False
+            tails.append(tail)
         for i, tail in zip(rows, tails):
             for token in tail:
                 out.allowed[i].append([token])
@@ -226,7 +229,7 @@ class HFEngine:
         under the distribution it came from (temperature, constraint, top-p); constrained
         rows record their allowed token ids. `gen` is one generator for the batch, or one per
         prompt (drawing a row alone, as in a batch of one)."""
-        rows, logits = step.rows, step.logits
+        rows = step.rows
         scale = 1.0 if params.greedy else params.temperature
         vocab = None  # constrained: [rows, K] token ids the columns of `logp` stand for
         if tries is not None:
@@ -238,13 +241,7 @@ class HFEngine:
             width = max(map(len, allowed))
             vocab = torch.tensor([ids + ids[-1:] * (width - len(ids)) for ids in allowed])
             pad = torch.tensor([[k >= len(ids) for k in range(width)] for ids in allowed])
-            # (Rows that share their copy's logits read its allowed columns.)
-            at = (
-                logits.gather(1, vocab)
-                if step.copy_of is None
-                else logits[step.copy_of[:, None], vocab]
-            )
-            logits = at.masked_fill(pad, float("-inf"))
+            logits = step.row_columns(vocab).masked_fill(pad, float("-inf"))
         else:
             logits = step.row_logits()
         logp = torch.log_softmax(logits / scale, dim=-1)  # [rows, V or K]
@@ -307,6 +304,13 @@ class _Step:
     def row_logits(self) -> torch.Tensor:
         """The next-token logits of every row, [rows, V]."""
         return self.logits if self.copy_of is None else self.logits[self.copy_of]
+
+    def row_columns(self, vocab: torch.Tensor) -> torch.Tensor:
+        """Row j's logits at the token ids `vocab[j]`, [rows, K], without repeating the
+        full-vocabulary logits of rows that share their copy's."""
+        if self.copy_of is None:
+            return self.logits.gather(1, vocab)
+        return self.logits[self.copy_of[:, None], vocab]
 
     def materialise(self) -> None:
         """Give every row its own KV cache and logits, as decoding needs."""
