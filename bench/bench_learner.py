@@ -22,25 +22,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import time
 
+from zerosum.hardware import cpu_model
+
 BUDGETS = (1024, 2048, 4096)
 MODEL = os.environ.get("ZEROSUM_BENCH_MODEL", "smollm2-135m-instruct")  # a smoke test: a tiny dir
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def load() -> str:

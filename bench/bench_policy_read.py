@@ -16,10 +16,7 @@ import argparse
 import os
 import time
 
-
-def cpu_model() -> str:
-    with open("/proc/cpuinfo") as f:
-        return next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "?")
+from zerosum.hardware import cpu_model
 
 
 def main() -> None:

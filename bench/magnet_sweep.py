@@ -26,6 +26,8 @@ import sys
 import time
 from pathlib import Path
 
+from zerosum.hardware import cpu_model
+
 ROOT = Path(__file__).resolve().parent.parent
 RECIPE = ROOT / "configs" / "tiny_kuhn_test.yaml"
 COSINE = ["optim.lr_schedule=cosine", "optim.lr_final_ratio=0.1"]
@@ -110,11 +112,6 @@ SETTINGS = {
         for alpha, reset in ((1.0, 50), (0.5, 50), (1.0, 25), (2.0, 50))
     },
 }
-
-
-def cpu_model() -> str:
-    with open("/proc/cpuinfo") as f:
-        return next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "?")
 
 
 def run(name: str, seed: int, a: argparse.Namespace, out: Path) -> list[dict]:

@@ -7,7 +7,21 @@ emulates bf16 matrix multiplies, measured about 5x slower than fp32 (BENCHMARKS.
 
 from __future__ import annotations
 
+import platform
+
 import torch
+
+
+def cpu_model() -> str:
+    """The CPU's model name as Linux reports it (benchmarks print it beside their figures)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
 
 
 def native_bf16(device: torch.device) -> tuple[bool, str]:
