@@ -153,24 +153,22 @@ def nash_conv_run(config: Path, out: Path, overrides: list[str]) -> tuple[float,
 
 @pytest.mark.slow
 def test_regularised_self_play_gets_close_to_the_equilibrium(tmp_path, evidence):
-    """The learning test: configs/tiny_kuhn_magnet.yaml (a tiny random model, constrained
-    answers, magnet self-play with the per-prompt baseline) shortened to 200 steps of 256
-    games at a constant learning rate (about 3 minutes on 2 cores; the full recipe, 1000
-    steps of 1024 games with a decaying rate, takes 12 and is bench/magnet_sweep.py's, in
-    BENCHMARKS.md) takes the exact NashConv of its policy at all 12 Kuhn Poker
-    information sets from 1.24 at initialisation (about 0.7 after the first update) to at
-    most 0.2 and holds it there: the last quarter of the run averages at most 0.25 and never
-    exceeds 0.3. Seeds 0-2 on an Intel Xeon reached
-    0.104 / 0.096 / 0.160 and averaged 0.151 / 0.133 / 0.196 (max 0.222) over the last
-    quarter (BENCHMARKS.md); the bounds leave room for other CPUs' rounding, which changes
-    the sampled games as a seed does. The issue's 0.15 is not reached on every seed, so it is
-    not asserted. Plain self-play (configs/tiny_kuhn_test.yaml, same games and steps) runs for
-    comparison; its numbers go to the log (the "learning evidence" section), not into an
+    """The learning test: the first 200 of configs/tiny_kuhn_magnet.yaml's 1000 steps (a tiny
+    random model, constrained answers, magnet self-play with the per-prompt baseline, 1024
+    games a step, its own learning-rate schedule; about 3 minutes on 2 cores, the whole
+    recipe is bench/magnet_sweep.py's, in BENCHMARKS.md) takes the exact NashConv of its
+    policy at all 12 Kuhn Poker information sets from 1.24 at initialisation (about 0.7 after
+    the first update) to at most 0.15, the issue's bound, and keeps the last quarter of
+    these steps at a mean of at most 0.35, half the plateau of a card-blind policy. On an
+    Intel Xeon seeds 0-2 reached 0.083, 0.115 and 0.144 (steps 170, 120, 110), last quarter
+    0.155 / 0.296 / 0.156 (BENCHMARKS.md); another CPU's rounding changes the sampled games
+    as a seed does. Plain self-play (configs/tiny_kuhn_test.yaml, same games and steps) runs
+    for comparison; its numbers go to the log (the "learning evidence" section), not into an
     assertion, since on one seed it can land anywhere in its cycle."""
-    budget = ["rollout.games_per_step=256", "rollout.max_concurrent=256", "run.steps=200"]
     magnet_initial, magnet = nash_conv_run(
-        MAGNET_RECIPE, tmp_path / "magnet", [*budget, "optim.lr_schedule=constant"]
+        MAGNET_RECIPE, tmp_path / "magnet", ["run.steps=200", "optim.decay_steps=1000"]
     )
+    budget = ["rollout.games_per_step=1024", "rollout.max_concurrent=1024", "run.steps=200"]
     plain_initial, plain = nash_conv_run(RECIPE, tmp_path / "plain", [*budget, "run.eval_every=10"])
 
     def summary(initial: float, evals: dict[int, float]) -> tuple[float, list[float], str]:
@@ -184,7 +182,7 @@ def test_regularised_self_play_gets_close_to_the_equilibrium(tmp_path, evidence)
         return best, quarter, text
 
     best, quarter, line = summary(magnet_initial, magnet)
-    evidence(f"tiny Kuhn Poker, magnet (configs/tiny_kuhn_magnet.yaml, shortened): {line}")
+    evidence(f"tiny Kuhn Poker, magnet (configs/tiny_kuhn_magnet.yaml, first 200 steps): {line}")
     evidence(f"tiny Kuhn Poker, plain self-play, same budget: {summary(plain_initial, plain)[2]}")
     assert len(magnet) >= 20 and magnet_initial > 0.6, (magnet_initial, magnet)
-    assert best <= 0.2 and sum(quarter) / len(quarter) <= 0.25 and max(quarter) <= 0.3, line
+    assert best <= 0.15 and sum(quarter) / len(quarter) <= 0.35, line
