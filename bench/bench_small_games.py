@@ -31,7 +31,6 @@ import torch
 
 import zerosum.learner as learner
 from zerosum.config import load_config
-from zerosum.engines.base import choice_token_ids
 from zerosum.engines.hf import HFEngine, _Step
 from zerosum.rollout import GameRunner
 from zerosum.train import train
@@ -57,9 +56,9 @@ def session9():
         step.materialise()  # every row its own cache and logits at once
         return step
 
-    def uncached_engine(self, model, tokenizer, *args, **kwargs) -> None:
-        engine_init(self, model, tokenizer, *args, **kwargs)
-        self.choice_ids = lambda c: choice_token_ids(tokenizer, c, self.eos_id)
+    def uncached_engine(self, *args, **kwargs) -> None:
+        engine_init(self, *args, **kwargs)
+        self.choice_ids = self.choice_ids.__wrapped__  # the engine's own lookup, uncached
 
     def uncached_runner(self, *args, **kwargs) -> None:
         runner_init(self, *args, **kwargs)
