@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from zerosum.arena.config import (
     ApiPlayerConfig,
@@ -173,27 +174,10 @@ def run_arena(cfg: ArenaConfig, say: Callable[[str], None] = print) -> Path:
             + (f", {extra} more in the database from earlier configs" if extra else ""))  # fmt: skip
         if todo:
             players = build_players(cfg, todo)
-            with _progress(len(todo)) as advance:
-                play_all(todo, players, cfg, store, advance)
+            # The same bar as `zerosum train` and `evaluate`: on a terminal only, gone at the end.
+            with tqdm(total=len(todo), desc="games", disable=None, leave=False) as bar:
+                play_all(todo, players, cfg, store, lambda record: bar.update(1))
     finally:
         store.close()
         lock.release()
     return directory
-
-
-class _progress:
-    """A rich progress bar on stderr (nothing is left on screen when it ends)."""
-
-    def __init__(self, total: int):
-        from rich.console import Console
-        from rich.progress import Progress
-
-        self.bar = Progress(console=Console(stderr=True), transient=True)
-        self.task = self.bar.add_task("games", total=total)
-
-    def __enter__(self) -> Callable[[GameRecord], None]:
-        self.bar.start()
-        return lambda record: self.bar.advance(self.task)
-
-    def __exit__(self, *exc) -> None:
-        self.bar.stop()
