@@ -162,7 +162,8 @@ def summarise(results: dict, initial: dict, a: argparse.Namespace) -> str:
         f"{a.game}, tiny model (configs/tiny_kuhn_test.yaml), {a.steps} steps, seeds "
         f"{a.seeds}; CPU: {cpu_model()}. NashConv of the exact policy; last quarter = "
         "evaluations in the last 25% of steps; minutes = the run's own rollout, learning and "
-        "evaluation time.",
+        "evaluation time."
+        + (f" Every run also had: `{' '.join(a.overrides)}`." if a.overrides else ""),
         "",
         "| setting | step 1 | final (mean over seeds) | last quarter mean / max | best | "
         "first step <= 0.05 (seeds reaching it) | minutes |",
