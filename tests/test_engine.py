@@ -140,6 +140,11 @@ def test_choice_trie():
     # The rest of the answer once only one is left.
     assert [trie.completion(p) for p in ([], [1], [1, 2], [4], [9])] == [None, None, [0], [0], None]
     assert ChoiceTrie([[5, 6, 0]]).completion([]) == [5, 6, 0]
+    # Decided after one token except along [1, ...], which needs two.
+    assert trie.decision_depth == 2
+    assert ChoiceTrie([[1, 0], [2, 0]]).decision_depth == 1
+    assert ChoiceTrie([[5, 6, 0]]).decision_depth == 1  # the first token is still sampled
+    assert ChoiceTrie([[1, 0], [1, 2, 0]]).decision_depth == 2  # "1" ends where "12" goes on
     with pytest.raises(ValueError, match="at least one allowed answer"):
         ChoiceTrie([])
 
@@ -157,6 +162,11 @@ def test_choice_trie_completion_is_the_single_answer_left(answers):
             assert rest == (seq[n:] if len(sharing) == 1 else None)
             if rest is not None:
                 assert all(trie.allowed(seq[: n + k]) == [t] for k, t in enumerate(rest))
+    # `decision_depth` tokens decide every answer (it has ended, or its rest is known), and
+    # one fewer leaves some answer undecided (unless it is the minimum, one token).
+    d = trie.decision_depth
+    assert all(len(s) <= d or trie.completion(s[:d]) == s[d:] for s in seqs)
+    assert d == 1 or any(len(s) >= d and trie.completion(s[: d - 1]) is None for s in seqs)
 
 
 def test_top_p_filter_hand_computed():

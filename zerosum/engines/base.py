@@ -11,6 +11,7 @@ an answer, which the learner could not re-score).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -102,6 +103,19 @@ class ChoiceTrie:
         # Tokens of the longest answer with its end-of-sequence: constrained decoding needs
         # exactly this many steps, whatever the free-text cap `max_new_tokens` is.
         self.depth = max(len(s) for s in self.sequences)
+
+    @functools.cached_property
+    def decision_depth(self) -> int:
+        """Tokens after which every answer is decided (its `completion` known, or it has
+        ended), at least one: an engine that cannot stop a row early (vLLM) samples this
+        many and writes the forced rest."""
+        return max(
+            1,
+            *(
+                next((n for n in range(len(s)) if self.completion(s[:n]) is not None), len(s))
+                for s in self.sequences
+            ),
+        )
 
     def allowed(self, prefix: Sequence[int]) -> list[int]:
         """Token ids that extend `prefix` towards some allowed answer."""

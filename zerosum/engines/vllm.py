@@ -14,8 +14,10 @@ tokenization of an answer ("c"+"heck" as well as "check"), so its per-step token
 neither those of the `hf` engine nor recoverable from the trie, and the learner could not
 re-score the samples exactly. With the trie both engines sample the same answer distribution.
 As in `hf`, a constrained request may run for its trie's depth (longest answer plus
-end-of-sequence) whatever `max_new_tokens` is, and temperature 0 is vLLM's own greedy decoding
-(log-probabilities of the chosen tokens under the untempered, constrained distribution).
+end-of-sequence) whatever `max_new_tokens` is, but is decoded only until its answer is decided:
+the forced rest is written with log-probability 0, as `hf` does. Temperature 0 is vLLM's own
+greedy decoding (log-probabilities of the chosen tokens under the untempered, constrained
+distribution).
 """
 
 from __future__ import annotations
@@ -324,7 +326,9 @@ class VLLMEngine:
                 seqs = choice_token_ids(self.tokenizer, choices[i], self.eos_id)
                 tries[i] = ChoiceTrie(seqs)
                 extra = {CHOICES_KEY: {"sequences": seqs, "eos_id": self.eos_id}}
-                max_tokens = tries[i].depth  # a legal answer is never cut short
+                # Sampled up to where the answer is decided; `_generation` writes its forced
+                # rest (as `hf` skips those steps), so a legal answer is never cut short.
+                max_tokens = tries[i].decision_depth
             requests.append(
                 VLLMParams(
                     temperature=params.temperature,  # 0: vLLM's greedy decoding
@@ -356,13 +360,19 @@ class VLLMEngine:
 
     def _generation(self, out, trie: ChoiceTrie | None) -> Generation:
         tokens = list(out.token_ids)
+        logprobs = [float(step[tok].logprob) for step, tok in zip(out.logprobs, tokens)]
+        stopped = out.finish_reason == "stop"
         allowed = None
         if trie is not None:
+            if not stopped:  # decided: the rest is forced, each token with probability 1
+                rest = trie.completion(tokens) or []
+                tokens, logprobs = tokens + rest, logprobs + [0.0] * len(rest)
+                stopped = bool(rest) and rest[-1] in self.stop_ids
             allowed = [trie.allowed(tokens[:t]) or [self.eos_id] for t in range(len(tokens))]
         return Generation(
             token_ids=tokens,
-            logprobs=[float(step[tok].logprob) for step, tok in zip(out.logprobs, tokens)],
-            finish_reason="stop" if out.finish_reason == "stop" else "length",
+            logprobs=logprobs,
+            finish_reason="stop" if stopped else "length",
             text=self.tokenizer.decode(tokens, skip_special_tokens=True),
             allowed=allowed,
         )
