@@ -98,6 +98,9 @@ SETTINGS = {
         "algo.magnet_alpha_final=0.02",
         *COSINE,
     ],  # fmt: skip
+    # The magnet on the recipe as it is (RAE, entropy bonus 0.5): `none` plus the regulariser
+    # alone, for games where the per-prompt baseline below has few turns per prompt (Leduc).
+    "magnet_a0.5_r50": ["algo.regularizer=magnet", "algo.magnet_alpha=0.5", "algo.magnet_reset=50"],
     # The advantage's baseline: the leave-one-out mean return of the batch's other turns at the
     # same prompt (`algo.baseline: prompt`, an information set here) instead of RAE's per seat.
     "none_p": ["algo.baseline=prompt"],
