@@ -5,7 +5,8 @@ Every run is `zerosum train` with the tiny learning-test recipe (configs/tiny_ku
 a random 2-layer model, constrained answers, so the policy at every information set is exact)
 plus the setting's overrides, evaluated every `--eval-every` steps (`eval.nash_conv`). Runs
 already finished are read, not repeated (an interrupted one resumes exactly), so the sweep can
-be stopped and started again. Writes runs/, summary.md (table) and nash_conv.png (plot).
+be stopped and started again (`--report` trains nothing and tabulates the runs that have
+finished; n = their seeds). Writes runs/, summary.md (table) and nash_conv.png (plot).
 
     .venv/bin/python bench/magnet_sweep.py --out bench/results/magnet_kuhn
     .venv/bin/python bench/magnet_sweep.py --game leduc_poker --steps 150 \\
@@ -143,6 +144,11 @@ def run(name: str, seed: int, a: argparse.Namespace, out: Path) -> list[dict]:
     return rows
 
 
+def finished(out: Path, name: str, seed: int, steps: int) -> bool:
+    metrics = out / "runs" / f"{name}_seed{seed}" / "metrics.jsonl"
+    return metrics.exists() and len(metrics.read_text().splitlines()) >= steps
+
+
 def curve(rows: list[dict], game: str) -> tuple[list[int], list[float], list[float]]:
     """(steps, minutes of compute, NashConv) at every evaluation."""
     key = f"eval/{game}/nash_conv"
@@ -184,7 +190,7 @@ def summarise(results: dict, initial: dict, a: argparse.Namespace) -> str:
             mins.append(minutes[-1])
         reached = f"{statistics.mean(reach):.0f} ({len(reach)}/{len(per_seed)})" if reach else "-"
         lines.append(
-            f"| {name} | {statistics.mean(initial[name]):.3f} | {statistics.mean(finals):.3f} "
+            f"| {name} (n={len(per_seed)}) | {statistics.mean(initial[name]):.3f} | {statistics.mean(finals):.3f} "
             f"| {statistics.mean(quarter):.3f} / {max(quarter):.3f} | {min(best):.3f} "
             f"| {reached} | {statistics.mean(mins):.1f} |"
         )
@@ -224,6 +230,9 @@ def main() -> None:
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--settings", default=",".join(SETTINGS), help="names of SETTINGS, in order")
     p.add_argument("--out", default="bench/results/magnet_kuhn")
+    p.add_argument(
+        "--report", action="store_true", help="train nothing: tabulate the finished runs only"
+    )
     p.add_argument("overrides", nargs="*", help="more section.field=value for every run")
     a = p.parse_args()
     # Paths relative to the repository (the working directory from here on), so results and
@@ -238,9 +247,12 @@ def main() -> None:
     # Seed-major: every setting gets its first seed before any gets its second.
     for seed in seeds:
         for name in names:
+            if a.report and not finished(out, name, seed, a.steps):
+                continue
             steps, minutes, values = curve(run(name, seed, a, out), a.game)
             results[name].append((steps, minutes, values))
             initial[name].append(values[0])
+    results = {name: r for name, r in results.items() if r}
     table = summarise(results, initial, a)
     (out / "summary.md").write_text(table + "\n")
     print(table)
