@@ -190,8 +190,8 @@ def summarise(results: dict, initial: dict, a: argparse.Namespace) -> str:
             mins.append(minutes[-1])
         reached = f"{statistics.mean(reach):.0f} ({len(reach)}/{len(per_seed)})" if reach else "-"
         lines.append(
-            f"| {name} (n={len(per_seed)}) | {statistics.mean(initial[name]):.3f} | {statistics.mean(finals):.3f} "
-            f"| {statistics.mean(quarter):.3f} / {max(quarter):.3f} | {min(best):.3f} "
+            f"| {name} (n={len(per_seed)}) | {statistics.mean(initial[name]):.3f} "
+            f"| {statistics.mean(finals):.3f} | {statistics.mean(quarter):.3f} / {max(quarter):.3f} | {min(best):.3f} "
             f"| {reached} | {statistics.mean(mins):.1f} |"
         )
     return "\n".join(lines)
