@@ -22,6 +22,7 @@ distribution).
 
 from __future__ import annotations
 
+import functools
 import gc
 import glob
 import os
@@ -207,6 +208,12 @@ class VLLMEngine:
         self.tokenizer = tokenizer
         self.eos_id = tokenizer.eos_token_id
         self.stop_ids = stop_token_ids(model, tokenizer)
+        # Legal-action lists recur turn after turn: each one's trie (its token ids and its
+        # decision depth) is built once (bounded), as `HFEngine.choice_ids` reads ids once.
+        eos_id = self.eos_id  # (not `self`: the cache keeps no reference to the engine)
+        self.choice_trie = functools.lru_cache(maxsize=4096)(
+            lambda c: ChoiceTrie(choice_token_ids(tokenizer, c, eos_id))
+        )
         if lora_sync == "auto":  # vLLM's LoRA kernels cost 4.8x in throughput on CPUs
             lora_sync = "merge" if current_platform.is_cpu() else "adapter"
         self.adapter = is_lora(model) and lora_sync == "adapter"
@@ -323,9 +330,8 @@ class VLLMEngine:
         for i in range(len(prompts)):
             extra, max_tokens = None, params.max_new_tokens
             if choices is not None:
-                seqs = choice_token_ids(self.tokenizer, choices[i], self.eos_id)
-                tries[i] = ChoiceTrie(seqs)
-                extra = {CHOICES_KEY: {"sequences": seqs, "eos_id": self.eos_id}}
+                tries[i] = self.choice_trie(tuple(choices[i]))
+                extra = {CHOICES_KEY: {"sequences": tries[i].sequences, "eos_id": self.eos_id}}
                 # Sampled up to where the answer is decided; `_generation` writes its forced
                 # rest (as `hf` skips those steps), so a legal answer is never cut short.
                 max_tokens = tries[i].decision_depth
