@@ -119,11 +119,11 @@ SETTINGS = {
 
 
 def run(name: str, seed: int, a: argparse.Namespace, out: Path) -> list[dict]:
-    """Train one (setting, seed) unless finished; its metrics rows."""
+    """Train one (setting, seed) unless finished (or `--report`); its metrics rows."""
     run_dir = out / "runs" / f"{name}_seed{seed}"
     metrics = run_dir / "metrics.jsonl"
     rows = [json.loads(x) for x in metrics.read_text().splitlines()] if metrics.exists() else []
-    if len(rows) < a.steps:
+    if len(rows) < a.steps and not a.report:
         cmd = [sys.executable, "-m", "zerosum.cli", "train"]
         if (run_dir / "checkpoints" / "latest").exists():
             cmd += ["--resume", str(run_dir)]
@@ -142,11 +142,6 @@ def run(name: str, seed: int, a: argparse.Namespace, out: Path) -> list[dict]:
         print(f"  {time.perf_counter() - start:.0f} s, load {os.getloadavg()[0]:.2f}", flush=True)
         rows = [json.loads(x) for x in metrics.read_text().splitlines()]
     return rows
-
-
-def finished(out: Path, name: str, seed: int, steps: int) -> bool:
-    metrics = out / "runs" / f"{name}_seed{seed}" / "metrics.jsonl"
-    return metrics.exists() and len(metrics.read_text().splitlines()) >= steps
 
 
 def curve(rows: list[dict], game: str) -> tuple[list[int], list[float], list[float]]:
@@ -247,9 +242,10 @@ def main() -> None:
     # Seed-major: every setting gets its first seed before any gets its second.
     for seed in seeds:
         for name in names:
-            if a.report and not finished(out, name, seed, a.steps):
+            rows = run(name, seed, a, out)
+            if len(rows) < a.steps:  # `--report`: not finished, left out
                 continue
-            steps, minutes, values = curve(run(name, seed, a, out), a.game)
+            steps, minutes, values = curve(rows, a.game)
             results[name].append((steps, minutes, values))
             initial[name].append(values[0])
     results = {name: r for name, r in results.items() if r}
