@@ -75,25 +75,24 @@ class ChatHandler(http.server.BaseHTTPRequestHandler):
             number = len(srv.requests)
             srv.in_flight += 1
             srv.max_in_flight = max(srv.max_in_flight, srv.in_flight)
-        try:
-            self.answer(srv.mode, number, body["messages"][0]["content"])
-        finally:
-            with srv.lock:
-                srv.in_flight -= 1
+        code, payload = self.answer(srv.mode, number, body["messages"][0]["content"])
+        with srv.lock:  # before the reply: once it is sent, the client may send its next request
+            srv.in_flight -= 1
+        self.reply(code, payload)
 
-    def answer(self, mode: str, number: int, prompt: str) -> None:
+    def answer(self, mode: str, number: int, prompt: str) -> tuple[int, bytes]:
         if mode == "flaky" and number <= 2:  # a 429, then a 503, then answers
-            return self.reply(429 if number == 1 else 503, b"{}")
+            return 429 if number == 1 else 503, b"{}"
         if mode in ("play", "flaky"):
             time.sleep(0.02)  # long enough for concurrent requests to overlap
             example = re.search(r"for example \\boxed\{(.*?)\}", prompt).group(1)
-            return self.reply(200, completion(f"Let me think.\n\\boxed{{{example}}}"))
+            return 200, completion(f"Let me think.\n\\boxed{{{example}}}")
         if mode == "slow":
             time.sleep(1.0)  # the client's timeout is far shorter
-            return self.reply(200, completion("\\boxed{check}"))
+            return 200, completion("\\boxed{check}")
         if mode == "garbage":
-            return self.reply(200, b"<html>not json</html>")
-        self.reply(int(mode), b'{"error": "nope"}')
+            return 200, b"<html>not json</html>"
+        return int(mode), b'{"error": "nope"}'
 
     def reply(self, code: int, payload: bytes) -> None:
         self.send_response(code)
