@@ -108,6 +108,36 @@ def test_magnet_pulls_the_policy_back(tiny, tokenizer, lora):
     assert learner.step(samples)["loss/magnet_kl"] == 0.0  # the magnet is the policy now
 
 
+@pytest.mark.parametrize("lora", [False, True])
+def test_under_bf16_autocast_the_policy_pass_uses_its_own_weights_after_the_magnets(
+    tiny, tokenizer, lora
+):
+    """Autocast caches each weight's bf16 copy by parameter; the magnet's pass (its weights
+    swapped into the same parameters) must not leave its copies to the policy's pass. Found
+    on SmolLM2 (bf16 on AMX): the KL was exactly 0 and only norms and embeddings trained."""
+    from peft import LoraConfig, get_peft_model
+
+    model = tiny
+    if lora:
+        model = get_peft_model(tiny, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear"))
+    magnet = Snapshot(model)
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in magnet.params.values():
+            p.add_(torch.randn(p.shape, generator=gen) * (0.5 if lora else 0.05))
+    samples = make_samples(tokenizer)
+    bf16 = torch.autocast("cpu", dtype=torch.bfloat16)
+    with bf16:
+        own = response_logprobs(model, samples, pad_id=tokenizer.pad_token_id)
+    with bf16:
+        scores = response_logprobs(model, samples, pad_id=tokenizer.pad_token_id, magnet=magnet)
+    assert torch.equal(scores.logp, own.logp)
+    assert float(scores.magnet_kl.sum()) > 1e-3
+    scores.logp.sum().backward()
+    linear = [n for n, p in magnet.params.items() if "proj" in n and p.grad is not None]
+    assert linear and all(float(magnet.params[n].grad.abs().sum()) > 0 for n in linear), linear
+
+
 def test_a_fresh_magnet_skips_its_forward_pass_and_steps_the_same(tiny, tokenizer):
     """`magnet_age=0` (the magnet was just replaced: it is the policy) uses the policy's own
     log-probs as the magnet's on the first PPO epoch: KL exactly 0 and the same update as the
