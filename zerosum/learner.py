@@ -11,7 +11,7 @@ log-probabilities are exactly those of the policy that produced the batch, and s
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 from typing import NamedTuple, Protocol
 
@@ -157,7 +157,7 @@ class Scores(NamedTuple):
     magnet_kl: torch.Tensor | None  # KL(policy || magnet) of it, when a magnet is given
 
 
-def _uncached_autocast(device: torch.device):
+def _uncached_autocast(device: torch.device) -> AbstractContextManager:
     """The autocast in force, without its weight cache. Autocast keeps each weight's bf16
     copy for the rest of the region, keyed by the parameter, not by the tensor swapped into
     it: a cached pass with the magnet's weights would hand its copies (without gradient) to
