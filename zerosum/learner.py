@@ -11,7 +11,7 @@ log-probabilities are exactly those of the policy that produced the batch, and s
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from typing import NamedTuple, Protocol
 
@@ -157,18 +157,6 @@ class Scores(NamedTuple):
     magnet_kl: torch.Tensor | None  # KL(policy || magnet) of it, when a magnet is given
 
 
-def _uncached_autocast(device: torch.device) -> AbstractContextManager:
-    """The autocast in force, without its weight cache. Autocast keeps each weight's bf16
-    copy for the rest of the region, keyed by the parameter, not by the tensor swapped into
-    it: a cached pass with the magnet's weights would hand its copies (without gradient) to
-    the policy's own pass, which then computed as the magnet and trained only the weights
-    autocast does not cast (norms, embeddings)."""
-    kind = device.type
-    if not torch.is_autocast_enabled(kind):
-        return nullcontext()
-    return torch.autocast(kind, dtype=torch.get_autocast_dtype(kind), cache_enabled=False)
-
-
 def response_logprobs(
     model,
     samples: Sequence[Sample],
@@ -197,7 +185,7 @@ def response_logprobs(
     inputs = _batch_inputs(samples, pad_id, device, shared_prefix and not _sharded(model))
     magnet_logp_all = None
     if magnet is not None and not magnet_is_policy:
-        with torch.no_grad(), magnet.swapped_in(), _uncached_autocast(device):
+        with torch.no_grad(), magnet.swapped_in():
             magnet_logp_all = _token_logp_all(
                 *_response_logits(model, inputs, samples, t_max), temperature
             )[0]

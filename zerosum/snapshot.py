@@ -13,7 +13,7 @@ swaps it into the live parameters (`.data`, no copy), so there is never a second
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 
 import torch
 
@@ -52,12 +52,18 @@ class Snapshot:
 
     @contextmanager
     def swapped_in(self) -> Iterator[None]:
-        """Inside, the model computes as the snapshot (call under `torch.no_grad()`)."""
+        """Inside, the model computes as the snapshot (call under `torch.no_grad()`), with
+        autocast's weight cache off: the cache is keyed by the parameter, not by the tensor
+        swapped into it, so a cached pass here would hand the snapshot's bf16 copies (without
+        gradient) to the live model's next pass in the same autocast region (the magnet's
+        pass then made the policy's compute as the magnet, its linear layers untrained)."""
         live = {n: p.data for n, p in self.params.items()}
         try:
             for n, p in self.params.items():
                 p.data = self.weights[n]
-            yield
+            device_type = next((p.device.type for p in self.params.values()), "cpu")
+            with _uncached_autocast(device_type):
+                yield
         finally:
             for n, p in self.params.items():
                 p.data = live[n]
@@ -69,3 +75,11 @@ class Snapshot:
     def nbytes(self) -> int:
         """Memory (and checkpoint space) the snapshot takes."""
         return sum(w.nelement() * w.element_size() for w in self.weights.values())
+
+
+def _uncached_autocast(device_type: str) -> AbstractContextManager:
+    """The autocast in force on `device_type`, without its weight cache (none: no autocast)."""
+    if not torch.is_autocast_enabled(device_type):
+        return nullcontext()
+    dtype = torch.get_autocast_dtype(device_type)
+    return torch.autocast(device_type, dtype=dtype, cache_enabled=False)
