@@ -105,6 +105,10 @@ SETTINGS = {
     # The advantage's baseline: the leave-one-out mean return of the batch's other turns at the
     # same prompt (`algo.baseline: prompt`, an information set here) instead of RAE's per seat.
     "none_p": ["algo.baseline=prompt"],
+    # The shipped recipe's settings without the magnet (plain self-play), and without RAE too
+    # (raw returns as advantages: the per-prompt baseline needs RAE's fallback).
+    "none_ent0_p": ["algo.baseline=prompt", "algo.entropy_coef=0"],
+    "none_ent0_no_rae": ["algo.rae=false", "algo.entropy_coef=0"],
     **{
         f"magnet_a{alpha}_r{reset}_ent0_p": [
             "algo.baseline=prompt",
