@@ -6,9 +6,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from zerosum.advantage import keep_nonzero, prompt_advantages, rae_advantages, repeated_fraction
-from zerosum.config import OptimConfig
-from zerosum.loss import annealed_alpha, policy_loss, token_kl, truncated_importance_weights
-from zerosum.train import learning_rate
+from zerosum.learner import OptimConfig, learning_rate
+from zerosum.loss import policy_loss, token_kl, truncated_importance_weights
+from zerosum.magnet import annealed_alpha
 
 
 def test_rae_hand_computed():
@@ -280,7 +280,7 @@ def test_sgd_steps_by_the_gradient_and_adamw_does_not():
     gradient ten times smaller moves it ten times less; AdamW's normalised step does not."""
     import torch
 
-    from zerosum.train import build_optimizer
+    from zerosum.learner import build_optimizer
 
     moves = {}
     for kind in ("sgd", "adamw"):

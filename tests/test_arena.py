@@ -278,7 +278,7 @@ def test_batched_sampler_rows_match_sampling_each_prompt_alone(tokenizer, tiny):
 
 def test_prompt_content_is_the_text_model_prompts_wrap(tokenizer):
     from zerosum.games import load_game
-    from zerosum.rollout import build_prompt, chat_prompt, prompt_content
+    from zerosum.prompts import build_prompt, chat_prompt, prompt_content
 
     state = load_game("kuhn_poker").new_episode(3)
     content = prompt_content(state, 0, "free", "Your last answer was invalid.")

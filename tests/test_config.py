@@ -5,6 +5,7 @@ import torch
 
 from zerosum.cli import main
 from zerosum.config import ConfigError, config_help, load_config
+from zerosum.config_checks import check_config
 
 # Training recipes; configs/arena_*.yaml are arena configs (tests/test_arena.py loads them).
 RECIPES = sorted(
@@ -36,8 +37,8 @@ def test_overrides_are_typed():
         ),
         (
             "sampling.temperature=0",
-            "'sampling.temperature' = 0.0 is invalid; allowed: a number in (0, 100]; training "
-            "samples its moves (greedy decoding, temperature 0, is for eval.temperature)",
+            "'sampling.temperature' = 0.0 is invalid; allowed: a number in (0, 100] (training "
+            "samples its moves; greedy decoding, temperature 0, is for eval.temperature)",
         ),
         ("sampling.temperature=.inf", "'sampling.temperature' = inf is invalid; allowed: a finite"),
         ("sampling.temperature=1000", "'sampling.temperature' = 1000.0 is invalid"),
@@ -101,7 +102,7 @@ def test_overrides_are_typed():
 )
 def test_bad_values_fail_with_one_line(override, message):
     with pytest.raises(ConfigError) as err:
-        load_config(None, [override])
+        check_config(load_config(None, [override]))
     assert message in str(err.value)
     assert "\n" not in str(err.value)
 
@@ -189,8 +190,8 @@ def test_distributed_section():
             "'distributed.rollout_workers' = 3 is more than rollout.games_per_step = 2",
         ),
         (
-            [*RAY, "distributed.learner_ranks=2", "algo.regularizer=magnet"],
-            "'algo.regularizer' = 'magnet' is not supported with distributed.learner_ranks > 1",
+            [*RAY, "distributed.learner_ranks=2", "distributed.fsdp=true", "algo.regularizer=magnet"],
+            "'algo.regularizer' = 'magnet' is not supported with distributed.fsdp",
         ),
         (
             [*RAY, "opponents.pool_size=2"],
@@ -205,6 +206,12 @@ def test_distributed_combinations_fail_with_one_line(overrides, message):
     with pytest.raises(ConfigError) as err:
         load_config(None, overrides)
     assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_the_magnet_is_allowed_with_data_parallel_learner_ranks():
+    """Every rank holds the magnet (`LearnerGroup`): only sharded (FSDP) ranks refuse it."""
+    cfg = load_config(None, [*RAY, "distributed.learner_ranks=2", "algo.regularizer=magnet"])
+    assert cfg.distributed.learner_ranks == 2 and cfg.algo.regularizer == "magnet"
 
 
 def test_cli_ray_address_sets_the_field_as_text(capsys):

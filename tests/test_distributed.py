@@ -212,7 +212,7 @@ def test_a_worker_killed_mid_step_is_restarted_and_the_run_goes_on(
 
 def fixed_batch(model, tokenizer, n_games: int = 8) -> list:
     """The turns of a few Kuhn Poker games as training samples, advantages +-1 and 0.5."""
-    from zerosum.learner import Sample
+    from zerosum.scoring import Sample
 
     schedule = schedule_games({"kuhn_poker": 1.0}, n_games, seed=0, step=1)
     params = SamplingParams(temperature=1.0, max_new_tokens=4)
@@ -221,40 +221,52 @@ def fixed_batch(model, tokenizer, n_games: int = 8) -> list:
     return [Sample(t.prompt_ids, t.response_ids, a, t.allowed) for t, a in zip(turns, advantages)]
 
 
-@pytest.mark.parametrize("loss", ["ppo", "reinforce"])
-def test_two_learner_ranks_equal_the_single_process_learner(tiny, tokenizer, ray_cpus, loss):
-    """The 2-rank learner (this process and a Ray actor, gloo) on a fixed batch: both ranks
-    end with bitwise the same parameters, and they equal the single-process learner's within
-    1e-6 (float rounding: the ranks sum their halves' gradients in another order). `mean`
-    aggregation checks the whole batch's token count normalises both halves. The step's
-    learning rate (`optim.lr_schedule`) is not the optimizer's initial one: every rank uses
-    it."""
+@pytest.mark.parametrize(
+    "loss, regularizer", [("ppo", "none"), ("reinforce", "none"), ("ppo", "magnet")]
+)
+def test_two_learner_ranks_equal_the_single_process_learner(
+    tiny, tokenizer, ray_cpus, loss, regularizer
+):
+    """The 2-rank learner (this process and a Ray actor, gloo) on a fixed batch, two steps:
+    both ranks end with bitwise the same parameters, and they equal the single-process
+    learner's within 1e-6 (float rounding: the ranks sum their halves' gradients in another
+    order). `mean` aggregation checks the whole batch's token count normalises both halves.
+    The step's learning rate (`optim.lr_schedule`) is not the optimizer's initial one: every
+    rank uses it. With the magnet, every rank holds rank 0's and pulls to it with the step's
+    weight (annealed), and replaces it after step 1 as rank 0 does: the KL of step 2 is to
+    the policy after step 1 on every rank."""
     import copy
 
     from zerosum.distributed.learner_group import LearnerGroup
-    from zerosum.learner import Learner, LearnerSettings
-    from zerosum.train import build_optimizer
+    from zerosum.learner import Learner, LearnerSettings, build_optimizer
+    from zerosum.magnet import Magnet
 
     cfg = load_config(None, [
         "optim.bf16=false", f"algo.loss={loss}", "algo.ppo_epochs=2", "algo.aggregation=mean",
         "algo.entropy_coef=0.1", "optim.lr=1e-3", "model.device=cpu",
+        f"algo.regularizer={regularizer}", "algo.magnet_alpha=2.0", "algo.magnet_reset=1",
+        "algo.magnet_anneal_steps=1", "algo.magnet_alpha_final=1.0",
     ])  # fmt: skip
     samples = fixed_batch(tiny, tokenizer)
     assert len(samples) >= 16
 
     def learner(model) -> Learner:
         optimizer = build_optimizer(cfg.optim, model)
-        return Learner(model, optimizer, LearnerSettings.from_config(cfg), tokenizer.pad_token_id)
+        magnet = Magnet.from_config(cfg.algo, model) if regularizer == "magnet" else None
+        settings = LearnerSettings.from_config(cfg)
+        return Learner(model, optimizer, settings, tokenizer.pad_token_id, magnet)
 
     initial = {n: p.detach().clone() for n, p in tiny.named_parameters()}
     single = learner(copy.deepcopy(tiny))
-    torch.manual_seed(7)
-    single_stats = single.step(samples, lr=3e-3)
+    single_stats = []
+    for step in (1, 2):
+        torch.manual_seed(7 + step)
+        single_stats.append(single.step(samples, lr=3e-3, step=step))
 
     rank0 = learner(tiny)  # trains `tiny` itself
     group = LearnerGroup(cfg, rank0, tokenizer, world=2)
     try:
-        stats = group.step(samples, seed=7, lr=3e-3)
+        stats = [group.step(samples, seed=7 + step, lr=3e-3, step=step) for step in (1, 2)]
         rank1 = ray_cpus.get(group.ranks[0].parameters.remote())
     finally:
         group.close()
@@ -265,9 +277,15 @@ def test_two_learner_ranks_equal_the_single_process_learner(tiny, tokenizer, ray
     moved = max(float((reference[n] - initial[n]).abs().max()) for n in initial)
     diff = max(float((trained[n] - reference[n]).abs().max()) for n in trained)
     assert moved > 1e-4 and diff <= 1e-6, (moved, diff)
-    assert stats["loss/tokens"] == single_stats["loss/tokens"]  # the halves add up
-    for key in ("loss/total", "loss/entropy", "loss/grad_norm", "perf/duplicate_turns"):
-        assert stats[key] == pytest.approx(single_stats[key], rel=1e-5), key
+    keys = ["loss/total", "loss/entropy", "loss/grad_norm", "perf/duplicate_turns"]
+    if regularizer == "magnet":
+        keys += ["loss/magnet_kl", "magnet/alpha", "magnet/age"]
+        assert [s["magnet/alpha"] for s in stats] == [2.0, 1.0]  # annealed, not summed
+        assert stats[1]["loss/magnet_kl"] > 0
+    for got, want in zip(stats, single_stats):
+        assert got["loss/tokens"] == want["loss/tokens"]  # the halves add up
+        for key in keys:
+            assert got[key] == pytest.approx(want[key], rel=1e-5), key
 
 
 @pytest.mark.parametrize("games, lora", [(8, False), (1, False), (8, True)])
@@ -283,9 +301,8 @@ def test_fsdp_ranks_equal_the_single_process_learner(tiny, tokenizer, ray_cpus, 
     import copy
 
     from zerosum.distributed.learner_group import LearnerGroup
-    from zerosum.learner import Learner, LearnerSettings
+    from zerosum.learner import Learner, LearnerSettings, build_optimizer
     from zerosum.models import trainable_parameters
-    from zerosum.train import build_optimizer
 
     cfg = load_config(None, [
         "optim.bf16=false", "algo.loss=ppo", "algo.ppo_epochs=2", "algo.aggregation=mean",
@@ -306,7 +323,7 @@ def test_fsdp_ranks_equal_the_single_process_learner(tiny, tokenizer, ray_cpus, 
     group = LearnerGroup(cfg, rank0, tokenizer, world=2)
     try:
         assert not rank0.optimizer.state  # rank 0's full optimizer hands its state to the shards
-        stats = [group.step(samples, seed=7 + k, lr=cfg.optim.lr) for k in range(2)]
+        stats = [group.step(samples, seed=7 + k, lr=cfg.optim.lr, step=k + 1) for k in range(2)]
         rank1 = ray_cpus.get(group.ranks[0].parameters.remote())
         with group.full_optimizer():
             gathered = copy.deepcopy(rank0.optimizer.state_dict()["state"])

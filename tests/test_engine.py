@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from zerosum.engines.base import ChoiceTrie, SamplingParams
 from zerosum.engines.hf import HFEngine, draw, top_p_filter
-from zerosum.learner import Sample, response_logprobs
+from zerosum.scoring import Sample, response_logprobs
 
 
 def prompts(tokenizer):

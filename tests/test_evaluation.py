@@ -186,7 +186,7 @@ def test_cli_eval_rejects_a_bad_device_before_loading(capsys):
         ("--seed", "-1", "an integer in [0, 2**32)"),
         ("--temperature", "-1", "a number in [0, 100] (0: greedy decoding)"),
         ("--temperature", "nan", "a number in [0, 100] (0: greedy decoding)"),
-        ("--top-p", "0", "a number in (0, 1] (greedy: --temperature 0)"),
+        ("--top-p", "0", "a number in (0, 1]"),
     ],
 )
 def test_cli_eval_rejects_bad_numbers(capsys, flag, value, allowed):
@@ -237,7 +237,7 @@ def test_exact_policy_is_the_engines_sampling_distribution(tiny, tokenizer, game
     answer the probability the engine sampled it with."""
     from zerosum.engines.hf import HFEngine
     from zerosum.evaluation.policy import states_action_probs
-    from zerosum.rollout import build_prompt
+    from zerosum.prompts import build_prompt
 
     game = load_game(game_name)
     states = []
@@ -267,7 +267,7 @@ def test_greedy_exact_policy_is_what_greedy_decoding_plays(tiny, tokenizer):
     greedily, at every Kuhn information set (a random tiny model answers differently)."""
     from zerosum.engines.hf import HFEngine
     from zerosum.evaluation.policy import constrained_action_probs
-    from zerosum.rollout import build_prompt
+    from zerosum.prompts import build_prompt
     from zerosum.solvers import info_set_states
 
     game = load_game("kuhn_poker")
@@ -356,7 +356,7 @@ def test_gsm8k_run_with_the_default_model(tmp_path):
 
 
 def test_tic_tac_toe_move_quality_hand_checked():
-    from zerosum.evaluation.tictactoe import fixed_positions, move_quality
+    from zerosum.evaluation.move_quality import fixed_positions, move_quality
 
     game = load_game("tic_tac_toe")
     corner = game.new_episode(0)
@@ -365,10 +365,10 @@ def test_tic_tac_toe_move_quality_hand_checked():
     assert quality["optimal_rate"] == pytest.approx(1 / 3)
     assert quality["blunder_rate"] == pytest.approx(1 / 3)  # [1] turns a draw into a loss
     assert quality["invalid_rate"] == pytest.approx(1 / 3)
-    positions = fixed_positions(30, seed=1)
+    positions = fixed_positions("tic_tac_toe", 30, seed=1)
     assert len({str(p.spiel_state) for p in positions}) == 30
     assert all(not p.is_terminal() for p in positions)
-    assert [str(p.spiel_state) for p in fixed_positions(30, seed=1)] == [
+    assert [str(p.spiel_state) for p in fixed_positions("tic_tac_toe", 30, seed=1)] == [
         str(p.spiel_state) for p in positions
     ]
 

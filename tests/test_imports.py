@@ -9,7 +9,6 @@ import pytest
 @pytest.mark.parametrize(
     "module, banned",
     [
-        ("zerosum.config", ["torch", "pyspiel", "numpy", "transformers", "textarena"]),
         ("zerosum.models", ["pyspiel", "open_spiel", "zerosum.players", "torch"]),
     ],
 )

@@ -1,7 +1,9 @@
 import pytest
 import torch
 
-from zerosum.learner import Learner, LearnerSettings, Sample, micro_batches, response_logprobs
+from zerosum.learner import Learner, LearnerSettings
+from zerosum.magnet import Magnet
+from zerosum.scoring import Sample, micro_batches, response_logprobs
 from zerosum.snapshot import Snapshot
 
 
@@ -87,9 +89,10 @@ def test_magnet_pulls_the_policy_back(tiny, tokenizer, lora):
     model = tiny
     if lora:
         model = get_peft_model(tiny, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear"))
-    magnet = Snapshot(model)
-    assert set(magnet.weights) == {n for n, p in model.named_parameters() if p.requires_grad}
-    assert magnet.weights and all("lora_" in n for n in magnet.weights) == lora
+    magnet = Magnet(model, alpha=1.0)
+    snap = magnet.snapshot
+    assert set(snap.weights) == {n for n, p in model.named_parameters() if p.requires_grad}
+    assert snap.weights and all("lora_" in n for n in snap.weights) == lora
     gen = torch.Generator().manual_seed(0)
     with torch.no_grad():  # move the policy away from the magnet, reproducibly
         for p in model.parameters():
@@ -100,11 +103,11 @@ def test_magnet_pulls_the_policy_back(tiny, tokenizer, lora):
     opt = torch.optim.AdamW(
         [p for p in model.parameters() if p.requires_grad], lr=5e-2 if lora else 1e-2
     )
-    settings = LearnerSettings(loss="reinforce", magnet_alpha=1.0, aggregation="mean")
+    settings = LearnerSettings(loss="reinforce", aggregation="mean")
     learner = Learner(model, opt, settings, tokenizer.pad_token_id, magnet)
     kls = [learner.step(samples)["loss/magnet_kl"] for _ in range(16)]
     assert kls[0] > 1e-3 and kls[-1] < kls[0] / 2, kls
-    magnet.refresh(8)
+    snap.refresh(8)
     assert learner.step(samples)["loss/magnet_kl"] == 0.0  # the magnet is the policy now
 
 
@@ -139,25 +142,25 @@ def test_under_bf16_autocast_the_policy_pass_uses_its_own_weights_after_the_magn
 
 
 def test_a_fresh_magnet_skips_its_forward_pass_and_steps_the_same(tiny, tokenizer):
-    """`magnet_age=0` (the magnet was just replaced: it is the policy) uses the policy's own
+    """A magnet of age 0 (just replaced, or the first step: it is the policy) uses the policy's own
     log-probs as the magnet's on the first PPO epoch: KL exactly 0 and the same update as the
     magnet's forward pass gives (which can round differently from the policy's, by 1e-7 on
     some CPUs); the second epoch, after the policy moved, does run the magnet."""
     import copy
 
     results = []
-    for age in (None, 0):
+    for step in (None, 1):  # unknown age, then the first step: the magnet is the policy
         model = copy.deepcopy(tiny)
-        magnet = Snapshot(model)
+        magnet = Magnet(model, alpha=1.0)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
-        settings = LearnerSettings(loss="ppo", epochs=2, magnet_alpha=1.0)
+        settings = LearnerSettings(loss="ppo", epochs=2)
         learner = Learner(model, opt, settings, tokenizer.pad_token_id, magnet)
         forwards: list[bool] = []
         hook = model.register_forward_hook(
             lambda *_, seen=forwards: seen.append(torch.is_grad_enabled())
         )
         torch.manual_seed(0)
-        stats = learner.step(make_samples(tokenizer), magnet_age=age)
+        stats = learner.step(make_samples(tokenizer), step=step)
         hook.remove()
         results.append(([p.detach().clone() for p in model.parameters()], stats, forwards))
     (full, full_stats, full_fw), (fresh, fresh_stats, fresh_fw) = results
@@ -170,7 +173,7 @@ def test_a_fresh_magnet_skips_its_forward_pass_and_steps_the_same(tiny, tokenize
 
 
 def test_magnet_with_alpha_zero_trains_exactly_as_no_regularizer(tiny, tokenizer):
-    """Same samples, same seed: `magnet_alpha` 0 leaves every parameter bit-identical to a
+    """Same samples, same seed: a magnet of weight 0 leaves every parameter bit-identical to a
     learner without a magnet (the magnet's forward pass changes nothing)."""
     import copy
 
@@ -178,7 +181,7 @@ def test_magnet_with_alpha_zero_trains_exactly_as_no_regularizer(tiny, tokenizer
     for magnet_on in (False, True):
         model = copy.deepcopy(tiny)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
-        magnet = Snapshot(model) if magnet_on else None
+        magnet = Magnet(model, alpha=0.0) if magnet_on else None
         with torch.no_grad():  # the magnet differs from the policy, so its KL is not 0
             next(model.parameters()).add_(0.1)
         learner = Learner(model, opt, LearnerSettings(), tokenizer.pad_token_id, magnet)
@@ -204,15 +207,15 @@ def test_identical_turns_are_scored_once_with_the_same_update(tiny, tokenizer, l
     params, stats = [], []
     for rows in (batch, apart):
         model = copy.deepcopy(tiny)
-        magnet = Snapshot(model)
+        magnet = Magnet(model, alpha=0.5)
         with torch.no_grad():  # a magnet unlike the policy
             next(model.parameters()).add_(0.1)
         # SGD: Adam's first step is about lr x sign(gradient), which float rounding flips
         # wherever a gradient is near 0.
         opt = torch.optim.SGD(model.parameters(), lr=0.05)
         settings = LearnerSettings(
-            loss=loss, aggregation=aggregation, norm_constant=8.0, magnet_alpha=0.5,
-            entropy_coef=0.1, grad_clip=1e9,
+            loss=loss, aggregation=aggregation, norm_constant=8.0, entropy_coef=0.1,
+            grad_clip=1e9,
         )  # fmt: skip
         stats.append(Learner(model, opt, settings, tokenizer.pad_token_id, magnet).step(rows))
         params.append([p.detach() for p in model.parameters()])
@@ -263,7 +266,7 @@ def test_shared_prefix_gives_the_same_scores_and_gradients(tiny, tokenizer, cons
     """The prompt prefix all samples share runs once: log-probs, entropies and gradients
     equal those of every sample run whole (to float rounding)."""
     from zerosum.batching import shared_prefix_len
-    from zerosum.learner import _batch_inputs
+    from zerosum.scoring import _batch_inputs
 
     rules, samples = prefixed_samples(tokenizer)
     eos = tokenizer.eos_token_id
@@ -333,7 +336,7 @@ def test_prefix_micro_batches_group_prompts_that_share_a_long_prefix():
     """Prompts of the same seat (a long common start) share micro-batches; prompts that share
     nothing long are packed together as usual, and so are groups whose union costs few extra
     tokens; every sample is in exactly one batch."""
-    from zerosum.learner import prefix_micro_batches
+    from zerosum.scoring import prefix_micro_batches
 
     seat0 = list(range(100, 160))  # 60 shared tokens, then the seat's own tail
     seat1 = list(range(100, 110)) + list(range(300, 350))

@@ -7,7 +7,8 @@ from zerosum.games import load_game
 from zerosum.match import play_episode, run_games, run_match
 from zerosum.players import make_player
 from zerosum.players.base import Move
-from zerosum.rollout import InvalidMovePolicy, game_seed
+from zerosum.rollout import InvalidMovePolicy
+from zerosum.seeds import game_seed
 
 
 @dataclass

@@ -14,11 +14,13 @@ import pyspiel
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from zerosum.config import _CHECKS, ConfigError, TrainConfig, config_from_dict
+from zerosum.config import ConfigError, TrainConfig, config_from_dict
+from zerosum.config_checks import check_config
 from zerosum.games import game_names, load_game
 from zerosum.games.openspiel_games import SPECS
 from zerosum.games.parsing import FALLBACKS, MAX_FREE_MOVE_CHARS, parse_action
 from zerosum.games.textarena_games import SIMPLE_NEGOTIATION, TEXTARENA_GAMES, TRUTH_AND_DECEPTION
+from zerosum.typed_config import declared_bounds
 
 SETTINGS = settings(max_examples=100, deadline=None)
 
@@ -209,15 +211,16 @@ def test_config_is_valid_or_one_line_naming_the_field(data, keys):
         section, _, name = key.rpartition(".")
         (raw.setdefault(section, {}) if section else raw)[name or key] = value
     try:
-        cfg = config_from_dict(raw)
+        cfg = check_config(config_from_dict(raw))
     except ConfigError as err:
         message = str(err)
         assert "\n" not in message
         assert any(f"'{key}'" in message for key in keys), message
         return
-    for key, ok, _ in _CHECKS:
-        section, name = key.split(".")
-        assert ok(getattr(getattr(cfg, section), name)), key
+    bounds = declared_bounds(cfg)
+    assert len(bounds) > 40  # every section's ranges are declared beside their fields
+    for key, value, bound in bounds:
+        assert value is None or bound.ok(value), key
     for key, hint in FIELDS.items():
         section, _, name = key.rpartition(".")
         value = getattr(getattr(cfg, section), name) if section else getattr(cfg, key)

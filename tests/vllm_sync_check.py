@@ -15,8 +15,8 @@ import torch
 
 from zerosum.engines.base import SamplingParams
 from zerosum.engines.vllm import VLLMEngine, engine_weights
-from zerosum.learner import Sample, response_logprobs
 from zerosum.models import load_tokenizer, tiny_model
+from zerosum.scoring import Sample, response_logprobs
 
 
 def check(mode: str, tensor_parallel: int) -> dict:

@@ -14,9 +14,8 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Hashable, Mapping, Sequence
 
-from zerosum.config import AlgoConfig
-
 RoleKey = tuple[str, int]  # (game name, seat)
+RAE_DECAY = 0.95  # the EMA decay of a baseline (SPIRAL's)
 
 
 def role_key(game: str, seat: int) -> str:
@@ -28,8 +27,8 @@ def rae_advantages(
     returns: Sequence[float],
     roles: Sequence[RoleKey],
     baselines: Mapping[str, float],
-    decay: float = AlgoConfig.rae_decay,
-    enabled: bool = AlgoConfig.rae,
+    decay: float = RAE_DECAY,
+    enabled: bool = True,
 ) -> tuple[list[float], dict[str, float]]:
     """Advantages for one batch and the updated baselines (the input is not modified).
 

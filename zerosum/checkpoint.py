@@ -26,10 +26,16 @@ from pathlib import Path
 
 import torch
 
-from zerosum.models import is_lora, one_line, trainable_parameters
-from zerosum.rundir import check_free_space
+from zerosum.models import is_lora, trainable_parameters
+from zerosum.rundir import (
+    CheckpointError,
+    UnsafeCheckpointError,
+    check_free_space,
+    latest_checkpoint,
+    step_dirs,
+)
+from zerosum.tables import one_line
 
-STEP_NAME = re.compile(r"step-\d{6,}")
 # Tokenizer files, configs and the pickle's own bytes, beyond the tensors counted exactly.
 _SPACE_MARGIN = 32 * 2**20
 
@@ -51,14 +57,6 @@ class TrainState:
         if not isinstance(saved, dict):
             raise TypeError(f"expected a mapping, got {type(saved).__name__}")
         return cls(**{f.name: saved[f.name] for f in fields(cls) if f.name in saved})
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be used; the message is one line."""
-
-
-class UnsafeCheckpointError(CheckpointError):
-    """A checkpoint that would run code or leave the run directory: never fallen back from."""
 
 
 # --- writing -----------------------------------------------------------------------------
@@ -200,37 +198,6 @@ def _point_latest(root: Path, final: Path) -> None:
 
 
 # --- finding -----------------------------------------------------------------------------
-
-
-def step_dirs(root: Path) -> list[Path]:
-    """Complete checkpoints in `root` (RUN/checkpoints), newest first; symlinks are ignored,
-    so nothing outside the run is ever taken for one of its checkpoints."""
-    found = [
-        p
-        for p in root.glob("step-*")
-        if STEP_NAME.fullmatch(p.name) and p.is_dir() and not p.is_symlink()
-    ]
-    return sorted(found, key=lambda p: int(p.name[5:]), reverse=True)
-
-
-def latest_checkpoint(run_dir: Path) -> Path | None:
-    """The checkpoint `latest` names (a symlink, or a text file in runs before symlinks), or
-    None without one. Anything but a plain step-NNNNNN name inside this run is refused."""
-    root = Path(run_dir) / "checkpoints"
-    pointer = root / "latest"
-    if pointer.is_symlink():
-        name = os.readlink(pointer)
-    elif pointer.is_file():
-        name = pointer.read_text().strip()
-    else:
-        return None
-    path = root / name
-    if not STEP_NAME.fullmatch(name) or path.is_symlink():
-        raise UnsafeCheckpointError(
-            f"{pointer} points to {name!r}, not a step-NNNNNN checkpoint inside this run; "
-            "refusing to follow it"
-        )
-    return path
 
 
 def resume_candidates(run_dir: Path) -> list[Path]:

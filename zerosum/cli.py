@@ -3,61 +3,82 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import os
 import sys
+import typing
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from zerosum.config import ANSWER_MODES, ENGINES, FALLBACKS, INVALID_MODES, PROMPT_FORMATS
-from zerosum.engines.base import MAX_TEMPERATURE
-from zerosum.evaluation.settings import EvalSettings
+from zerosum.arena.config import load_arena_config
+from zerosum.arena.report import print_results, report
+from zerosum.arena.run import run_arena
+from zerosum.config import config_help, load_config
+from zerosum.config_checks import check_config
+from zerosum.evaluation.run import check_writable, format_results, run_eval, write_results
+from zerosum.evaluation.settings import SEED_HELP, EvalSettings
 from zerosum.games import game_names, load_game
 from zerosum.match import MAX_TURNS as MATCH_MAX_TURNS
 from zerosum.match import MatchResult, run_match
 from zerosum.players import PLAYER_SPECS, make_player, unsupported
-from zerosum.rollout import EVAL_INVALID, InvalidMovePolicy
+from zerosum.rollout import EVAL_INVALID, INVALID_MODES, InvalidMovePolicy
 from zerosum.rundir import RunStopped
-from zerosum.tables import reason_lines, table_row
+from zerosum.tables import one_line, reason_lines, table_row
+from zerosum.train import train
+from zerosum.typed_config import POSITIVE, SEED, Bound
 
 
-# argparse `type=` checks: argparse prints "zerosum eval: error: argument --n: ..." with the
-# message below, one line naming the flag, the bad value and what is allowed.
-def _number(text: str, kind: type, ok: Callable[[Any], bool], allowed: str) -> Any:
-    try:
-        value = kind(text)
-    except ValueError:
-        value = None
-    if value is None or not ok(value):
-        raise argparse.ArgumentTypeError(f"{text!r} is invalid; allowed: {allowed}")
-    return value
+# argparse `type=` checks from the settings' declared bounds: argparse prints "zerosum eval:
+# error: argument --n: ..." with the message below, one line naming the flag, the bad value
+# and what is allowed.
+def bounded(kind: type, bound: Bound | None) -> Callable[[str], Any]:
+    """An argparse type: `text` as a `kind` within `bound`."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or (bound is not None and not bound.ok(value)):
+            allowed = bound.allowed if bound is not None else f"a{'n integer' if kind is int else ' number'}"
+            raise argparse.ArgumentTypeError(f"{text!r} is invalid; allowed: {allowed}")
+        return value
+
+    return parse
 
 
-def positive_int(text: str) -> int:
-    """An argparse type: an integer >= 1."""
-    return _number(text, int, lambda v: v >= 1, "an integer >= 1")
+def comma_list(text: str) -> list[str]:
+    """An argparse type: comma-separated names (empty ones dropped)."""
+    return [item for item in text.split(",") if item]
 
 
-def seed_int(text: str) -> int:
-    """An argparse type: a seed in [0, 2**32)."""
-    return _number(text, int, lambda v: 0 <= v < 2**32, "an integer in [0, 2**32)")
-
-
-def temperature(text: str) -> float:
-    """`--temperature`: a number in [0, MAX_TEMPERATURE]; 0 is greedy decoding."""
-    return _number(
-        text,
-        float,
-        lambda v: 0 <= v <= MAX_TEMPERATURE,  # False for nan
-        f"a number in [0, {MAX_TEMPERATURE:g}] (0: greedy decoding)",
-    )
-
-
-def top_p(text: str) -> float:
-    """`--top-p`: a number in (0, 1]."""
-    return _number(
-        text, float, lambda v: 0 < v <= 1, "a number in (0, 1] (greedy: --temperature 0)"
-    )
+def add_settings(parser: argparse.ArgumentParser, cls: type) -> None:
+    """One flag per field of the settings dataclass `cls`: its help, default, choices (a
+    Literal) and bound (a number) are the field's own; a list is comma-separated; a bool
+    that is true by default is turned off by its declared flag."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        hint, meta = hints[f.name], f.metadata
+        flag = meta.get("flag") or "--" + f.name.replace("_", "-")
+        kw: dict[str, Any] = {"dest": f.name, "help": meta.get("help", "")}
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            kw["required"] = True
+        else:
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            kw["default"] = ",".join(default) if isinstance(default, list) else default
+        args = typing.get_args(hint)
+        if hint is bool:
+            kw.pop("default")
+            kw["action"] = "store_false" if f.default else "store_true"
+        elif typing.get_origin(hint) is typing.Literal:
+            kw["choices"] = args
+        elif typing.get_origin(hint) is list:
+            kw["type"] = comma_list
+        elif hint in (int, float) or int in args:
+            kw["type"] = bounded(int if int in (hint, *args) else float, meta.get("bound"))
+        parser.add_argument(flag, **kw)
 
 
 def cmd_games(args: argparse.Namespace) -> None:
@@ -95,8 +116,6 @@ def cmd_match(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from zerosum.config import config_help, load_config
-
     if args.help_config:
         print(config_help())
         return
@@ -117,46 +136,15 @@ def cmd_train(args: argparse.Namespace) -> None:
         cfg = load_config(saved, overrides + [f"run.out_dir={args.resume}"])
     else:
         cfg = load_config(args.config, overrides)
-    from zerosum.train import train
-
+    check_config(cfg)
     run_dir = train(cfg, resume=bool(args.resume), overwrite=args.overwrite)
     print(f"run saved in {run_dir}")
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
-    from zerosum.evaluation.run import (
-        EvalSettings,
-        check_writable,
-        format_results,
-        run_eval,
-        write_results,
-    )
-
     if args.out:
         check_writable(args.out)
-    settings = EvalSettings(
-        model=args.model,
-        games=[g for g in args.games.split(",") if g],
-        math=[m for m in args.math.split(",") if m],
-        math_k=args.math_k,
-        limit=args.limit,
-        opponents=[o for o in args.opponents.split(",") if o],
-        n=args.n,
-        seed=args.seed,
-        answer_mode=args.answer_mode,
-        temperature=args.temperature,
-        top_p=args.top_p,
-        max_new_tokens=args.max_new_tokens,
-        max_concurrent=args.max_concurrent,
-        max_turns=args.max_turns,
-        device=args.device,
-        engine=args.engine,
-        vllm_eager=not args.vllm_compile,
-        parser_fallback=args.parser_fallback,
-        include_rules=not args.no_rules,
-        prompt_format=args.prompt_format,
-        exploit_k=args.exploit_k,
-    )
+    settings = EvalSettings(**{f.name: getattr(args, f.name) for f in dataclasses.fields(EvalSettings)})
     results = run_eval(settings)
     print(format_results(results))
     if args.out:
@@ -166,12 +154,6 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
 def cmd_arena(args: argparse.Namespace) -> None:
     """Play the missing games of an arena (resumable), then print and write its results."""
-    import os
-
-    from zerosum.arena.config import load_arena_config
-    from zerosum.arena.report import print_results, report
-    from zerosum.arena.run import run_arena
-
     if not args.report and not args.config:
         raise ValueError("zerosum arena needs --config FILE (play), or --report --dir DIR")
     if args.report and not args.config and not args.dir:
@@ -192,9 +174,6 @@ def cmd_arena(args: argparse.Namespace) -> None:
     print(f"results written to {Path(directory) / 'results.json'} (and .csv files)")
 
 
-SEED_HELP = "run seed in [0, 2**32); game i is seeded with a hash of (seed, i)"
-
-
 def _add_match(sub) -> None:
     m = sub.add_parser("match", help="play N games between two players, both seat orders")
     m.add_argument("--game", required=True, help="game name (see `zerosum games`)")
@@ -205,12 +184,11 @@ def _add_match(sub) -> None:
         metavar=("A", "B"),
         help=f"player specs: {', '.join(PLAYER_SPECS)}",
     )
+    count = bounded(int, POSITIVE)
+    m.add_argument("--games", type=count, default=100, help="number of games (seats alternate)")
+    m.add_argument("--seed", type=bounded(int, SEED), default=0, help=SEED_HELP)
     m.add_argument(
-        "--games", type=positive_int, default=100, help="number of games (seats alternate)"
-    )
-    m.add_argument("--seed", type=seed_int, default=0, help=SEED_HELP)
-    m.add_argument(
-        "--max-turns", type=positive_int, default=MATCH_MAX_TURNS, help="longer games are draws"
+        "--max-turns", type=count, default=MATCH_MAX_TURNS, help="longer games are draws"
     )
     m.add_argument(
         "--invalid", choices=INVALID_MODES, default=EVAL_INVALID.mode, help="invalid-move policy"
@@ -219,75 +197,8 @@ def _add_match(sub) -> None:
 
 
 def _add_eval(sub) -> None:
-    d = EvalSettings  # every default is EvalSettings' own
     e = sub.add_parser("eval", help="win rates against fixed opponents, exploitability")
-    e.add_argument("--model", required=True, help="HF id, local path or checkpoint model dir")
-    e.add_argument("--games", default="", help="comma-separated game names")
-    e.add_argument(
-        "--math",
-        default="",
-        help="comma-separated benchmarks: packaged names (math500, gsm8k, aime24, amc23), "
-        "JSONL files or hf:NAME[:CONFIG]:SPLIT",
-    )
-    e.add_argument(
-        "--math-k", type=positive_int, default=d.math_k, help="samples per math problem (pass@1)"
-    )
-    e.add_argument("--limit", type=positive_int, help="only the first N problems of each benchmark")
-    e.add_argument(
-        "--opponents", default="random", help=f"comma-separated: {', '.join(PLAYER_SPECS)}"
-    )
-    e.add_argument(
-        "--n", type=positive_int, default=d.n, help="games per (game, opponent); seats alternate"
-    )
-    e.add_argument("--seed", type=seed_int, default=d.seed, help=SEED_HELP)
-    e.add_argument("--answer-mode", choices=ANSWER_MODES, default=d.answer_mode)
-    e.add_argument(
-        "--temperature",
-        type=temperature,
-        default=d.temperature,
-        help="sampling temperature; 0 is greedy decoding",
-    )
-    e.add_argument(
-        "--top-p",
-        type=top_p,
-        default=d.top_p,
-        help="nucleus sampling mass in (0, 1] (greedy decoding: --temperature 0)",
-    )
-    e.add_argument(
-        "--max-new-tokens",
-        type=positive_int,
-        default=d.max_new_tokens,
-        help="cap per free-text turn (constrained answers are never cut)",
-    )
-    e.add_argument(
-        "--max-concurrent", type=positive_int, default=d.max_concurrent, help="games in flight"
-    )
-    e.add_argument(
-        "--max-turns", type=positive_int, default=d.max_turns, help="longer games are draws"
-    )
-    e.add_argument(
-        "--device", default=d.device, help="auto (a CUDA GPU if one is visible), cpu, cuda[:N]"
-    )
-    e.add_argument(
-        "--engine",
-        choices=ENGINES,
-        default=d.engine,
-        help="generation engine (vllm: pip install 'zerosum[vllm]'; seeded samples differ from hf)",
-    )
-    e.add_argument(
-        "--vllm-compile",
-        action="store_true",
-        help="vllm: torch.compile the model (slow start; pays off after about 100k tokens)",
-    )
-    e.add_argument("--parser-fallback", choices=FALLBACKS, default=d.parser_fallback)
-    e.add_argument("--prompt-format", choices=PROMPT_FORMATS, default=d.prompt_format)
-    e.add_argument("--no-rules", action="store_true", help="leave the rules out of prompts")
-    e.add_argument(
-        "--exploit-k",
-        type=positive_int,
-        default=d.exploit_k,
-        help="free mode: sampled answers per information set for exploitability",
-    )
+    add_settings(e, EvalSettings)  # every flag is an EvalSettings field
     e.add_argument("--out", help="write the results JSON here")
     e.set_defaults(func=cmd_eval)
 
@@ -335,27 +246,23 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.func(args)
     except ValueError as err:  # bad input: one line naming the value and what is valid
-        print(f"zerosum: error: {_one_line(str(err))}", file=sys.stderr)
+        print(f"zerosum: error: {one_line(err)}", file=sys.stderr)
         return 2
     except OSError as err:  # the environment: read-only or full disk, permissions
         print(f"zerosum: error: {_os_error(err)}", file=sys.stderr)
         return 1
     except RunStopped as err:  # a run that lost a part it cannot do without
-        print(f"zerosum: error: {_one_line(str(err))}", file=sys.stderr)
+        print(f"zerosum: error: {one_line(err)}", file=sys.stderr)
         return 1
     return 0
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
 
 
 def _os_error(err: OSError) -> str:
     """`strerror: 'path'` without the errno number; other exception types keep tracebacks."""
     paths = [repr(str(p)) for p in (err.filename, err.filename2) if p is not None]
     if err.strerror and paths:
-        return _one_line(f"{err.strerror}: {' -> '.join(paths)}")
-    return _one_line(str(err) or type(err).__name__)
+        return one_line(f"{err.strerror}: {' -> '.join(paths)}")
+    return one_line(str(err) or type(err).__name__)
 
 
 if __name__ == "__main__":

@@ -16,14 +16,53 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
-from zerosum.config import OpponentsConfig
+from zerosum.engines.base import SamplingParams
 from zerosum.players import Player, make_player
+from zerosum.players.model import EVAL_PARAMS
+from zerosum.prompts import Prompting
 from zerosum.rollout import Episode
 from zerosum.seeds import opponent_rng
 from zerosum.snapshot import Snapshot
+from zerosum.typed_config import POSITIVE, fld, ints, numbers
+
+PoolSampling = Literal["uniform", "pfsp"]
+PoolEviction = Literal["oldest", "weakest"]
+
+
+@dataclass
+class OpponentsConfig:
+    """`opponents`: who the learning policy plays (default: itself, in both seats)."""
+
+    self_play: float = fld(
+        1.0,
+        "share of games the latest policy plays against itself; the rest against the pool",
+        numbers(0, 1),
+    )
+    pool_size: int = fld(
+        0, "earlier selves kept as opponents (0: none); the initial model is the first", ints(0, 1000)
+    )
+    pool_every: int = fld(10, "add the current policy to the pool every N steps", POSITIVE)
+    evict: PoolEviction = fld(
+        "oldest", "when the pool is full: drop the oldest snapshot, or the one beaten most"
+    )
+    sampling: PoolSampling = fld(
+        "uniform",
+        "uniform (fictitious self-play), or pfsp: weight (1 - win rate)^pfsp_power, towards "
+        "the opponents the policy beats least",
+    )
+    pfsp_power: float = fld(2.0, "pfsp: the exponent of the weighting", numbers(0))
+    win_rate_decay: float = fld(
+        0.9, "EMA decay of the running win rate against each member", numbers(0, 1, hi_open=True)
+    )
+    fixed: list[str] = fld(
+        [],
+        "fixed pool members: bots (random, mcts:N, nash, perfect) or model:PATH checkpoints "
+        "(asked and read as rollout's settings say)",
+    )
 
 
 @dataclass
@@ -54,9 +93,20 @@ class Assignment:
 class OpponentPool:
     """The members, how they are drawn, and their running statistics."""
 
-    def __init__(self, cfg: OpponentsConfig, model, saved: dict | None = None):
+    def __init__(
+        self,
+        cfg: OpponentsConfig,
+        model,
+        saved: dict | None = None,
+        prompting: Prompting | None = None,
+        params: SamplingParams = EVAL_PARAMS,
+    ):
+        """The pool of `cfg` over `model` (or as `saved` in a checkpoint); fixed `model:PATH`
+        members ask and read as `prompting` says and sample with `params`."""
         self.cfg = cfg
-        self.fixed = [Member(spec, player=make_player(spec)) for spec in cfg.fixed]
+        self.fixed = [
+            Member(spec, player=make_player(spec, prompting, params)) for spec in cfg.fixed
+        ]
         self.snapshots: list[Member] = []
         if saved is not None:
             stats = {m["name"]: m for m in saved["members"]}

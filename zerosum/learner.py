@@ -1,8 +1,7 @@
-"""The learner: log-probabilities of sampled responses, and one optimizer step.
+"""The learner: the optimizer, its learning-rate schedule, and one update per training step.
 
-Micro-batches are formed by sorting samples by length and packing them under a token budget
-(padded tokens), so similar lengths share a batch and little compute goes to padding; the
-loss of a step is accumulated over micro-batches (the summed Dr.GRPO loss adds up exactly).
+A step scores the batch's responses (`scoring.response_logprobs`, in micro-batches) and
+accumulates the loss over micro-batches (the summed Dr.GRPO loss adds up exactly).
 PPO: every epoch is one optimizer step over the whole batch, so the first epoch's
 log-probabilities are exactly those of the policy that produced the batch, and serve as the
 "old" log-probabilities of the later epochs (no extra forward pass).
@@ -10,317 +9,135 @@ log-probabilities are exactly those of the policy that produced the batch, and s
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass, replace
-from typing import NamedTuple, Protocol
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
 
 import torch
 
-from zerosum.batching import (
-    MIN_SHARED_PREFIX,
-    common_prefix,
-    prefix_used,
-    prefixed_batch,
-    with_prefix,
-)
-from zerosum.config import (
-    Aggregation,
-    AlgoConfig,
-    LossKind,
-    OptimConfig,
-    SamplingConfig,
-    TrainConfig,
-)
-from zerosum.loss import policy_loss, token_kl, truncated_importance_weights
+from zerosum.batching import prefix_used
+from zerosum.loss import Aggregation, LossKind, policy_loss, truncated_importance_weights
+from zerosum.magnet import Magnet
 from zerosum.models import enable_activation_checkpointing, trainable_parameters
-from zerosum.snapshot import Snapshot
+from zerosum.scoring import Sample, merge_duplicates, plan_micro_batches, response_logprobs
+from zerosum.typed_config import NON_NEGATIVE, POSITIVE, fld, numbers
+
+LrSchedule = Literal["constant", "linear", "cosine"]
+OptimizerKind = Literal["adamw", "sgd"]
+_UNIT = numbers(0, 1)  # [0, 1]
+_BELOW_ONE = numbers(0, 1, hi_open=True)  # [0, 1): Adam's betas, momentum
 
 
 @dataclass
-class Sample:
-    """One turn as training data."""
+class OptimConfig:
+    """`optim`: the optimizer and the learner's batching and precision."""
 
-    prompt_ids: list[int]
-    response_ids: list[int]
-    advantage: float
-    allowed: list[list[int]] | None = None  # constrained mode: allowed token ids per step
-    logprobs: list[float] | None = None  # the engine's, when sampled (async mode: for TIS)
-    count: int = 1  # identical turns this row stands for (`merge_duplicates`)
-
-    def __len__(self) -> int:
-        return len(self.prompt_ids) + len(self.response_ids)
-
-
-def merge_duplicates(samples: Sequence[Sample]) -> list[Sample]:
-    """Identical turns (the same prompt, response, allowed tokens and engine log-probs) as one
-    row whose `count` is their number and whose advantage is their mean, kept apart by the
-    advantage's sign: PPO's clip picks its side by that sign, so within a group the loss is
-    exactly count x one turn's. Small games repeat the same turn many times in a batch (256
-    Kuhn Poker games: about 560 turns, at most 24 distinct); the learner scores each once."""
-    groups: dict[tuple, list[Sample]] = {}
-    for x in samples:
-        allowed = None if x.allowed is None else tuple(map(tuple, x.allowed))
-        logprobs = None if x.logprobs is None else tuple(x.logprobs)
-        key = (tuple(x.prompt_ids), tuple(x.response_ids), allowed, logprobs, x.advantage > 0)
-        groups.setdefault(key, []).append(x)
-    merged = []
-    for group in groups.values():
-        count = sum(x.count for x in group)
-        advantage = sum(x.advantage * x.count for x in group) / count
-        merged.append(replace(group[0], advantage=advantage, count=count))
-    return merged
-
-
-def micro_batches(lengths: Sequence[int], budget: int) -> list[list[int]]:
-    """Indices grouped so that (count x longest) <= budget; a longer sample goes alone."""
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    batches: list[list[int]] = []
-    current: list[int] = []
-    for i in order:
-        longest = lengths[current[0]] if current else lengths[i]
-        if current and (len(current) + 1) * longest > budget:
-            batches.append(current)
-            current = []
-        current.append(i)
-    if current:
-        batches.append(current)
-    return batches
-
-
-def plan_micro_batches(
-    samples: Sequence[Sample], budget: int, shared_prefix: bool
-) -> list[list[int]]:
-    """The micro-batches of a batch: by length, or grouped by prompt prefix when the shared
-    prefix runs once per micro-batch."""
-    if shared_prefix and len(samples) > 1:
-        return prefix_micro_batches(samples, budget)
-    return micro_batches([len(x) for x in samples], budget)
-
-
-# What a forward and backward pass costs beyond its tokens, in tokens: the embedding's and
-# output layer's dense gradients and their accumulation, paid once per micro-batch. Measured
-# on a 2-core CPU with Kuhn Poker's 24 distinct turns, one pass of 2232 tokens against six of
-# 1422: 160 tokens a pass make the two equal for SmolLM2-135M (within its noise), and the tiny
-# test model steps 2x faster in the one pass.
-PASS_TOKENS = 160
-
-
-def prefix_micro_batches(samples: Sequence[Sample], budget: int) -> list[list[int]]:
-    """Micro-batches for the shared-prefix forward: samples whose prompts share at least
-    half the median prompt length (the seat, the rules, the history so far) are grouped, so
-    each micro-batch's common prefix is long; consecutive groups (and lone samples) then share
-    a micro-batch when that runs fewer tokens than apart plus a pass (`PASS_TOKENS`). The budget
-    counts each sample's tokens after its micro-batch's common prefix."""
-    prompts = [s.prompt_ids for s in samples]
-    need = max(MIN_SHARED_PREFIX, sorted(len(p) for p in prompts)[len(prompts) // 2] // 2)
-    order = sorted(range(len(samples)), key=lambda i: prompts[i])  # shared prefixes adjacent
-    groups: list[list[int]] = []
-    for i in order:
-        if groups and common_prefix(prompts[groups[-1][0]], prompts[i]) >= need:
-            groups[-1].append(i)
-        else:
-            groups.append([i])
-
-    def cost(rows: list[int]) -> tuple[int, int]:
-        """The rows' common prefix and the tokens after it (every row padded to the longest)."""
-        shared = min(common_prefix(prompts[rows[0]], prompts[i]) for i in rows)
-        return shared, len(rows) * max(len(samples[i]) - shared for i in rows)
-
-    batches: list[list[int]] = []
-    current: list[int] = []
-    for group in groups:
-        shared, rest = cost(group)
-        if rest > budget:  # too large on its own: split by length
-            batches += [current] if current else []
-            current = []
-            lengths = [len(samples[i]) - shared for i in group]
-            batches += [[group[j] for j in b] for b in micro_batches(lengths, budget)]
-            continue
-        if current:
-            both_shared, both_rest = cost(current + group)
-            apart = sum(cost(current)) + shared + rest + PASS_TOKENS
-            if both_rest <= budget and both_shared + both_rest <= apart:
-                current += group
-                continue
-            batches.append(current)
-        current = list(group)
-    return batches + ([current] if current else [])
-
-
-class Scores(NamedTuple):
-    """`response_logprobs` per response token, [B, T] left-aligned (T the longest response)."""
-
-    logp: torch.Tensor  # log-probability of the sampled token
-    mask: torch.Tensor  # 1.0 on response tokens, 0.0 on padding
-    entropy: torch.Tensor  # of the next-token distribution
-    magnet_kl: torch.Tensor | None  # KL(policy || magnet) of it, when a magnet is given
-
-
-def response_logprobs(
-    model,
-    samples: Sequence[Sample],
-    temperature: float = 1.0,
-    pad_id: int = 0,
-    entropy_grad: bool = False,
-    magnet: Snapshot | None = None,
-    shared_prefix: bool = True,
-    magnet_is_policy: bool = False,
-) -> Scores:
-    """Per-token log-probs of each response under `model`, the response mask and entropy,
-    and with `magnet` the exact KL to the magnet's next-token distributions.
-    `magnet_is_policy`: the magnet's weights are the model's (a magnet just replaced, before
-    the update); then the KL is exactly 0 with no magnet forward pass (a no-grad pass can
-    round differently from the policy's own on some CPUs' kernels).
-
-    Constrained samples are scored under the same allowed-token restriction they were
-    sampled with (the KL too). `entropy_grad` keeps the entropy's graph (for an entropy
-    bonus); the KL always keeps its graph when gradients are on. `shared_prefix`: the tokens
-    every sample starts with (the chat template and rules) go through the model once per call
-    instead of once per sample (`_batch_inputs`); the result is the same up to float rounding.
-    """
-    device = next(model.parameters()).device
-    t_max = max(len(s.response_ids) for s in samples)
-    # FSDP gathers weights in the whole model's forward: no separate pass over the prefix.
-    inputs = _batch_inputs(samples, pad_id, device, shared_prefix and not _sharded(model))
-    magnet_logp_all = None
-    if magnet is not None and not magnet_is_policy:
-        with torch.no_grad(), magnet.swapped_in():
-            magnet_logp_all = _token_logp_all(
-                *_response_logits(model, inputs, samples, t_max), temperature
-            )[0]
-    logp_all, targets, restricted = _token_logp_all(
-        *_response_logits(model, inputs, samples, t_max), temperature
+    optimizer: OptimizerKind = fld(
+        "adamw",
+        "adamw, or sgd (with momentum): steps proportional to the gradient, whose sampling "
+        "noise then shrinks with more games a step, where Adam's per-parameter normalisation "
+        "keeps it at lr (README: Regularised self-play)",
     )
-    logp = logp_all.gather(-1, targets.to(device)[:, :, None]).squeeze(-1)
-    with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
-        # From the same log-softmax (no second pass); 0 * -inf on masked tokens counts as 0.
-        finite = logp_all.nan_to_num(neginf=0.0) if restricted else logp_all
-        entropy = -(logp_all.exp() * finite).sum(-1)
-    # Back to left alignment: response token t of row i at [i, t].
-    lengths = [len(s.response_ids) for s in samples]
-    shift = torch.tensor([t_max - n for n in lengths])
-    left = ((torch.arange(t_max)[None, :] + shift[:, None]) % t_max).to(device)  # [B, T]
-    mask = torch.zeros((len(samples), t_max))
-    for i, n in enumerate(lengths):
-        mask[i, :n] = 1.0
-    mask = mask.to(device)
-    kl = None
-    if magnet is not None:
-        if magnet_logp_all is None:  # the magnet is the policy: KL and its gradient are 0
-            magnet_logp_all = logp_all.detach()
-        kl = token_kl(logp_all, magnet_logp_all).gather(1, left) * mask
-    return Scores(logp.gather(1, left) * mask, mask, entropy.gather(1, left) * mask, kl)
-
-
-def _batch_inputs(samples: Sequence[Sample], pad_id: int, device, shared_prefix: bool) -> dict:
-    """The model inputs of a batch: every sequence left-padded, so every response is
-    right-aligned and the logits needed are the last T + 1 positions of every row (only those
-    go through the vocabulary projection, and their slice [:, :T] predicts the responses).
-
-    With `shared_prefix` (and a long enough one across several samples), the common prefix is
-    left out of the rows (`batching.prefixed_batch`): `_response_logits` runs it once and
-    repeats its keys and values over the batch (`batching.with_prefix`; gradients flow
-    through them, so training is unchanged)."""
-    p = prefix_used([s.prompt_ids for s in samples], shared_prefix)
-    return prefixed_batch([s.prompt_ids + s.response_ids for s in samples], p, pad_id, device)
-
-
-def _token_logp_all(
-    logits: torch.Tensor, targets: torch.Tensor, allowed: list, temperature: float
-) -> tuple[torch.Tensor, torch.Tensor, bool]:
-    """Log-softmax [B, T, V or K] of `_response_logits` at `temperature`, -inf outside the
-    allowed tokens of constrained rows; the targets; whether any row was constrained."""
-    logits = logits.float()
-    if temperature != 1.0:
-        logits = logits / temperature
-    restricted = any(a is not None for a in allowed)
-    if restricted:
-        keep = _allowed_mask(logits.shape, allowed)
-        logits = logits.masked_fill(~keep.to(logits.device), float("-inf"))
-    return torch.log_softmax(logits, dim=-1), targets, restricted
-
-
-def _response_logits(
-    model, inputs: dict, samples: Sequence[Sample], t_max: int
-) -> tuple[torch.Tensor, torch.Tensor, list]:
-    """Logits [B, T, V] predicting the right-aligned responses, their target ids [B, T] and
-    the allowed token ids per step. When every sample is constrained and the output layer
-    allows it, only the allowed vocabulary rows are projected ([B, T, K]), and targets and
-    allowed ids are renumbered into those K."""
-    targets = torch.zeros((len(samples), t_max), dtype=torch.long)  # right-aligned
-    for i, s in enumerate(samples):
-        targets[i, t_max - len(s.response_ids) :] = torch.tensor(s.response_ids)
-    inputs = with_prefix(
-        model, inputs, read_only=getattr(model, "is_gradient_checkpointing", False)
+    lr: float = fld(1e-6, "learning rate (the peak, with a schedule)", numbers(0, 1, lo_open=True))
+    lr_schedule: LrSchedule = fld(
+        "constant",
+        "constant: lr throughout; linear or cosine: after warm-up, decay to lr * lr_final_ratio "
+        "over decay_steps (self-play's noisy updates settle as the steps shrink)",
     )
-    if all(s.allowed is not None for s in samples) and _plain_output_layer(model):
-        # Constrained answers only ever choose among a few tokens: project the hidden states
-        # onto those rows of the output embedding instead of the whole vocabulary.
-        vocab_ids = sorted({tok for s in samples for step in s.allowed for tok in step})
-        to_k = {tok: k for k, tok in enumerate(vocab_ids)}
-        hidden = model.get_decoder()(**inputs, use_cache=False).last_hidden_state
-        hidden = hidden[:, -(t_max + 1) : -1]
-        head = model.get_output_embeddings()
-        logits = hidden @ head.weight[vocab_ids].T  # [B, T, K]
-        targets = targets.apply_(lambda tok: to_k.get(tok, 0))
-        allowed = [[[to_k[tok] for tok in step] for step in s.allowed] for s in samples]
-        return logits, targets, allowed
-    # No cache is built (scoring, not generating; a prefix's is given read-only).
-    logits = model(**inputs, logits_to_keep=t_max + 1, use_cache=False).logits[:, :-1]
-    return logits, targets, [s.allowed for s in samples]
+    warmup_steps: int = fld(
+        0, "first steps with a linearly rising learning rate, any schedule", NON_NEGATIVE
+    )
+    decay_steps: int = fld(
+        0,
+        "length of the decay after warm-up (0: until run.steps, which an extended resume moves)",
+        NON_NEGATIVE,
+    )
+    lr_final_ratio: float = fld(0.0, "linear or cosine: the final learning rate over lr", _UNIT)
+    beta1: float = fld(0.9, "Adam beta1", _BELOW_ONE)
+    beta2: float = fld(0.95, "Adam beta2", _BELOW_ONE)
+    momentum: float = fld(0.0, "SGD momentum", _BELOW_ONE)
+    weight_decay: float = fld(
+        0.0, "weight decay (decoupled for AdamW, L2 for SGD)", numbers(0)
+    )
+    grad_clip: float = fld(1.0, "max global gradient norm", numbers(0, lo_open=True))
+    # 2048: measured fastest per epoch on a 2-core CPU (bench_learner.py, BENCHMARKS.md),
+    # and about 1 GiB less peak memory than 4096 for the default model.
+    micro_batch_tokens: int = fld(2048, "padded tokens per micro-batch", POSITIVE)
+    shared_prefix: bool = fld(
+        True,
+        "run the prompt prefix all samples of a micro-batch share (chat template, rules) once, "
+        "not once per sample; the same gradients up to float rounding",
+    )
+    activation_checkpointing: bool = fld(
+        False,
+        "keep only each decoder layer's input during the learner's forward and recompute the "
+        "rest in the backward pass: much less memory for activations, a slower learner "
+        "(BENCHMARKS.md)",
+    )
+    bf16: bool | Literal["auto"] = fld(
+        "auto",
+        "bf16 autocast for the learner's forward/backward; auto: only where the hardware "
+        "multiplies bf16 natively (CUDA with bf16, CPUs with AVX512-BF16 or AMX; elsewhere "
+        "it is emulated and slower than fp32). The run's config.json records the choice.",
+    )
 
 
-def _allowed_mask(shape: torch.Size, allowed: Sequence[list[list[int]] | None]) -> torch.Tensor:
-    """[B, T, V] True where a token may be scored: everywhere in unconstrained rows, only the
-    allowed ids at each (right-aligned) step of constrained ones."""
-    t_max = shape[1]
-    keep = torch.ones(shape, dtype=torch.bool)
-    for i, steps in enumerate(allowed):
-        if steps is not None:
-            start = t_max - len(steps)
-            keep[i, start:] = False
-            for t, ok in enumerate(steps):
-                keep[i, start + t, ok] = True
-    return keep
+def build_optimizer(optim: OptimConfig, model) -> torch.optim.Optimizer:
+    """AdamW (or SGD) over the trainable parameters (all of them, or the LoRA adapter's)."""
+    params = list(trainable_parameters(model).values())
+    if optim.optimizer == "sgd":
+        return torch.optim.SGD(
+            params, lr=optim.lr, momentum=optim.momentum, weight_decay=optim.weight_decay
+        )
+    return torch.optim.AdamW(
+        params,
+        lr=optim.lr,
+        betas=(optim.beta1, optim.beta2),
+        weight_decay=optim.weight_decay,
+        fused=True,
+    )
 
 
-def _plain_output_layer(model) -> bool:
-    """True when logits are a bias-free linear map of the decoder's last hidden state (no
-    soft-capping or scaling), so a subset of vocabulary rows can be projected alone."""
-    if _sharded(model):  # outside the forward pass its weights are shards
-        return False
-    config = getattr(model, "config", None)
-    if getattr(config, "final_logit_softcapping", None) or getattr(config, "logit_scale", None):
-        return False
-    head = model.get_output_embeddings()
-    return getattr(head, "bias", None) is None and hasattr(model, "get_decoder")
+def learning_rate(step: int, optim: OptimConfig, run_steps: int) -> float:
+    """The learning rate of training step `step` (1-based): a linear warm-up over
+    `warmup_steps` (lr / warmup_steps at step 1), then `lr_schedule` from `lr` at the first
+    step after it to `lr * lr_final_ratio` at the last step of the decay (`decay_steps`, or
+    the rest of the run), constant after."""
+    if step <= optim.warmup_steps:
+        return optim.lr * step / optim.warmup_steps
+    if optim.lr_schedule == "constant":
+        return optim.lr
+    horizon = optim.decay_steps or max(run_steps - optim.warmup_steps, 1)
+    done = min((step - optim.warmup_steps - 1) / max(horizon - 1, 1), 1.0)
+    shape = 1.0 - done if optim.lr_schedule == "linear" else 0.5 * (1.0 + math.cos(math.pi * done))
+    return optim.lr * (optim.lr_final_ratio + (1.0 - optim.lr_final_ratio) * shape)
 
 
 @dataclass(frozen=True, kw_only=True)
 class LearnerSettings:
-    """What the learner reads of a run's config; each default is the config's own
-    (`AlgoConfig`, `OptimConfig`, `SamplingConfig`). `from_config` builds it from a config."""
+    """What the learner reads of a run's config (the `algo` section's defaults are these;
+    `optim`'s are `OptimConfig`'s). `from_config` builds it from a config."""
 
-    loss: LossKind = AlgoConfig.loss
-    epochs: int = AlgoConfig.ppo_epochs  # PPO only: REINFORCE makes one pass
-    clip_eps: float = AlgoConfig.clip_eps
-    aggregation: Aggregation = AlgoConfig.aggregation
-    norm_constant: float = AlgoConfig.norm_constant
-    magnet_alpha: float = 0.0  # regularizer magnet: weight of the KL to the magnet
-    entropy_coef: float = AlgoConfig.entropy_coef
+    loss: LossKind = "ppo"
+    epochs: int = 2  # PPO only: REINFORCE makes one pass
+    clip_eps: float = 0.2
+    aggregation: Aggregation = "sum"
+    norm_constant: float = 4096.0
+    entropy_coef: float = 0.0
     grad_clip: float = OptimConfig.grad_clip
     micro_batch_tokens: int = OptimConfig.micro_batch_tokens
     shared_prefix: bool = OptimConfig.shared_prefix
     activation_checkpointing: bool = OptimConfig.activation_checkpointing
-    temperature: float = SamplingConfig.temperature  # the rollouts' sampling temperature
+    temperature: float = 1.0  # the rollouts' sampling temperature
     bf16: bool = False  # bf16 autocast; `optim.bf16: auto` must be resolved first
     # Async mode: truncated importance sampling against the engine's log-probabilities,
     # with this cap (None: off; samples are on-policy).
     tis_cap: float | None = None
 
     @classmethod
-    def from_config(cls, cfg: TrainConfig) -> LearnerSettings:
+    def from_config(cls, cfg: Any) -> LearnerSettings:
         """The settings of `cfg.algo`, `cfg.optim` (its `bf16` already resolved to a bool,
         see `train.choose_precision`) and the rollouts' `cfg.sampling.temperature`."""
         a, o = cfg.algo, cfg.optim
@@ -329,7 +146,6 @@ class LearnerSettings:
         return cls(
             loss=a.loss, epochs=a.ppo_epochs, clip_eps=a.clip_eps, aggregation=a.aggregation,
             norm_constant=a.norm_constant, entropy_coef=a.entropy_coef,
-            magnet_alpha=a.magnet_alpha if a.regularizer == "magnet" else 0.0,
             grad_clip=o.grad_clip, micro_batch_tokens=o.micro_batch_tokens,
             shared_prefix=o.shared_prefix, activation_checkpointing=o.activation_checkpointing,
             temperature=cfg.sampling.temperature, bf16=o.bf16,
@@ -375,7 +191,7 @@ class GradientSync(Protocol):
 
 class Learner:
     """Owns the optimizer; `step(samples)` is one training iteration's update. With a
-    `magnet` (regularizer `magnet`) the loss adds `magnet_alpha` times the KL to it. With
+    `magnet` (regularizer `magnet`) the loss adds the magnet's weight times the KL to it. With
     `sync`, this is one rank of a data-parallel learner and `samples` its share."""
 
     def __init__(
@@ -384,12 +200,12 @@ class Learner:
         optimizer: torch.optim.Optimizer,
         settings: LearnerSettings,
         pad_id: int,
-        magnet: Snapshot | None = None,
+        magnet: Magnet | None = None,
         sync: GradientSync | None = None,
     ):
         self.model = model
         self.optimizer = optimizer
-        self.s = settings
+        self.settings = settings
         self.pad_id = pad_id
         self.magnet = magnet
         self.sync = sync
@@ -398,28 +214,35 @@ class Learner:
 
     def _autocast(self):
         device = next(self.model.parameters()).device.type
-        return torch.autocast(device, dtype=torch.bfloat16) if self.s.bf16 else nullcontext()
+        return torch.autocast(device, dtype=torch.bfloat16) if self.settings.bf16 else nullcontext()
 
     def step(
-        self,
-        samples: Sequence[Sample],
-        magnet_alpha: float | None = None,
-        lr: float | None = None,
-        magnet_age: int | None = None,
+        self, samples: Sequence[Sample], lr: float | None = None, step: int | None = None
     ) -> dict[str, float]:
-        """PPO epochs (or one REINFORCE pass) over `samples`; returns namespaced stats (with
-        `sync`: this rank's share of the batch's sums, see `LearnerGroup`). `magnet_alpha`
-        overrides the settings' KL weight for this step (`algo.magnet_anneal_steps`), `lr`
-        the optimizer's learning rate from this step on (`optim.lr_schedule`). `magnet_age`
-        0 (`Snapshot.age`): the magnet is the policy before this update."""
+        """PPO epochs (or one REINFORCE pass) over `samples` as training step `step`; returns
+        namespaced stats (with `sync`: this rank's share of the batch's sums, see
+        `LearnerGroup`). `lr` is the optimizer's learning rate from this step on
+        (`optim.lr_schedule`). The magnet's weight and age are those of `step` (None: its
+        unscheduled weight), and it is replaced after the update when that is due."""
         if lr is not None:
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
+        if self.magnet is None:
+            return self._update(samples, 0.0, None)
+        magnet_stats = self.magnet.metrics(step)  # of the magnet this update is pulled to
+        stats = self._update(samples, self.magnet.weight(step), self.magnet.age(step))
+        self.magnet.after_update(step)
+        return {**stats, **magnet_stats}
+
+    def _update(
+        self, samples: Sequence[Sample], alpha: float, magnet_age: int | None
+    ) -> dict[str, float]:
+        """`step` with the magnet's KL weight `alpha` and age `magnet_age`."""
         if not (self.sync.sum(len(samples)) if self.sync else samples):
             return {"loss/skipped_empty_batch": 1.0}
         self.model.train()
-        s = self.s
-        alpha = s.magnet_alpha if magnet_alpha is None else magnet_alpha
+        s = self.settings
+        magnet = self.magnet
         turns = len(samples)
         samples = merge_duplicates(samples)
         batches = plan_micro_batches(samples, s.micro_batch_tokens, s.shared_prefix)
@@ -442,7 +265,8 @@ class Learner:
                 with self._autocast():
                     logp, mask, ent, kl = response_logprobs(
                         self.model, mb, s.temperature, self.pad_id,
-                        entropy_grad=s.entropy_coef > 0, magnet=self.magnet,
+                        entropy_grad=s.entropy_coef > 0,
+                        magnet=magnet.snapshot if magnet is not None else None,
                         shared_prefix=s.shared_prefix,
                         magnet_is_policy=epoch == 0 and magnet_age == 0,
                     )  # fmt: skip
@@ -509,10 +333,11 @@ class Learner:
         diagnostics: it falls when an update moved probability towards positive advantages)."""
         total = 0.0
         n = 0
-        for idx in plan_micro_batches(samples, self.s.micro_batch_tokens, self.s.shared_prefix):
+        s = self.settings
+        for idx in plan_micro_batches(samples, s.micro_batch_tokens, s.shared_prefix):
             mb = [samples[i] for i in idx]
             logp, mask, _, _ = response_logprobs(
-                self.model, mb, self.s.temperature, self.pad_id, shared_prefix=self.s.shared_prefix
+                self.model, mb, s.temperature, self.pad_id, shared_prefix=s.shared_prefix
             )
             adv = torch.tensor([x.advantage for x in mb], device=logp.device)[:, None]
             total += float(-(adv * logp * mask).sum())
@@ -520,8 +345,3 @@ class Learner:
         return total / max(n, 1)
 
 
-def _sharded(model) -> bool:
-    """True for a model sharded by FSDP (`distributed.fsdp`)."""
-    from torch.distributed.fsdp import FSDPModule
-
-    return isinstance(model, FSDPModule)

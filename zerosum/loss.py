@@ -16,24 +16,24 @@ multiplies its policy-gradient term by those weights (`tis_weight`).
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import torch
 
-from zerosum.config import (
-    AGGREGATIONS,
-    LOSS_KINDS,
-    Aggregation,
-    AlgoConfig,
-    DistributedConfig,
-    LossKind,
-    check_choice,
-)
+from zerosum.typed_config import check_choice
+
+LossKind = Literal["reinforce", "ppo"]
+LOSS_KINDS: tuple[str, ...] = get_args(LossKind)
+Aggregation = Literal["sum", "mean"]
+AGGREGATIONS: tuple[str, ...] = get_args(Aggregation)
+TIS_CAP = 2.0  # the default cap of the truncated importance weight
 
 
 def truncated_importance_weights(
     old_logprobs: torch.Tensor,  # [B, T] the learner's policy before this update
     engine_logprobs: torch.Tensor,  # [B, T] the engine's, of the same tokens, when sampled
     mask: torch.Tensor,  # [B, T] 1.0 on response tokens
-    cap: float = DistributedConfig.tis_cap,
+    cap: float = TIS_CAP,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Token-level truncated importance sampling (TIS): the weight of each response token is
     min(exp(old - engine), cap) = min(pi_learner / pi_engine, cap), 1 on padding, without
@@ -57,18 +57,6 @@ def truncated_importance_weights(
     return weights, stats
 
 
-def annealed_alpha(step: int, alpha: float, final: float, anneal_steps: int) -> float:
-    """The magnet's KL weight at training step `step` (1-based): `alpha` at step 1, falling
-    geometrically to `final` at step `anneal_steps` + 1 and constant after (`anneal_steps`
-    0: always `alpha`). With the initial (near-uniform) model as the magnet, the regularised
-    equilibrium is a quantal response equilibrium whose temperature is the weight; lowering
-    it moves that equilibrium towards a Nash equilibrium while the policy follows it."""
-    if anneal_steps <= 0 or alpha <= 0:
-        return alpha
-    done = min(max(step - 1, 0), anneal_steps) / anneal_steps
-    return alpha * (final / alpha) ** done
-
-
 def token_kl(logp_all: torch.Tensor, magnet_logp_all: torch.Tensor) -> torch.Tensor:
     """Exact KL(policy || magnet) of each next-token distribution: [..., V] -> [...].
 
@@ -84,20 +72,20 @@ def policy_loss(
     old_logprobs: torch.Tensor,  # [B, T] at sampling time
     advantages: torch.Tensor,  # [B]
     mask: torch.Tensor,  # [B, T] 1.0 on response tokens
-    kind: LossKind = AlgoConfig.loss,
-    clip_eps: float = AlgoConfig.clip_eps,
+    kind: LossKind = "ppo",
+    clip_eps: float = 0.2,
     magnet_kl: torch.Tensor | None = None,  # [B, T] KL(policy || magnet) per token, with grad
-    magnet_alpha: float = AlgoConfig.magnet_alpha,
-    aggregation: Aggregation = AlgoConfig.aggregation,
-    norm_constant: float = AlgoConfig.norm_constant,
+    magnet_alpha: float = 0.0,
+    aggregation: Aggregation = "sum",
+    norm_constant: float = 4096.0,
     total_tokens: float | None = None,  # `mean` over micro-batches: real tokens of the batch
     entropy: torch.Tensor | None = None,  # [B, T] entropy of each next-token distribution
-    entropy_coef: float = AlgoConfig.entropy_coef,
+    entropy_coef: float = 0.0,
     tis_weight: torch.Tensor | None = None,  # [B, T] `truncated_importance_weights`
     counts: torch.Tensor | None = None,  # [B] identical turns each row stands for
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The policy-gradient loss and its statistics (namespaced `loss/...`); the options are
-    those of the `algo` config section, whose defaults these are.
+    those of the `algo` config section (`LearnerSettings` holds them for the learner).
 
     `entropy_coef` > 0 adds an entropy bonus (exact, from the logits): it keeps self-play
     from collapsing to a deterministic policy before the model can tell states apart.

@@ -13,19 +13,27 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, get_args
 
 from zerosum.cache import cache_dir
-from zerosum.config import DEVICE_NAME, DTYPES, check_choice
+from zerosum.rundir import latest_checkpoint, step_dirs
+from zerosum.tables import one_line
+from zerosum.typed_config import check_choice
 
 if TYPE_CHECKING:  # torch and transformers are imported lazily: they cost ~7 s at startup
     import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+Dtype = Literal["float32", "bfloat16"]
+DTYPES: tuple[str, ...] = get_args(Dtype)
+# The device names a config or command line may give (`resolve_device` checks it exists).
+DEVICE_NAME = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -212,13 +220,6 @@ def _check_source(name_or_path: str) -> str:
     return path if os.path.exists(path) else name_or_path
 
 
-def one_line(err: BaseException, limit: int = 300) -> str:
-    """An exception's message as one line of at most `limit` characters (transformers' and
-    gloo's span many lines)."""
-    text = " ".join(str(err).split()) or type(err).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def _prepare_tokenizer(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
     # Left padding keeps every prompt's last token at the end of the row, as batched
     # generation needs; models without a pad token pad with eos (masked out anyway).
@@ -242,7 +243,7 @@ def load_tokenizer(name_or_path: str = DEFAULT_MODEL) -> PreTrainedTokenizerBase
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
     except (OSError, ValueError) as err:
-        raise ValueError(f"cannot load tokenizer {name_or_path!r}: {one_line(err)}") from None
+        raise ValueError(f"cannot load tokenizer {name_or_path!r}: {one_line(err, 300)}") from None
     return _prepare_tokenizer(tokenizer)
 
 
@@ -265,7 +266,7 @@ def load_model(
             model = AutoModelForCausalLM.from_pretrained(source, dtype=getattr(torch, dtype))
             tokenizer = AutoTokenizer.from_pretrained(source)
     except (OSError, ValueError) as err:
-        raise ValueError(f"cannot load model {name_or_path!r}: {one_line(err)}") from None
+        raise ValueError(f"cannot load model {name_or_path!r}: {one_line(err, 300)}") from None
     _prepare_tokenizer(tokenizer)
     if model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
@@ -276,8 +277,6 @@ def load_model(
 def _checkpoint_model_dir(source: str) -> str:
     """A training run directory, its `checkpoints/latest` or a `step-N` checkpoint stands for
     that checkpoint's `model` directory; anything else is returned unchanged."""
-    from zerosum.checkpoint import latest_checkpoint, step_dirs
-
     path = Path(source)
     if path.name == "latest" and path.is_file() and path.parent.name == "checkpoints":
         path = path.parent.parent  # a text-file pointer, from runs before the symlink

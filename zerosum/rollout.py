@@ -13,39 +13,28 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 
-from zerosum.config import (
-    ANSWER_MODES,
-    FALLBACKS,
-    INVALID_MODES,
-    PROMPT_FORMATS,
-    AnswerMode,
-    Fallback,
-    InvalidMode,
-    PromptFormat,
-    RolloutConfig,
-    check_choice,
-)
 from zerosum.engines.base import Engine, Generation, SamplingParams
 from zerosum.games import load_game
 from zerosum.games.base import GameState, Outcome
-from zerosum.games.parsing import normalize, parse_action
+from zerosum.games.parsing import Fallback
 from zerosum.players.base import Player
-from zerosum.seeds import (
-    game_seed,  # noqa: F401 (re-exported: callers know it from here)
-    player_rng,
-    schedule_rng,
-    turn_seed,
+from zerosum.prompts import (
+    AnswerMode,
+    PromptFormat,
+    Prompting,
+    encode_prompt,
+    retry_feedback,
 )
+from zerosum.seeds import player_rng, schedule_rng, turn_seed
 from zerosum.snapshot import Snapshot
+from zerosum.typed_config import NON_NEGATIVE, POSITIVE, check_choice
 
-FREE_INSTRUCTION = "Think step by step, then give your final move in \\boxed{{}}, for example \\boxed{{{example}}}."
-FREE_TEXT_INSTRUCTION = "Think step by step, then put your move or message in \\boxed{}."
-CONSTRAINED_INSTRUCTION = "Reply with one legal action only."
-RETRY_INSTRUCTION = "Answer with one legal action in \\boxed{}."
+InvalidMode = Literal["forfeit", "retry", "random"]
+INVALID_MODES: tuple[str, ...] = get_args(InvalidMode)
 
 
 @dataclass(frozen=True)
@@ -56,26 +45,25 @@ class InvalidMovePolicy:
     -1.5/+0.5 and evaluates with -1/+1). retry: ask again with the reason, up to `retries`
     times, then forfeit. random: play a uniformly random legal move instead.
 
-    The defaults are evaluation's policy (`EVAL_INVALID`: forfeit at -1/+1); a training run's
-    comes from its `cfg.rollout` (`from_config`).
+    The defaults are evaluation's policy (`EVAL_INVALID`: forfeit at -1/+1); training's
+    defaults are `TRAIN_INVALID`, a run's own comes from its `cfg.rollout` (`from_config`).
     """
 
     mode: InvalidMode = "forfeit"
     loss: float = -1.0
     win: float = 1.0
-    retries: int = RolloutConfig.invalid_retries
+    retries: int = 2
 
     @classmethod
-    def from_config(cls, rollout: RolloutConfig) -> InvalidMovePolicy:
-        """The policy of `cfg.rollout` (`invalid_mode`, `invalid_loss`, `invalid_win`,
+    def from_config(cls, rollout: Any) -> InvalidMovePolicy:
+        """The policy of `cfg.rollout` (its `invalid_mode`, `invalid_loss`, `invalid_win`,
         `invalid_retries`)."""
         r = rollout
         return cls(r.invalid_mode, r.invalid_loss, r.invalid_win, r.invalid_retries)
 
     def __post_init__(self) -> None:
         check_choice("invalid-move mode", self.mode, INVALID_MODES)
-        if self.retries < 0:
-            raise ValueError(f"invalid-move retries must be >= 0, got {self.retries}")
+        NON_NEGATIVE.check("invalid-move retries", self.retries)
 
     def forfeit_returns(self, offender: int) -> tuple[float, float]:
         """Both seats' returns when seat `offender` forfeits."""
@@ -88,8 +76,9 @@ class InvalidMovePolicy:
         return self.mode
 
 
-# Evaluation forfeits score -1/+1 (SPIRAL); training uses its config's (default -1.5/+0.5).
+# Evaluation forfeits score -1/+1; training's default is SPIRAL's -1.5/+0.5.
 EVAL_INVALID = InvalidMovePolicy()
+TRAIN_INVALID = InvalidMovePolicy(loss=-1.5, win=0.5)
 
 
 @dataclass
@@ -124,16 +113,16 @@ class Episode:
 
 @dataclass(frozen=True, kw_only=True)
 class RolloutSettings:
-    """How `play_games` plays: the game-loop part of `cfg.rollout`, whose defaults these are
-    (the invalid-move policy included: training's). `from_config` builds it from a section."""
+    """How `play_games` plays: the game-loop part of `cfg.rollout` (these are its defaults;
+    the invalid-move policy's are training's). `from_config` builds it from a section."""
 
-    answer_mode: AnswerMode = RolloutConfig.answer_mode
-    parser_fallback: Fallback = RolloutConfig.parser_fallback
-    invalid: InvalidMovePolicy = InvalidMovePolicy.from_config(RolloutConfig())
-    max_turns: int = RolloutConfig.max_turns
-    max_concurrent: int = RolloutConfig.max_concurrent
-    include_rules: bool = RolloutConfig.include_rules
-    prompt_format: PromptFormat = RolloutConfig.prompt_format
+    answer_mode: AnswerMode = Prompting.answer_mode
+    parser_fallback: Fallback = Prompting.parser_fallback
+    invalid: InvalidMovePolicy = TRAIN_INVALID
+    max_turns: int = 50
+    max_concurrent: int = 16
+    include_rules: bool = Prompting.include_rules
+    prompt_format: PromptFormat = Prompting.prompt_format
 
     @classmethod
     def from_config(cls, section: Any, invalid: InvalidMovePolicy | None = None) -> RolloutSettings:
@@ -148,15 +137,17 @@ class RolloutSettings:
         # Checked here as well as at the command line: with no game in flight the rollout
         # loop would spin forever; a zero turn limit would make every game a one-move draw.
         for name, value in (("max_concurrent", self.max_concurrent), ("max_turns", self.max_turns)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} = {value!r} is invalid; allowed: an integer >= 1")
-        for name, value, valid in (
-            ("answer_mode", self.answer_mode, ANSWER_MODES),
-            ("parser_fallback", self.parser_fallback, FALLBACKS),
-            ("prompt_format", self.prompt_format, PROMPT_FORMATS),
-        ):
-            if value not in valid:
-                raise ValueError(f"{name} = {value!r} is invalid; allowed: {', '.join(valid)}")
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"{name} = {value!r} is invalid; allowed: {POSITIVE.allowed}")
+            POSITIVE.check(name, value)
+        _ = self.prompting  # `Prompting` checks the answer mode, fallback and prompt format
+
+    @property
+    def prompting(self) -> Prompting:
+        """How the model is asked for its moves and how its answers are read."""
+        return Prompting(
+            self.answer_mode, self.prompt_format, self.include_rules, self.parser_fallback
+        )
 
 
 def schedule_games(
@@ -172,70 +163,6 @@ def schedule_games(
     return [(names[int(i)], int(s)) for i, s in zip(picks, seeds)]
 
 
-def build_prompt(
-    tokenizer,
-    state: GameState,
-    seat: int,
-    answer_mode: AnswerMode,
-    feedback: str | None = None,
-    include_rules: bool = RolloutConfig.include_rules,
-    prompt_format: PromptFormat = RolloutConfig.prompt_format,
-) -> list[int]:
-    """The seat's view wrapped in the model's chat template (or, `plain`, followed by
-    "Answer:" for base models without one and for tiny test models), as token ids.
-
-    `answer_mode` picks the answer instruction (`free`: reason, then \\boxed{}; `constrained`:
-    the legal action only); `feedback` (a retry) says why the previous answer was invalid;
-    `include_rules=False` leaves the rules out where the game allows it."""
-    content = prompt_content(state, seat, answer_mode, feedback, include_rules)
-    return encode_prompt(tokenizer, content, prompt_format)
-
-
-def encode_prompt(tokenizer, content: str, prompt_format: PromptFormat) -> list[int]:
-    """`build_prompt`'s token ids of a user message `content`."""
-    if prompt_format == "plain":
-        return tokenizer.encode(f"{content}\nAnswer: ", add_special_tokens=False)
-    return chat_prompt(tokenizer, content)
-
-
-def prompt_content(
-    state: GameState,
-    seat: int,
-    answer_mode: str,
-    feedback: str | None = None,
-    include_rules: bool = True,
-) -> str:
-    """The text of the seat's user message: its view, the answer instruction and any retry
-    feedback. Model players tokenize it (`build_prompt`); API players send it as it is."""
-    legal = state.legal_actions()
-    if answer_mode == "constrained":
-        instruction = CONSTRAINED_INSTRUCTION
-    elif legal is None:
-        instruction = FREE_TEXT_INSTRUCTION
-    else:
-        instruction = FREE_INSTRUCTION.format(example=legal[0])
-    content = f"{state.observation(seat, include_rules)}\n\n{instruction}"
-    return f"{content}\n{feedback}" if feedback else content
-
-
-def chat_prompt(tokenizer, content: str) -> list[int]:
-    """One user message in the model's chat template, ready for the assistant's reply."""
-    messages = [{"role": "user", "content": content}]
-    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    return tokenizer.encode(text, add_special_tokens=False)
-
-
-def read_answer(
-    text: str, legal: Sequence[str] | None, settings: RolloutSettings
-) -> tuple[str | None, str | None]:
-    """The move in a model's answer, or None with the reason it is invalid."""
-    if settings.answer_mode == "constrained":  # the answer is a legal action unless truncated
-        action = {normalize(a): a for a in legal}.get(normalize(text))
-        return action, None if action else "no legal action (truncated constrained answer)"
-    parsed = parse_action(text, legal, settings.parser_fallback)
-    return parsed.action, parsed.reason
-
-
 @dataclass
 class _Slot:
     """One game in flight."""
@@ -245,7 +172,7 @@ class _Slot:
     state: GameState
     rng: np.random.Generator  # fixed players and random-move substitutions
     turns: list[Turn] = field(default_factory=list)  # the model's, until the game ends
-    moves: int = 0
+    n_moves: int = 0  # moves played so far, any seat
     calls: int = 0  # engine answers so far (turns and retries, any seat): seeds the next
     attempts: int = 0  # invalid answers in a row for the current turn
     feedback: str | None = None  # why the last answer was rejected, for a retry
@@ -283,6 +210,7 @@ class GameRunner:
         self.live: list[_Slot] = []
         # Prompt text -> token ids: small games show the same view in many games at once.
         self.encoded: dict[str, list[int]] = {}
+        self.prompting = settings.prompting
 
     def run(self) -> tuple[list[Turn], list[Episode]]:
         """Play every scheduled game to the end; the model's turns (in schedule order, each
@@ -385,18 +313,16 @@ class GameRunner:
         self, slots: Sequence[_Slot], seats: Sequence[int]
     ) -> tuple[list[list[int]], list[Generation]]:
         """The prompts of `slots`' pending turns and the engine's answers to them."""
-        s = self.settings
+        asking = self.prompting
         prompts = []
         for slot, seat in zip(slots, seats):
-            content = prompt_content(
-                slot.state, seat, s.answer_mode, slot.feedback, s.include_rules
-            )
+            content = asking.content(slot.state, seat, slot.feedback)
             if content not in self.encoded:
-                self.encoded[content] = encode_prompt(self.tokenizer, content, s.prompt_format)
+                self.encoded[content] = encode_prompt(self.tokenizer, content, asking.prompt_format)
             prompts.append(list(self.encoded[content]))  # a turn's own copy
         choices = None
-        if s.answer_mode == "constrained":
-            choices = [list(slot.state.legal_actions()) for slot in slots]
+        if asking.answer_mode == "constrained":
+            choices = [asking.choices(slot.state) for slot in slots]
         seeds = []
         for slot in slots:
             seeds.append(turn_seed(self.seed, self.schedule[slot.index][1], slot.calls))
@@ -408,9 +334,9 @@ class GameRunner:
     ) -> bool:
         """Play an engine answer; the learning policy's is recorded as a turn (a pool
         snapshot's is not trained on). True while the game goes on."""
-        action, reason = read_answer(gen.text, slot.state.legal_actions(), self.settings)
+        action, reason = self.prompting.read(gen.text, slot.state.legal_actions())
         turn = Turn(
-            slot.game, slot.index, seat, slot.moves, prompt, gen.token_ids, gen.logprobs,
+            slot.game, slot.index, seat, slot.n_moves, prompt, gen.token_ids, gen.logprobs,
             gen.allowed, action is not None, reason, gen.finish_reason,
         )  # fmt: skip
         if learner:
@@ -428,16 +354,16 @@ class GameRunner:
         """Play a move (the model's `turn`, if it is one); True while the game goes on."""
         slot.attempts, slot.feedback = 0, None
         slot.state.apply_action(action)
-        slot.moves += 1
+        slot.n_moves += 1
         if reason := slot.state.invalid_reason:  # judged by the game itself
             if turn is not None:
                 turn.valid, turn.reason = False, reason
             self.episodes[slot.index].invalid.append((seat, reason))
             self.forfeit(slot, seat)
         elif slot.state.is_terminal():
-            self.finish(slot, Outcome(slot.state.returns(), slot.moves))
-        elif slot.moves >= self.settings.max_turns:
-            self.finish(slot, Outcome((0.0, 0.0), slot.moves, truncated=True))
+            self.finish(slot, Outcome(slot.state.returns(), slot.n_moves))
+        elif slot.n_moves >= self.settings.max_turns:
+            self.finish(slot, Outcome((0.0, 0.0), slot.n_moves, truncated=True))
         else:
             return True
         return False
@@ -451,7 +377,7 @@ class GameRunner:
         decision = self.settings.invalid.decide(slot.attempts)
         legal = slot.state.legal_actions()
         if decision == "retry":
-            slot.feedback = f"Your last answer was invalid: {reason}. {RETRY_INSTRUCTION}"
+            slot.feedback = retry_feedback(reason)
             return "retry", None
         if decision == "forfeit" or not legal:  # free-text games have nothing to substitute
             self.forfeit(slot, seat)
@@ -461,7 +387,7 @@ class GameRunner:
     def forfeit(self, slot: _Slot, seat: int) -> None:
         """End the game as lost by `seat`, with the policy's forfeit returns."""
         returns = self.settings.invalid.forfeit_returns(seat)
-        self.finish(slot, Outcome(returns, slot.moves, forfeit_seat=seat))
+        self.finish(slot, Outcome(returns, slot.n_moves, forfeit_seat=seat))
 
     def finish(self, slot: _Slot, outcome: Outcome) -> None:
         """Record the episode's end; every model turn of the game gets its seat's return."""

@@ -12,11 +12,13 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import re
 import shutil
 import socket
 from pathlib import Path
 
 LOCK_NAME = ".lock"
+STEP_NAME = re.compile(r"step-\d{6,}")  # a checkpoint directory in RUN/checkpoints
 # What a run writes; `--overwrite` removes exactly these, never unrelated files in out_dir.
 RUN_ENTRIES = ("config.json", "metrics.jsonl", "checkpoints", "tensorboard")
 # Temporary names of killed writers: in RUN (config.json, probes) and in RUN/checkpoints.
@@ -26,6 +28,14 @@ STALE_IN_CHECKPOINTS = (".tmp-step-*", ".latest-*")
 
 class RunDirError(ValueError):
     """A run directory that cannot be used as asked; the message is one line."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used; the message is one line."""
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """A checkpoint that would run code or leave the run directory: never fallen back from."""
 
 
 class RunStopped(RuntimeError):
@@ -144,3 +154,37 @@ def write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+# --- finding checkpoints -------------------------------------------------------------
+
+
+def step_dirs(root: Path) -> list[Path]:
+    """Complete checkpoints in `root` (RUN/checkpoints), newest first; symlinks are ignored,
+    so nothing outside the run is ever taken for one of its checkpoints."""
+    found = [
+        p
+        for p in root.glob("step-*")
+        if STEP_NAME.fullmatch(p.name) and p.is_dir() and not p.is_symlink()
+    ]
+    return sorted(found, key=lambda p: int(p.name[5:]), reverse=True)
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The checkpoint `latest` names (a symlink, or a text file in runs before symlinks), or
+    None without one. Anything but a plain step-NNNNNN name inside this run is refused."""
+    root = Path(run_dir) / "checkpoints"
+    pointer = root / "latest"
+    if pointer.is_symlink():
+        name = os.readlink(pointer)
+    elif pointer.is_file():
+        name = pointer.read_text().strip()
+    else:
+        return None
+    path = root / name
+    if not STEP_NAME.fullmatch(name) or path.is_symlink():
+        raise UnsafeCheckpointError(
+            f"{pointer} points to {name!r}, not a step-NNNNNN checkpoint inside this run; "
+            "refusing to follow it"
+        )
+    return path

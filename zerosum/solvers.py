@@ -1,6 +1,7 @@
-"""Exact solutions of small games with OpenSpiel: minimax values (tic-tac-toe), CFR+ average
-policies (kuhn_poker, leduc_poker) cached on disk, and the walk over information sets that
-both the CFR+ table and the model's exact policy table use.
+"""Exact solutions of small games with OpenSpiel: minimax values (games whose spec declares
+`minimax`, e.g. tic-tac-toe), CFR+ average policies (`nash`: kuhn_poker, leduc_poker) cached
+on disk, and the walk over information sets that both the CFR+ table and the model's exact
+policy table use.
 
 Reference players (`players/simple.py`) and evaluation read these; nothing here knows about
 players or models.
@@ -16,20 +17,24 @@ import pyspiel
 from open_spiel.python import policy as os_policy
 
 from zerosum.cache import cache_dir
+from zerosum.games import games_with, load_game
 from zerosum.games.openspiel_games import OpenSpielGame, OpenSpielState
 
-NASH_GAMES = ("kuhn_poker", "leduc_poker")
+
+def _solvable(game_name: str, capability: str, what: str) -> OpenSpielGame:
+    """The OpenSpiel game `game_name` if its spec declares `capability`, else a one-line error."""
+    game = load_game(game_name)
+    if not isinstance(game, OpenSpielGame) or not getattr(game.capabilities, capability):
+        valid = ", ".join(games_with(capability))
+        raise ValueError(f"{what} is available for {valid} only, not {game_name!r}")
+    return game
 
 
 @cache
 def minimax_values(game_name: str) -> dict[str, float]:
     """Exact value (for player 0) of every reachable state of a small deterministic
     perfect-information game, keyed by `str(state)`; solves tic-tac-toe in about 0.1 s."""
-    from zerosum.games import load_game
-
-    game = load_game(game_name)
-    if not isinstance(game, OpenSpielGame) or game.name != "tic_tac_toe":
-        raise ValueError(f"perfect play is available for 'tic_tac_toe' only, not {game_name!r}")
+    game = _solvable(game_name, "minimax", "perfect play")
     values: dict[str, float] = {}
 
     def solve(s: pyspiel.State) -> float:
@@ -65,10 +70,7 @@ def cfr_policy_table(game_name: str, iterations: int = 1000) -> dict[str, dict[s
     Computed with OpenSpiel's C++ solver on first use (about 20 s for leduc_poker) and cached
     on disk; the file is written atomically so a killed run never leaves half a table.
     """
-    if game_name not in NASH_GAMES:
-        raise ValueError(
-            f"no Nash policy for {game_name!r}; available for: {', '.join(NASH_GAMES)}"
-        )
+    _solvable(game_name, "nash", "a Nash policy")
     path = cache_dir() / "cfr" / f"{game_name}-cfrplus-{iterations}.json"
     if path.exists():
         return json.loads(path.read_text())

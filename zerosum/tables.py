@@ -1,4 +1,5 @@
-"""Plain-text tables of the command line (`zerosum match`, `zerosum eval`)."""
+"""Plain text for people: table rows of the command line (`zerosum match`, `zerosum eval`)
+and one-line error messages."""
 
 from __future__ import annotations
 
@@ -17,3 +18,12 @@ def reason_lines(reasons: Iterable[tuple[str, int]], indent: str) -> list[str]:
     """`invalid xN: reason` lines, in the order given (most frequent first, as
     `Counter.most_common` returns them), each after `indent`."""
     return [f"{indent}invalid x{count}: {reason}" for reason, count in reasons]
+
+
+def one_line(err: BaseException | str, limit: int | None = None) -> str:
+    """An exception's message (or a text) as one line, cut to `limit` characters if given
+    (transformers' and gloo's messages span many lines)."""
+    text = " ".join(str(err).split()) or type(err).__name__
+    if limit is None or len(text) <= limit:
+        return text
+    return text[: limit - 3] + "..."

@@ -15,40 +15,36 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import sys
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from tqdm import tqdm
 
 from zerosum.advantage import keep_nonzero, prompt_advantages, rae_advantages, repeated_fraction
-from zerosum.checkpoint import (
-    TrainState,
-    latest_checkpoint,
-    resume_candidates,
-    resume_from,
-    save_checkpoint,
-)
-from zerosum.config import OptimConfig, TrainConfig, config_to_dict
-from zerosum.distributed import Rollouts, make_rollouts
+from zerosum.checkpoint import TrainState, resume_candidates, resume_from, save_checkpoint
+from zerosum.config import TrainConfig, config_to_dict
+from zerosum.config_checks import check_config
+from zerosum.distributed.learner_group import LearnerGroup
+from zerosum.distributed.ray_backend import RayRollouts, require_ray
+from zerosum.distributed.rollouts import LocalRollouts, Rollouts
 from zerosum.engines import Engine, SamplingParams, make_engine
+from zerosum.evaluation.games import evaluate_against
+from zerosum.evaluation.policy import model_policy, nash_conv
 from zerosum.hardware import peak_rss_gib, resolve_bf16
 from zerosum.league import OpponentPool, seat_players
-from zerosum.learner import Learner, LearnerSettings, Sample
-from zerosum.loss import annealed_alpha
-from zerosum.models import trainable_parameters
+from zerosum.learner import Learner, LearnerSettings, build_optimizer, learning_rate
+from zerosum.magnet import Magnet
+from zerosum.models import load_model, load_tokenizer, resolve_device, tiny_model
+from zerosum.players import make_player
 from zerosum.rollout import RolloutSettings, rollout_metrics, schedule_games
-from zerosum.rundir import RunStopped, prepare_run_dir, write_atomic
+from zerosum.rundir import RunStopped, latest_checkpoint, prepare_run_dir, write_atomic
+from zerosum.scoring import Sample
 from zerosum.seeds import eval_seed, step_seed
-from zerosum.snapshot import Snapshot
-
-if TYPE_CHECKING:  # imported when used: it needs Ray
-    from zerosum.distributed.learner_group import LearnerGroup
 
 # A LoRA adapter on a tiny model names its base relative to itself: checkpoints/step-N/base,
 # the random base weights saved beside it (there is nothing to download).
@@ -57,15 +53,13 @@ TINY_BASE = "../base"
 
 def build_model(cfg: TrainConfig):
     """The policy (full or LoRA) and its tokenizer."""
-    from zerosum.models import load_model, load_tokenizer, resolve_device
-
     if cfg.model.tiny:
         tokenizer = load_tokenizer(cfg.model.name)
         model = build_tiny(cfg, tokenizer)
     else:
         model, tokenizer = load_model(cfg.model.name, cfg.model.dtype)
     if cfg.model.lora:
-        from peft import LoraConfig, get_peft_model
+        from peft import LoraConfig, get_peft_model  # peft costs a second: LoRA runs only
 
         lora = LoraConfig(
             r=cfg.model.lora_rank,
@@ -82,8 +76,6 @@ def build_model(cfg: TrainConfig):
 
 def build_tiny(cfg: TrainConfig, tokenizer):
     """The tiny random model of `cfg` (the same weights on every call)."""
-    from zerosum.models import tiny_model
-
     m = cfg.model
     return tiny_model(tokenizer, m.tiny_hidden_size, m.tiny_layers, seed=cfg.run.seed)
 
@@ -103,11 +95,8 @@ def evaluate(
     """Online evaluation after step `step` (`eval/...` metrics): the exact NashConv of the
     model's policy for `cfg.eval.nash_conv`, and win rates against each of `cfg.eval.opponents`
     at `cfg.eval.games`, played through `engine` with the run's rollout `settings` (forfeits
-    scored -1/+1), seeded `seeds.eval_seed(run seed, step)`."""
-    from zerosum.evaluation.games import evaluate_against
-    from zerosum.evaluation.policy import model_policy, nash_conv
-    from zerosum.players import make_player
-
+    scored -1/+1), seeded `seeds.eval_seed(run seed, step)`. A `model:PATH` opponent is
+    asked and read as the run's own model is."""
     r, e = cfg.rollout, cfg.eval
     metrics = {}
     for game in e.nash_conv:
@@ -121,9 +110,10 @@ def evaluate(
     params = SamplingParams(e.temperature, e.top_p, cfg.sampling.max_new_tokens)
     for game in e.games:
         for spec in e.opponents:
+            opponent = make_player(spec, settings.prompting, params)
             res = evaluate_against(
-                engine, tokenizer, game, make_player(spec), e.n, eval_seed(cfg.run.seed, step),
-                params, settings,
+                engine, tokenizer, game, opponent, e.n, eval_seed(cfg.run.seed, step), params,
+                settings,
             )  # fmt: skip
             for key in ("win_rate", "draw_rate", "loss_rate", "invalid_rate", "mean_return"):
                 metrics[f"eval/{game}/{spec}/{key}"] = res[key]
@@ -195,6 +185,7 @@ def choose_precision(cfg: TrainConfig, device: torch.device) -> TrainConfig:
 def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> Path:
     """Run (or continue) training; returns the run directory. The run directory is locked
     for the whole run; an existing run there is refused unless resumed or `overwrite`n."""
+    check_config(cfg)
     run_dir = Path(cfg.run.out_dir)
     with prepare_run_dir(run_dir, resume=resume, overwrite=overwrite):
         _run(cfg, run_dir, resume)
@@ -216,7 +207,7 @@ def _run(cfg: TrainConfig, run_dir: Path, resume: bool) -> None:
     finally:  # Ray actors do not outlive the run, however it ends
         if run.learner_group is not None:
             run.learner_group.close()
-        run.rollouts.close()
+        run.rollout_backend.close()
 
 
 def _loop(run: Run) -> None:
@@ -232,7 +223,9 @@ def _loop(run: Run) -> None:
     for step in range(run.state.step + 1, cfg.run.steps + 1):
         metrics = train_step(run, step)
         if cfg.run.eval_every and (step % cfg.run.eval_every == 0 or step == 1):
-            metrics.update(evaluate(cfg, run.model, run.tokenizer, run.engine, run.rollout, step))
+            metrics.update(
+                evaluate(cfg, run.model, run.tokenizer, run.engine, run.rollout_settings, step)
+            )
         run.log.log(step, metrics)
         bar.update(1)
         bar.set_postfix(
@@ -260,7 +253,7 @@ class Run:
     engine: Engine
     state: TrainState
     log: MetricsLog
-    rollouts: Rollouts  # where self-play games are played (`distributed.backend`)
+    rollout_backend: Rollouts  # where self-play games are played (`distributed.backend`)
     learner_group: LearnerGroup | None = None  # distributed.learner_ranks > 1: ranks 1..M-1
     tiny_base: Any = None  # LoRA on a tiny model: the random base, saved with checkpoints
     pool: OpponentPool | None = None  # opponents.pool_size or opponents.fixed
@@ -272,7 +265,7 @@ class Run:
         return SamplingParams(s.temperature, s.top_p, s.max_new_tokens)
 
     @property
-    def rollout(self) -> RolloutSettings:
+    def rollout_settings(self) -> RolloutSettings:
         """How self-play games are played (`cfg.rollout`)."""
         return RolloutSettings.from_config(self.cfg.rollout)
 
@@ -296,8 +289,6 @@ def start_run(cfg: TrainConfig, run_dir: Path, resume: bool) -> Run:
     start from the weights as they are now), in this order (the global torch RNG is seeded
     once, so the order is part of what a run reproduces)."""
     if cfg.distributed.backend == "ray":  # before anything slow: Ray may not be installed
-        from zerosum.distributed.ray_backend import require_ray
-
         require_ray()
     candidates = resume_candidates(run_dir) if resume else []
     torch.manual_seed(cfg.run.seed)
@@ -311,48 +302,26 @@ def start_run(cfg: TrainConfig, run_dir: Path, resume: bool) -> Run:
     learner = build_learner(cfg, model, optimizer, tokenizer, state)
     engine = build_engine(cfg, model, tokenizer)
     o = cfg.opponents
-    pool = OpponentPool(o, model, state.pool) if o.pool_size or o.fixed else None
-    rollouts = make_rollouts(cfg, model, tokenizer, engine, state.step)
+    pool = None
+    if o.pool_size or o.fixed:  # fixed model players ask and read as the learner does
+        prompting = RolloutSettings.from_config(cfg.rollout).prompting
+        pool = OpponentPool(o, model, state.pool, prompting)
+    backend = make_rollouts(cfg, model, tokenizer, engine, state.step)
     group = None
     if cfg.distributed.learner_ranks > 1:  # on the Ray `make_rollouts` connected to
-        from zerosum.distributed.learner_group import LearnerGroup
-
         group = LearnerGroup(cfg, learner, tokenizer, cfg.distributed.learner_ranks)
     return Run(
-        cfg, run_dir, model, tokenizer, optimizer, learner, engine, state, log, rollouts,
+        cfg, run_dir, model, tokenizer, optimizer, learner, engine, state, log, backend,
         group, tiny_base, pool,
     )  # fmt: skip
 
 
-def build_optimizer(optim: OptimConfig, model) -> torch.optim.Optimizer:
-    """AdamW (or SGD) over the trainable parameters (all of them, or the LoRA adapter's)."""
-    params = list(trainable_parameters(model).values())
-    if optim.optimizer == "sgd":
-        return torch.optim.SGD(
-            params, lr=optim.lr, momentum=optim.momentum, weight_decay=optim.weight_decay
-        )
-    return torch.optim.AdamW(
-        params,
-        lr=optim.lr,
-        betas=(optim.beta1, optim.beta2),
-        weight_decay=optim.weight_decay,
-        fused=True,
-    )
-
-
-def learning_rate(step: int, optim: OptimConfig, run_steps: int) -> float:
-    """The learning rate of training step `step` (1-based): a linear warm-up over
-    `warmup_steps` (lr / warmup_steps at step 1), then `lr_schedule` from `lr` at the first
-    step after it to `lr * lr_final_ratio` at the last step of the decay (`decay_steps`, or
-    the rest of the run), constant after."""
-    if step <= optim.warmup_steps:
-        return optim.lr * step / optim.warmup_steps
-    if optim.lr_schedule == "constant":
-        return optim.lr
-    horizon = optim.decay_steps or max(run_steps - optim.warmup_steps, 1)
-    done = min((step - optim.warmup_steps - 1) / max(horizon - 1, 1), 1.0)
-    shape = 1.0 - done if optim.lr_schedule == "linear" else 0.5 * (1.0 + math.cos(math.pi * done))
-    return optim.lr * (optim.lr_final_ratio + (1.0 - optim.lr_final_ratio) * shape)
+def make_rollouts(cfg: TrainConfig, model, tokenizer, engine: Engine, version: int) -> Rollouts:
+    """The backend of `cfg.distributed`: the run's `engine`, or Ray workers started from
+    `model` as it is now (policy `version`)."""
+    if cfg.distributed.backend == "local":
+        return LocalRollouts(engine, tokenizer)
+    return RayRollouts(cfg, model, tokenizer, version)
 
 
 def build_learner(cfg: TrainConfig, model, optimizer, tokenizer, state: TrainState) -> Learner:
@@ -361,7 +330,7 @@ def build_learner(cfg: TrainConfig, model, optimizer, tokenizer, state: TrainSta
     from a checkpoint."""
     magnet = None
     if cfg.algo.regularizer == "magnet":
-        magnet = Snapshot(model, state.magnet)
+        magnet = Magnet.from_config(cfg.algo, model, state.magnet)
     settings = LearnerSettings.from_config(cfg)
     return Learner(model, optimizer, settings, tokenizer.pad_token_id, magnet)
 
@@ -375,8 +344,8 @@ def train_step(run: Run, step: int) -> dict[str, float]:
     #    share of the games against earlier selves or fixed players, learning from its seat).
     schedule = schedule_games(cfg.rollout.games, cfg.rollout.games_per_step, cfg.run.seed, step)
     assigned = run.pool.assign(len(schedule), cfg.run.seed, step) if run.pool else []
-    turns, episodes, backend_stats = run.rollouts.play(
-        step, schedule, run.sampling, run.rollout, step_seed(cfg.run.seed, step),
+    turns, episodes, backend_stats = run.rollout_backend.play(
+        step, schedule, run.sampling, run.rollout_settings, step_seed(cfg.run.seed, step),
         seat_players(assigned),
     )  # fmt: skip
     t_rollout = time.perf_counter() - t0
@@ -402,32 +371,20 @@ def train_step(run: Run, step: int) -> dict[str, float]:
         for i in keep
     ]  # fmt: skip
 
-    # 3. Policy-gradient update, then the engine serves the new weights.
+    # 3. Policy-gradient update (the magnet, if any, pulls and is replaced when due), then
+    #    the engine serves the new weights.
     t1 = time.perf_counter()
     torch.manual_seed(step_seed(cfg.run.seed, step))
     run.engine.offload()  # vllm sleep mode: the learner gets the GPU memory
     lr = learning_rate(step, cfg.optim, cfg.run.steps)
-    magnet = run.learner.magnet
-    magnet_age = None if magnet is None else magnet.age(step)
     if run.learner_group is None:
-        alpha = None
-        if a.regularizer == "magnet":
-            alpha = annealed_alpha(
-                step, a.magnet_alpha, a.magnet_alpha_final, a.magnet_anneal_steps
-            )
-        learn_stats = run.learner.step(samples, alpha, lr, magnet_age=magnet_age)
-        if alpha is not None:
-            learn_stats["magnet/alpha"] = alpha
+        learn_stats = run.learner.step(samples, lr, step)
     else:  # every rank on its share of the samples
-        learn_stats = run.learner_group.step(samples, step_seed(cfg.run.seed, step), lr)
+        learn_stats = run.learner_group.step(samples, step_seed(cfg.run.seed, step), lr, step)
     learn_stats["optim/lr"] = lr
     run.engine.sync_weights()
     t_learn = time.perf_counter() - t1
-    backend_stats.update(run.rollouts.publish(run.model, step))  # Ray: to every worker
-    if magnet is not None:
-        learn_stats["magnet/age"] = float(magnet_age)
-        if a.magnet_reset and step % a.magnet_reset == 0:
-            magnet.refresh(step)
+    backend_stats.update(run.rollout_backend.publish(run.model, step))  # Ray: to every worker
     if run.pool is not None:
         learn_stats.update(run.pool.metrics(assigned))  # as drawn from, before this step's games
         run.pool.record(assigned, episodes)
@@ -437,7 +394,7 @@ def train_step(run: Run, step: int) -> dict[str, float]:
     state.games_played += len(episodes)
     gen_tokens = sum(len(t.response_ids) for t in turns)
     # Tokens through the learner: every PPO epoch is a full forward and backward pass.
-    train_tokens = sum(len(s) for s in samples) * run.learner.s.passes
+    train_tokens = sum(len(s) for s in samples) * run.learner.settings.passes
     return {
         **rollout_metrics(turns, episodes),
         "adv/mean": sum(advantages) / max(len(advantages), 1),

@@ -21,9 +21,25 @@ from typing import Any, Literal
 
 import yaml
 
-from zerosum.config import Check, ConfigError, fld, load_dataclass
-from zerosum.engines.base import MAX_TEMPERATURE
-from zerosum.players.api import API_CHECKS, ApiPlayerConfig
+from zerosum.engines.base import TEMPERATURE
+from zerosum.games import game_names, load_game
+from zerosum.games.parsing import Fallback
+from zerosum.models import Dtype
+from zerosum.players import make_player, unsupported
+from zerosum.players.api import ApiPlayerConfig
+from zerosum.players.model import EVAL_PARAMS
+from zerosum.prompts import AnswerMode, PromptFormat, Prompting
+from zerosum.rollout import RolloutSettings
+from zerosum.typed_config import (
+    NON_NEGATIVE,
+    POSITIVE,
+    PROBABILITY,
+    SEED,
+    ConfigError,
+    fld,
+    load_dataclass,
+    numbers,
+)
 
 _NAME = re.compile(r"[A-Za-z0-9_.:/@+=-]{1,80}")
 
@@ -45,38 +61,30 @@ class LocalPlayerConfig:
         dataclasses.MISSING, "HF id, local checkpoint or run directory, or the default alias"
     )
     kind: Literal["local"] = fld("local", "player kind")
-    dtype: Literal["float32", "bfloat16"] = fld("float32", "weights dtype")
-    temperature: float = fld(0.6, "sampling temperature (0: greedy)")
-    top_p: float = fld(0.95, "nucleus sampling mass")
-    max_new_tokens: int = fld(256, "cap per free-text turn")
-    answer_mode: Literal["free", "constrained"] = fld(
-        "free", "free: reason then \\boxed{move}; constrained: the reply is only a legal move"
+    dtype: Dtype = fld("float32", "weights dtype")
+    temperature: float = fld(EVAL_PARAMS.temperature, "sampling temperature (0: greedy)", TEMPERATURE)
+    top_p: float = fld(EVAL_PARAMS.top_p, "nucleus sampling mass", PROBABILITY)
+    max_new_tokens: int = fld(EVAL_PARAMS.max_new_tokens, "cap per free-text turn", POSITIVE)
+    answer_mode: AnswerMode = fld(
+        Prompting.answer_mode,
+        "free: reason then \\boxed{move}; constrained: the reply is only a legal move",
     )
-    prompt_format: Literal["chat", "plain"] = fld("chat", "chat template or plain 'Answer:'")
-    include_rules: bool = fld(True, "put the game's rules into every prompt")
-    parser_fallback: Literal["last_bracket", "last_mention", "none"] = fld(
-        "last_bracket", "without \\boxed{}: what else counts as the answer"
+    prompt_format: PromptFormat = fld(
+        Prompting.prompt_format, "chat template or plain 'Answer:'"
     )
-    max_batch: int = fld(16, "turns of concurrent games decoded in one batch")
+    include_rules: bool = fld(Prompting.include_rules, "put the game's rules into every prompt")
+    parser_fallback: Fallback = fld(
+        Prompting.parser_fallback, "without \\boxed{}: what else counts as the answer"
+    )
+    max_batch: int = fld(16, "turns of concurrent games decoded in one batch", POSITIVE)
 
     def identity(self) -> dict:
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in ("name", "max_batch")}
 
 
-_LOCAL_CHECKS: list[Check] = [
-    ("temperature", lambda v: 0 <= v <= MAX_TEMPERATURE, f"a number in [0, {MAX_TEMPERATURE:g}]"),
-    ("top_p", lambda v: 0 < v <= 1, "a number in (0, 1]"),
-    ("max_new_tokens", lambda v: v >= 1, "an integer >= 1"),
-    ("max_batch", lambda v: v >= 1, "an integer >= 1"),
-]
-
 PlayerConfig = BotPlayerConfig | LocalPlayerConfig | ApiPlayerConfig
-# Each kind's dataclass and the range checks of its fields.
-KINDS: dict[str, tuple[type, list[Check]]] = {
-    "bot": (BotPlayerConfig, []),
-    "local": (LocalPlayerConfig, _LOCAL_CHECKS),
-    "api": (ApiPlayerConfig, API_CHECKS),
-}
+# Each kind's dataclass.
+KINDS: dict[str, type] = {"bot": BotPlayerConfig, "local": LocalPlayerConfig, "api": ApiPlayerConfig}
 
 
 @dataclass(frozen=True)
@@ -84,26 +92,19 @@ class ArenaConfig:
     players: list[Any] = fld([], "players: bot specs, model:PATH, or mappings with a kind")
     games: list[str] = fld(["kuhn_poker"], "games every pair plays")
     dir: str = fld("arenas/default", "arena directory: arena.db, results.json, CSV files")
-    n: int = fld(10, "games per game and ordered pairing (each seat order)")
-    seed: int = fld(0, "arena seed; game seeds derive from it")
-    max_turns: int = fld(50, "turns after which a game is a draw")
-    max_concurrent: int = fld(8, "games in flight at once")
-    transcript_chars: int = fld(2000, "characters kept of each reply in the database")
-    prior_sigma: float = fld(
-        2.0, "Bradley-Terry: sd of the Gaussian prior on each rating, in logits"
+    n: int = fld(10, "games per game and ordered pairing (each seat order)", POSITIVE)
+    seed: int = fld(0, "arena seed; game seeds derive from it", SEED)
+    max_turns: int = fld(
+        RolloutSettings.max_turns, "turns after which a game is a draw", POSITIVE
     )
-    bootstrap: int = fld(200, "bootstrap resamples for rating intervals")
-
-
-_ARENA_CHECKS: list[Check] = [
-    ("n", lambda v: v >= 1, "an integer >= 1"),
-    ("seed", lambda v: 0 <= v < 2**32, "an integer in [0, 2**32)"),
-    ("max_turns", lambda v: v >= 1, "an integer >= 1"),
-    ("max_concurrent", lambda v: v >= 1, "an integer >= 1"),
-    ("transcript_chars", lambda v: v >= 1, "an integer >= 1"),
-    ("prior_sigma", lambda v: v > 0, "a number > 0"),
-    ("bootstrap", lambda v: v >= 0, "an integer >= 0"),
-]
+    max_concurrent: int = fld(8, "games in flight at once", POSITIVE)
+    transcript_chars: int = fld(2000, "characters kept of each reply in the database", POSITIVE)
+    prior_sigma: float = fld(
+        2.0,
+        "Bradley-Terry: sd of the Gaussian prior on each rating, in logits",
+        numbers(0, lo_open=True),
+    )
+    bootstrap: int = fld(200, "bootstrap resamples for rating intervals", NON_NEGATIVE)
 
 
 def player_from_entry(entry: Any, where: str) -> PlayerConfig:
@@ -117,8 +118,7 @@ def player_from_entry(entry: Any, where: str) -> PlayerConfig:
             f"config field {where!r} = {entry!r} is invalid; allowed: a bot spec, model:PATH, "
             f"or a mapping with kind: {', '.join(KINDS)}"
         )
-    cls, checks = KINDS[entry["kind"]]
-    return load_dataclass(cls, entry, checks, f"{where}.")
+    return load_dataclass(KINDS[entry["kind"]], entry, f"{where}.")
 
 
 def load_arena_config(path: str | Path, directory: str | None = None) -> ArenaConfig:
@@ -136,7 +136,7 @@ def load_arena_config(path: str | Path, directory: str | None = None) -> ArenaCo
 
 
 def arena_config(data: Any) -> ArenaConfig:
-    cfg = load_dataclass(ArenaConfig, data, _ARENA_CHECKS)
+    cfg = load_dataclass(ArenaConfig, data)
     players = [player_from_entry(e, f"players[{i}]") for i, e in enumerate(cfg.players)]
     cfg = dataclasses.replace(cfg, players=players)
     _check_players(players)
@@ -145,8 +145,6 @@ def arena_config(data: Any) -> ArenaConfig:
 
 
 def _check_players(players: list[PlayerConfig]) -> None:
-    from zerosum.players import make_player
-
     if len(players) < 2:
         raise ConfigError("config field 'players' needs at least two players")
     seen: set[str] = set()
@@ -171,8 +169,6 @@ def _check_players(players: list[PlayerConfig]) -> None:
 
 
 def _check_games(games: list[str]) -> None:
-    from zerosum.games import game_names
-
     if not games:
         raise ConfigError("config field 'games' is empty; allowed: a list of game names")
     for game in games:
@@ -186,12 +182,9 @@ def _check_games(games: list[str]) -> None:
 
 def cannot_play(player: PlayerConfig, game: str) -> str | None:
     """Why `player` cannot play `game` (its pairings there are skipped), or None."""
-    from zerosum.games import load_game
-    from zerosum.players import unsupported
-
     if isinstance(player, BotPlayerConfig):
         return unsupported(player.spec, game)
     constrained = isinstance(player, LocalPlayerConfig) and player.answer_mode == "constrained"
-    if constrained and load_game(game).new_episode(0).legal_actions() is None:
+    if constrained and not load_game(game).capabilities.finite_actions:
         return "constrained answers need a game with finite legal actions"
     return None

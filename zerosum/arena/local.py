@@ -19,13 +19,12 @@ from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from zerosum.arena.config import LocalPlayerConfig
 from zerosum.engines.base import Generation, SamplingParams
 from zerosum.engines.hf import HFEngine
-from zerosum.games.base import GameState
-from zerosum.players.base import Move
+from zerosum.models import load_model
+from zerosum.players.model import ModelPlayer
+from zerosum.prompts import Prompting
 
 
 @dataclass
@@ -85,41 +84,13 @@ class BatchedSampler:
         return [out[k] for k in range(len(batch))]
 
 
-class LocalModelPlayer:
-    """A local model as a Player; its turns go through the model's shared BatchedSampler."""
-
-    def __init__(self, config: LocalPlayerConfig, tokenizer, sampler: BatchedSampler):
-        from zerosum.rollout import RolloutSettings
-
-        self.name = config.name
-        self.config = config
-        self.tokenizer = tokenizer
-        self.sampler = sampler
-        self.settings = RolloutSettings(
-            answer_mode=config.answer_mode, parser_fallback=config.parser_fallback
-        )
-
-    def act(self, state: GameState, rng: np.random.Generator, feedback: str | None = None) -> Move:
-        from zerosum.rollout import build_prompt, read_answer
-
-        c = self.config
-        prompt = build_prompt(
-            self.tokenizer, state, state.current_seat(), c.answer_mode, feedback,
-            c.include_rules, c.prompt_format,
-        )  # fmt: skip
-        legal = state.legal_actions()
-        choices = list(legal) if c.answer_mode == "constrained" else None
-        gen = self.sampler.generate(prompt, choices, int(rng.integers(2**31)))
-        action, reason = read_answer(gen.text, legal, self.settings)
-        return Move(action, gen.text, reason)
-
-
-def local_player(config: LocalPlayerConfig) -> LocalModelPlayer:
-    """Load the model (any checkpoint, run directory or HF id) and start its sampler."""
-    from zerosum.models import load_model
-
+def local_player(config: LocalPlayerConfig) -> ModelPlayer:
+    """Load the model (any checkpoint, run directory or HF id) and start its sampler; the
+    player asks and reads as its settings say."""
     model, tokenizer = load_model(config.model, config.dtype)
     params = SamplingParams(config.temperature, config.top_p, config.max_new_tokens)
-    return LocalModelPlayer(
-        config, tokenizer, BatchedSampler(model, tokenizer, params, config.max_batch)
+    sampler = BatchedSampler(model, tokenizer, params, config.max_batch)
+    prompting = Prompting(
+        config.answer_mode, config.prompt_format, config.include_rules, config.parser_fallback
     )
+    return ModelPlayer(config.name, tokenizer, sampler.generate, prompting)

@@ -27,10 +27,14 @@ from zerosum.arena.config import (
     PlayerConfig,
     cannot_play,
 )
+from zerosum.arena.local import local_player
 from zerosum.arena.store import DB_NAME, ArenaLock, GameKey, GameRecord, Store
 from zerosum.games.base import GameState
+from zerosum.players import make_player
+from zerosum.players.api import ApiPlayer
 from zerosum.players.base import Move, Player
-from zerosum.rollout import EVAL_INVALID, RolloutSettings, game_seed, play_games
+from zerosum.rollout import EVAL_INVALID, RolloutSettings, play_games
+from zerosum.seeds import game_seed
 
 
 @dataclass(frozen=True)
@@ -110,15 +114,9 @@ def play_task(task: Task, players: dict[str, Player], cfg: ArenaConfig) -> GameR
 
 def build_player(config: PlayerConfig) -> Player:
     if isinstance(config, BotPlayerConfig):
-        from zerosum.players import make_player
-
         return make_player(config.spec)
     if isinstance(config, ApiPlayerConfig):
-        from zerosum.players.api import ApiPlayer
-
         return ApiPlayer(config)
-    from zerosum.arena.local import local_player
-
     return local_player(config)
 
 

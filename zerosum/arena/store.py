@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from zerosum.config import ConfigError
+from zerosum.typed_config import ConfigError
 
 DB_NAME = "arena.db"
 SCHEMA = """

@@ -34,13 +34,16 @@ from datetime import timedelta
 import torch
 
 from zerosum.config import TrainConfig
-from zerosum.distributed.weights import ModelPayload, build_model
-from zerosum.learner import Learner, LearnerSettings, Sample, merge_duplicates
-from zerosum.models import is_lora, one_line, trainable_parameters
+from zerosum.distributed.weights import ModelPayload, build_model, model_payload
+from zerosum.learner import Learner, LearnerSettings, build_optimizer
+from zerosum.magnet import Magnet
+from zerosum.models import is_lora, resolve_device, trainable_parameters
 from zerosum.rundir import RunStopped
+from zerosum.scoring import Sample, merge_duplicates
+from zerosum.tables import one_line
 
 # Stats that are the same on every rank (the whole batch's), not shares to add up.
-_SHARED_STATS = {"loss/grad_norm"}
+_SHARED_STATS = {"loss/grad_norm", "magnet/alpha", "magnet/age"}
 # How long ranks wait for each other to join the group.
 _JOIN_TIMEOUT = timedelta(minutes=10)
 # How long a rank may take to answer a ping (or to close) before it counts as lost.
@@ -117,8 +120,6 @@ def sharded_learner(cfg: TrainConfig, model, optimizer_state: dict, pad_id: int,
     from dataclasses import replace
 
     from torch.distributed.tensor import DTensor, distribute_tensor
-
-    from zerosum.train import build_optimizer
 
     model = shard_model(model, world)
     optimizer = build_optimizer(cfg.optim, model)
@@ -198,12 +199,15 @@ class LearnerRank:
         self.learner: Learner | None = None
         self.fsdp = False
 
-    def load(self, cfg: TrainConfig, payload: ModelPayload, optimizer_state: dict) -> None:
+    def load(
+        self,
+        cfg: TrainConfig,
+        payload: ModelPayload,
+        optimizer_state: dict,
+        magnet_state: dict | None = None,
+    ) -> None:
         """Build the model from rank 0's `payload` and an optimizer with its state (with
-        FSDP, this rank's shards of both)."""
-        from zerosum.models import resolve_device
-        from zerosum.train import build_optimizer
-
+        FSDP, this rank's shards of both), and rank 0's magnet from `magnet_state`."""
         model = build_model(payload, resolve_device(cfg.model.device))
         pad_id = payload.tokenizer.pad_token_id
         self.fsdp = cfg.distributed.fsdp
@@ -213,13 +217,18 @@ class LearnerRank:
         optimizer = build_optimizer(cfg.optim, model)
         optimizer.load_state_dict(optimizer_state)
         settings = LearnerSettings.from_config(cfg)
-        self.learner = Learner(model, optimizer, settings, pad_id, sync=TorchDistributedSync())
+        magnet = None
+        if magnet_state is not None:
+            magnet = Magnet.from_config(cfg.algo, model, magnet_state)
+        self.learner = Learner(
+            model, optimizer, settings, pad_id, magnet, sync=TorchDistributedSync()
+        )
 
-    def step(self, samples: list[Sample], seed: int, lr: float) -> dict[str, float]:
-        """`Learner.step` on this rank's share, seeded as rank 0 is (with FSDP, then the
-        gather of the new weights into rank 0's full copy)."""
+    def step(self, samples: list[Sample], seed: int, lr: float, step: int) -> dict[str, float]:
+        """`Learner.step` of training step `step` on this rank's share, seeded as rank 0 is
+        (with FSDP, then the gather of the new weights into rank 0's full copy)."""
         torch.manual_seed(seed)
-        stats = self.learner.step(samples, lr=lr)
+        stats = self.learner.step(samples, lr=lr, step=step)
         if self.fsdp:
             gather_trainable(self.learner.model)
         return stats
@@ -252,8 +261,6 @@ class LearnerGroup:
     def __init__(self, cfg: TrainConfig, learner: Learner, tokenizer, world: int):
         import ray
 
-        from zerosum.distributed.weights import model_payload
-
         self.world = world
         self.fsdp = cfg.distributed.fsdp
         model = learner.model
@@ -266,7 +273,8 @@ class LearnerGroup:
         payload = ray.put(model_payload(model, tokenizer))
         optimizer_state = learner.optimizer.state_dict()
         state_ref = ray.put(optimizer_state)
-        loading = [r.load.remote(cfg, payload, state_ref) for r in self.ranks]
+        magnet = learner.magnet.state_dict() if learner.magnet is not None else None
+        loading = [r.load.remote(cfg, payload, state_ref, magnet) for r in self.ranks]
         self.full_model = model  # rank 0's: plays, evaluates, publishes, is checkpointed
         self.rank0_optimizer = learner.optimizer
         if self.fsdp:  # sharding is collective: alongside the other ranks' `load`
@@ -279,19 +287,21 @@ class LearnerGroup:
             self.learner = learner
         ray.get(loading)
 
-    def step(self, samples: Sequence[Sample], seed: int, lr: float) -> dict[str, float]:
-        """One update on the whole batch at learning rate `lr`, every rank on its share; the
-        merged stats."""
+    def step(
+        self, samples: Sequence[Sample], seed: int, lr: float, step: int
+    ) -> dict[str, float]:
+        """Training step `step`'s update on the whole batch at learning rate `lr`, every rank
+        on its share (each with its copy of the magnet); the merged stats."""
         import ray
 
         # Merged before sharding, so the ranks score the rows the single learner would.
         turns = len(samples)
         samples = merge_duplicates(samples)
-        futures = [r.step.remote(shard(samples, k, self.world), seed, lr) for k, r in
+        futures = [r.step.remote(shard(samples, k, self.world), seed, lr, step) for k, r in
                    enumerate(self.ranks, 1)]  # fmt: skip
         torch.manual_seed(seed)
         try:
-            own = self.learner.step(shard(samples, 0, self.world), lr=lr)
+            own = self.learner.step(shard(samples, 0, self.world), lr=lr, step=step)
             if self.fsdp:  # the new weights, whole, into the model rank 0 plays with
                 start = time.perf_counter()
                 with torch.no_grad():

@@ -37,10 +37,10 @@ from typing import Any
 import numpy as np
 
 from zerosum.config import TrainConfig
-from zerosum.distributed import Opponents
+from zerosum.distributed.rollouts import Opponents
 from zerosum.distributed.weights import model_payload, trainable_state
 from zerosum.distributed.worker import RolloutWorker
-from zerosum.engines import SamplingParams
+from zerosum.engines.base import SamplingParams
 from zerosum.rollout import Episode, RolloutSettings, Turn, schedule_games
 from zerosum.rundir import RunStopped
 from zerosum.seeds import step_seed

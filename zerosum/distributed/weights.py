@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from zerosum.models import trainable_parameters
+from zerosum.models import is_lora, trainable_parameters
 
 
 @dataclass
@@ -31,8 +31,6 @@ class ModelPayload:
 
 def model_payload(model, tokenizer) -> ModelPayload:
     """The payload of `model` as it is now, with its `tokenizer`."""
-    from zerosum.models import is_lora
-
     base = model.get_base_model() if is_lora(model) else model
     lora = model.peft_config["default"] if is_lora(model) else None
     state = {n: t.detach().cpu() for n, t in model.state_dict().items()}

@@ -15,9 +15,10 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from zerosum.config import EngineName, VLLMConfig
 from zerosum.distributed.weights import ModelPayload, build_model, load_trainable
-from zerosum.engines import SamplingParams, make_engine
+from zerosum.engines import make_engine
+from zerosum.engines.base import EngineName, SamplingParams, VLLMConfig
+from zerosum.models import resolve_device
 from zerosum.rollout import Episode, RolloutSettings, Turn, play_games
 
 
@@ -61,8 +62,6 @@ class RolloutWorker:
     def load(self, payload: ModelPayload, weights: dict | None, version: int) -> str:
         """Build the policy from `payload`, then (if given) put the trained `weights` in,
         which make it policy `version`, and start the engine; returns the incarnation."""
-        from zerosum.models import resolve_device
-
         self.tokenizer = payload.tokenizer
         self.model = build_model(payload, resolve_device(self.device))
         if weights is not None:

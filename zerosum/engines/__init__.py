@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING
 
-from zerosum.engines.base import Engine, Generation, SamplingParams
+from zerosum.engines.base import (
+    ENGINES,
+    Engine,
+    EngineName,
+    Generation,
+    SamplingParams,
+    VLLMConfig,
+)
+from zerosum.engines.hf import HFEngine
+from zerosum.typed_config import check_choice
 
-if TYPE_CHECKING:  # zerosum.config imports zerosum.engines.base: no cycle at run time
-    from zerosum.config import EngineName, VLLMConfig
-
-__all__ = ["Engine", "Generation", "SamplingParams", "make_engine"]
+__all__ = ["Engine", "Generation", "SamplingParams", "VLLMConfig", "make_engine"]
 
 
 def make_engine(
@@ -25,16 +30,13 @@ def make_engine(
     """The engine `name` over `model`: `hf` generates with the module itself; `vllm` starts an
     in-process vLLM from a snapshot of it (options: the `vllm` config section), refreshed by
     `sync_weights`."""
-    from zerosum.config import ENGINES, VLLMConfig, check_choice
-
     check_choice("engine", name, ENGINES)
     if name == "hf":
-        from zerosum.engines.hf import HFEngine
-
         return HFEngine(model, tokenizer, max_batch=max_batch)
     try:
         import vllm as _  # noqa: F401
 
+        # Deferred: vLLM is an optional extra, and importing it costs seconds.
         from zerosum.engines.vllm import VLLMEngine
     except ImportError:
         raise ValueError(

@@ -12,12 +12,41 @@ an answer, which the learner could not re-score).
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol, get_args
+
+from zerosum.typed_config import POSITIVE, PROBABILITY, fld, numbers
 
 MAX_TEMPERATURE = 100.0  # far above any useful value; beyond it sampling is uniform noise
+# Every sampling temperature a player or evaluation may use (training's excludes 0).
+TEMPERATURE = numbers(0, MAX_TEMPERATURE, note="(0: greedy decoding)")
+
+EngineName = Literal["hf", "vllm"]
+ENGINES: tuple[str, ...] = get_args(EngineName)
+LoraSync = Literal["auto", "adapter", "merge"]
+LORA_SYNCS: tuple[str, ...] = get_args(LoraSync)
+
+
+@dataclass
+class VLLMConfig:
+    """Options of `engine: vllm` (ignored by `hf`); the `vllm` section of a training config."""
+
+    lora_sync: LoraSync = fld(
+        "auto",
+        "LoRA runs: adapter serves each new adapter as a LoRARequest; merge reloads the base "
+        "weights with the adapter folded in (no LoRA kernels at generation); auto: adapter on "
+        "GPUs, merge on CPUs (4.8x faster generation there, BENCHMARKS.md)",
+    )
+    enforce_eager: bool = fld(False, "skip torch.compile and graph capture (faster start)")
+    kv_cache_gib: int = fld(2, "CPU only: KV cache size in GiB (VLLM_CPU_KVCACHE_SPACE)", POSITIVE)
+    gpu_memory_utilization: float = fld(
+        0.3, "GPU only: share of GPU memory vLLM may take (the learner shares the GPU)", PROBABILITY
+    )
+    tensor_parallel_size: int = fld(1, "GPUs (or CPU workers) one model is split over", POSITIVE)
+    sleep: bool = fld(
+        False, "GPU only: release vLLM's GPU memory while the learner steps (sleep mode)"
+    )
 
 
 @dataclass(frozen=True)
@@ -36,20 +65,11 @@ class SamplingParams:
     max_new_tokens: int = 256
 
     def __post_init__(self) -> None:
-        if not (math.isfinite(self.temperature) and 0 <= self.temperature <= MAX_TEMPERATURE):
-            raise ValueError(
-                f"temperature = {self.temperature!r} is invalid; allowed: a number in "
-                f"[0, {MAX_TEMPERATURE:g}] (0 is greedy decoding)"
-            )
-        if not (math.isfinite(self.top_p) and 0 < self.top_p <= 1):
-            raise ValueError(
-                f"top_p = {self.top_p!r} is invalid; allowed: a number in (0, 1] "
-                "(for greedy decoding use temperature 0)"
-            )
-        if isinstance(self.max_new_tokens, bool) or self.max_new_tokens < 1:
-            raise ValueError(
-                f"max_new_tokens = {self.max_new_tokens!r} is invalid; allowed: an integer >= 1"
-            )
+        TEMPERATURE.check("temperature", self.temperature)
+        PROBABILITY.check("top_p", self.top_p)
+        if isinstance(self.max_new_tokens, bool):
+            raise ValueError(f"max_new_tokens = {self.max_new_tokens!r} is invalid; allowed: an integer >= 1")
+        POSITIVE.check("max_new_tokens", self.max_new_tokens)
 
     @property
     def greedy(self) -> bool:

@@ -35,10 +35,18 @@ from contextlib import contextmanager
 
 import torch
 
-from zerosum.config import LORA_SYNCS, LoraSync, VLLMConfig, check_choice
-from zerosum.engines.base import ChoiceTrie, Generation, SamplingParams, choice_token_ids
+from zerosum.engines.base import (
+    LORA_SYNCS,
+    ChoiceTrie,
+    Generation,
+    LoraSync,
+    SamplingParams,
+    VLLMConfig,
+    choice_token_ids,
+)
 from zerosum.engines.hf import stop_token_ids
 from zerosum.models import is_lora
+from zerosum.typed_config import check_choice
 
 try:  # vLLM is an optional extra (`pip install zerosum[vllm]`); the module must import without it
     from vllm.v1.sample.logits_processor import AdapterLogitsProcessor

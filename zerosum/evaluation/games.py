@@ -14,6 +14,8 @@ from dataclasses import replace
 from scipy.stats import binomtest
 
 from zerosum.engines.base import Engine, SamplingParams
+from zerosum.evaluation.move_quality import decisions_in_play, move_quality
+from zerosum.games import load_game
 from zerosum.match import Tally
 from zerosum.players.base import Player
 from zerosum.rollout import EVAL_INVALID, RolloutSettings, play_games
@@ -74,8 +76,6 @@ def evaluate_against(
         overall.add(seat, ep)
         per_seat[seat].add(seat, ep)
     result = {**summary(overall), "seat0": summary(per_seat[0]), "seat1": summary(per_seat[1])}
-    if game == "tic_tac_toe":
-        from zerosum.evaluation.tictactoe import decisions_in_play, move_quality
-
+    if load_game(game).capabilities.minimax:
         result["move_quality_in_play"] = move_quality(decisions_in_play(episodes, model_seat))
     return result

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from zerosum.engines.base import Engine, SamplingParams
+from zerosum.prompts import chat_prompt
 
 MATH_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 
@@ -118,7 +119,6 @@ def grade(response: str, answer: str) -> bool:
 
 
 def math_prompt(tokenizer, question: str) -> list[int]:
-    from zerosum.rollout import chat_prompt
 
     return chat_prompt(tokenizer, f"{question}\n\n{MATH_INSTRUCTION}")
 

@@ -13,16 +13,16 @@ import math
 
 import torch
 from open_spiel.python import policy as os_policy
-from open_spiel.python.algorithms import exploitability
+from open_spiel.python.algorithms import expected_game_score, exploitability
 
-from zerosum.config import Fallback, PromptFormat, RolloutConfig
 from zerosum.engines.base import ChoiceTrie, choice_token_ids
 from zerosum.engines.hf import HFEngine
 from zerosum.games import load_game
 from zerosum.games.openspiel_games import OpenSpielGame
-from zerosum.learner import Sample, micro_batches, plan_micro_batches, response_logprobs
-from zerosum.rollout import build_prompt
-from zerosum.solvers import info_set_states
+from zerosum.games.parsing import Fallback, parse_action
+from zerosum.prompts import PromptFormat, build_prompt
+from zerosum.scoring import Sample, micro_batches, plan_micro_batches, response_logprobs
+from zerosum.solvers import cfr_policy_table, info_set_states, tabular_policy
 
 
 def constrained_action_probs(
@@ -30,8 +30,8 @@ def constrained_action_probs(
     tokenizer,
     state,
     temperature: float = 1.0,
-    include_rules: bool = RolloutConfig.include_rules,
-    prompt_format: PromptFormat = RolloutConfig.prompt_format,
+    include_rules: bool = True,
+    prompt_format: PromptFormat = "chat",
 ) -> dict[str, float]:
     """Exact probability of each legal action for the seat to move.
 
@@ -48,8 +48,8 @@ def states_action_probs(
     tokenizer,
     states: list,
     temperature: float = 1.0,
-    include_rules: bool = RolloutConfig.include_rules,
-    prompt_format: PromptFormat = RolloutConfig.prompt_format,
+    include_rules: bool = True,
+    prompt_format: PromptFormat = "chat",
     batch_tokens: int = 16384,
     shared_prefix: bool = True,
 ) -> list[dict[str, float]]:
@@ -135,8 +135,8 @@ def model_policy(
     tokenizer,
     game_name: str,
     temperature: float = 1.0,
-    include_rules: bool = RolloutConfig.include_rules,
-    prompt_format: PromptFormat = RolloutConfig.prompt_format,
+    include_rules: bool = True,
+    prompt_format: PromptFormat = "chat",
 ) -> os_policy.TabularPolicy:
     """The model's constrained-mode policy as an OpenSpiel `TabularPolicy` (all info sets)."""
     game = load_game(game_name)
@@ -174,10 +174,6 @@ def nash_conv(game_name: str, policy: os_policy.TabularPolicy) -> dict[str, floa
 def exploitability_report(game_name: str, policy: os_policy.TabularPolicy) -> dict[str, float]:
     """NashConv, each seat's best-response gain, and the policy's expected return in each seat
     against the CFR+ approximate Nash policy (OpenSpiel)."""
-    from open_spiel.python.algorithms import expected_game_score
-
-    from zerosum.solvers import cfr_policy_table, tabular_policy
-
     game = load_game(game_name).spiel_game
     nash = tabular_policy(game, cfr_policy_table(game_name))
     root = game.new_initial_state()
@@ -196,9 +192,9 @@ def sampled_policy(
     game_name: str,
     params,
     k: int,
-    fallback: Fallback = RolloutConfig.parser_fallback,
-    include_rules: bool = RolloutConfig.include_rules,
-    prompt_format: PromptFormat = RolloutConfig.prompt_format,
+    fallback: Fallback = "last_bracket",
+    include_rules: bool = True,
+    prompt_format: PromptFormat = "chat",
     seed: int = 0,
 ) -> tuple[os_policy.TabularPolicy, dict[str, float]]:
     """The free-text policy estimated from `k` sampled answers per information set.
@@ -206,8 +202,6 @@ def sampled_policy(
     Each action's probability is its share of the valid answers; an information set with no
     valid answer gets the uniform policy (counted in `invalid_rate`). The statistics give the
     sampling error: the mean and largest binomial standard error over all (set, action)."""
-    from zerosum.games.parsing import parse_action
-
     if k < 1:
         raise ValueError(f"samples per information set must be >= 1, got {k}")
     game = load_game(game_name)

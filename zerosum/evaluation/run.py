@@ -20,14 +20,19 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from zerosum.engines.base import SamplingParams
+from zerosum.engines import VLLMConfig, make_engine
+from zerosum.engines.base import ENGINES, SamplingParams
 from zerosum.evaluation.games import evaluate_against
+from zerosum.evaluation.math import evaluate_math, load_problems
+from zerosum.evaluation.move_quality import answer_positions, fixed_positions, move_quality
+from zerosum.evaluation.policy import exploitability_report, model_policy, sampled_policy
 from zerosum.evaluation.settings import EvalSettings
 from zerosum.games import load_game
+from zerosum.models import load_model, resolve_device
 from zerosum.players import make_player, unsupported
 from zerosum.rollout import EVAL_INVALID, RolloutSettings
-from zerosum.solvers import NASH_GAMES
 from zerosum.tables import reason_lines, table_row
+from zerosum.typed_config import check_choice, check_fields
 
 
 def _versions() -> dict[str, str]:
@@ -53,25 +58,17 @@ def run_eval(s: EvalSettings) -> dict:
     if not s.games and not s.math:
         raise ValueError("nothing to evaluate: give --games and/or --math")
     # Every bad value fails here, before anything loads or plays.
-    for name in ("n", "math_k", "exploit_k") + (("limit",) if s.limit is not None else ()):
-        value = getattr(s, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} = {value!r} is invalid; allowed: an integer >= 1")
+    check_fields(s)
     params = SamplingParams(s.temperature, s.top_p, s.max_new_tokens)
     settings = RolloutSettings.from_config(s, invalid=EVAL_INVALID)
     for game in s.games:
         load_game(game)  # bad names and files fail before the model loads
-    from zerosum.evaluation.math import evaluate_math, load_problems
-
     benchmarks = {_bench_name(path): load_problems(path, s.limit) for path in s.math}
-    from zerosum.config import ENGINES, VLLMConfig, check_choice
-    from zerosum.engines import make_engine
-    from zerosum.models import load_model, resolve_device
-
     check_choice("engine", s.engine, ENGINES)
 
     device = resolve_device(s.device, "--device")  # a bad device fails before any loading
-    players = {spec: make_player(spec) for spec in s.opponents}
+    # A `model:PATH` opponent is asked and read as the evaluated model is.
+    players = {spec: make_player(spec, s.prompting, params) for spec in s.opponents}
     model, tokenizer = load_model(s.model)
     model = model.to(device)
     engine = make_engine(
@@ -93,23 +90,18 @@ def run_eval(s: EvalSettings) -> dict:
                     engine, tokenizer, game, player, s.n, s.seed, params, settings,
                     on_finish=lambda: bar.update(1),
                 )  # fmt: skip
-        if game == "tic_tac_toe":
-            from zerosum.evaluation.tictactoe import answer_positions, fixed_positions, move_quality
-
+        can = load_game(game).capabilities
+        if can.minimax:
             decisions = answer_positions(
-                engine, tokenizer, fixed_positions(), params, settings, s.seed
+                engine, tokenizer, fixed_positions(game), params, s.prompting, s.seed
             )
             per_game["move_quality_fixed_positions"] = move_quality(decisions)
-        if game in NASH_GAMES and s.answer_mode == "constrained":
-            from zerosum.evaluation.policy import exploitability_report, model_policy
-
+        if can.nash and s.answer_mode == "constrained":
             policy = model_policy(
                 model, tokenizer, game, s.temperature, s.include_rules, s.prompt_format
             )
             per_game["exploitability"] = exploitability_report(game, policy)
-        elif game in NASH_GAMES:
-            from zerosum.evaluation.policy import exploitability_report, sampled_policy
-
+        elif can.nash:
             with stage(f"{game} policy, {s.exploit_k} samples per information set"):
                 policy, sampling = sampled_policy(
                     engine, tokenizer, game, params, s.exploit_k, s.parser_fallback,

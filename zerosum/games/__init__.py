@@ -5,23 +5,27 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import cache
 
-from zerosum.games.base import Game, GameState, IllegalActionError, Outcome
+from zerosum.games.base import Capabilities, Game, GameState, IllegalActionError, Outcome
 from zerosum.games.openspiel_games import SPECS, OpenSpielGame
+from zerosum.games.textarena_games import TEXTARENA_GAMES
 
-__all__ = ["Game", "GameState", "IllegalActionError", "Outcome", "game_names", "load_game"]
-
-
-def _textarena_factories() -> dict[str, Callable[[], Game]]:
-    from zerosum.games.textarena_games import TEXTARENA_GAMES
-
-    return {g.name: (lambda g=g: g) for g in TEXTARENA_GAMES}
+__all__ = [
+    "Capabilities",
+    "Game",
+    "GameState",
+    "IllegalActionError",
+    "Outcome",
+    "game_names",
+    "games_with",
+    "load_game",
+]
 
 
 def _factories() -> dict[str, Callable[[], Game]]:
     factories: dict[str, Callable[[], Game]] = {
         spec.name: (lambda spec=spec: OpenSpielGame(spec)) for spec in SPECS
     }
-    factories.update(_textarena_factories())
+    factories.update({g.name: (lambda g=g: g) for g in TEXTARENA_GAMES})
     return factories
 
 
@@ -37,3 +41,8 @@ def load_game(name: str) -> Game:
     if name not in factories:
         raise ValueError(f"unknown game {name!r}; valid games: {', '.join(sorted(factories))}")
     return factories[name]()
+
+
+def games_with(capability: str) -> list[str]:
+    """The games whose spec declares `capability` (a `Capabilities` field), sorted."""
+    return [name for name in game_names() if getattr(load_game(name).capabilities, capability)]

@@ -63,11 +63,30 @@ class GameState(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What a game allows, declared on its spec; players, solvers and evaluation consult it
+    instead of naming games."""
+
+    # Legal actions are a finite list of strings: constrained answers, random and search bots.
+    finite_actions: bool
+    # Every seat sees the whole state (MCTS needs it).
+    perfect_information: bool = False
+    # Small enough for an exact Nash equilibrium (CFR+) and exact exploitability (NashConv).
+    nash: bool = False
+    # Small enough to solve every position exactly (minimax): perfect play, move quality.
+    minimax: bool = False
+    # The seats play different roles (a deceiver and a guesser): RAE's per-seat baseline matters.
+    asymmetric_seats: bool = False
+
+
 class Game(Protocol):
-    """A game type: its name, rules in plain English, and a factory of seeded episodes."""
+    """A game type: its name, rules in plain English, what it allows, and a factory of seeded
+    episodes."""
 
     name: str
     description: str
+    capabilities: Capabilities
 
     def rules(self) -> str: ...
 

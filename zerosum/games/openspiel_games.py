@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyspiel
 
-from zerosum.games.base import IllegalActionError, bracket
+from zerosum.games.base import Capabilities, IllegalActionError, bracket
 
 SEAT_NAMES = ("Player 0", "Player 1")
 
@@ -36,6 +36,8 @@ class TextSpec:
     chance_text: Callable[[int, int], tuple[int | None, str] | None] = lambda i, o: None
     public_state: Callable[[pyspiel.State], str] = lambda s: ""
     params: dict = field(default_factory=dict)
+    nash: bool = False  # small enough for CFR+ and exact NashConv
+    minimax: bool = False  # small enough to solve every position
 
 
 class OpenSpielState:
@@ -141,6 +143,13 @@ class OpenSpielGame:
         self.name = spec.name
         self.description = spec.description
         self.spiel_game = pyspiel.load_game(spec.openspiel_name, spec.params)
+        info = self.spiel_game.get_type().information
+        self.capabilities = Capabilities(
+            finite_actions=True,
+            perfect_information=info == pyspiel.GameType.Information.PERFECT_INFORMATION,
+            nash=spec.nash,
+            minimax=spec.minimax,
+        )
 
     def rules(self) -> str:
         return self.spec.rules
@@ -192,6 +201,7 @@ KUHN = TextSpec(
     label=_kuhn_label,
     chance_text=lambda i, o: (i, f"your card is {KUHN_CARDS[o]}"),
     public_state=_kuhn_pot,
+    nash=True,
 )
 
 
@@ -240,6 +250,7 @@ LEDUC = TextSpec(
     label=_leduc_label,
     chance_text=_leduc_chance,
     public_state=_leduc_public,
+    nash=True,
 )
 
 
@@ -297,6 +308,7 @@ TIC_TAC_TOE = TextSpec(
     ),
     label=lambda state, action: str(action),
     public_state=_ttt_board,
+    minimax=True,
 )
 
 

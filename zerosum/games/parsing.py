@@ -12,8 +12,14 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal, get_args
 
-from zerosum.config import FALLBACKS, Fallback, RolloutConfig, check_choice
+from zerosum.typed_config import check_choice
+
+# What else counts as the answer without a \boxed{}: the last [bracketed] legal action, also
+# the last legal action named as a word, or nothing.
+Fallback = Literal["last_bracket", "last_mention", "none"]
+FALLBACKS: tuple[str, ...] = get_args(Fallback)
 
 # Only the tail of a response can hold its final answer; cap the work on huge inputs.
 MAX_SCAN_CHARS = 20_000
@@ -77,7 +83,7 @@ def normalize(answer: str) -> str:
 def parse_action(
     response: str,
     legal_actions: Sequence[str] | None,
-    fallback: Fallback = RolloutConfig.parser_fallback,
+    fallback: Fallback = "last_bracket",
 ) -> ParsedAction:
     """Extract the move from `response`.
 

@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from zerosum.games.base import IllegalActionError
+from zerosum.games.base import Capabilities, IllegalActionError
 
 SEATS = (0, 1)
 _GAME_ID = -1  # textarena.GAME_ID: the sender id of game messages
@@ -96,6 +96,7 @@ class TextArenaGame:
         rules: str,
         bracket_bare_moves: bool = False,
         check_move: MoveCheck | None = None,
+        asymmetric_seats: bool = False,
     ) -> None:
         self.name = name
         self.env_id = env_id
@@ -103,6 +104,8 @@ class TextArenaGame:
         self._rules = rules
         self.bracket_bare_moves = bracket_bare_moves
         self.check_move = check_move
+        # Any text is a move (no finite list), and each seat holds private facts.
+        self.capabilities = Capabilities(finite_actions=False, asymmetric_seats=asymmetric_seats)
 
     def rules(self) -> str:
         return self._rules
@@ -278,6 +281,7 @@ TRUTH_AND_DECEPTION = TextArenaGame(
         "neither or both is an invalid move and the Guesser loses."
     ),
     check_move=_truth_and_deception_check,
+    asymmetric_seats=True,
 )
 
 TEXTARENA_GAMES: tuple[TextArenaGame, ...] = (SIMPLE_NEGOTIATION, TRUTH_AND_DECEPTION)

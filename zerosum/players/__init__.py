@@ -3,10 +3,15 @@
 
 from __future__ import annotations
 
+from zerosum.engines.base import SamplingParams
+from zerosum.games import games_with, load_game
+from zerosum.players.api import ApiPlayer, load_api_config
 from zerosum.players.base import Move, Player
+from zerosum.players.model import EVAL_PARAMS, ModelPlayer, load_model_player
 from zerosum.players.simple import MCTSPlayer, NashPlayer, PerfectPlayer, RandomPlayer
+from zerosum.prompts import Prompting
 
-__all__ = ["Move", "Player", "make_player", "PLAYER_SPECS"]
+__all__ = ["Move", "ModelPlayer", "Player", "make_player", "PLAYER_SPECS", "unsupported"]
 
 PLAYER_SPECS = (
     "random", "mcts[:SIMULATIONS]", "perfect", "nash[:CFR_ITERATIONS]", "model:PATH", "api:FILE"
@@ -26,8 +31,12 @@ def _count(arg: str | None, what: str, default: int) -> int:
     return value
 
 
-def make_player(spec: str) -> Player:
-    """Build a player from its spec; a one-line error lists the valid forms otherwise."""
+def make_player(
+    spec: str, prompting: Prompting | None = None, params: SamplingParams = EVAL_PARAMS
+) -> Player:
+    """Build a player from its spec; a one-line error lists the valid forms otherwise. A
+    `model:PATH` player asks and reads as `prompting` says (default: free answers in the
+    chat template) and samples with `params`."""
     kind, sep, arg = spec.partition(":")
     count = arg if sep else None
     try:
@@ -40,12 +49,8 @@ def make_player(spec: str) -> Player:
         if kind == "nash":
             return NashPlayer(_count(count, "CFR+ iterations", 1000))
         if kind == "model" and arg:
-            from zerosum.players.model import ModelPlayer
-
-            return ModelPlayer(arg)
+            return load_model_player(arg, prompting or Prompting(), params)
         if kind == "api" and arg:
-            from zerosum.players.api import ApiPlayer, load_api_config
-
             return ApiPlayer(load_api_config(arg))
     except ValueError as err:
         raise ValueError(f"bad player {spec!r}: {err}") from None
@@ -53,22 +58,18 @@ def make_player(spec: str) -> Player:
 
 
 def unsupported(spec: str, game_name: str) -> str | None:
-    """Why player `spec` cannot play `game_name`, or None when it can."""
-    from zerosum.games import load_game
-    from zerosum.games.openspiel_games import OpenSpielGame
-    from zerosum.solvers import NASH_GAMES
-
+    """Why player `spec` cannot play `game_name`, or None when it can (the game's declared
+    capabilities decide)."""
     kind = spec.partition(":")[0]
-    game = load_game(game_name)
+    can = load_game(game_name).capabilities
     if kind in ("model", "api"):
         return None
-    if not isinstance(game, OpenSpielGame):
+    if not can.finite_actions:
         return f"{kind!r} needs a game with finite legal actions"
-    if kind == "nash" and game_name not in NASH_GAMES:
-        return f"Nash policies exist for {', '.join(NASH_GAMES)} only"
-    if kind == "perfect" and game_name != "tic_tac_toe":
-        return "perfect play is available for tic_tac_toe only"
-    perfect_info = game.spiel_game.get_type().information.name == "PERFECT_INFORMATION"
-    if kind == "mcts" and not perfect_info:
+    if kind == "nash" and not can.nash:
+        return f"Nash policies exist for {', '.join(games_with('nash'))} only"
+    if kind == "perfect" and not can.minimax:
+        return f"perfect play is available for {', '.join(games_with('minimax'))} only"
+    if kind == "mcts" and not can.perfect_information:
         return "MCTS needs a perfect-information game"
     return None

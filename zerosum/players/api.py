@@ -23,12 +23,25 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import yaml
 
-from zerosum.config import Check, ConfigError, fld, load_dataclass
-from zerosum.engines.base import MAX_TEMPERATURE
+from zerosum.engines.base import TEMPERATURE
 from zerosum.games.base import GameState
-from zerosum.games.parsing import parse_action
+from zerosum.games.parsing import Fallback, parse_action
 from zerosum.players.base import Move
+from zerosum.prompts import prompt_content
+from zerosum.typed_config import (
+    NON_NEGATIVE,
+    POSITIVE,
+    PROBABILITY,
+    Bound,
+    ConfigError,
+    fld,
+    load_dataclass,
+    numbers,
+)
+
+_URL = Bound(lambda v: v.startswith(("http://", "https://")), "an http:// or https:// URL")
 
 # Longest reply kept (its tail, where the answer is): an honest server is bounded by
 # max_tokens, a broken one is not.
@@ -38,22 +51,24 @@ MAX_REPLY_CHARS = 100_000
 @dataclass(frozen=True)
 class ApiPlayerConfig:
     name: str = fld(dataclasses.MISSING, "player name in tables and the database")
-    base_url: str = fld(dataclasses.MISSING, "server URL, e.g. http://127.0.0.1:8000/v1")
+    base_url: str = fld(dataclasses.MISSING, "server URL, e.g. http://127.0.0.1:8000/v1", _URL)
     model: str = fld(dataclasses.MISSING, "model name as the server knows it")
     kind: Literal["api"] = fld("api", "player kind")
     api_key_env: str | None = fld(
         None, "name of the environment variable holding the API key (null: no key)"
     )
-    timeout: float = fld(60.0, "seconds per request")
-    max_retries: int = fld(3, "retries after a timeout, connection error, 429 or 5xx")
-    backoff: float = fld(1.0, "seconds before the first retry, doubled for each next one")
-    max_backoff: float = fld(30.0, "longest wait between two attempts")
-    concurrency: int = fld(4, "requests to this player in flight at once")
-    temperature: float = fld(0.6, "sampling temperature (0: greedy)")
-    top_p: float = fld(0.95, "nucleus sampling mass")
-    max_tokens: int = fld(512, "cap on generated tokens per turn")
+    timeout: float = fld(60.0, "seconds per request", numbers(0, lo_open=True))
+    max_retries: int = fld(3, "retries after a timeout, connection error, 429 or 5xx", NON_NEGATIVE)
+    backoff: float = fld(
+        1.0, "seconds before the first retry, doubled for each next one", numbers(0)
+    )
+    max_backoff: float = fld(30.0, "longest wait between two attempts", numbers(0))
+    concurrency: int = fld(4, "requests to this player in flight at once", POSITIVE)
+    temperature: float = fld(0.6, "sampling temperature (0: greedy)", TEMPERATURE)
+    top_p: float = fld(0.95, "nucleus sampling mass", PROBABILITY)
+    max_tokens: int = fld(512, "cap on generated tokens per turn", POSITIVE)
     include_rules: bool = fld(True, "put the game's rules into every prompt")
-    parser_fallback: Literal["last_bracket", "last_mention", "none"] = fld(
+    parser_fallback: Fallback = fld(
         "last_bracket", "without \\boxed{}: what else counts as the answer (see README)"
     )
     send_seed: bool = fld(
@@ -69,23 +84,8 @@ class ApiPlayerConfig:
         return {k: getattr(self, k) for k in self.PLAY_FIELDS}
 
 
-API_CHECKS: list[Check] = [
-    ("base_url", lambda v: v.startswith(("http://", "https://")), "an http:// or https:// URL"),
-    ("timeout", lambda v: v > 0, "a number > 0"),
-    ("max_retries", lambda v: v >= 0, "an integer >= 0"),
-    ("backoff", lambda v: v >= 0, "a number >= 0"),
-    ("max_backoff", lambda v: v >= 0, "a number >= 0"),
-    ("concurrency", lambda v: v >= 1, "an integer >= 1"),
-    ("temperature", lambda v: 0 <= v <= MAX_TEMPERATURE, f"a number in [0, {MAX_TEMPERATURE:g}]"),
-    ("top_p", lambda v: 0 < v <= 1, "a number in (0, 1]"),
-    ("max_tokens", lambda v: v >= 1, "an integer >= 1"),
-]
-
-
 def load_api_config(path: str | Path) -> ApiPlayerConfig:
     """An API player's settings from a YAML file (`zerosum match --players api:FILE`)."""
-    import yaml
-
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"API player file {str(p)!r} does not exist")
@@ -93,7 +93,7 @@ def load_api_config(path: str | Path) -> ApiPlayerConfig:
         data = yaml.safe_load(p.read_text())
     except yaml.YAMLError as err:
         raise ConfigError(f"{str(p)!r} is not valid YAML: {str(err).splitlines()[0]}") from None
-    return load_dataclass(ApiPlayerConfig, data, API_CHECKS)
+    return load_dataclass(ApiPlayerConfig, data)
 
 
 def api_key(config: ApiPlayerConfig) -> str:
@@ -117,7 +117,7 @@ class ApiPlayer:
     """Answers through `chat.completions`; at most `concurrency` requests in flight."""
 
     def __init__(self, config: ApiPlayerConfig):
-        import openai
+        import openai  # an import of a second or so, paid by API players only
 
         self.name = config.name
         self.config = config
@@ -133,8 +133,6 @@ class ApiPlayer:
         return f"ApiPlayer({self.name!r}, model={self.config.model!r})"
 
     def act(self, state: GameState, rng: np.random.Generator, feedback: str | None = None) -> Move:
-        from zerosum.rollout import prompt_content
-
         seed = int(rng.integers(2**31))  # drawn either way: the game's RNG stream stays the same
         seat = state.current_seat()
         content = prompt_content(state, seat, "free", feedback, self.config.include_rules)

@@ -1,44 +1,63 @@
-"""A language model as a fixed player (`model:PATH`), e.g. a checkpoint as an opponent."""
+"""A language model as a player: a checkpoint as a fixed opponent (`model:PATH`), a pool's
+fixed member, an arena player. It asks and reads exactly as its `Prompting` says (the answer
+mode, the prompt format, the rules, the parser fallback), so a checkpoint trained with
+constrained answers and plain prompts plays with those; how it samples is up to the caller,
+who hands it a `generate` function (one engine of its own, or the arena's shared sampler).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
-from zerosum.config import EvalConfig, Fallback, RolloutConfig, SamplingConfig
-from zerosum.engines.base import SamplingParams
+from zerosum.engines.base import Engine, Generation, SamplingParams
+from zerosum.engines.hf import HFEngine
 from zerosum.games.base import GameState
-from zerosum.games.parsing import parse_action
+from zerosum.models import load_model
 from zerosum.players.base import Move
+from zerosum.prompts import Prompting
+
+# One answer to (prompt token ids, allowed answers or None, seed).
+Generate = Callable[[list[int], "list[str] | None", int], Generation]
+# How a model player samples unless told otherwise: SPIRAL's evaluation sampling.
+EVAL_PARAMS = SamplingParams(temperature=0.6, top_p=0.95)
 
 
 class ModelPlayer:
-    """Answers one turn at a time with its own engine; free-text answers are parsed.
+    """Answers each turn with one sample from `generate`, seeded from the game's RNG."""
 
-    Sampling defaults to evaluation's (`EvalConfig` temperature and top-p, the config's token
-    cap); `fallback` is the parser fallback (`rollout.parser_fallback`)."""
-
-    def __init__(
-        self,
-        name_or_path: str,
-        params: SamplingParams | None = None,
-        fallback: Fallback = RolloutConfig.parser_fallback,
-    ):
-        from zerosum.engines.hf import HFEngine
-        from zerosum.models import load_model
-
-        model, tokenizer = load_model(name_or_path)
-        self.name = f"model:{name_or_path}"
+    def __init__(self, name: str, tokenizer, generate: Generate, prompting: Prompting):
+        self.name = name
         self.tokenizer = tokenizer
-        self.engine = HFEngine(model, tokenizer)
-        self.params = params or SamplingParams(
-            EvalConfig.temperature, EvalConfig.top_p, SamplingConfig.max_new_tokens
-        )
-        self.fallback = fallback
+        self.generate = generate
+        self.prompting = prompting
 
     def act(self, state: GameState, rng: np.random.Generator, feedback: str | None = None) -> Move:
-        from zerosum.rollout import build_prompt
+        asking = self.prompting
+        prompt = asking.prompt(self.tokenizer, state, state.current_seat(), feedback)
+        gen = self.generate(prompt, asking.choices(state), int(rng.integers(2**31)))
+        action, reason = asking.read(gen.text, state.legal_actions())
+        return Move(action, gen.text, reason)
 
-        prompt = build_prompt(self.tokenizer, state, state.current_seat(), "free", feedback)
-        gen = self.engine.generate([prompt], self.params, seed=int(rng.integers(2**31)))[0]
-        parsed = parse_action(gen.text, state.legal_actions(), self.fallback)
-        return Move(parsed.action, gen.text, parsed.reason)
+
+def engine_generate(engine: Engine, params: SamplingParams) -> Generate:
+    """`Generate` of one request at a time through `engine`."""
+
+    def generate(prompt: list[int], choices: list[str] | None, seed: int) -> Generation:
+        allowed = None if choices is None else [choices]
+        return engine.generate([prompt], params, allowed, seed=seed)[0]
+
+    return generate
+
+
+def load_model_player(
+    name_or_path: str, prompting: Prompting, params: SamplingParams = EVAL_PARAMS
+) -> ModelPlayer:
+    """The model at `name_or_path` (an HF id, a checkpoint or a run directory) with an engine
+    of its own, named `model:NAME_OR_PATH`."""
+    model, tokenizer = load_model(name_or_path)
+    engine = HFEngine(model, tokenizer)
+    return ModelPlayer(
+        f"model:{name_or_path}", tokenizer, engine_generate(engine, params), prompting
+    )

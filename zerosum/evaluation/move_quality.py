@@ -1,4 +1,5 @@
-"""Tic-tac-toe move quality against the exact minimax values (solved by OpenSpiel rules).
+"""Move quality against exact minimax values, in games small enough to solve (their spec
+declares `minimax`: tic-tac-toe), solved by OpenSpiel's rules.
 
 A move is optimal when it keeps the best value available to the mover; it is a blunder when
 it turns a position the mover could draw or win into a lost one.
@@ -13,12 +14,13 @@ import numpy as np
 from zerosum.engines.base import Engine, SamplingParams
 from zerosum.games import load_game
 from zerosum.games.openspiel_games import OpenSpielState
-from zerosum.rollout import Episode, RolloutSettings, build_prompt, read_answer
+from zerosum.prompts import Prompting
+from zerosum.rollout import Episode
 from zerosum.solvers import minimax_values, optimal_actions
 
 
 def _value_for_mover(state: OpenSpielState, seat: int) -> float:
-    return (1.0 if seat == 0 else -1.0) * minimax_values("tic_tac_toe")[str(state.spiel_state)]
+    return (1.0 if seat == 0 else -1.0) * minimax_values(state.spec.name)[str(state.spiel_state)]
 
 
 def move_quality(decisions: Sequence[tuple[OpenSpielState, str | None]]) -> dict[str, float]:
@@ -30,7 +32,7 @@ def move_quality(decisions: Sequence[tuple[OpenSpielState, str | None]]) -> dict
             continue
         seat = state.current_seat()
         optimal += action in optimal_actions(state)
-        after = load_game("tic_tac_toe").state_from_history(state.spiel_state.history())
+        after = load_game(state.spec.name).state_from_history(state.spiel_state.history())
         after.apply_action(action)
         blunders += _value_for_mover(state, seat) >= 0 > _value_for_mover(after, seat)
     n = max(len(decisions), 1)
@@ -45,10 +47,10 @@ def move_quality(decisions: Sequence[tuple[OpenSpielState, str | None]]) -> dict
 def decisions_in_play(
     episodes: Sequence[Episode], model_seats: Sequence[int]
 ) -> list[tuple[OpenSpielState, str]]:
-    """The model's (position, move) pairs replayed from finished tic-tac-toe games."""
-    game = load_game("tic_tac_toe")
+    """The model's (position, move) pairs replayed from finished games."""
     out = []
     for ep, seat in zip(episodes, model_seats):
+        game = load_game(ep.game)
         state = game.new_episode(ep.seed)
         for mover, action in ep.moves:
             if mover == seat:
@@ -57,9 +59,9 @@ def decisions_in_play(
     return out
 
 
-def fixed_positions(n: int = 50, seed: int = 0) -> list[OpenSpielState]:
+def fixed_positions(game_name: str, n: int = 50, seed: int = 0) -> list[OpenSpielState]:
     """A reproducible set of distinct non-terminal positions (random play, 0-6 moves deep)."""
-    game = load_game("tic_tac_toe")
+    game = load_game(game_name)
     rng = np.random.default_rng(seed)
     seen: dict[str, OpenSpielState] = {}
     for _ in range(50 * n):
@@ -81,21 +83,17 @@ def answer_positions(
     tokenizer,
     states: Sequence[OpenSpielState],
     params: SamplingParams,
-    settings: RolloutSettings,
+    prompting: Prompting,
     seed: int = 0,
 ) -> list[tuple[OpenSpielState, str | None]]:
     """The model's move in each position (one answer each, batched; None where the answer
-    is invalid), prompted and parsed as `settings` says, sampled with `params` from `seed`."""
-    prompts = [
-        build_prompt(tokenizer, s, s.current_seat(), settings.answer_mode, None,
-                     settings.include_rules, settings.prompt_format)
-        for s in states
-    ]  # fmt: skip
-    choices = (
-        [list(s.legal_actions()) for s in states] if settings.answer_mode == "constrained" else None
-    )
+    is invalid), asked and read as `prompting` says, sampled with `params` from `seed`."""
+    prompts = [prompting.prompt(tokenizer, s, s.current_seat()) for s in states]
+    choices = None
+    if prompting.answer_mode == "constrained":
+        choices = [prompting.choices(s) for s in states]
     gens = engine.generate(prompts, params, choices, seed=seed)
     return [
-        (state, read_answer(gen.text, state.legal_actions(), settings)[0])
+        (state, prompting.read(gen.text, state.legal_actions())[0])
         for state, gen in zip(states, gens)
     ]
