@@ -52,9 +52,11 @@ def run_all(out: Path) -> None:
         "opponents.fixed=[random]", "opponents.sampling=pfsp", "run.eval_every=3",
         "eval.games=[kuhn_poker]", "eval.opponents=[random]", "eval.n=20", *QUIET,
     )  # fmt: skip
-    # Relative paths: a player's name (here its path) seeds its games.
+    # Relative paths: a player's name (here its path) seeds its games. One game at a time: a
+    # batch of one request decodes as it would alone, so the replies repeat to the last token
+    # (batched rows may round differently, arena/local.py).
     arena = {"dir": "arena", "games": ["kuhn_poker", "tic_tac_toe"], "n": 4,
-             "players": ["random", "model:tiny"]}  # fmt: skip
+             "max_concurrent": 1, "players": ["random", "model:tiny"]}  # fmt: skip
     (out / "arena.yaml").write_text(json.dumps(arena))
     zerosum(out, "arena", "--config", "arena.yaml")
     for mode in ("free", "constrained"):

@@ -105,3 +105,51 @@ def test_players_refuse_games_they_cannot_play():
         make_player("mcts:10").act(state, np.random.default_rng(0))
     with pytest.raises(ValueError, match="a Nash policy is available for kuhn_poker, leduc_poker only, not 'tic_tac_toe'"):
         make_player("nash").act(load_game("tic_tac_toe").new_episode(0), np.random.default_rng(0))
+
+
+def test_what_a_bot_can_play_follows_the_games_declared_capabilities(monkeypatch):
+    """`unsupported` reads the game's spec, not its name: the same tic-tac-toe declared
+    without `minimax` refuses perfect play, and Kuhn Poker declared without `nash` refuses
+    the Nash player."""
+    import dataclasses
+
+    import zerosum.players as players
+
+    assert players.unsupported("perfect", "tic_tac_toe") is None
+    assert players.unsupported("nash", "kuhn_poker") is None
+    real = load_game
+
+    class Undeclared:
+        def __init__(self, game):
+            self.game = game
+            self.capabilities = dataclasses.replace(game.capabilities, minimax=False, nash=False)
+
+    monkeypatch.setattr(players, "load_game", lambda name: Undeclared(real(name)))
+    assert "perfect play is available" in players.unsupported("perfect", "tic_tac_toe")
+    assert "Nash policies exist" in players.unsupported("nash", "kuhn_poker")
+
+
+@pytest.mark.parametrize("mode, fmt", [("free", "chat"), ("constrained", "plain")])
+def test_a_model_player_asks_and_reads_as_its_prompting_says(mode, fmt):
+    """A checkpoint as an opponent sees the prompt the learner of the same settings sees
+    (answer mode, prompt format, rules) and, in constrained mode, decodes only legal moves."""
+    from zerosum.engines.base import Generation
+    from zerosum.models import load_tokenizer
+    from zerosum.players.model import ModelPlayer
+    from zerosum.prompts import Prompting, build_prompt
+
+    tokenizer = load_tokenizer()
+    state = load_game("kuhn_poker").new_episode(3)
+    seen = []
+
+    def generate(prompt, choices, seed):
+        seen.append((prompt, choices))
+        text = "bet" if mode == "constrained" else "I hold a card. \\boxed{bet}"
+        return Generation([1], [0.0], "stop", text)
+
+    prompting = Prompting(answer_mode=mode, prompt_format=fmt, include_rules=False)
+    move = ModelPlayer("m", tokenizer, generate, prompting).act(state, np.random.default_rng(0))
+    assert move.action == "bet"
+    prompt, choices = seen[0]
+    assert prompt == build_prompt(tokenizer, state, 0, mode, None, False, fmt)
+    assert choices == (["check", "bet"] if mode == "constrained" else None)

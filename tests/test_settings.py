@@ -78,3 +78,24 @@ def test_vllm_engine_options_are_the_config_section():
     for f in dataclasses.fields(VLLMConfig):
         assert params[f.name].kind is inspect.Parameter.KEYWORD_ONLY
         assert params[f.name].default == f.default, f.name
+
+
+def test_the_magnet_reads_every_field_of_the_algo_section(tiny):
+    """`Magnet.from_config`: the weight, its annealing and the reset period; the weight of
+    step 1 and after the annealing, and the replacement when it is due."""
+    from zerosum.magnet import Magnet
+
+    cfg = load_config(overrides=[
+        "algo.regularizer=magnet", "algo.magnet_alpha=0.8", "algo.magnet_reset=3",
+        "algo.magnet_anneal_steps=4", "algo.magnet_alpha_final=0.05",
+    ])  # fmt: skip
+    magnet = Magnet.from_config(cfg.algo, tiny)
+    assert (magnet.alpha, magnet.reset_every, magnet.anneal_steps, magnet.alpha_final) == (
+        0.8, 3, 4, 0.05,
+    )  # fmt: skip
+    assert magnet.weight(1) == 0.8 and magnet.weight(9) == pytest.approx(0.05)
+    assert magnet.metrics(3) == {"magnet/alpha": magnet.weight(3), "magnet/age": 2.0}
+    magnet.after_update(2)
+    assert magnet.snapshot.step == 0  # not due
+    magnet.after_update(3)
+    assert magnet.snapshot.step == 3 and magnet.age(4) == 0
