@@ -243,7 +243,7 @@ def test_two_learner_ranks_equal_the_single_process_learner(
 
     cfg = load_config(None, [
         "optim.bf16=false", f"algo.loss={loss}", "algo.ppo_epochs=2", "algo.aggregation=mean",
-        "algo.entropy_coef=0.1", "optim.lr=1e-3", "model.device=cpu",
+        "algo.entropy_coef=0.1", "optim.lr=3e-4", "model.device=cpu",
         f"algo.regularizer={regularizer}", "algo.magnet_alpha=2.0", "algo.magnet_reset=1",
         "algo.magnet_anneal_steps=1", "algo.magnet_alpha_final=1.0",
     ])  # fmt: skip
@@ -256,27 +256,36 @@ def test_two_learner_ranks_equal_the_single_process_learner(
         settings = LearnerSettings.from_config(cfg)
         return Learner(model, optimizer, settings, tokenizer.pad_token_id, magnet)
 
-    initial = {n: p.detach().clone() for n, p in tiny.named_parameters()}
+    def params(model) -> dict[str, torch.Tensor]:
+        return {n: p.detach().clone() for n, p in model.named_parameters()}
+
+    initial = params(tiny)
     single = learner(copy.deepcopy(tiny))
-    single_stats = []
+    single_stats, reference = [], []
     for step in (1, 2):
         torch.manual_seed(7 + step)
-        single_stats.append(single.step(samples, lr=3e-3, step=step))
+        single_stats.append(single.step(samples, lr=1e-3, step=step))
+        reference.append(params(single.model))
 
     rank0 = learner(tiny)  # trains `tiny` itself
     group = LearnerGroup(cfg, rank0, tokenizer, world=2)
+    stats, trained, rank1 = [], [], []
     try:
-        stats = [group.step(samples, seed=7 + step, lr=3e-3, step=step) for step in (1, 2)]
-        rank1 = ray_cpus.get(group.ranks[0].parameters.remote())
+        for step in (1, 2):
+            stats.append(group.step(samples, seed=7 + step, lr=1e-3, step=step))
+            trained.append(params(tiny))
+            rank1.append(ray_cpus.get(group.ranks[0].parameters.remote()))
     finally:
         group.close()
-    trained = {n: p.detach() for n, p in tiny.named_parameters()}
-    assert rank1.keys() == trained.keys()
-    assert all(torch.equal(trained[n], p) for n, p in rank1.items())  # the copies agree
-    reference = {n: p.detach() for n, p in single.model.named_parameters()}
-    moved = max(float((reference[n] - initial[n]).abs().max()) for n in initial)
-    diff = max(float((trained[n] - reference[n]).abs().max()) for n in trained)
-    assert moved > 1e-4 and diff <= 1e-6, (moved, diff)
+    for ours, theirs in zip(trained, rank1):
+        assert theirs.keys() == ours.keys()
+        assert all(torch.equal(ours[n], p) for n, p in theirs.items())  # the copies agree
+    moved = max(float((reference[0][n] - initial[n]).abs().max()) for n in initial)
+    diffs = [max(float((t[n] - r[n]).abs().max()) for n in t) for t, r in zip(trained, reference)]
+    # Float rounding of the summed gradient reaches the weights through Adam's normalised
+    # steps, so it scales with the learning rate: 3.5e-7 a step here at 1e-3 on an AMD EPYC
+    # (1.04e-6 at 3e-3, with or without the magnet).
+    assert moved > 1e-4 and max(diffs) <= 1e-6, (moved, diffs)
     keys = ["loss/total", "loss/entropy", "loss/grad_norm", "perf/duplicate_turns"]
     if regularizer == "magnet":
         keys += ["loss/magnet_kl", "magnet/alpha", "magnet/age"]
@@ -414,17 +423,16 @@ def test_a_dying_learner_rank_stops_the_run_and_resume_finishes_it(
     shards it again."""
     from zerosum.cli import main
     from zerosum.distributed.learner_group import LearnerGroup
-    from zerosum.seeds import step_seed
     from zerosum.train import train
 
     killed: list[int] = []
     step = LearnerGroup.step
 
-    def step_and_kill(self, samples, seed, lr):
-        if seed == step_seed(0, 3) and not killed:  # step 3's update (the recipe's seed 0)
+    def step_and_kill(self, samples, seed, lr, number):
+        if number == 3 and not killed:  # step 3's update
             killed.append(self.pids()[0])
             os.kill(killed[0], signal.SIGKILL)
-        return step(self, samples, seed, lr)
+        return step(self, samples, seed, lr, number)
 
     monkeypatch.setattr(LearnerGroup, "step", step_and_kill)
     out = tmp_path / "run"
