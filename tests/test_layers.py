@@ -142,7 +142,9 @@ def test_no_import_cycles():
     try:
         graphlib.TopologicalSorter(edges).prepare()
     except graphlib.CycleError as err:
-        pytest.fail(f"import cycle: {' -> '.join(err.args[1])}")
+        # graphlib lists each module before the one that imports it: reversed, A -> B is
+        # "A imports B".
+        pytest.fail(f"import cycle: {' -> '.join(reversed(err.args[1]))}")
 
 
 def test_function_local_imports_of_zerosum_modules_are_deferred_on_purpose():

@@ -20,6 +20,7 @@ from zerosum.rollout import (
     play_games,
 )
 from zerosum.seeds import game_seed
+from zerosum.typed_config import POSITIVE
 
 MAX_TURNS = 200  # default turn limit of a match; longer games are draws
 
@@ -107,8 +108,7 @@ def run_match(
     Game i uses seed `game_seed(seed, i)` (deal and players' random choices), so runs with
     different seeds play unrelated games.
     """
-    if games < 1:
-        raise ValueError(f"number of games must be >= 1, got {games}")
+    POSITIVE.check("number of games", games)
     stats = (Tally(), Tally())
     orders = [(0, 1) if i % 2 == 0 else (1, 0) for i in range(games)]  # order[s]: player in seat s
     seatings = [(players[a], players[b]) for a, b in orders]

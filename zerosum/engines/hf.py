@@ -23,6 +23,7 @@ import torch
 
 from zerosum.batching import prefix_used, prefixed_batch, with_prefix
 from zerosum.engines.base import ChoiceTrie, Generation, SamplingParams, choice_token_ids
+from zerosum.typed_config import POSITIVE
 
 
 def stop_token_ids(model, tokenizer) -> set[int]:
@@ -72,8 +73,7 @@ class HFEngine:
         compact: bool = True,
         shared_prefix: bool = True,
     ):
-        if max_batch < 1:
-            raise ValueError(f"max_batch = {max_batch!r} is invalid; allowed: an integer >= 1")
+        POSITIVE.check("max_batch", max_batch)
         self.model = model
         self.compact = compact  # drop finished rows from the batch and the KV cache
         self.shared_prefix = shared_prefix  # prefill a batch's common prompt prefix once

@@ -20,6 +20,7 @@ from zerosum.match import Tally
 from zerosum.players.base import Player
 from zerosum.rollout import EVAL_INVALID, RolloutSettings, play_games
 from zerosum.seeds import game_seed
+from zerosum.typed_config import POSITIVE
 
 
 def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
@@ -62,8 +63,7 @@ def evaluate_against(
     """Play `n` games of `game` against `opponent`, seats alternating; the summary overall
     and per model seat. Game i uses seed `game_seed(seed, i)`, as in `zerosum match`.
     `on_finish` is called as each game ends."""
-    if n < 1:
-        raise ValueError(f"number of evaluation games must be >= 1, got {n}")
+    POSITIVE.check("number of evaluation games", n)
     settings = replace(settings, invalid=EVAL_INVALID)
     schedule = [(game, game_seed(seed, i)) for i in range(n)]
     model_seat = [i % 2 for i in range(n)]

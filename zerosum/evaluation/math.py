@@ -16,6 +16,7 @@ from pathlib import Path
 
 from zerosum.engines.base import Engine, SamplingParams
 from zerosum.prompts import chat_prompt
+from zerosum.typed_config import POSITIVE
 
 MATH_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 
@@ -133,8 +134,7 @@ def evaluate_math(
 ) -> dict:
     """pass@1 averaged over `k` samples per problem (sampled with `params`, seeded from
     `seed`), with the per-problem correct counts and the mean response length."""
-    if k < 1:
-        raise ValueError(f"samples per problem must be >= 1, got {k}")
+    POSITIVE.check("samples per problem", k)
     prompts = [math_prompt(tokenizer, p.question) for p in problems for _ in range(k)]
     correct = [0] * len(problems)
     length = 0

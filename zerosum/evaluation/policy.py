@@ -23,6 +23,7 @@ from zerosum.games.parsing import Fallback, parse_action
 from zerosum.prompts import PromptFormat, build_prompt
 from zerosum.scoring import Sample, micro_batches, plan_micro_batches, response_logprobs
 from zerosum.solvers import cfr_policy_table, info_set_states, tabular_policy
+from zerosum.typed_config import POSITIVE
 
 
 def constrained_action_probs(
@@ -202,8 +203,7 @@ def sampled_policy(
     Each action's probability is its share of the valid answers; an information set with no
     valid answer gets the uniform policy (counted in `invalid_rate`). The statistics give the
     sampling error: the mean and largest binomial standard error over all (set, action)."""
-    if k < 1:
-        raise ValueError(f"samples per information set must be >= 1, got {k}")
+    POSITIVE.check("samples per information set", k)
     game = load_game(game_name)
     if not isinstance(game, OpenSpielGame):
         raise ValueError(f"policies need an OpenSpiel game, not {game_name!r}")
