@@ -20,6 +20,7 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check zerosum tests bench
+	$(BIN)/ruff format --check zerosum tests bench
 	$(BIN)/python -m pytest -q
 
 test-slow: $(STAMP)

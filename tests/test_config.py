@@ -190,7 +190,12 @@ def test_distributed_section():
             "'distributed.rollout_workers' = 3 is more than rollout.games_per_step = 2",
         ),
         (
-            [*RAY, "distributed.learner_ranks=2", "distributed.fsdp=true", "algo.regularizer=magnet"],
+            [
+                *RAY,
+                "distributed.learner_ranks=2",
+                "distributed.fsdp=true",
+                "algo.regularizer=magnet",
+            ],
             "'algo.regularizer' = 'magnet' is not supported with distributed.fsdp",
         ),
         (

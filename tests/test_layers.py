@@ -18,32 +18,56 @@ ROOT = Path(zerosum.__file__).parent
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     (
         "foundations",
-        ("zerosum", "zerosum.typed_config", "zerosum.seeds", "zerosum.cache",
-         "zerosum.hardware", "zerosum.tables", "zerosum.rundir"),
+        (
+            "zerosum",
+            "zerosum.typed_config",
+            "zerosum.seeds",
+            "zerosum.cache",
+            "zerosum.hardware",
+            "zerosum.tables",
+            "zerosum.rundir",
+        ),
     ),  # fmt: skip
     ("games", ("zerosum.games", "zerosum.solvers")),
     (
         "models",
-        ("zerosum.models", "zerosum.batching", "zerosum.engines", "zerosum.prompts",
-         "zerosum.scoring", "zerosum.loss", "zerosum.advantage", "zerosum.snapshot",
-         "zerosum.checkpoint"),
+        (
+            "zerosum.models",
+            "zerosum.batching",
+            "zerosum.engines",
+            "zerosum.prompts",
+            "zerosum.scoring",
+            "zerosum.loss",
+            "zerosum.advantage",
+            "zerosum.snapshot",
+            "zerosum.checkpoint",
+        ),
     ),  # fmt: skip
     (
         "play",
-        ("zerosum.players", "zerosum.rollout", "zerosum.magnet", "zerosum.league",
-         "zerosum.match"),
+        ("zerosum.players", "zerosum.rollout", "zerosum.magnet", "zerosum.league", "zerosum.match"),
     ),  # fmt: skip
     (
         "learn and evaluate",
-        ("zerosum.learner", "zerosum.evaluation", "zerosum.arena", "zerosum.distributed",
-         "zerosum.distributed.rollouts", "zerosum.distributed.weights",
-         "zerosum.distributed.worker"),
+        (
+            "zerosum.learner",
+            "zerosum.evaluation",
+            "zerosum.arena",
+            "zerosum.distributed",
+            "zerosum.distributed.rollouts",
+            "zerosum.distributed.weights",
+            "zerosum.distributed.worker",
+        ),
     ),  # fmt: skip
     ("config", ("zerosum.config", "zerosum.config_checks")),
     (
         "entry points",
-        ("zerosum.train", "zerosum.distributed.ray_backend", "zerosum.distributed.learner_group",
-         "zerosum.cli"),
+        (
+            "zerosum.train",
+            "zerosum.distributed.ray_backend",
+            "zerosum.distributed.learner_group",
+            "zerosum.cli",
+        ),
     ),  # fmt: skip
 ]
 # Function-local imports of zerosum modules, each deferred on purpose: an optional heavy

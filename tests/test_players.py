@@ -103,7 +103,10 @@ def test_players_refuse_games_they_cannot_play():
     state = load_game("kuhn_poker").new_episode(0)
     with pytest.raises(ValueError, match="perfect-information"):
         make_player("mcts:10").act(state, np.random.default_rng(0))
-    with pytest.raises(ValueError, match="a Nash policy is available for kuhn_poker, leduc_poker only, not 'tic_tac_toe'"):
+    with pytest.raises(
+        ValueError,
+        match="a Nash policy is available for kuhn_poker, leduc_poker only, not 'tic_tac_toe'",
+    ):
         make_player("nash").act(load_game("tic_tac_toe").new_episode(0), np.random.default_rng(0))
 
 

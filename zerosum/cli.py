@@ -42,7 +42,11 @@ def bounded(kind: type, bound: Bound | None) -> Callable[[str], Any]:
         except ValueError:
             value = None
         if value is None or (bound is not None and not bound.ok(value)):
-            allowed = bound.allowed if bound is not None else f"a{'n integer' if kind is int else ' number'}"
+            allowed = (
+                bound.allowed
+                if bound is not None
+                else f"a{'n integer' if kind is int else ' number'}"
+            )
             raise argparse.ArgumentTypeError(f"{text!r} is invalid; allowed: {allowed}")
         return value
 
@@ -144,7 +148,9 @@ def cmd_train(args: argparse.Namespace) -> None:
 def cmd_eval(args: argparse.Namespace) -> None:
     if args.out:
         check_writable(args.out)
-    settings = EvalSettings(**{f.name: getattr(args, f.name) for f in dataclasses.fields(EvalSettings)})
+    settings = EvalSettings(
+        **{f.name: getattr(args, f.name) for f in dataclasses.fields(EvalSettings)}
+    )
     results = run_eval(settings)
     print(format_results(results))
     if args.out:

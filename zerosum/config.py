@@ -110,7 +110,9 @@ class SamplingConfig:
         SamplingParams.temperature,
         "sampling temperature of rollouts (> 0: policy gradients need sampled moves)",
         numbers(
-            0, MAX_TEMPERATURE, lo_open=True,
+            0,
+            MAX_TEMPERATURE,
+            lo_open=True,
             note="(training samples its moves; greedy decoding, temperature 0, is for "
             "eval.temperature)",
         ),  # fmt: skip
@@ -166,7 +168,9 @@ class AlgoConfig:
     ppo_epochs: int = _f(
         LearnerSettings.epochs, "passes over each batch (one optimizer step each)", POSITIVE
     )
-    clip_eps: float = _f(LearnerSettings.clip_eps, "PPO ratio clip", numbers(0, 1, lo_open=True, hi_open=True))
+    clip_eps: float = _f(
+        LearnerSettings.clip_eps, "PPO ratio clip", numbers(0, 1, lo_open=True, hi_open=True)
+    )
     rae: bool = _f(
         True,
         "role-conditioned advantage estimation; off: the advantage is the raw return (with the "
@@ -299,7 +303,9 @@ class DistributedConfig:
         None,
         "backend ray: the cluster to join (auto, host:port or ray://host:10001); null starts "
         "Ray on this machine (train --ray-address sets it)",
-        Bound(lambda v: bool(v.strip()), "null (start Ray here), auto, host:port or ray://host:port"),
+        Bound(
+            lambda v: bool(v.strip()), "null (start Ray here), auto, host:port or ray://host:port"
+        ),
     )
 
 

@@ -43,7 +43,9 @@ class OpponentsConfig:
         numbers(0, 1),
     )
     pool_size: int = fld(
-        0, "earlier selves kept as opponents (0: none); the initial model is the first", ints(0, 1000)
+        0,
+        "earlier selves kept as opponents (0: none); the initial model is the first",
+        ints(0, 1000),
     )
     pool_every: int = fld(10, "add the current policy to the pool every N steps", POSITIVE)
     evict: PoolEviction = fld(

@@ -58,9 +58,7 @@ class OptimConfig:
     beta1: float = fld(0.9, "Adam beta1", _BELOW_ONE)
     beta2: float = fld(0.95, "Adam beta2", _BELOW_ONE)
     momentum: float = fld(0.0, "SGD momentum", _BELOW_ONE)
-    weight_decay: float = fld(
-        0.0, "weight decay (decoupled for AdamW, L2 for SGD)", numbers(0)
-    )
+    weight_decay: float = fld(0.0, "weight decay (decoupled for AdamW, L2 for SGD)", numbers(0))
     grad_clip: float = fld(1.0, "max global gradient norm", numbers(0, lo_open=True))
     # 2048: measured fastest per epoch on a 2-core CPU (bench_learner.py, BENCHMARKS.md),
     # and about 1 GiB less peak memory than 4096 for the default model.
@@ -343,5 +341,3 @@ class Learner:
             total += float(-(adv * logp * mask).sum())
             n += int(mask.sum())
         return total / max(n, 1)
-
-

@@ -54,7 +54,9 @@ class Prompting:
         """The user message's text (`prompt_content`)."""
         return prompt_content(state, seat, self.answer_mode, feedback, self.include_rules)
 
-    def prompt(self, tokenizer, state: GameState, seat: int, feedback: str | None = None) -> list[int]:
+    def prompt(
+        self, tokenizer, state: GameState, seat: int, feedback: str | None = None
+    ) -> list[int]:
         """The prompt's token ids (`build_prompt`)."""
         return encode_prompt(tokenizer, self.content(state, seat, feedback), self.prompt_format)
 

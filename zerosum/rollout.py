@@ -236,12 +236,12 @@ class GameRunner:
     def start(self, index: int) -> _Slot:
         """A new episode of scheduled game `index`."""
         game_name, seed = self.schedule[index]
-        state = load_game(game_name).new_episode(seed)
-        if self.settings.answer_mode == "constrained" and state.legal_actions() is None:
+        game = load_game(game_name)
+        if self.settings.answer_mode == "constrained" and not game.capabilities.finite_actions:
             raise ValueError(
                 f"answer_mode 'constrained' needs a game with finite legal actions, not {game_name!r}"
             )
-        return _Slot(index, game_name, state, player_rng(seed))
+        return _Slot(index, game_name, game.new_episode(seed), player_rng(seed))
 
     # -- fixed players ---------------------------------------------------------------
     def seat_player(self, slot: _Slot) -> Player | Snapshot | None:

@@ -62,16 +62,16 @@ class LocalPlayerConfig:
     )
     kind: Literal["local"] = fld("local", "player kind")
     dtype: Dtype = fld("float32", "weights dtype")
-    temperature: float = fld(EVAL_PARAMS.temperature, "sampling temperature (0: greedy)", TEMPERATURE)
+    temperature: float = fld(
+        EVAL_PARAMS.temperature, "sampling temperature (0: greedy)", TEMPERATURE
+    )
     top_p: float = fld(EVAL_PARAMS.top_p, "nucleus sampling mass", PROBABILITY)
     max_new_tokens: int = fld(EVAL_PARAMS.max_new_tokens, "cap per free-text turn", POSITIVE)
     answer_mode: AnswerMode = fld(
         Prompting.answer_mode,
         "free: reason then \\boxed{move}; constrained: the reply is only a legal move",
     )
-    prompt_format: PromptFormat = fld(
-        Prompting.prompt_format, "chat template or plain 'Answer:'"
-    )
+    prompt_format: PromptFormat = fld(Prompting.prompt_format, "chat template or plain 'Answer:'")
     include_rules: bool = fld(Prompting.include_rules, "put the game's rules into every prompt")
     parser_fallback: Fallback = fld(
         Prompting.parser_fallback, "without \\boxed{}: what else counts as the answer"
@@ -84,7 +84,11 @@ class LocalPlayerConfig:
 
 PlayerConfig = BotPlayerConfig | LocalPlayerConfig | ApiPlayerConfig
 # Each kind's dataclass.
-KINDS: dict[str, type] = {"bot": BotPlayerConfig, "local": LocalPlayerConfig, "api": ApiPlayerConfig}
+KINDS: dict[str, type] = {
+    "bot": BotPlayerConfig,
+    "local": LocalPlayerConfig,
+    "api": ApiPlayerConfig,
+}
 
 
 @dataclass(frozen=True)
@@ -94,9 +98,7 @@ class ArenaConfig:
     dir: str = fld("arenas/default", "arena directory: arena.db, results.json, CSV files")
     n: int = fld(10, "games per game and ordered pairing (each seat order)", POSITIVE)
     seed: int = fld(0, "arena seed; game seeds derive from it", SEED)
-    max_turns: int = fld(
-        RolloutSettings.max_turns, "turns after which a game is a draw", POSITIVE
-    )
+    max_turns: int = fld(RolloutSettings.max_turns, "turns after which a game is a draw", POSITIVE)
     max_concurrent: int = fld(8, "games in flight at once", POSITIVE)
     transcript_chars: int = fld(2000, "characters kept of each reply in the database", POSITIVE)
     prior_sigma: float = fld(

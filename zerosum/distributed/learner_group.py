@@ -287,9 +287,7 @@ class LearnerGroup:
             self.learner = learner
         ray.get(loading)
 
-    def step(
-        self, samples: Sequence[Sample], seed: int, lr: float, step: int
-    ) -> dict[str, float]:
+    def step(self, samples: Sequence[Sample], seed: int, lr: float, step: int) -> dict[str, float]:
         """Training step `step`'s update on the whole batch at learning rate `lr`, every rank
         on its share (each with its copy of the magnet); the merged stats."""
         import ray

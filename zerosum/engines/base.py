@@ -68,7 +68,9 @@ class SamplingParams:
         TEMPERATURE.check("temperature", self.temperature)
         PROBABILITY.check("top_p", self.top_p)
         if isinstance(self.max_new_tokens, bool):
-            raise ValueError(f"max_new_tokens = {self.max_new_tokens!r} is invalid; allowed: an integer >= 1")
+            raise ValueError(
+                f"max_new_tokens = {self.max_new_tokens!r} is invalid; allowed: an integer >= 1"
+            )
         POSITIVE.check("max_new_tokens", self.max_new_tokens)
 
     @property
