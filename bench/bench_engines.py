@@ -27,7 +27,7 @@ GAMES = ("kuhn_poker", "tic_tac_toe", "leduc_poker", "connect_four")
 def game_prompts(tokenizer, n: int) -> list[list[int]]:
     """`n` first-move prompts cycling over games and deals (free-answer mode, chat template)."""
     from zerosum.games import load_game
-    from zerosum.rollout import build_prompt
+    from zerosum.prompts import build_prompt
 
     out = []
     for i in range(n):
@@ -49,8 +49,8 @@ def measure(eager: bool) -> dict:
     from zerosum.engines.base import SamplingParams
     from zerosum.engines.hf import HFEngine
     from zerosum.engines.vllm import VLLMEngine
-    from zerosum.learner import Sample, response_logprobs
     from zerosum.models import load_model
+    from zerosum.scoring import Sample, response_logprobs
 
     model, tokenizer = load_model("smollm2-135m-instruct")
     hf = HFEngine(model, tokenizer, max_batch=64)

@@ -41,8 +41,8 @@ def make_batch(tokenizer, n_prompts: int = 6, answers: int = 2, seed: int = 0) -
     import numpy as np
 
     from zerosum.games import load_game
-    from zerosum.learner import Sample
-    from zerosum.rollout import build_prompt
+    from zerosum.prompts import build_prompt
+    from zerosum.scoring import Sample
 
     rng = np.random.default_rng(seed)
     game = load_game("kuhn_poker")
@@ -79,7 +79,7 @@ def bare_step(model, optimizer, samples, budget: int, bf16: bool, pad_id: int) -
     import torch
 
     from zerosum.batching import left_pad
-    from zerosum.learner import micro_batches
+    from zerosum.scoring import micro_batches
 
     optimizer.zero_grad(set_to_none=True)
     for idx in micro_batches([len(s) for s in samples], budget):

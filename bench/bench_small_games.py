@@ -4,8 +4,8 @@ repeated turns scored once, against the same step without, side by side.
 256 Kuhn Poker games deal at most 6 distinct views a round and about 560 turns of which at
 most 24 differ. "now" is the code as it ships: the hf engine prefills each distinct prompt
 once (`HFEngine._prefill`), the learner merges identical turns into one count-weighted row
-(`learner.merge_duplicates`, exact) and packs prefix groups into one micro-batch when a pass
-costs more than the extra tokens (`learner.PASS_TOKENS`); since session 10 the engine also
+(`scoring.merge_duplicates`, exact) and packs prefix groups into one micro-batch when a pass
+costs more than the extra tokens (`scoring.PASS_TOKENS`); since session 10 the engine also
 writes a constrained answer's forced tail without decode steps (`HFEngine._finish_forced`),
 keeps repeated rows on their copy's KV cache and logits until a decode needs them
 (`_Step.materialise`), and the game runner and engine read prompt and legal-action token ids
@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 
 import zerosum.learner as learner
+import zerosum.scoring as scoring
 from zerosum.config import load_config
 from zerosum.engines.hf import HFEngine, _Step
 from zerosum.rollout import GameRunner
@@ -76,15 +77,15 @@ def session9():
 @contextlib.contextmanager
 def apart():
     """The step without any of the savings."""
-    saved = learner.merge_duplicates, learner.PASS_TOKENS
+    saved = learner.merge_duplicates, scoring.PASS_TOKENS
     learner.merge_duplicates = list
-    learner.PASS_TOKENS = 0
+    scoring.PASS_TOKENS = 0
     with session9():
         HFEngine._prefill = HFEngine._prefill_rows  # (session9 puts the original back)
         try:
             yield
         finally:
-            learner.merge_duplicates, learner.PASS_TOKENS = saved
+            learner.merge_duplicates, scoring.PASS_TOKENS = saved
 
 
 def step_times(games: int, steps: int, out: Path) -> tuple[list[float], list[float]]:
