@@ -193,7 +193,12 @@ def test_every_pair_plays_both_seat_orders_and_the_report_counts_every_game(bot_
     )
     assert board["perfect"]["rank"] == 1 and board["perfect"]["losses"] == 0
     cell = results["all"]["matrix"]["perfect"]["random"]
-    assert cell["games"] == 4 and cell["win_ci95"][0] <= cell["win_rate"] <= cell["win_ci95"][1]
+    assert cell["games"] == 4
+    # Wilson's score interval of the cell's wins, from its formula (z = 1.96).
+    n, k, z = 4, round(cell["win_rate"] * 4), 1.959964
+    centre = (k / n + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(k / n * (1 - k / n) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    assert cell["win_ci95"] == pytest.approx([centre - half, centre + half], abs=5e-5)  # 4 places
     csv_lines = (tmp / "arena" / "leaderboard.csv").read_text().splitlines()
     assert csv_lines[0].startswith("scope,rank,player,rating") and len(csv_lines) == 1 + 3 + 3
 

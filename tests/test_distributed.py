@@ -406,7 +406,6 @@ def test_an_async_run_with_two_learner_ranks(tmp_path, ray_cpus):
     assert rows[0]["async/tis_weight_mean"] == pytest.approx(1.0, abs=1e-4)
     assert rows[0]["async/tis_clip_frac"] == 0.0
     assert all(abs(r["async/tis_weight_mean"] - 1.0) > 1e-4 for r in rows[1:])  # off-policy
-    assert all(0.0 <= r["async/tis_clip_frac"] <= 1.0 for r in rows)
     assert all(r["distributed/games_discarded"] == 0.0 for r in rows)
 
 

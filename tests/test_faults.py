@@ -290,16 +290,31 @@ def test_kill_mid_checkpoint_then_resume(reference, tmp_path, capsys):
     assert os.readlink(run / "checkpoints" / "latest") == f"step-{STEPS:06d}"
 
 
+@pytest.fixture(scope="module")
+def child_seconds(tmp_path_factory) -> float:
+    """How long an uninterrupted training process lives, start-up included."""
+    start = time.monotonic()
+    run = tmp_path_factory.mktemp("timed") / "run"
+    subprocess.run(
+        [sys.executable, "-m", "zerosum.cli", *train_args(run)], check=True,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    return time.monotonic() - start
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_kill_at_a_random_moment_then_resume(reference, tmp_path, capsys, seed):
-    """SIGKILL after a random delay (start-up, a step, a checkpoint...). Either the resume
-    repeats the uninterrupted run, or (killed before the first checkpoint) it is one line."""
+def test_kill_at_a_random_moment_then_resume(reference, child_seconds, tmp_path, capsys, seed):
+    """SIGKILL at a random moment of the process's life (start-up, a step, a checkpoint...),
+    drawn within the first 80% of an uninterrupted process's time, and the process is
+    checked to be alive when it is killed. Either the resume repeats the uninterrupted run,
+    or (killed before the first checkpoint) it is one line."""
     run = tmp_path / "run"
     proc = subprocess.Popen(
         [sys.executable, "-m", "zerosum.cli", *train_args(run)], stderr=subprocess.DEVNULL
     )
-    time.sleep(random.Random(seed).uniform(5.0, 25.0))
+    time.sleep(random.Random(seed).uniform(0.1, 0.8) * child_seconds)
+    assert proc.poll() is None, "the run ended before it was killed"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     written = metrics(run) if (run / "metrics.jsonl").exists() else []
