@@ -1,13 +1,12 @@
 """Frozen snapshots of the policy's trainable weights: the magnet of regularised self-play
-and the earlier selves of an opponent pool.
+(`zerosum.magnet`) and the earlier selves of an opponent pool (`zerosum.league`).
 
-Magnetic mirror descent (Sokota et al., ICLR 2023) adds `alpha * KL(policy || magnet)` to the
-policy-gradient loss; replacing the magnet by the current policy every few steps is the
-iterated regularised game of R-NaD (DeepNash). A pool opponent is a snapshot the engine
-serves for the opponent's seats. A snapshot holds the trainable parameters only: all of them
-in full fine-tuning (one more copy of the weights), the adapter alone with LoRA (the same
-frozen base with the snapshot adapter: no second base model). Computing as the snapshot
-swaps it into the live parameters (`.data`, no copy), so there is never a second module.
+A pool opponent is a snapshot the engine serves for the opponent's seats; the magnet's
+forward pass runs the learner's model as the snapshot. A snapshot holds the trainable
+parameters only: all of them in full fine-tuning (one more copy of the weights), the adapter
+alone with LoRA (the same frozen base with the snapshot adapter: no second base model).
+Computing as the snapshot swaps it into the live parameters (`.data`, no copy), so there is
+never a second module.
 """
 
 from __future__ import annotations
