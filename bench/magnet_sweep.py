@@ -243,6 +243,7 @@ def main() -> None:
     names = a.settings.split(",")
     results: dict = {name: [] for name in names}
     initial: dict = {name: [] for name in names}
+    curves: list[str] = []
     # Seed-major: every setting gets its first seed before any gets its second.
     for seed in seeds:
         for name in names:
@@ -252,9 +253,17 @@ def main() -> None:
             steps, minutes, values = curve(rows, a.game)
             results[name].append((steps, minutes, values))
             initial[name].append(values[0])
+            curves += [
+                f"{name},{seed},{t},{m:.3f},{v:.6f}" for t, m, v in zip(*curve(rows, a.game))
+            ]
     results = {name: r for name, r in results.items() if r}
     table = summarise(results, initial, a)
     (out / "summary.md").write_text(table + "\n")
+    # Every evaluation of every finished run: what the table and the plot are made of, small
+    # enough to commit where a run's per-step metrics are not.
+    (out / "curves.csv").write_text(
+        "\n".join(["setting,seed,step,minutes,nash_conv", *curves]) + "\n"
+    )
     print(table)
     plot(results, a, out)
 

@@ -152,38 +152,35 @@ def nash_conv_run(config: Path, out: Path, overrides: list[str]) -> tuple[float,
 
 
 @pytest.mark.slow
-def test_regularised_self_play_gets_close_to_the_equilibrium(tmp_path, evidence):
-    """The learning test: the first 200 of configs/tiny_kuhn_magnet.yaml's 1400 steps (a tiny
-    random model, constrained answers, magnet self-play with the per-prompt baseline, 1024
-    games a step, its own learning-rate schedule; about 3 minutes on 2 cores, the whole
-    recipe is bench/magnet_sweep.py's, in BENCHMARKS.md) takes the exact NashConv of its
-    policy at all 12 Kuhn Poker information sets from 1.24 at initialisation (about 0.7 after
-    the first update) to at most 0.15, the issue's bound, and keeps the last quarter of
-    these steps at a mean of at most 0.35, half the plateau of a card-blind policy. On an
-    Intel Xeon seeds 0-2 reached 0.088, 0.101 and 0.089 (steps 80, 170, 170), last quarter
-    0.187 / 0.219 / 0.149 (BENCHMARKS.md); another CPU's rounding changes the sampled games
-    as a seed does. Plain self-play (configs/tiny_kuhn_test.yaml, same games and steps) runs
-    for comparison; its numbers go to the log (the "learning evidence" section), not into an
-    assertion, since on one seed it can land anywhere in its cycle."""
-    recipe_steps = load_config(MAGNET_RECIPE).run.steps  # its schedule decays over all of them
-    magnet_initial, magnet = nash_conv_run(
-        MAGNET_RECIPE, tmp_path / "magnet", ["run.steps=200", f"optim.decay_steps={recipe_steps}"]
+def test_the_magnet_recipe_reaches_the_equilibrium(tmp_path, evidence):
+    """The learning test: the whole of configs/tiny_kuhn_magnet.yaml (a tiny random model,
+    constrained answers, magnet self-play with the per-prompt baseline, 1024 games a step,
+    1400 steps, about 15 minutes on 2 cores) takes the exact NashConv of its policy at all
+    12 Kuhn Poker information sets from 1.24 at initialisation to the recipe's result.
+
+    What the magnet adds is asserted at step 600: the mean of the evaluations at steps
+    510-600 is at most 0.15. Plain self-play fails that at the same budget (BENCHMARKS.md,
+    "The Kuhn recipe on fresh seeds"): with the recipe's own settings and no magnet it
+    freezes at a pure policy or cycles (window means 0.333, 0.332 on an Intel Xeon, seeds
+    0-1; 0.379 on an AMD EPYC, seed 3), with the base recipe's entropy bonus (0.5) in the
+    magnet's place it settles at that bonus's own fixed point (0.220 and 0.223, seeds 0 and
+    3, EPYC), and without RAE it is card-blind (0.667, seeds 0, 1 and 3). The recipe's window means: 0.111, 0.050, 0.067
+    (seeds 0-2, Xeon), 0.055 (seed 3, EPYC).
+    Then the recipe's result, with a margin for another CPU's rounding (which changes the
+    sampled games as a seed does): a final NashConv of at most 0.06 and a last-quarter mean
+    of at most 0.07 (final 0.019-0.032 and last-quarter means 0.024-0.038 on those seeds;
+    the tuned target, at most 0.05 at the end and 0.1 all through the last quarter, is what
+    BENCHMARKS.md reports per seed)."""
+    initial, evals = nash_conv_run(MAGNET_RECIPE, tmp_path / "magnet", [])
+    steps = load_config(MAGNET_RECIPE).run.steps
+    window = [v for step, v in evals.items() if 500 < step <= 600]
+    quarter = [v for step, v in evals.items() if step > 0.75 * steps]
+    line = (
+        f"NashConv {initial:.3f} -> {evals[steps]:.3f} after {steps} steps; steps 510-600 "
+        f"mean {sum(window) / len(window):.3f}; last quarter mean "
+        f"{sum(quarter) / len(quarter):.3f} max {max(quarter):.3f}"
     )
-    budget = ["rollout.games_per_step=1024", "rollout.max_concurrent=1024", "run.steps=200"]
-    plain_initial, plain = nash_conv_run(RECIPE, tmp_path / "plain", [*budget, "run.eval_every=10"])
-
-    def summary(initial: float, evals: dict[int, float]) -> tuple[float, list[float], str]:
-        quarter = [v for step, v in evals.items() if step > 150]
-        mean = sum(quarter) / len(quarter)
-        best = min(evals.values())
-        text = (
-            f"NashConv {initial:.3f} -> {evals[max(evals)]:.3f} after {max(evals)} steps, "
-            f"best {best:.3f}, last quarter mean {mean:.3f} max {max(quarter):.3f}"
-        )
-        return best, quarter, text
-
-    best, quarter, line = summary(magnet_initial, magnet)
-    evidence(f"tiny Kuhn Poker, magnet (configs/tiny_kuhn_magnet.yaml, first 200 steps): {line}")
-    evidence(f"tiny Kuhn Poker, plain self-play, same budget: {summary(plain_initial, plain)[2]}")
-    assert len(magnet) >= 20 and magnet_initial > 0.6, (magnet_initial, magnet)
-    assert best <= 0.15 and sum(quarter) / len(quarter) <= 0.35, line
+    evidence(f"tiny Kuhn Poker, configs/tiny_kuhn_magnet.yaml: {line}")
+    assert initial > 1.0 and len(window) == 10, (initial, evals)
+    assert sum(window) / len(window) <= 0.15, line
+    assert evals[steps] <= 0.06 and sum(quarter) / len(quarter) <= 0.07, line
