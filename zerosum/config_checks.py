@@ -6,7 +6,7 @@ line and `train` call `check_config` before anything loads; each failure is one 
 from __future__ import annotations
 
 from zerosum.config import TrainConfig
-from zerosum.games import game_names, games_with, load_game
+from zerosum.games import game_names, games_with
 from zerosum.players import make_player, unsupported
 from zerosum.typed_config import ConfigError
 
@@ -58,7 +58,6 @@ def _check_players(key: str, specs: list[str], games: list[str]) -> None:
         except ValueError as err:
             raise ConfigError(f"config field {key!r}: {err}") from None
     for game in games:
-        load_game(game)
         for spec in specs:
             if reason := unsupported(spec, game):
                 raise ConfigError(f"config field {key!r}: {spec!r} cannot play {game!r}: {reason}")

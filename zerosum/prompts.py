@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 from zerosum.games.base import GameState
 from zerosum.games.parsing import FALLBACKS, Fallback, normalize, parse_action
@@ -40,6 +40,15 @@ class Prompting:
     prompt_format: PromptFormat = "chat"
     include_rules: bool = True
     parser_fallback: Fallback = "last_bracket"
+
+    @classmethod
+    def of(cls, settings: Any) -> Prompting:
+        """The prompting of `settings`: anything with these four fields (a rollout section,
+        `RolloutSettings`, `EvalSettings`, an arena player's config)."""
+        return cls(
+            settings.answer_mode, settings.prompt_format, settings.include_rules,
+            settings.parser_fallback,
+        )  # fmt: skip
 
     def __post_init__(self) -> None:
         for name, value, valid in (

@@ -145,9 +145,7 @@ class RolloutSettings:
     @property
     def prompting(self) -> Prompting:
         """How the model is asked for its moves and how its answers are read."""
-        return Prompting(
-            self.answer_mode, self.prompt_format, self.include_rules, self.parser_fallback
-        )
+        return Prompting.of(self)
 
 
 def schedule_games(

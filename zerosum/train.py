@@ -41,6 +41,7 @@ from zerosum.learner import Learner, LearnerSettings, build_optimizer, learning_
 from zerosum.magnet import Magnet
 from zerosum.models import load_model, load_tokenizer, resolve_device, tiny_model
 from zerosum.players import make_player
+from zerosum.prompts import Prompting
 from zerosum.rollout import RolloutSettings, rollout_metrics, schedule_games
 from zerosum.rundir import RunStopped, latest_checkpoint, prepare_run_dir, write_atomic
 from zerosum.scoring import Sample
@@ -304,8 +305,7 @@ def start_run(cfg: TrainConfig, run_dir: Path, resume: bool) -> Run:
     o = cfg.opponents
     pool = None
     if o.pool_size or o.fixed:  # fixed model players ask and read as the learner does
-        prompting = RolloutSettings.from_config(cfg.rollout).prompting
-        pool = OpponentPool(o, model, state.pool, prompting)
+        pool = OpponentPool(o, model, state.pool, Prompting.of(cfg.rollout))
     backend = make_rollouts(cfg, model, tokenizer, engine, state.step)
     group = None
     if cfg.distributed.learner_ranks > 1:  # on the Ray `make_rollouts` connected to

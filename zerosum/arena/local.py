@@ -90,7 +90,4 @@ def local_player(config: LocalPlayerConfig) -> ModelPlayer:
     model, tokenizer = load_model(config.model, config.dtype)
     params = SamplingParams(config.temperature, config.top_p, config.max_new_tokens)
     sampler = BatchedSampler(model, tokenizer, params, config.max_batch)
-    prompting = Prompting(
-        config.answer_mode, config.prompt_format, config.include_rules, config.parser_fallback
-    )
-    return ModelPlayer(config.name, tokenizer, sampler.generate, prompting)
+    return ModelPlayer(config.name, tokenizer, sampler.generate, Prompting.of(config))

@@ -88,6 +88,4 @@ class EvalSettings:
     @property
     def prompting(self) -> Prompting:
         """How the model (and `model:PATH` opponents) are asked and read."""
-        return Prompting(
-            self.answer_mode, self.prompt_format, self.include_rules, self.parser_fallback
-        )
+        return Prompting.of(self)
