@@ -7,9 +7,10 @@ from open_spiel.python import policy as os_policy
 
 from zerosum.cli import main
 from zerosum.engines.base import SamplingParams
-from zerosum.evaluation.games import evaluate_against, wilson_interval
+from zerosum.evaluation.games import evaluate_against, mean_interval, wilson_interval
 from zerosum.evaluation.math import Problem, evaluate_math, grade, load_problems
 from zerosum.evaluation.policy import exploitability_report, model_policy
+from zerosum.evaluation.run import format_results
 from zerosum.evaluation.settings import EvalSettings
 from zerosum.games import load_game
 from zerosum.players import make_player
@@ -32,6 +33,15 @@ def test_wilson_interval_matches_the_formula(k, n):
     assert wilson_interval(0, 0) == (0.0, 1.0)
 
 
+def test_mean_interval_matches_the_formula():
+    values = [1.0, -1.0, 2.0, -2.0, 1.0, 1.0, -1.0]
+    n, mean = len(values), sum(values) / len(values)
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    half = 2.446911848791681 * sd / math.sqrt(n)  # t(0.975, 6 degrees of freedom)
+    assert mean_interval(values) == pytest.approx((mean - half, mean + half))
+    assert mean_interval([2.0, 2.0]) == (2.0, 2.0) and mean_interval([]) == (0.0, 0.0)
+
+
 def test_invalid_answers_count_as_losses(tokenizer):
     engine = ScriptEngine(tokenizer, lambda p: "no idea", [])
     r = evaluate_against(
@@ -46,9 +56,39 @@ def test_invalid_answers_count_as_losses(tokenizer):
     )
     assert r["games"] == 6 and r["loss_rate"] == 1.0 and r["invalid_rate"] == 1.0
     assert r["mean_return"] == -1.0  # evaluation forfeits are -1/+1
+    assert r["mean_return_ci95"] == [-1.0, -1.0] and r["valid"]["games"] == 0
     assert r["seat0"]["games"] == r["seat1"]["games"] == 3
     assert sum(r["invalid_reasons"].values()) == 6
     assert r["loss_ci95"][0] < 1.0 == r["loss_ci95"][1]
+
+
+def king_only(prompt: str) -> str:
+    """Bets or calls with a king; an unreadable answer with any other card."""
+    if "your card is K" not in prompt:
+        return "no idea"
+    return "\\boxed{bet}" if "[bet]" in prompt.rsplit("Legal actions", 1)[1] else "\\boxed{call}"
+
+
+def test_valid_games_leave_the_forfeits_out(tokenizer):
+    """A player that answers only with a king never loses a game it answers: over the games it
+    did not forfeit it wins them all, while over all games it loses most."""
+    engine = ScriptEngine(tokenizer, king_only, [])
+    r = evaluate_against(
+        engine, tokenizer, "kuhn_poker", make_player("random"), 60, 0, SamplingParams(),
+        RolloutSettings(),
+    )  # fmt: skip
+    valid, forfeits = r["valid"], round(r["invalid_rate"] * r["games"])
+    assert valid["games"] == r["games"] - forfeits and 0 < valid["games"] < forfeits
+    assert valid["win_rate"] == 1.0 and r["win_rate"] == valid["games"] / r["games"] < 0.5
+    assert valid["mean_return"] >= 1.0 > 0 > r["mean_return"]
+    # All games' return is the valid games' and the forfeits' (-1 each), weighted by count.
+    total = valid["mean_return"] * valid["games"] - forfeits
+    assert r["mean_return"] == pytest.approx(total / r["games"])
+    lo, hi = valid["mean_return_ci95"]
+    assert 1.0 <= lo < valid["mean_return"] < hi and r["mean_return_ci95"][1] < lo
+    assert r["seat0"]["valid"]["games"] + r["seat1"]["valid"]["games"] == valid["games"]
+    printed = format_results({"games": {"kuhn_poker": {"opponents": {"random": r}, "skipped": {}}}})
+    assert f"games without a forfeit: {valid['games']}, win 1.00 [" in printed
 
 
 def test_perfect_opponent_is_never_beaten(tokenizer):
@@ -80,6 +120,10 @@ def test_known_exploitability_values():
     nash = exploitability_report("kuhn_poker", tabular_policy(game, cfr_policy_table("kuhn_poker")))
     assert nash["nash_conv"] < 0.001
     assert nash["return_vs_nash_seat0"] == pytest.approx(-1 / 18, abs=0.01)
+    # The policy by information state: a king calls a bet, a jack folds to one.
+    assert nash["policy"]["2b"]["call"] == pytest.approx(1.0, abs=1e-3)
+    assert nash["policy"]["0pb"]["fold"] == pytest.approx(1.0, abs=1e-3)
+    assert uniform["policy"]["1"] == {"check": 0.5, "bet": 0.5} and len(uniform["policy"]) == 12
 
 
 def always_bet_model(tiny, tokenizer):
@@ -103,6 +147,9 @@ def test_forced_model_matches_the_equivalent_tabular_policy(tiny, tokenizer):
     table.action_probability_array[:] = [0.0, 1.0]  # action 1 is bet, or call facing a bet
     from_model = exploitability_report("kuhn_poker", model_policy(model, tokenizer, "kuhn_poker"))
     from_table = exploitability_report("kuhn_poker", table)
+    for key, probs in from_table.pop("policy").items():
+        assert from_model["policy"][key] == pytest.approx(probs, abs=1e-6), key
+        assert probs.get("bet", probs.get("call")) == 1.0
     for key, value in from_table.items():
         assert from_model[key] == pytest.approx(value, abs=1e-6), key
 
@@ -137,7 +184,12 @@ def test_cli_eval_writes_reproducible_results(tiny, tokenizer, tmp_path, capsys)
     assert exploit["nash_conv"] == pytest.approx(gains)
     # The exact policy of the model as evaluated: default temperature, rules, plain prompts.
     policy = model_policy(tiny, tokenizer, "kuhn_poker", EvalSettings.temperature, True, "plain")
-    assert exploit == pytest.approx(exploitability_report("kuhn_poker", policy))
+    expected = exploitability_report("kuhn_poker", policy)
+    read, exact = exploit.pop("policy"), expected.pop("policy")
+    assert read.keys() == exact.keys() and all(
+        read[key] == pytest.approx(probs) for key, probs in exact.items()
+    )
+    assert exploit == pytest.approx(expected)
     assert "nash" in results["games"]["tic_tac_toe"]["skipped"]
 
 
@@ -159,6 +211,8 @@ def test_cli_eval_greedy(tiny, tokenizer, tmp_path, capsys):
     )
     # A deterministic policy is exploitable: it never mixes, so NashConv is far from 0.
     assert kuhn["exploitability"]["nash_conv"] > 0.1
+    rows = kuhn["exploitability"]["policy"].values()
+    assert len(rows) == 12 and all(sorted(row.values()) == [0.0, 1.0] for row in rows)
 
 
 def test_cli_eval_rejects_unknown_game(capsys):

@@ -79,7 +79,7 @@ def test_match_alternates_seats_and_is_reproducible():
     assert [e.moves for e in a.episodes] != [e.moves for e in c.episodes]
     for st in a.stats:
         assert sum(st.seat_wdl[0].values()) == sum(st.seat_wdl[1].values()) == 20
-    assert a.stats[0].total_return == pytest.approx(-a.stats[1].total_return)
+    assert sum(a.stats[0].returns) == pytest.approx(-sum(a.stats[1].returns))
 
 
 def test_cli_match_prints_table(capsys):

@@ -60,7 +60,8 @@ class Tally:
     draws: int = 0
     losses: int = 0
     forfeits: int = 0  # games lost by an invalid move (also counted in losses)
-    total_return: float = 0.0
+    returns: list[float] = field(default_factory=list)  # each game's, in order
+    valid_returns: list[float] = field(default_factory=list)  # of the games not forfeited
     seat_wdl: dict[int, Counter] = field(default_factory=lambda: {0: Counter(), 1: Counter()})
     reasons: Counter = field(default_factory=Counter)  # invalid-move reasons
 
@@ -70,7 +71,12 @@ class Tally:
 
     @property
     def mean_return(self) -> float:
-        return self.total_return / max(self.games, 1)
+        return sum(self.returns) / max(self.games, 1)
+
+    @property
+    def valid_games(self) -> int:
+        """Games this player did not forfeit: where its moves, not its format, decided."""
+        return len(self.valid_returns)
 
     def add(self, seat: int, episode: Episode) -> None:
         """Count a finished `episode` in which this player sat in `seat`."""
@@ -80,7 +86,9 @@ class Tally:
         self.draws += result == "draw"
         self.losses += result == "loss"
         self.forfeits += outcome.forfeit_seat == seat
-        self.total_return += outcome.returns[seat]
+        self.returns.append(outcome.returns[seat])
+        if outcome.forfeit_seat != seat:
+            self.valid_returns.append(outcome.returns[seat])
         self.seat_wdl[seat][result] += 1
         self.reasons.update(reason for s, reason in episode.invalid if s == seat)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 
-from scipy.stats import binomtest
+from scipy.stats import binomtest, sem, t
 
 from zerosum.engines.base import Engine, SamplingParams
 from zerosum.evaluation.move_quality import decisions_in_play, move_quality
@@ -31,11 +31,28 @@ def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[f
     return (float(ci.low), float(ci.high))
 
 
+def mean_interval(values: list[float], confidence: float = 0.95) -> tuple[float, float]:
+    """Student-t interval of a mean (scipy); the mean itself when there are fewer than two
+    values or no spread, (0, 0) when there are none."""
+    if not values:
+        return (0.0, 0.0)
+    mean = sum(values) / len(values)
+    if len(values) < 2 or min(values) == max(values):
+        return (mean, mean)
+    lo, hi = t.interval(confidence, len(values) - 1, loc=mean, scale=sem(values))
+    return (float(lo), float(hi))
+
+
 def summary(tally: Tally) -> dict:
-    """Games, mean return, win/draw/loss/invalid rates with Wilson 95% intervals, and the
-    invalid-move reasons of one tally."""
+    """Games, mean return, win/draw/loss/invalid rates with Wilson 95% intervals, the
+    invalid-move reasons of one tally, and (`valid`) the games the player did not forfeit:
+    how it plays where it answers, apart from how often it answers."""
     n = tally.games
-    out: dict = {"games": n, "mean_return": tally.mean_return}
+    out: dict = {
+        "games": n,
+        "mean_return": tally.mean_return,
+        "mean_return_ci95": list(mean_interval(tally.returns)),
+    }
     for name, k in (
         ("win", tally.wins),
         ("draw", tally.draws),
@@ -46,6 +63,15 @@ def summary(tally: Tally) -> dict:
         out[f"{name}_rate"] = k / max(n, 1)
         out[f"{name}_ci95"] = [lo, hi]
     out["invalid_reasons"] = dict(tally.reasons.most_common())
+    n_valid = tally.valid_games  # a forfeit is a loss, so every win is in a valid game
+    lo, hi = wilson_interval(tally.wins, n_valid)
+    out["valid"] = {
+        "games": n_valid,
+        "win_rate": tally.wins / max(n_valid, 1),
+        "win_ci95": [lo, hi],
+        "mean_return": sum(tally.valid_returns) / max(n_valid, 1),
+        "mean_return_ci95": list(mean_interval(tally.valid_returns)),
+    }
     return out
 
 

@@ -172,9 +172,24 @@ def nash_conv(game_name: str, policy: os_policy.TabularPolicy) -> dict[str, floa
     }
 
 
-def exploitability_report(game_name: str, policy: os_policy.TabularPolicy) -> dict[str, float]:
-    """NashConv, each seat's best-response gain, and the policy's expected return in each seat
-    against the CFR+ approximate Nash policy (OpenSpiel)."""
+def policy_by_info_set(
+    game_name: str, policy: os_policy.TabularPolicy
+) -> dict[str, dict[str, float]]:
+    """The policy as {information state: {action label: probability}}, OpenSpiel's information
+    state strings as keys (Kuhn Poker's "0pb": holding the jack after pass, bet)."""
+    game = load_game(game_name)
+    out = {}
+    for key, spiel_state in info_set_states(game_name).items():
+        row = policy.action_probability_array[policy.state_lookup[key]]
+        state = game.state_from_history(spiel_state.history())
+        out[key] = {state.label(a): float(row[a]) for a in spiel_state.legal_actions()}
+    return out
+
+
+def exploitability_report(game_name: str, policy: os_policy.TabularPolicy) -> dict:
+    """NashConv, each seat's best-response gain, the policy's expected return in each seat
+    against the CFR+ approximate Nash policy (OpenSpiel), and the policy itself
+    (`policy_by_info_set`)."""
     game = load_game(game_name).spiel_game
     nash = tabular_policy(game, cfr_policy_table(game_name))
     root = game.new_initial_state()
@@ -184,6 +199,7 @@ def exploitability_report(game_name: str, policy: os_policy.TabularPolicy) -> di
         **nash_conv(game_name, policy),
         "return_vs_nash_seat0": float(as_seat0),
         "return_vs_nash_seat1": float(as_seat1),
+        "policy": policy_by_info_set(game_name, policy),
     }
 
 

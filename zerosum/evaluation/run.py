@@ -138,6 +138,12 @@ def format_results(results: dict) -> str:
             figures = f"{r['invalid_rate']:.2f}", f"{r['mean_return']:.3f}"
             cells = (spec, r["games"], *rates, *figures)
             lines.append(table_row(cells, widths, "  "))
+            v = r["valid"]
+            if r["invalid_rate"] > 0:  # the games the model answered throughout
+                lines.append(
+                    f"{'':17s}games without a forfeit: {v['games']}, win {v['win_rate']:.2f} "
+                    f"[{v['win_ci95'][0]:.2f},{v['win_ci95'][1]:.2f}], return {v['mean_return']:.3f}"
+                )
             lines += reason_lines(r["invalid_reasons"].items(), " " * 17)
         for spec, reason in per_game["skipped"].items():
             lines.append(f"  {spec:14s} skipped: {reason}")
