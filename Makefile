@@ -19,8 +19,8 @@ run: $(STAMP)
 	$(BIN)/zerosum train --config configs/kuhn_poker_cpu.yaml
 
 test: $(STAMP)
-	$(BIN)/ruff check zerosum tests bench
-	$(BIN)/ruff format --check zerosum tests bench
+	$(BIN)/ruff check zerosum tests bench docs
+	$(BIN)/ruff format --check zerosum tests bench docs
 	$(BIN)/python -m pytest -q
 
 test-slow: $(STAMP)
@@ -47,6 +47,11 @@ $(VLLM_STAMP): pyproject.toml
 test-vllm: $(VLLM_STAMP)
 	$(VLLM_VENV)/bin/python -m pytest -q -m "slow or not slow" tests/test_vllm_engine.py tests/test_arena_api.py
 
+# The documentation site (MkDocs with Material) into build/site; warnings are errors.
+docs: $(STAMP)
+	$(BIN)/pip install -q -e '.[cpu,dev,docs]'
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 bench-hf: $(STAMP)
 	$(BIN)/python bench/bench_hf_compaction.py
 
@@ -54,4 +59,4 @@ bench-engines: $(VLLM_STAMP)
 	$(VLLM_VENV)/bin/python bench/bench_engines.py
 	$(VLLM_VENV)/bin/python bench/bench_lora_sync.py
 
-.PHONY: install run test test-slow test-ray test-vllm bench-hf bench-engines
+.PHONY: install run test test-slow test-ray test-vllm docs bench-hf bench-engines

@@ -181,7 +181,7 @@ class AlgoConfig:
         "seat",
         "seat: RAE's EMA per (game, seat); prompt: the mean return of the batch's other turns "
         "with the same prompt (leave-one-out), RAE's for a prompt seen once (small games, "
-        "where a prompt is an information set: README, Training)",
+        "where a prompt is an information set: docs: Training)",
     )
     drop_zero_advantage: bool = _f(True, "drop samples whose advantage is zero")
     aggregation: Aggregation = _f(
@@ -193,7 +193,7 @@ class AlgoConfig:
     regularizer: Regularizer = _f(
         "none",
         "magnet: add magnet_alpha * KL(policy || magnet) per response token (magnetic mirror "
-        "descent); the magnet is a frozen snapshot of the policy (README: Regularised self-play)",
+        "descent); the magnet is a frozen snapshot of the policy (docs: The magnet)",
     )
     magnet_alpha: float = _f(
         0.1, "weight of the KL to the magnet (regularizer: magnet)", numbers(0)
@@ -261,7 +261,7 @@ class EvalConfig:
 
 @dataclass
 class DistributedConfig:
-    """`distributed`: where rollouts and the learner run (README: Scale-out on Ray)."""
+    """`distributed`: where rollouts and the learner run (docs: Scale-out on Ray)."""
 
     backend: DistBackend = _f(
         "local",
@@ -287,7 +287,7 @@ class DistributedConfig:
         False,
         "learner_ranks > 1: shard the trained weights, gradients and optimizer state over the "
         "ranks (FSDP2) instead of a full copy on every rank (DDP); rank 0 keeps the full "
-        "weights to play, evaluate and checkpoint (README: Scale-out on Ray)",
+        "weights to play, evaluate and checkpoint (docs: Scale-out on Ray)",
     )
     max_staleness: int = _f(
         1,

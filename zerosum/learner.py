@@ -38,7 +38,7 @@ class OptimConfig:
         "adamw",
         "adamw, or sgd (with momentum): steps proportional to the gradient, whose sampling "
         "noise then shrinks with more games a step, where Adam's per-parameter normalisation "
-        "keeps it at lr (README: Regularised self-play)",
+        "keeps it at lr (docs: The magnet)",
     )
     lr: float = fld(1e-6, "learning rate (the peak, with a schedule)", numbers(0, 1, lo_open=True))
     lr_schedule: LrSchedule = fld(

@@ -195,7 +195,7 @@ def _typed(cls: type[T], data: dict, where: str) -> T:
     except dacite.WrongTypeError as err:
         value = _lookup(data, err.field_path, err.value)  # dacite may hold a generator
         raise ConfigError(
-            f"config field {where + err.field_path!r} = {value!r} is invalid; allowed: {_describe(err.field_type)}"
+            f"config field {where + err.field_path!r} = {value!r} is invalid; allowed: {describe_type(err.field_type)}"
         ) from None
     except dacite.DaciteError as err:
         at = f" at {where.rstrip('.')!r}" if where else ""
@@ -250,11 +250,12 @@ def check_fields(obj: Any) -> None:
         bound.check(key, value)
 
 
-def _describe(tp: Any) -> str:
+def describe_type(tp: Any) -> str:
+    """A type as error messages and the configuration reference spell it."""
     if typing.get_origin(tp) is Literal:
         return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
     if typing.get_origin(tp) in (typing.Union, types.UnionType):
-        return " or ".join(_describe(arg) for arg in typing.get_args(tp))
+        return " or ".join(describe_type(arg) for arg in typing.get_args(tp))
     if tp is bool:
         return "true or false"
     if tp is type(None):

@@ -69,7 +69,7 @@ class ApiPlayerConfig:
     max_tokens: int = fld(512, "cap on generated tokens per turn", POSITIVE)
     include_rules: bool = fld(True, "put the game's rules into every prompt")
     parser_fallback: Fallback = fld(
-        "last_bracket", "without \\boxed{}: what else counts as the answer (see README)"
+        "last_bracket", "without \\boxed{}: what else counts as the answer (docs: Games)"
     )
     send_seed: bool = fld(
         True, "send a per-request seed drawn from the game's RNG (vLLM honours it)"
