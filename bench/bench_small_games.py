@@ -11,10 +11,9 @@ repeated rows on their copy's KV cache and logits until a decode needs them
 (`_Step.materialise`), and the game runner and engine read prompt and legal-action token ids
 once (`GameRunner.encoded`, `HFEngine.choice_ids`). The mode labelled "session 9" switches
 these four rollout savings off in-process; "apart" switches all of them off (every prompt
-its own row, every turn its
-own row, groups packed only when that saves tokens). All run the tiny learning-test recipe
-(configs/tiny_kuhn_test.yaml) with the same seed, alternately, `--repeats` times; step 1 is
-left out (warm-up).
+its own row, every turn its own row, groups packed only when that saves tokens). All run the
+tiny learning-test recipe (configs/tiny_kuhn_test.yaml) with the same seed, alternately,
+`--repeats` times; step 1 is left out (warm-up).
 
     .venv/bin/python bench/bench_small_games.py [--games 64,256] [--steps 6] [--repeats 2]
 """
