@@ -1,7 +1,7 @@
 """The default recipe's training step as it was and as it ships now, side by side: seconds
 per step (rollout, learner) and the process's peak resident memory.
 
-"before" is the recipe as the speed issue measured it: bf16 autocast forced, 4096-token
+"before" is the recipe as it was before the speed work: bf16 autocast forced, 4096-token
 micro-batches, every prompt forwarded whole. "now" is configs/kuhn_poker_cpu.yaml as it
 is: `optim.bf16: auto` (bf16 only where the CPU multiplies it natively), the micro-batch
 budget chosen from bench_learner.py, the shared-prompt-prefix forward and activation

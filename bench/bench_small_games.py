@@ -5,15 +5,15 @@ repeated turns scored once, against the same step without, side by side.
 most 24 differ. "now" is the code as it ships: the hf engine prefills each distinct prompt
 once (`HFEngine._prefill`), the learner merges identical turns into one count-weighted row
 (`scoring.merge_duplicates`, exact) and packs prefix groups into one micro-batch when a pass
-costs more than the extra tokens (`scoring.PASS_TOKENS`); since session 10 the engine also
-writes a constrained answer's forced tail without decode steps (`HFEngine._finish_forced`),
-keeps repeated rows on their copy's KV cache and logits until a decode needs them
+costs more than the extra tokens (`scoring.PASS_TOKENS`); the engine also writes a
+constrained answer's forced tail without decode steps (`HFEngine._finish_forced`), keeps
+repeated rows on their copy's KV cache and logits until a decode needs them
 (`_Step.materialise`), and the game runner and engine read prompt and legal-action token ids
-once (`GameRunner.encoded`, `HFEngine.choice_ids`). "session 9" switches this session's four
-off in-process; "apart" switches all of them off (every prompt its own row, every turn its
-own row, groups packed only when that saves tokens). All run the tiny learning-test recipe
-(configs/tiny_kuhn_test.yaml) with the same seed, alternately, `--repeats` times; step 1 is
-left out (warm-up).
+once (`GameRunner.encoded`, `HFEngine.choice_ids`). The mode labelled "session 9" switches
+these four rollout savings off in-process; "apart" switches all of them off (every prompt
+its own row, every turn its own row, groups packed only when that saves tokens). All run the
+tiny learning-test recipe (configs/tiny_kuhn_test.yaml) with the same seed, alternately,
+`--repeats` times; step 1 is left out (warm-up).
 
     .venv/bin/python bench/bench_small_games.py [--games 64,256] [--steps 6] [--repeats 2]
 """
@@ -48,7 +48,7 @@ class _Forgetful(dict):
 
 @contextlib.contextmanager
 def session9():
-    """The step without session 10's four rollout savings."""
+    """The step without the four rollout savings (forced tails, shared rows, token ids)."""
     saved = HFEngine._finish_forced, HFEngine._prefill, HFEngine.__init__, GameRunner.__init__
     engine_init, runner_init, prefill = HFEngine.__init__, GameRunner.__init__, HFEngine._prefill
 
