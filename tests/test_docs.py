@@ -78,9 +78,9 @@ def test_the_games_reference_has_a_row_per_game_with_its_capabilities():
     assert [re.match(r"\| `(\w+)` \|", r).group(1) for r in rows] == game_names()
     kuhn = next(r for r in rows if r.startswith("| `kuhn_poker` |"))
     cells = [c.strip() for c in kuhn.strip("|").split("|")]
-    assert cells[1] == load_game("kuhn_poker").description
+    assert cells[1] == load_game("kuhn_poker").description and cells[2] == "OpenSpiel"
     # finite actions, perfect information, nash, minimax, asymmetric seats
-    assert cells[2:] == ["yes", "", "yes", "", ""]
+    assert cells[3:] == ["yes", "", "yes", "", ""]
 
 
 def test_the_arena_reference_has_every_field_of_every_kind():

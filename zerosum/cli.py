@@ -19,7 +19,8 @@ from zerosum.config import config_help, load_config
 from zerosum.config_checks import check_config
 from zerosum.evaluation.run import check_writable, format_results, run_eval, write_results
 from zerosum.evaluation.settings import SEED_HELP, EvalSettings
-from zerosum.games import game_names, load_game
+from zerosum.games import broken_plugins, game_names, game_source, load_game
+from zerosum.games.conformance import check_game
 from zerosum.match import MAX_TURNS as MATCH_MAX_TURNS
 from zerosum.match import MatchResult, run_match
 from zerosum.players import PLAYER_SPECS, make_player, unsupported
@@ -85,9 +86,40 @@ def add_settings(parser: argparse.ArgumentParser, cls: type) -> None:
         parser.add_argument(flag, **kw)
 
 
-def cmd_games(args: argparse.Namespace) -> None:
+def cmd_games(args: argparse.Namespace) -> int:
+    """List every game with its source and capabilities, or (`--check`) run the conformance
+    checks on some or all of them."""
+    if args.check is not None:
+        return check_games(args.check or game_names(), args.seeds)
     for name in game_names():
-        print(f"{name:22s} {load_game(name).description}")
+        try:
+            game = load_game(name)
+        except ValueError as err:  # a plugin that fails to load
+            print(f"{name:22s} unavailable: {one_line(err)}")
+            continue
+        caps = [
+            f.name
+            for f in dataclasses.fields(game.capabilities)
+            if getattr(game.capabilities, f.name)
+        ]
+        print(f"{name:22s} {game.description}")
+        print(f"{'':22s} source: {game_source(name)}; {', '.join(caps) or 'free-text moves'}")
+    for name, reason in broken_plugins().items():
+        print(f"{name:22s} not registered: {reason}")
+    return 0
+
+
+def check_games(names: list[str], seeds: int) -> int:
+    """`zerosum games --check`: each game's conformance, one line each; 1 if any fails."""
+    failed = 0
+    for name in names:
+        problems = check_game(load_game(name), range(seeds))
+        status = "ok" if not problems else f"{len(problems)} problems"
+        print(f"{name:22s} {status} ({seeds} random episodes)")
+        for problem in problems[:5]:
+            print(f"{'':24s}{problem}")
+        failed += bool(problems)
+    return 1 if failed else 0
 
 
 def format_match(result: MatchResult, game_name: str) -> str:
@@ -229,9 +261,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="zerosum", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    sub.add_parser("games", help="list every game with a one-line description").set_defaults(
-        func=cmd_games
+    g = sub.add_parser("games", help="list every game with its source and capabilities")
+    g.add_argument(
+        "--check", nargs="*", metavar="GAME",
+        help="run the conformance checks on these games (none named: all of them)",
+    )  # fmt: skip
+    g.add_argument(
+        "--seeds", type=bounded(int, POSITIVE), default=20, help="random episodes per game"
     )
+    g.set_defaults(func=cmd_games)
 
     _add_match(sub)
     _add_eval(sub)
@@ -250,7 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
+        code = args.func(args)
     except ValueError as err:  # bad input: one line naming the value and what is valid
         print(f"zerosum: error: {one_line(err)}", file=sys.stderr)
         return 2
@@ -260,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     except RunStopped as err:  # a run that lost a part it cannot do without
         print(f"zerosum: error: {one_line(err)}", file=sys.stderr)
         return 1
-    return 0
+    return code or 0
 
 
 def _os_error(err: OSError) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 from zerosum.arena.config import KINDS, ArenaConfig
 from zerosum.cli import build_parser
 from zerosum.config import TrainConfig
-from zerosum.games import game_names, load_game
+from zerosum.games import game_names, game_source, load_game
 from zerosum.games.base import Capabilities
 from zerosum.typed_config import describe_type
 
@@ -97,14 +97,16 @@ def cli_reference(parser: argparse.ArgumentParser | None = None) -> str:
 
 
 def games_reference() -> str:
-    """Markdown: every registered game with its description and capabilities."""
+    """Markdown: every registered game with its description, source and capabilities (the
+    games of installed plugins included)."""
     caps = [f.name for f in dataclasses.fields(Capabilities)]
-    header = "| game | description | " + " | ".join(c.replace("_", " ") for c in caps) + " |"
-    lines = [header, "|---|---|" + "---|" * len(caps)]
+    header = "| game | description | source | " + " | ".join(c.replace("_", " ") for c in caps)
+    lines = [header + " |", "|---|---|---|" + "---|" * len(caps)]
     for name in game_names():
         game = load_game(name)
         marks = ["yes" if getattr(game.capabilities, c) else "" for c in caps]
-        lines.append(f"| `{name}` | {_cell(game.description)} | " + " | ".join(marks) + " |")
+        cells = f"| `{name}` | {_cell(game.description)} | {game_source(name)} | "
+        lines.append(cells + " | ".join(marks) + " |")
     return "\n".join(lines)
 
 

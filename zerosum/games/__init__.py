@@ -1,48 +1,127 @@
-"""The game registry: every game zerosum can play, by name."""
+"""The game registry: every game zerosum can play, by name, with where it comes from.
+
+Built-in games are OpenSpiel's (cards, boards) and TextArena's (language games). Other
+packages add games through the entry-point group `zerosum.games`: each entry point names a
+`Game` object, or a class or function that makes one, and its name must be the game's name, e.g. in
+a plugin's pyproject.toml
+
+    [project.entry-points."zerosum.games"]
+    nim = "zerosum_nim:NimGame"
+
+A plugin that fails to load does not take the others down: asking for it is a one-line
+error naming the reason, and `zerosum games` lists it so; one whose name is taken by a
+built-in game is not registered (the built-in game is kept) and is listed with the reason. `zerosum games --check` runs the conformance checks
+(`zerosum.games.conformance`) on any of them.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cache
+from importlib.metadata import entry_points
 
 from zerosum.games.base import Capabilities, Game, GameState, IllegalActionError, Outcome
 from zerosum.games.openspiel_games import SPECS, OpenSpielGame
 from zerosum.games.textarena_games import TEXTARENA_GAMES
 
 __all__ = [
+    "ENTRY_POINT_GROUP",
     "Capabilities",
     "Game",
     "GameState",
     "IllegalActionError",
     "Outcome",
+    "Registered",
+    "broken_plugins",
     "game_names",
+    "game_source",
     "games_with",
     "load_game",
 ]
 
+ENTRY_POINT_GROUP = "zerosum.games"
 
-def _factories() -> dict[str, Callable[[], Game]]:
-    factories: dict[str, Callable[[], Game]] = {
-        spec.name: (lambda spec=spec: OpenSpielGame(spec)) for spec in SPECS
+
+@dataclass(frozen=True)
+class Registered:
+    """A game's factory and where it comes from ("OpenSpiel", "TextArena", "plugin NAME")."""
+
+    factory: Callable[[], Game]
+    source: str
+
+
+def _plugin_factory(ep) -> Callable[[], Game]:
+    def make() -> Game:
+        obj = ep.load()
+        # A Game object is used as it is; a class or a function is called to make one.
+        game = obj() if isinstance(obj, type) or not hasattr(obj, "new_episode") else obj
+        if getattr(game, "name", None) != ep.name:
+            raise ValueError(
+                f"plugin entry point {ep.name!r} ({ep.value}) made a game named "
+                f"{getattr(game, 'name', None)!r}; the names must match"
+            )
+        return game
+
+    return make
+
+
+@cache
+def _registry() -> tuple[dict[str, Registered], dict[str, str]]:
+    """The registered games, and the plugins left out with the reason."""
+    games: dict[str, Registered] = {
+        spec.name: Registered(lambda spec=spec: OpenSpielGame(spec), "OpenSpiel") for spec in SPECS
     }
-    factories.update({g.name: (lambda g=g: g) for g in TEXTARENA_GAMES})
-    return factories
+    games.update({g.name: Registered(lambda g=g: g, "TextArena") for g in TEXTARENA_GAMES})
+    broken: dict[str, str] = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        package = ep.dist.name if ep.dist is not None else ep.value.split(":")[0]
+        if ep.name in games:
+            broken[ep.name] = (
+                f"plugin {package!r} names a game that already exists "
+                f"({games[ep.name].source}), which is kept"
+            )
+            continue
+        games[ep.name] = Registered(_plugin_factory(ep), f"plugin {package}")
+    return games, broken
 
 
 def game_names() -> list[str]:
     """Every game's name, sorted."""
-    return sorted(_factories())
+    return sorted(_registry()[0])
+
+
+def game_source(name: str) -> str:
+    """Where game `name` comes from: "OpenSpiel", "TextArena" or "plugin PACKAGE"."""
+    return _registry()[0][name].source
+
+
+def broken_plugins() -> dict[str, str]:
+    """Plugin entry points that were not registered: entry-point name -> reason."""
+    return dict(_registry()[1])
 
 
 @cache
 def load_game(name: str) -> Game:
     """The game called `name`; a one-line error lists the valid names otherwise."""
-    factories = _factories()
-    if name not in factories:
-        raise ValueError(f"unknown game {name!r}; valid games: {', '.join(sorted(factories))}")
-    return factories[name]()
+    games, broken = _registry()
+    if name not in games:
+        raise ValueError(f"unknown game {name!r}; valid games: {', '.join(sorted(games))}")
+    try:
+        return games[name].factory()
+    except Exception as err:  # a plugin's import or constructor failed
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ValueError(f"game {name!r} ({games[name].source}) failed to load: {reason}") from err
 
 
 def games_with(capability: str) -> list[str]:
-    """The games whose spec declares `capability` (a `Capabilities` field), sorted."""
-    return [name for name in game_names() if getattr(load_game(name).capabilities, capability)]
+    """The games whose spec declares `capability` (a `Capabilities` field), sorted; plugins
+    that fail to load are left out."""
+    names = []
+    for name in game_names():
+        try:
+            if getattr(load_game(name).capabilities, capability):
+                names.append(name)
+        except ValueError:
+            continue
+    return names

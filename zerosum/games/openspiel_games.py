@@ -106,6 +106,11 @@ class OpenSpielState:
         return "\n".join(lines)
 
     # -- helpers for fixed players and evaluation --------------------------------
+    def information_state(self, seat: int) -> str:
+        """What `seat` may know here, as OpenSpiel's information-state string: the views of
+        two states with the same string must be the same (`zerosum.games.conformance`)."""
+        return self.spiel_state.information_state_string(seat)
+
     def action_id(self, action: str) -> int:
         """The OpenSpiel action id of a legal action label."""
         if self.spiel_state.is_terminal():

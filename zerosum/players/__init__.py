@@ -72,4 +72,6 @@ def unsupported(spec: str, game_name: str) -> str | None:
         return f"perfect play is available for {', '.join(games_with('minimax'))} only"
     if kind == "mcts" and not can.perfect_information:
         return "MCTS needs a perfect-information game"
+    if kind == "mcts" and not hasattr(load_game(game_name), "spiel_game"):
+        return "MCTS searches OpenSpiel games only"
     return None
