@@ -7,6 +7,7 @@ from functools import cache
 
 from zerosum.games.base import Capabilities, Game, GameState, IllegalActionError, Outcome
 from zerosum.games.openspiel_games import SPECS, OpenSpielGame
+from zerosum.games.taboo import AdversarialTaboo
 from zerosum.games.textarena_games import TEXTARENA_GAMES
 
 __all__ = [
@@ -26,6 +27,7 @@ def _factories() -> dict[str, Callable[[], Game]]:
         spec.name: (lambda spec=spec: OpenSpielGame(spec)) for spec in SPECS
     }
     factories.update({g.name: (lambda g=g: g) for g in TEXTARENA_GAMES})
+    factories[AdversarialTaboo.name] = AdversarialTaboo
     return factories
 
 
