@@ -23,6 +23,7 @@ from importlib.metadata import entry_points
 
 from zerosum.games.base import Capabilities, Game, GameState, IllegalActionError, Outcome
 from zerosum.games.openspiel_games import SPECS, OpenSpielGame
+from zerosum.games.taboo import AdversarialTaboo
 from zerosum.games.textarena_games import TEXTARENA_GAMES
 
 __all__ = [
@@ -45,7 +46,8 @@ ENTRY_POINT_GROUP = "zerosum.games"
 
 @dataclass(frozen=True)
 class Registered:
-    """A game's factory and where it comes from ("OpenSpiel", "TextArena", "plugin NAME")."""
+    """A game's factory and where it comes from: "OpenSpiel" or "TextArena" (their rules,
+    adapted), "built in" (rules written here), "plugin PACKAGE"."""
 
     factory: Callable[[], Game]
     source: str
@@ -73,6 +75,7 @@ def _registry() -> tuple[dict[str, Registered], dict[str, str]]:
         spec.name: Registered(lambda spec=spec: OpenSpielGame(spec), "OpenSpiel") for spec in SPECS
     }
     games.update({g.name: Registered(lambda g=g: g, "TextArena") for g in TEXTARENA_GAMES})
+    games[AdversarialTaboo.name] = Registered(AdversarialTaboo, "built in")
     broken: dict[str, str] = {}
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         package = ep.dist.name if ep.dist is not None else ep.value.split(":")[0]

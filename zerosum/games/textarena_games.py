@@ -18,11 +18,11 @@ TextArena 0.7.4 is the source of truth for the rules; this module wraps one raw 
   whatever the truth; self-play would find that, so here such a guess is an invalid move.
 
 Moves are free text (`legal_actions()` is None; [] once the game is over): the caller passes
-only the extracted move, which is what the opponent sees, quoted: every player message is shown
-as one JSON string literal after its sender (`[Player 0] "Hi\nIt is your turn."`), so a move
-with line breaks cannot write lines of its own into the opponent's prompt (a fake
-"It is your turn." or "[GAME] ..." line); TextArena only deletes exact role tags such as
-`[GAME]` from moves, which `[GA[GAME]ME]` defeats. For simple_negotiation a move
+only the extracted move, which is what the opponent sees, quoted (`text.quote_message`): every
+player message is shown as one JSON string literal after its sender (`[Player 0] "Hi\nIt is
+your turn."`), so a move with line breaks cannot write lines of its own into the opponent's
+prompt (a fake "It is your turn." or "[GAME] ..." line); TextArena only deletes exact role
+tags such as `[GAME]` from moves, which `[GA[GAME]ME]` defeats. For simple_negotiation a move
 without any square bracket is wrapped in brackets first (`Accept` -> `[Accept]`), as
 TextArena's registered default `ActionFormattingWrapper` does for that id.
 Turn limits are TextArena's own: SimpleNegotiation-v0 has max_turns=10 but checks the limit
@@ -32,7 +32,6 @@ TruthAndDeception-v0 lasts 6 (the Guesser's 3rd message is the guess).
 
 from __future__ import annotations
 
-import json
 import random
 import re
 import threading
@@ -41,6 +40,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from zerosum.games.base import Capabilities, IllegalActionError
+from zerosum.games.text import quote_message
 
 SEATS = (0, 1)
 _GAME_ID = -1  # textarena.GAME_ID: the sender id of game messages
@@ -69,16 +69,6 @@ class IsolatedRandom:
             finally:
                 self._state = random.getstate()
                 random.setstate(saved)
-
-
-# Line breaks of `str.splitlines` that json.dumps(ensure_ascii=False) leaves unescaped.
-_UNESCAPED_BREAKS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
-
-
-def quote_message(text: str) -> str:
-    """A player-authored message as one line: a JSON string literal (quotes, backslashes and
-    every line break escaped; other characters kept, so the text stays readable)."""
-    return json.dumps(text, ensure_ascii=False).translate(_UNESCAPED_BREAKS)
 
 
 # (TextArena state, move) -> reason the move is invalid, or None. Runs before env.step.
