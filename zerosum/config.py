@@ -247,7 +247,9 @@ class EvalConfig:
         [], "games whose exact NashConv is computed (constrained mode; games with `nash`)"
     )
     games: list[str] = _f([], "games played against each fixed opponent online")
-    opponents: list[str] = _f([], "fixed opponents: random, mcts:N, perfect, nash[:N]")
+    opponents: list[str] = _f(
+        [], "fixed opponents: random, mcts:N, perfect, nash[:N], stockfish[:LEVEL]"
+    )
     n: int = _f(EvalSettings.n, "games per (game, opponent), seats alternating", POSITIVE)
     temperature: float = _f(
         EvalSettings.temperature,

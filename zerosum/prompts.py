@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 from zerosum.games.base import GameState
-from zerosum.games.parsing import FALLBACKS, Fallback, normalize, parse_action
+from zerosum.games.parsing import FALLBACKS, Fallback, match_action, parse_action
 
 AnswerMode = Literal["free", "constrained"]
 ANSWER_MODES: tuple[str, ...] = get_args(AnswerMode)
@@ -144,7 +144,7 @@ def read_answer(
 ) -> tuple[str | None, str | None]:
     """The move in a model's answer, or None with the reason it is invalid."""
     if answer_mode == "constrained":  # the answer is a legal action unless truncated
-        action = {normalize(a): a for a in legal or ()}.get(normalize(text))
+        action = match_action(text, legal or ())  # exact case first: chess's bxc4, Bxc4
         return action, None if action else "no legal action (truncated constrained answer)"
     parsed = parse_action(text, legal, parser_fallback)
     return parsed.action, parsed.reason

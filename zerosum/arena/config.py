@@ -47,7 +47,10 @@ _NAME = re.compile(r"[A-Za-z0-9_.:/@+=-]{1,80}")
 @dataclass(frozen=True)
 class BotPlayerConfig:
     name: str = fld(dataclasses.MISSING, "player name in tables and the database")
-    spec: str = fld(dataclasses.MISSING, "random, mcts[:SIMULATIONS], perfect, nash[:ITERATIONS]")
+    spec: str = fld(
+        dataclasses.MISSING,
+        "random, mcts[:SIMULATIONS], perfect, nash[:ITERATIONS], stockfish[:LEVEL]",
+    )
     kind: Literal["bot"] = fld("bot", "player kind")
 
     def identity(self) -> dict:

@@ -7,6 +7,8 @@ private facts of a TextArena game). Seats are 0 and 1. Actions are strings. Two 
 - OpenSpiel games (cards, boards): a finite list of legal actions, shown to the model as
   bracketed strings (`[bet]`, `[4]`); an action outside the list is refused before it is
   played (`IllegalActionError`), so the caller checks answers against `legal_actions()`.
+  A game may return them as an `ActionList` that also names other spellings the answer
+  parser accepts for them (chess: the UCI move `e2e4` for `e4`).
 - TextArena language games: `legal_actions()` is None and any text is a candidate move; the
   game itself judges a move when it is played, and a move it rejects ends the episode, with
   `invalid_reason` saying why.
@@ -14,7 +16,7 @@ private facts of a TextArena game). Seats are 0 and 1. Actions are strings. Two 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -33,7 +35,7 @@ class GameState(Protocol):
 
     def legal_actions(self) -> Sequence[str] | None:
         """Canonical legal action strings ([] at terminal states), or None when any text is a
-        candidate move (language games)."""
+        candidate move (language games). May be an `ActionList` carrying aliases."""
         ...
 
     def apply_action(self, action: str) -> None:
@@ -91,6 +93,18 @@ class Game(Protocol):
     def rules(self) -> str: ...
 
     def new_episode(self, seed: int) -> GameState: ...
+
+
+class ActionList(list[str]):
+    """Canonical legal actions plus `aliases`, other spellings of them that answers may use
+    (alias -> canonical action; chess: `e2e4` -> `e4`, `Qh5` -> `Qh5+`). The parser
+    (`games.parsing`) matches an answer against both and returns the canonical action; the
+    list itself, what prompts show and constrained decoding allows, holds only canonical
+    actions, so it compares and copies as a plain list."""
+
+    def __init__(self, actions: Iterable[str] = (), aliases: Mapping[str, str] | None = None):
+        super().__init__(actions)
+        self.aliases: dict[str, str] = dict(aliases or {})
 
 
 class IllegalActionError(ValueError):

@@ -6,7 +6,9 @@ renders what one seat knows. Each game is described by a small `TextSpec`: how t
 action in context, which chance outcomes belong to which seat, and what public state to
 show. Rendering reads only the seat's own chance outcomes and public moves, so it is a
 function of that seat's information state (tests check this against OpenSpiel's own
-information-state strings).
+information-state strings). A spec may also name other accepted spellings of an action
+(`aliases`: chess's UCI moves), a ply limit after which the game is a draw, its seats' names
+and how the moves so far read.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyspiel
 
-from zerosum.games.base import Capabilities, IllegalActionError, bracket
+from zerosum.games.base import ActionList, Capabilities, IllegalActionError, bracket
 
 SEAT_NAMES = ("Player 0", "Player 1")
 
@@ -38,6 +40,16 @@ class TextSpec:
     params: dict = field(default_factory=dict)
     nash: bool = False  # small enough for CFR+ and exact NashConv
     minimax: bool = False  # small enough to solve every position
+    # (state, action id, label) -> other spellings the parser accepts for that action.
+    aliases: Callable[[pyspiel.State, int, str], Sequence[str]] | None = None
+    # Moves (plies) after which the game ends as a draw (0, 0); None: OpenSpiel's rules only.
+    max_plies: int | None = None
+    seat_names: tuple[str, str] = SEAT_NAMES
+    # OpenSpiel's player 1 sits in seat 0 (chess: OpenSpiel's White is its player 1, and seat
+    # 0 moves first everywhere here). The solvers (nash, minimax games) assume False.
+    swap_players: bool = False
+    # The moves so far as (seat, label) -> their text; None: "Player 0 [bet]; (chance); ...".
+    format_moves: Callable[[Sequence[tuple[int, str]]], str] | None = None
 
 
 class OpenSpielState:
@@ -59,34 +71,52 @@ class OpenSpielState:
 
     # -- protocol --------------------------------------------------------------
     def current_seat(self) -> int:
-        return self.spiel_state.current_player()
+        player = self.spiel_state.current_player()
+        return 1 - player if self.spec.swap_players else player
 
-    def legal_actions(self) -> list[str]:
-        if self.spiel_state.is_terminal():
-            return []
-        return [self.spec.label(self.spiel_state, a) for a in self.spiel_state.legal_actions()]
+    def legal_actions(self) -> ActionList:
+        if self.is_terminal():
+            return ActionList()
+        st, spec = self.spiel_state, self.spec
+        ids = st.legal_actions()
+        labels = [spec.label(st, a) for a in ids]
+        if spec.aliases is None:
+            return ActionList(labels)
+        aliases = {
+            alias: label for a, label in zip(ids, labels) for alias in spec.aliases(st, a, label)
+        }
+        return ActionList(labels, aliases)
 
     def apply_action(self, action: str) -> None:
         action_id = self.action_id(action)
-        seat = self.spiel_state.current_player()
+        seat = self.current_seat()
         self._moves.append((seat, self.spec.label(self.spiel_state, action_id)))
-        self._timeline.append(f"{SEAT_NAMES[seat]} [{self._moves[-1][1]}]")
+        self._timeline.append(f"{self.spec.seat_names[seat]} [{self._moves[-1][1]}]")
         self.spiel_state.apply_action(action_id)
         self._advance_chance()
 
     def is_terminal(self) -> bool:
-        return self.spiel_state.is_terminal()
+        return self.spiel_state.is_terminal() or self.ply_limit_reached()
+
+    def ply_limit_reached(self) -> bool:
+        """The spec's ply limit ended the game (a draw) before OpenSpiel's rules did."""
+        limit = self.spec.max_plies
+        return (
+            limit is not None and len(self._moves) >= limit and not self.spiel_state.is_terminal()
+        )
 
     def returns(self) -> tuple[float, float]:
-        r = self.spiel_state.returns()
-        return (float(r[0]), float(r[1]))
+        if self.ply_limit_reached():
+            return (0.0, 0.0)
+        r = [float(x) for x in self.spiel_state.returns()]
+        return (r[1], r[0]) if self.spec.swap_players else (r[0], r[1])
 
     def move_history(self) -> list[tuple[int, str]]:
         return list(self._moves)
 
     def observation(self, seat: int, include_rules: bool = True) -> str:
         spec = self.spec
-        lines = [f"You are {SEAT_NAMES[seat]} in a game of {spec.description}", ""]
+        lines = [f"You are {spec.seat_names[seat]} in a game of {spec.description}", ""]
         if include_rules:
             lines += [spec.rules, ""]
         for owner, text in self._chance:
@@ -97,11 +127,18 @@ class OpenSpielState:
         public = spec.public_state(self.spiel_state)
         if public:
             lines.append(public)
-        if self._timeline:
-            lines.append(f"Moves so far: {'; '.join(self._timeline)}")
-        else:
+        if not self._timeline:
             lines.append("No moves have been made yet.")
-        if not self.is_terminal() and self.current_seat() == seat:
+        elif spec.format_moves is not None:
+            lines.append(f"Moves so far: {spec.format_moves(self._moves)}")
+        else:
+            lines.append(f"Moves so far: {'; '.join(self._timeline)}")
+        if self.ply_limit_reached():
+            limit = spec.max_plies
+            lines.append(
+                f"The game is over: the limit of {limit} moves (plies) was reached, a draw."
+            )
+        elif not self.is_terminal() and self.current_seat() == seat:
             lines.append(f"It is your turn. Legal actions: {bracket(self.legal_actions())}")
         return "\n".join(lines)
 
@@ -113,7 +150,7 @@ class OpenSpielState:
 
     def action_id(self, action: str) -> int:
         """The OpenSpiel action id of a legal action label."""
-        if self.spiel_state.is_terminal():
+        if self.is_terminal():
             raise IllegalActionError(f"game is over; no action {action!r} is legal")
         for a in self.spiel_state.legal_actions():
             if self.spec.label(self.spiel_state, a) == action:
@@ -339,4 +376,86 @@ CONNECT_FOUR = TextSpec(
     public_state=_c4_board,
 )
 
-SPECS: Sequence[TextSpec] = (KUHN, LEDUC, LIARS_DICE, TIC_TAC_TOE, CONNECT_FOUR)
+
+# --- Chess ---------------------------------------------------------------------------
+CHESS_MAX_PLIES = 200
+
+
+def _chess_label(state: pyspiel.State, action: int) -> str:
+    return state.action_to_string(state.current_player(), action)  # SAN: e4, Nf3, O-O, e8=Q+
+
+
+def _chess_aliases(state: pyspiel.State, action: int, label: str) -> list[str]:
+    """UCI (`e2e4`, `e7e8q`, castling `e1g1`), SAN without its `+`/`#`, castling with zeros
+    (`0-0`) and promotion without `=` (`e8Q`)."""
+    bare = label.rstrip("+#")
+    spellings = {pyspiel.chess.action_to_move(action, state.board()).to_lan(), bare}
+    if bare.startswith("O-O"):
+        spellings.add(bare.replace("O", "0"))
+    if "=" in bare:
+        spellings.add(bare.replace("=", ""))
+    spellings.discard(label)
+    return sorted(spellings)
+
+
+def chess_diagram(fen: str) -> str:
+    """The board of a FEN as text: rank 8 at the top, files a-h, White's pieces in capitals,
+    Black's in lower case, empty squares as dots."""
+    files = "  a b c d e f g h"
+    rows = [files]
+    for i, rank in enumerate(fen.split()[0].split("/")):
+        cells = "".join("." * int(c) if c.isdigit() else c for c in rank)
+        rows.append(f"{8 - i} {' '.join(cells)} {8 - i}")
+    return "\n".join([*rows, files])
+
+
+def _chess_public(state: pyspiel.State) -> str:
+    fen = state.board().to_fen()
+    if state.is_terminal():
+        turn = "The game is over."
+    else:
+        turn = f"{'White' if fen.split()[1] == 'w' else 'Black'} to move."
+    return (
+        f"Position (FEN): {fen}\n"
+        "Board (White in capitals, Black in lower case, empty squares '.'):\n"
+        f"{chess_diagram(fen)}\n{turn}"
+    )
+
+
+def _chess_moves(moves: Sequence[tuple[int, str]]) -> str:
+    """`1. e4 e5 2. Nf3` (White moves first, so seat 0's moves are the even ones)."""
+    return " ".join(
+        f"{i // 2 + 1}. {label}" if i % 2 == 0 else label for i, (_, label) in enumerate(moves)
+    )
+
+
+def chess_spec(max_plies: int = CHESS_MAX_PLIES) -> TextSpec:
+    """Chess with a draw after `max_plies` moves (plies, counting both sides' moves)."""
+    if max_plies < 1:
+        raise ValueError(f"chess max_plies must be an integer >= 1, got {max_plies!r}")
+    return TextSpec(
+        name="chess",
+        openspiel_name="chess",
+        description=f"Chess (standard rules; a draw after {max_plies} plies).",
+        rules=(
+            "Rules: standard chess. Player 0 plays White and moves first; Player 1 plays "
+            "Black. Moves are written in standard algebraic notation (SAN), as listed: e4, "
+            "Nf3, exd5, O-O (castling king-side), O-O-O, e8=Q (promotion), with + for check "
+            "and # for mate; UCI such as e2e4 or e7e8q is also accepted. Checkmate wins (+1; "
+            "the loser gets -1). Stalemate, threefold repetition, the fifty-move rule, "
+            f"insufficient material and reaching {max_plies} moves (plies, counting both "
+            "sides) are draws (0)."
+        ),
+        label=_chess_label,
+        public_state=_chess_public,
+        aliases=_chess_aliases,
+        max_plies=max_plies,
+        seat_names=("White", "Black"),
+        swap_players=True,  # OpenSpiel's chess: Black is player 0, White player 1
+        format_moves=_chess_moves,
+    )
+
+
+CHESS = chess_spec()
+
+SPECS: Sequence[TextSpec] = (KUHN, LEDUC, LIARS_DICE, TIC_TAC_TOE, CONNECT_FOUR, CHESS)

@@ -3,8 +3,12 @@
 The last `\\boxed{...}` wins (SPIRAL's convention; nested braces handled). Without one, a
 configurable fallback takes the last bracketed legal action (`[bet]`). Matching ignores
 case, whitespace, surrounding brackets/quotes and LaTeX text wrappers, and returns the
-canonical legal string. Every path is linear in the input, and the input is cut to a
-bounded tail first, so a 1 MB response costs no more than a short one.
+canonical legal string. Legal actions given as an `ActionList` also match by their aliases
+(chess: UCI `e2e4` for `e4`). Where ignoring case would make two actions one (chess's pawn
+capture `bxc4` and bishop capture `Bxc4`), the answer's exact case decides, and an answer
+that matches both only case-insensitively is ambiguous, so invalid. Every path is linear in
+the input, and the input is cut to a bounded tail first, so a 1 MB response costs no more
+than a short one.
 """
 
 from __future__ import annotations
@@ -74,10 +78,46 @@ def last_boxed(text: str) -> str | None:
 
 def normalize(answer: str) -> str:
     """Case-, whitespace- and wrapper-insensitive key used to compare answers."""
+    return _squash(answer).lower()
+
+
+def _squash(answer: str) -> str:
+    """`normalize` keeping the case."""
     for _ in range(3):  # nested wrappers such as \textbf{\text{bet}}
         answer = _TEXT_WRAPPER.sub(r"\1", answer)
     answer = answer.replace("\\", "").strip(_STRIP_CHARS)
-    return re.sub(r"\s+", "", answer).lower()
+    return re.sub(r"\s+", "", answer)
+
+
+class _Answers:
+    """The legal actions and their aliases (an `ActionList`'s), looked up by key: the exact
+    spelling (case kept) first, then case-insensitively where that names one action only."""
+
+    def __init__(self, legal_actions: Sequence[str]):
+        self.spellings = [(a, a) for a in legal_actions]
+        self.spellings += getattr(legal_actions, "aliases", {}).items()
+        self.exact: dict[str, str] = {}
+        self.folded: dict[str, set[str]] = {}
+        for text, action in self.spellings:  # legal actions first: they win over an alias
+            key = _squash(text)
+            self.exact.setdefault(key, action)
+            self.folded.setdefault(key.lower(), set()).add(action)
+
+    def match(self, answer: str) -> tuple[str | None, list[str]]:
+        """(the canonical action, []), or (None, the actions it could mean when ambiguous)."""
+        key = _squash(answer)
+        if key in self.exact:
+            return self.exact[key], []
+        actions = self.folded.get(key.lower(), set())
+        if len(actions) == 1:
+            return next(iter(actions)), []
+        return None, sorted(actions)
+
+
+def match_action(answer: str, legal_actions: Sequence[str]) -> str | None:
+    """The canonical legal action `answer` names (as `parse_action` matches a boxed answer),
+    or None when it names none or is ambiguous."""
+    return _Answers(legal_actions).match(answer)[0]
 
 
 def parse_action(
@@ -96,19 +136,24 @@ def parse_action(
     if legal_actions is None:
         return _parse_free(text, boxed, fallback)
 
-    by_key = {normalize(a): a for a in legal_actions}
+    answers = _Answers(legal_actions)
     if boxed is not None:
-        action = by_key.get(normalize(boxed))
+        action, could_be = answers.match(boxed)
         if action is not None:
             return ParsedAction(action)
         shown = boxed.strip()[:40]
+        if could_be:
+            meant = " or ".join(could_be)
+            return ParsedAction(
+                None, f"boxed answer {shown!r} is ambiguous: {meant}? Mind the case"
+            )
         return ParsedAction(None, f"boxed answer {shown!r} is not a legal action")
     if fallback in ("last_bracket", "last_mention"):
         for match in reversed(_BRACKETED.findall(text)):
-            action = by_key.get(normalize(match))
+            action = answers.match(match)[0]
             if action is not None:
                 return ParsedAction(action)
-    if fallback == "last_mention" and (action := _last_mention(text, legal_actions)):
+    if fallback == "last_mention" and (action := _last_mention(text, answers)):
         return ParsedAction(action)
     if not text.strip():
         return ParsedAction(None, "empty response")
@@ -116,10 +161,11 @@ def parse_action(
     return ParsedAction(None, "no \\boxed{} answer" + missing.get(fallback, " or legal action"))
 
 
-def _last_mention(text: str, legal_actions: Sequence[str]) -> str | None:
-    """The legal action named last in the text as a whole word (`... so I check.`): the most
-    lenient fallback, for small models that rarely format answers."""
-    words = [a for a in legal_actions if a.strip()]
+def _last_mention(text: str, answers: _Answers) -> str | None:
+    """The legal action (or alias) named last in the text as a whole word (`... so I
+    check.`), ambiguous ones skipped: the most lenient fallback, for small models that rarely
+    format answers."""
+    words = {t for t, _ in answers.spellings if t.strip()}
     if not words:
         return None
     pattern = (
@@ -127,11 +173,10 @@ def _last_mention(text: str, legal_actions: Sequence[str]) -> str | None:
         + "|".join(re.escape(a) for a in sorted(words, key=len, reverse=True))
         + r")(?![\w-])"
     )
-    matches = re.findall(pattern, text, flags=re.IGNORECASE)
-    if not matches:
-        return None
-    key = normalize(matches[-1])
-    return next(a for a in legal_actions if normalize(a) == key)
+    for match in reversed(re.findall(pattern, text, flags=re.IGNORECASE)):
+        if (action := answers.match(match)[0]) is not None:
+            return action
+    return None
 
 
 def _parse_free(text: str, boxed: str | None, fallback: Fallback) -> ParsedAction:

@@ -1,5 +1,6 @@
-"""Players by spec string: `random`, `mcts:200`, `perfect`, `nash[:ITERATIONS]`, `model:PATH`,
-`api:FILE` (an OpenAI-compatible chat API, settings in a YAML file)."""
+"""Players by spec string: `random`, `mcts:200`, `perfect`, `nash[:ITERATIONS]`,
+`stockfish[:LEVEL]` (chess, with the `stockfish` binary), `model:PATH`, `api:FILE` (an
+OpenAI-compatible chat API, settings in a YAML file)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,14 @@ from zerosum.players.api import ApiPlayer, load_api_config
 from zerosum.players.base import Move, Player
 from zerosum.players.model import EVAL_PARAMS, ModelPlayer, load_model_player
 from zerosum.players.simple import MCTSPlayer, NashPlayer, PerfectPlayer, RandomPlayer
+from zerosum.players.stockfish import STOCKFISH_GAMES, StockfishPlayer, skill_level
 from zerosum.prompts import Prompting
 
 __all__ = ["Move", "ModelPlayer", "Player", "make_player", "PLAYER_SPECS", "unsupported"]
 
 PLAYER_SPECS = (
-    "random", "mcts[:SIMULATIONS]", "perfect", "nash[:CFR_ITERATIONS]", "model:PATH", "api:FILE"
+    "random", "mcts[:SIMULATIONS]", "perfect", "nash[:CFR_ITERATIONS]", "stockfish[:LEVEL]",
+    "model:PATH", "api:FILE",
 )  # fmt: skip
 
 
@@ -48,6 +51,8 @@ def make_player(
             return MCTSPlayer(_count(count, "MCTS simulations", 200))
         if kind == "nash":
             return NashPlayer(_count(count, "CFR+ iterations", 1000))
+        if kind == "stockfish":
+            return StockfishPlayer(skill_level(count))
         if kind == "model" and arg:
             return load_model_player(arg, prompting or Prompting(), params)
         if kind == "api" and arg:
@@ -64,6 +69,8 @@ def unsupported(spec: str, game_name: str) -> str | None:
     can = load_game(game_name).capabilities
     if kind in ("model", "api"):
         return None
+    if kind == "stockfish":
+        return None if game_name in STOCKFISH_GAMES else "Stockfish plays chess only"
     if not can.finite_actions:
         return f"{kind!r} needs a game with finite legal actions"
     if kind == "nash" and not can.nash:
