@@ -69,7 +69,7 @@ class CoinState:
             return []
         if self.breaks.get("free_text"):
             return None
-        return ["heads", "HEADS "] if self.breaks.get("bad_labels") else ["heads", "tails"]
+        return ["heads", "heads "] if self.breaks.get("bad_labels") else ["heads", "tails"]
 
     def apply_action(self, action: str) -> None:
         legal = self.legal_actions()
