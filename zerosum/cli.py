@@ -1,4 +1,4 @@
-"""The `zerosum` command line: `games`, `match`, `eval`, `train` and `arena`."""
+"""The `zerosum` command line: `games`, `match`, `play`, `eval`, `train` and `arena`."""
 
 from __future__ import annotations
 
@@ -6,13 +6,15 @@ import argparse
 import dataclasses
 import json
 import os
+import secrets
 import sys
 import typing
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from zerosum.arena.config import load_arena_config
+from zerosum.arena.config import check_name, load_arena_config
+from zerosum.arena.human import HumanArena
 from zerosum.arena.report import print_results, report
 from zerosum.arena.run import run_arena
 from zerosum.config import config_help, load_config
@@ -23,9 +25,11 @@ from zerosum.games import broken_plugins, game_names, game_source, load_game
 from zerosum.games.conformance import check_game
 from zerosum.match import MAX_TURNS as MATCH_MAX_TURNS
 from zerosum.match import MatchResult, run_match
+from zerosum.play import GameResult, Screen, play_series
 from zerosum.players import PLAYER_SPECS, make_player, unsupported
 from zerosum.rollout import EVAL_INVALID, INVALID_MODES, InvalidMovePolicy
 from zerosum.rundir import RunStopped
+from zerosum.seeds import game_seed
 from zerosum.tables import one_line, reason_lines, table_row
 from zerosum.train import train
 from zerosum.typed_config import POSITIVE, SEED, Bound
@@ -151,6 +155,44 @@ def cmd_match(args: argparse.Namespace) -> None:
     print(format_match(result, game.name))
 
 
+def cmd_play(args: argparse.Namespace) -> None:
+    """A person against a player in the terminal; with --arena, each finished game is
+    recorded there under `human:NAME`."""
+    if args.arena and not args.name:
+        raise ValueError("--arena needs --name NAME: the person's name in the arena")
+    if args.name and not args.arena:
+        raise ValueError("--name is the person's name in an arena: give --arena DIR too")
+    if args.name:
+        check_name(args.name, "--name")
+    game = load_game(args.game)
+    opponent = make_player(args.opponent)
+    if reason := unsupported(args.opponent, game.name):
+        raise ValueError(f"opponent {args.opponent!r} cannot play {game.name!r}: {reason}")
+    seed = secrets.randbelow(2**32) if args.seed is None else args.seed
+    seats = [i % 2 if args.seat == "alternate" else int(args.seat) for i in range(args.games)]
+    seeds = [game_seed(seed, i) for i in range(args.games)]
+    arena = HumanArena(args.arena, args.name, args.opponent) if args.arena else None
+    screen = Screen()
+    screen.heading(
+        f"zerosum play: {game.name} against {opponent.name}, {args.games} "
+        f"game{'s' * (args.games != 1)}, seed {seed}"
+    )
+
+    def record(result: GameResult) -> None:
+        r = result
+        arena.record(game.name, r.human_seat, r.seed, r.episode, r.transcript)
+        screen.line(f"Recorded in the arena {arena.directory} as {arena.human}.", "dim")
+
+    try:
+        play_series(
+            game, opponent, seats, seeds, screen, args.max_turns, args.show_reasoning,
+            record if arena else None,
+        )  # fmt: skip
+    finally:
+        if arena is not None:
+            arena.close()
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     if args.help_config:
         print(config_help())
@@ -234,6 +276,34 @@ def _add_match(sub) -> None:
     m.set_defaults(func=cmd_match)
 
 
+def _add_play(sub) -> None:
+    p = sub.add_parser("play", help="play a game yourself against a bot, a checkpoint or an API")
+    p.add_argument("--game", required=True, help="game name (see `zerosum games`)")
+    p.add_argument(
+        "--opponent", required=True, metavar="SPEC", help=f"player spec: {', '.join(PLAYER_SPECS)}"
+    )
+    p.add_argument(
+        "--seat", choices=("0", "1", "alternate"), default="alternate",
+        help="your seat in every game, or alternate starting with seat 0",
+    )  # fmt: skip
+    count = bounded(int, POSITIVE)
+    p.add_argument("--games", type=count, default=1, help="number of games in the series")
+    p.add_argument(
+        "--seed", type=bounded(int, SEED), default=None,
+        help="game i is seeded from (SEED, i); default: a fresh seed, printed at the start",
+    )  # fmt: skip
+    p.add_argument(
+        "--max-turns", type=count, default=MATCH_MAX_TURNS, help="longer games are draws"
+    )
+    p.add_argument(
+        "--show-reasoning", action="store_true",
+        help="show a model's or API's reply text with its moves (it may reveal what it knows)",
+    )  # fmt: skip
+    p.add_argument("--arena", metavar="DIR", help="record your finished games in this arena")
+    p.add_argument("--name", help="your name in the arena: the player human:NAME")
+    p.set_defaults(func=cmd_play)
+
+
 def _add_eval(sub) -> None:
     e = sub.add_parser("eval", help="win rates against fixed opponents, exploitability")
     add_settings(e, EvalSettings)  # every flag is an EvalSettings field
@@ -272,6 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.set_defaults(func=cmd_games)
 
     _add_match(sub)
+    _add_play(sub)
     _add_eval(sub)
     _add_train(sub)
 

@@ -154,11 +154,7 @@ def _check_players(players: list[PlayerConfig]) -> None:
         raise ConfigError("config field 'players' needs at least two players")
     seen: set[str] = set()
     for i, p in enumerate(players):
-        if not _NAME.fullmatch(p.name):
-            raise ConfigError(
-                f"config field 'players[{i}].name' = {p.name!r} is invalid; allowed: 1-80 "
-                "letters, digits and _.:/@+=-"
-            )
+        check_name(p.name, f"config field 'players[{i}].name'")
         if p.name in seen:
             raise ConfigError(f"config field 'players': the name {p.name!r} is used twice")
         seen.add(p.name)
@@ -171,6 +167,14 @@ def _check_players(players: list[PlayerConfig]) -> None:
                 make_player(p.spec)
             except ValueError as err:
                 raise ConfigError(f"config field 'players[{i}]': {err}") from None
+
+
+def check_name(name: str, where: str) -> None:
+    """A player name the database and tables can hold; `where` names it in the error."""
+    if not _NAME.fullmatch(name):
+        raise ConfigError(
+            f"{where} = {name!r} is invalid; allowed: 1-80 letters, digits and _.:/@+=-"
+        )
 
 
 def _check_games(games: list[str]) -> None:

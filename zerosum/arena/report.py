@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
+from zerosum.arena.config import ArenaConfig
 from zerosum.arena.ratings import Result, bradley_terry, openskill_ratings, scope_seed
 from zerosum.arena.store import DB_NAME, GameRecord, Store
 from zerosum.evaluation.games import wilson_interval
@@ -79,9 +80,14 @@ def section(records: Sequence[GameRecord], meta: dict[str, str], scope: str) -> 
     return {"games": len(records), "leaderboard": rows, "matrix": matrix}
 
 
+# The rating settings of a database that no arena config has written to (only people's
+# games from `zerosum play`): the config's defaults.
+RATING_DEFAULTS = {k: str(getattr(ArenaConfig, k)) for k in ("seed", "prior_sigma", "bootstrap")}
+
+
 def build_results(store: Store) -> dict:
     """Everything the report shows, from the database only."""
-    meta = store.meta()
+    meta = {**RATING_DEFAULTS, **store.meta()}
     records = list(store.records())
     games = sorted({r.key.game for r in records})
     return {

@@ -33,7 +33,7 @@ from zerosum.games.base import GameState
 from zerosum.players import make_player
 from zerosum.players.api import ApiPlayer
 from zerosum.players.base import Move, Player
-from zerosum.rollout import EVAL_INVALID, RolloutSettings, play_games
+from zerosum.rollout import EVAL_INVALID, Episode, RolloutSettings, play_games
 from zerosum.seeds import game_seed
 
 
@@ -104,11 +104,16 @@ def play_task(task: Task, players: dict[str, Player], cfg: ArenaConfig) -> GameR
     # Arena games score forfeits -1/+1 (as evaluation does); max_concurrent=1: one game.
     settings = RolloutSettings(invalid=EVAL_INVALID, max_turns=cfg.max_turns, max_concurrent=1)
     _, (ep,) = play_games(None, None, [(k.game, task.seed)], None, settings, 0, [seats])
-    out = ep.outcome
+    return episode_record(k, task.seed, ep, transcript)
+
+
+def episode_record(key: GameKey, seed: int, episode: Episode, transcript: list[dict]) -> GameRecord:
+    """The database row of a finished game."""
+    out = episode.outcome
     return GameRecord(
-        k, task.seed, (float(out.returns[0]), float(out.returns[1])), out.winner, out.turns,
-        out.truncated, out.forfeit_seat, [list(m) for m in ep.moves],
-        [list(i) for i in ep.invalid], transcript,
+        key, seed, (float(out.returns[0]), float(out.returns[1])), out.winner, out.turns,
+        out.truncated, out.forfeit_seat, [list(m) for m in episode.moves],
+        [list(i) for i in episode.invalid], transcript,
     )  # fmt: skip
 
 
@@ -169,7 +174,7 @@ def run_arena(cfg: ArenaConfig, say: Callable[[str], None] = print) -> Path:
         todo = [t for t in tasks if t.key not in done]
         extra = len(done - {t.key for t in tasks})
         say(f"arena {directory}: {len(todo)} games to play, {len(tasks) - len(todo)} already played"
-            + (f", {extra} more in the database from earlier configs" if extra else ""))  # fmt: skip
+            + (f", {extra} more in the database (earlier configs, people)" if extra else ""))  # fmt: skip
         if todo:
             players = build_players(cfg, todo)
             # The same bar as `zerosum train` and `evaluate`: on a terminal only, gone at the end.

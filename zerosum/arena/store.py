@@ -132,6 +132,14 @@ class Store:
         rows = self.db.execute("SELECT game, seat0, seat1, idx FROM games")
         return {GameKey(*row) for row in rows}
 
+    def next_index(self, game: str, seat0: str, seat1: str) -> int:
+        """The first game index after those of (game, seat0, seat1) in the database."""
+        row = self.db.execute(
+            "SELECT MAX(idx) FROM games WHERE game = ? AND seat0 = ? AND seat1 = ?",
+            (game, seat0, seat1),
+        ).fetchone()
+        return 0 if row[0] is None else row[0] + 1
+
     def count(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM games").fetchone()[0]
 
