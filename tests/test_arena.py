@@ -50,7 +50,7 @@ GOOD = {"players": ["random", "mcts:5"], "games": ["tic_tac_toe"], "n": 2}
         ({"n": True}, "'n' = True is invalid; allowed: int"),
         ({"prior_sigma": float("nan")}, "'prior_sigma' = nan is invalid; allowed: a finite number"),
         ({"colour": 1}, "unknown config field 'colour'"),
-        ({"games": ["chess"]}, "unknown game 'chess'"),
+        ({"games": ["go"]}, "unknown game 'go'"),
         ({"players": ["random"]}, "at least two players"),
         ({"players": ["random", "random"]}, "the name 'random' is used twice"),
         ({"players": ["random", "mcts:0"]}, "MCTS simulations must be an integer >= 1"),
