@@ -45,7 +45,14 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ),  # fmt: skip
     (
         "play",
-        ("zerosum.players", "zerosum.rollout", "zerosum.magnet", "zerosum.league", "zerosum.match"),
+        (
+            "zerosum.players",
+            "zerosum.judges",
+            "zerosum.rollout",
+            "zerosum.magnet",
+            "zerosum.league",
+            "zerosum.match",
+        ),
     ),  # fmt: skip
     (
         "learn and evaluate",
