@@ -47,6 +47,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         "play",
         (
             "zerosum.players",
+            "zerosum.judges",
             "zerosum.rollout",
             "zerosum.magnet",
             "zerosum.league",

@@ -1,6 +1,7 @@
 """The game registry: every game zerosum can play, by name, with where it comes from.
 
-Built-in games are OpenSpiel's (cards, boards) and TextArena's (language games). Other
+Built-in games are OpenSpiel's (cards, boards), TextArena's (language games) and those written
+here (adversarial_taboo; the judged games password_game and debate). Other
 packages add games through the entry-point group `zerosum.games`: each entry point names a
 `Game` object, or a class or function that makes one, and its name must be the game's name, e.g. in
 a plugin's pyproject.toml
@@ -22,7 +23,9 @@ from functools import cache
 from importlib.metadata import entry_points
 
 from zerosum.games.base import Capabilities, Game, GameState, IllegalActionError, Outcome
+from zerosum.games.debate import Debate
 from zerosum.games.openspiel_games import SPECS, OpenSpielGame
+from zerosum.games.password import PasswordGame
 from zerosum.games.taboo import AdversarialTaboo
 from zerosum.games.textarena_games import TEXTARENA_GAMES
 
@@ -76,6 +79,10 @@ def _registry() -> tuple[dict[str, Registered], dict[str, str]]:
     }
     games.update({g.name: Registered(lambda g=g: g, "TextArena") for g in TEXTARENA_GAMES})
     games[AdversarialTaboo.name] = Registered(AdversarialTaboo, "built in")
+    # Judged games, registered with their rule judges (offline, deterministic); a game with a
+    # model or API judge is built with `zerosum.judges.judged_game`.
+    games["password_game"] = Registered(PasswordGame, "built in")
+    games["debate"] = Registered(Debate, "built in")
     broken: dict[str, str] = {}
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         package = ep.dist.name if ep.dist is not None else ep.value.split(":")[0]
