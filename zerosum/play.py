@@ -176,6 +176,9 @@ class _Game:
         for number, (seat, action) in enumerate(history[self.shown :], self.shown):
             if seat == self.human_seat:
                 continue
+            if seat not in (0, 1):  # a judged game's verdict record, not a player's move
+                self.screen.line(action, "bold")
+                continue
             reply = self.replies.get(number, "")
             if self.show_reasoning and reply.strip():
                 self.screen.reasoning(self.opponent, reply)
