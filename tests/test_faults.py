@@ -393,10 +393,12 @@ def test_full_disk_fails_before_writing_a_checkpoint(run, capsys, monkeypatch):
     assert code == 1 and str(run / "checkpoints") in line and f"{2**20} bytes" in line
     assert "needs about" in line
     after = snapshot(run)
-    assert {k: v for k, v in after.items() if k not in ("metrics.jsonl", "config.json")} == {
-        k: v for k, v in before.items() if k not in ("metrics.jsonl", "config.json")
+    logs = ("metrics.jsonl", "games.jsonl", "config.json")
+    assert {k: v for k, v in after.items() if k not in logs} == {
+        k: v for k, v in before.items() if k not in logs
     }
     assert after["metrics.jsonl"].startswith(before["metrics.jsonl"])  # step 4 appended
+    assert after["games.jsonl"].startswith(before["games.jsonl"])  # its kept games too
 
     monkeypatch.undo()  # space freed: the resume redoes step 4 from step 3
     code, err = run_cli(capsys, "train", "--resume", str(run), f"run.steps={STEPS + 1}")

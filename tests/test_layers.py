@@ -61,6 +61,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "zerosum.learner",
             "zerosum.evaluation",
             "zerosum.arena",
+            "zerosum.report",
             "zerosum.distributed",
             "zerosum.distributed.rollouts",
             "zerosum.distributed.weights",

@@ -1,4 +1,5 @@
-"""The `zerosum` command line: `games`, `match`, `play`, `eval`, `train` and `arena`."""
+"""The `zerosum` command line: `games`, `match`, `play`, `eval`, `train`, `arena` and
+`report`."""
 
 from __future__ import annotations
 
@@ -27,12 +28,13 @@ from zerosum.match import MAX_TURNS as MATCH_MAX_TURNS
 from zerosum.match import MatchResult, run_match
 from zerosum.play import GameResult, Screen, play_series
 from zerosum.players import PLAYER_SPECS, make_player, unsupported
+from zerosum.report import MAX_REPLAYS, write_report
 from zerosum.rollout import EVAL_INVALID, INVALID_MODES, InvalidMovePolicy
 from zerosum.rundir import RunStopped
 from zerosum.seeds import game_seed
 from zerosum.tables import one_line, reason_lines, table_row
 from zerosum.train import train
-from zerosum.typed_config import POSITIVE, SEED, Bound
+from zerosum.typed_config import NON_NEGATIVE, POSITIVE, SEED, Bound
 
 
 # argparse `type=` checks from the settings' declared bounds: argparse prints "zerosum eval:
@@ -217,6 +219,12 @@ def cmd_train(args: argparse.Namespace) -> None:
     check_config(cfg)
     run_dir = train(cfg, resume=bool(args.resume), overwrite=args.overwrite)
     print(f"run saved in {run_dir}")
+    print(f"report: {write_report(run_dir)} (open it in a browser)")
+    game = next(iter(cfg.rollout.games))
+    print(
+        f"next: zerosum eval --model {run_dir} --games {game} --opponents random --n 100; "
+        f"zerosum match --game {game} --players model:{run_dir} random --games 20"
+    )
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
@@ -252,6 +260,11 @@ def cmd_arena(args: argparse.Namespace) -> None:
     results = report(directory)
     print_results(results)
     print(f"results written to {Path(directory) / 'results.json'} (and .csv files)")
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    path = write_report(args.source, args.out, args.replays)
+    print(f"report written to {path}")
 
 
 def _add_match(sub) -> None:
@@ -353,6 +366,20 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--dir", help="arena directory (overrides the config's dir)")
     a.add_argument("--report", action="store_true", help="only report, from the arena's database")
     a.set_defaults(func=cmd_arena)
+
+    r = sub.add_parser(
+        "report", help="one self-contained HTML report of a run, an eval results file or an arena"
+    )
+    r.add_argument(
+        "source", metavar="DIR_OR_FILE",
+        help="a training run directory, a zerosum eval --out file, or an arena directory",
+    )  # fmt: skip
+    r.add_argument("--out", help="the HTML file to write (default: DIR/report.html, FILE.html)")
+    r.add_argument(
+        "--replays", type=bounded(int, NON_NEGATIVE), default=MAX_REPLAYS,
+        help="at most this many games in the replay browser (a run's latest, an arena's first)",
+    )  # fmt: skip
+    r.set_defaults(func=cmd_report)
     return parser
 
 

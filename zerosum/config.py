@@ -237,6 +237,24 @@ class RunConfig:
     keep_checkpoints: int = _f(2, "number of recent checkpoints kept", POSITIVE)
     tensorboard: bool = _f(True, "also write TensorBoard event files")
     progress: bool = _f(True, "show a progress bar")
+    keep_games: int = _f(
+        4,
+        "games of each kept step written whole to RUN/games.jsonl, the report's replays: the "
+        "first N of the step's schedule, every turn's prompt, response and move (0: none)",
+        NON_NEGATIVE,
+    )
+    keep_games_steps: int = _f(
+        50,
+        "the steps whose games are kept, spread over run.steps: step 1, every ceil(steps / N)-th "
+        "after it and the last (at most N + 1 steps)",
+        POSITIVE,
+    )
+    report_every: int = _f(
+        0,
+        "also rewrite RUN/report.html every N steps during training (0: only when zerosum "
+        "train ends)",
+        NON_NEGATIVE,
+    )
 
 
 @dataclass

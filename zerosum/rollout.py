@@ -97,6 +97,8 @@ class Turn:
     reason: str | None
     finish_reason: str
     ret: float = 0.0  # the seat's final return, set when the game ends
+    text: str = ""  # the response as the engine decoded it (kept games, the report)
+    action: str | None = None  # the move read from it; None when none could be read
 
 
 @dataclass
@@ -335,7 +337,7 @@ class GameRunner:
         action, reason = self.prompting.read(gen.text, slot.state.legal_actions())
         turn = Turn(
             slot.game, slot.index, seat, slot.n_moves, prompt, gen.token_ids, gen.logprobs,
-            gen.allowed, action is not None, reason, gen.finish_reason,
+            gen.allowed, action is not None, reason, gen.finish_reason, text=gen.text, action=action,
         )  # fmt: skip
         if learner:
             slot.turns.append(turn)
@@ -439,8 +441,10 @@ def rollout_metrics(turns: Sequence[Turn], episodes: Sequence[Episode]) -> dict[
                 sum(e.outcome.winner == seat for e in eps) / n
             )
             m[f"rollout/{game}/return_seat{seat}"] = sum(e.outcome.returns[seat] for e in eps) / n
+        m[f"rollout/{game}/games"] = float(n)  # behind each of its rates
         m[f"rollout/{game}/draw_rate"] = sum(e.outcome.winner is None for e in eps) / n
         m[f"rollout/{game}/truncated_rate"] = sum(e.outcome.truncated for e in eps) / n
+        m[f"rollout/{game}/forfeit_rate"] = sum(e.outcome.forfeit_seat is not None for e in eps) / n
         m[f"rollout/{game}/game_length"] = sum(e.outcome.turns for e in eps) / n
     n_turns = max(len(turns), 1)
     m["rollout/games"] = float(len(episodes))
@@ -460,3 +464,31 @@ def _metric_name(reason: str | None) -> str:
     """A short, stable metric key for an invalid-move reason (drops quoted model text)."""
     text = (reason or "invalid").split("'")[0].strip().lower()
     return "_".join(text.replace("\\", "").replace("{}", "").split())[:48] or "invalid"
+
+
+def game_record(
+    episode: Episode, turns: Sequence[Turn], decode: Callable[[list[int]], str]
+) -> dict[str, Any]:
+    """One game as plain data (a line of RUN/games.jsonl, the report's replay): its name and
+    seed, how it ended, the public moves and invalid answers, and each of the model's turns
+    with its prompt (`decode`d from its token ids: what the model saw), full response and the
+    move read from it. Model text is data here, never markup."""
+    out = episode.outcome
+    return {
+        "game": episode.game,
+        "seed": episode.seed,
+        "outcome": {
+            "returns": list(out.returns), "winner": out.winner, "turns": out.turns,
+            "truncated": out.truncated, "forfeit_seat": out.forfeit_seat,
+        },
+        "moves": [list(m) for m in episode.moves],
+        "invalid": [list(i) for i in episode.invalid],
+        "turns": [
+            {
+                "seat": t.seat, "move_index": t.turn, "prompt": decode(t.prompt_ids),
+                "response": t.text, "move": t.action, "valid": t.valid, "reason": t.reason,
+                "finish_reason": t.finish_reason, "response_tokens": len(t.response_ids),
+            }
+            for t in turns
+        ],
+    }  # fmt: skip

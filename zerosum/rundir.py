@@ -20,7 +20,14 @@ from pathlib import Path
 LOCK_NAME = ".lock"
 STEP_NAME = re.compile(r"step-\d{6,}")  # a checkpoint directory in RUN/checkpoints
 # What a run writes; `--overwrite` removes exactly these, never unrelated files in out_dir.
-RUN_ENTRIES = ("config.json", "metrics.jsonl", "checkpoints", "tensorboard")
+RUN_ENTRIES = (
+    "config.json",
+    "metrics.jsonl",
+    "games.jsonl",
+    "checkpoints",
+    "tensorboard",
+    "report.html",
+)
 # Temporary names of killed writers: in RUN (config.json, probes) and in RUN/checkpoints.
 STALE_IN_RUN = (".*.tmp-*", ".write-probe-*")
 STALE_IN_CHECKPOINTS = (".tmp-step-*", ".latest-*")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import sys
 import time
 from contextlib import nullcontext
@@ -27,7 +28,7 @@ from tqdm import tqdm
 
 from zerosum.advantage import keep_nonzero, prompt_advantages, rae_advantages, repeated_fraction
 from zerosum.checkpoint import TrainState, resume_candidates, resume_from, save_checkpoint
-from zerosum.config import TrainConfig, config_to_dict
+from zerosum.config import RunConfig, TrainConfig, config_to_dict
 from zerosum.config_checks import check_config
 from zerosum.distributed.learner_group import LearnerGroup
 from zerosum.distributed.ray_backend import RayRollouts, require_ray
@@ -36,13 +37,21 @@ from zerosum.engines import Engine, SamplingParams, make_engine
 from zerosum.evaluation.games import evaluate_against
 from zerosum.evaluation.policy import model_policy, nash_conv
 from zerosum.hardware import peak_rss_gib, resolve_bf16
-from zerosum.league import OpponentPool, seat_players
+from zerosum.league import Assignment, OpponentPool, seat_players
 from zerosum.learner import Learner, LearnerSettings, build_optimizer, learning_rate
 from zerosum.magnet import Magnet
 from zerosum.models import load_model, load_tokenizer, resolve_device, tiny_model
 from zerosum.players import make_player
 from zerosum.prompts import Prompting
-from zerosum.rollout import RolloutSettings, rollout_metrics, schedule_games
+from zerosum.report import write_report
+from zerosum.rollout import (
+    Episode,
+    RolloutSettings,
+    Turn,
+    game_record,
+    rollout_metrics,
+    schedule_games,
+)
 from zerosum.rundir import RunStopped, latest_checkpoint, prepare_run_dir, write_atomic
 from zerosum.scoring import Sample
 from zerosum.seeds import eval_seed, step_seed
@@ -149,9 +158,10 @@ class MetricsLog:
             self.writer.close()
 
 
-def read_metric_lines(path: Path) -> list[tuple[str, int]]:
-    """(line, step) of every record. A partial last line (a write cut by power loss or a full
-    disk) is dropped with a warning; a bad line before it is an error naming its number."""
+def read_metric_lines(path: Path, what: str = "metrics record") -> list[tuple[str, int]]:
+    """(line, step) of every record (each line a JSON object with its `step`). A partial last
+    line (a write cut by power loss or a full disk) is dropped with a warning; a bad line
+    before it is an error naming its number and saying that it is not a `what`."""
     lines = path.read_text(errors="replace").splitlines()
     records = []
     for number, line in enumerate(lines, 1):
@@ -169,10 +179,62 @@ def read_metric_lines(path: Path) -> list[tuple[str, int]]:
                 )
                 break
             raise ValueError(
-                f"{path} line {number} is not a metrics record; fix or delete that line"
+                f"{path} line {number} is not a {what}; fix or delete that line"
             ) from None
         records.append((line, step))
     return records
+
+
+GAMES_NAME = "games.jsonl"
+
+
+def kept_step(step: int, steps: int, n_steps: int) -> bool:
+    """Whether the games of step `step` (of `steps`) are kept, `n_steps` steps in all
+    (`run.keep_games_steps`): step 1, every ceil(steps / n_steps)-th after it and the last. A
+    function of the step, so a resumed run keeps the steps the uninterrupted one keeps."""
+    stride = max(1, math.ceil(steps / n_steps))
+    return (step - 1) % stride == 0 or step == steps
+
+
+class GamesLog:
+    """A sample of the self-play games, whole, in RUN/games.jsonl (the report's replays): the
+    first `run.keep_games` games of each kept step, in the schedule's order. Nothing is drawn
+    at random, so keeping games changes nothing the run computes. Resuming drops the lines of
+    steps after the checkpoint, as `MetricsLog` does, and the repeated steps write them again."""
+
+    def __init__(self, run_dir: Path, cfg: RunConfig, resume_step: int):
+        self.path, self.cfg = run_dir / GAMES_NAME, cfg
+        if self.path.exists():
+            lines = read_metric_lines(self.path, "kept game")
+            kept = [ln for ln, step in lines if step <= resume_step]
+            write_atomic(self.path, "".join(ln + "\n" for ln in kept))
+
+    def keep(
+        self, step: int, rollout_seed: int, turns: list[Turn], episodes: list[Episode],
+        assigned: list[Assignment], tokenizer,
+    ) -> int:  # fmt: skip
+        """Append the kept games of step `step` (played with `rollout_seed`: with the game's
+        seed and the weights before the step it replays them); how many."""
+        c = self.cfg
+        if not c.keep_games or not kept_step(step, c.steps, c.keep_games_steps):
+            return 0
+        n = min(c.keep_games, len(episodes))
+        own: list[list[Turn]] = [[] for _ in range(n)]
+        for t in turns:  # in schedule order: the first n games' turns come first
+            if t.episode < n:
+                own[t.episode].append(t)
+        lines = []
+        for i in range(n):
+            players = ["self", "self"]
+            if i < len(assigned) and (a := assigned[i]).member is not None:
+                players[1 - a.learner_seat] = a.member.name
+            record = game_record(episodes[i], own[i], tokenizer.decode)
+            line = {"step": step, "index": i, "rollout_seed": rollout_seed, "players": players}
+            lines.append(json.dumps({**line, **record}) + "\n")
+        # One write for the step: a kill leaves at most a partial last line, which resume drops.
+        with self.path.open("a") as f:
+            f.write("".join(lines))
+        return n
 
 
 def choose_precision(cfg: TrainConfig, device: torch.device) -> TrainConfig:
@@ -237,6 +299,9 @@ def _loop(run: Run) -> None:
         every = cfg.run.checkpoint_every
         if (every and step % every == 0) or step == cfg.run.steps:
             run.save_checkpoint()
+        every = cfg.run.report_every
+        if every and (step % every == 0 or step == cfg.run.steps):
+            write_report(run.run_dir)
     bar.close()
     run.log.close()
 
@@ -254,6 +319,7 @@ class Run:
     engine: Engine
     state: TrainState
     log: MetricsLog
+    games: GamesLog  # the kept games (`run.keep_games`)
     rollout_backend: Rollouts  # where self-play games are played (`distributed.backend`)
     learner_group: LearnerGroup | None = None  # distributed.learner_ranks > 1: ranks 1..M-1
     tiny_base: Any = None  # LoRA on a tiny model: the random base, saved with checkpoints
@@ -297,6 +363,7 @@ def start_run(cfg: TrainConfig, run_dir: Path, resume: bool) -> Run:
     optimizer = build_optimizer(cfg.optim, model)
     state = resume_from(candidates, model, optimizer) if resume else TrainState()
     log = MetricsLog(run_dir, cfg.run.tensorboard, state.step)  # a damaged log fails here
+    games = GamesLog(run_dir, cfg.run, state.step)
     cfg = choose_precision(cfg, next(model.parameters()).device)
     write_atomic(run_dir / "config.json", json.dumps(config_to_dict(cfg), indent=2))
     tiny_base = build_tiny(cfg, tokenizer) if cfg.model.tiny and cfg.model.lora else None
@@ -311,7 +378,7 @@ def start_run(cfg: TrainConfig, run_dir: Path, resume: bool) -> Run:
     if cfg.distributed.learner_ranks > 1:  # on the Ray `make_rollouts` connected to
         group = LearnerGroup(cfg, learner, tokenizer, cfg.distributed.learner_ranks)
     return Run(
-        cfg, run_dir, model, tokenizer, optimizer, learner, engine, state, log, backend,
+        cfg, run_dir, model, tokenizer, optimizer, learner, engine, state, log, games, backend,
         group, tiny_base, pool,
     )  # fmt: skip
 
@@ -349,6 +416,7 @@ def train_step(run: Run, step: int) -> dict[str, float]:
         seat_players(assigned),
     )  # fmt: skip
     t_rollout = time.perf_counter() - t0
+    run.games.keep(step, step_seed(cfg.run.seed, step), turns, episodes, assigned, run.tokenizer)
 
     # 2. Role-conditioned advantages: return minus the EMA baseline of (game, seat), or
     #    (`algo.baseline: prompt`) minus the mean return of the other turns at that prompt.
