@@ -6,6 +6,7 @@ import torch
 from zerosum.cli import main
 from zerosum.config import ConfigError, config_help, load_config
 from zerosum.config_checks import check_config
+from zerosum.games import game_names
 
 # Training recipes; configs/arena_*.yaml are arena configs (tests/test_arena.py loads them).
 RECIPES = sorted(
@@ -63,7 +64,7 @@ def test_overrides_are_typed():
         ("algo.regularizer=kl", "'algo.regularizer' = 'kl' is invalid; allowed: one of 'none'"),
         ("algo.magnet_alpha=-1", "'algo.magnet_alpha' = -1.0 is invalid; allowed: a number >= 0"),
         ("algo.magnet_reset=-2", "'algo.magnet_reset' = -2 is invalid; allowed: an integer >= 0"),
-        ("rollout.games={go: 1}", "unknown game 'go'; valid games: chess, connect_four"),
+        ("rollout.games={go: 1}", "unknown game 'go'; valid games: " + ", ".join(game_names())),
         (
             "sampling.max_new_tokens=abc",
             "'sampling.max_new_tokens' = 'abc' is invalid; allowed: int",
