@@ -63,7 +63,7 @@ def test_overrides_are_typed():
         ("algo.regularizer=kl", "'algo.regularizer' = 'kl' is invalid; allowed: one of 'none'"),
         ("algo.magnet_alpha=-1", "'algo.magnet_alpha' = -1.0 is invalid; allowed: a number >= 0"),
         ("algo.magnet_reset=-2", "'algo.magnet_reset' = -2 is invalid; allowed: an integer >= 0"),
-        ("rollout.games={go: 1}", "unknown game 'go'; valid games: chess, connect_four"),
+        ("rollout.games={go: 1}", "unknown game 'go'; valid games: adversarial_taboo, alquerque"),
         (
             "sampling.max_new_tokens=abc",
             "'sampling.max_new_tokens' = 'abc' is invalid; allowed: int",
