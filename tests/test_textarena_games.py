@@ -631,12 +631,16 @@ CAP = 300  # moves; spite_and_malice has no turn limit
 @pytest.mark.parametrize("name", sorted(WELL_FORMED))
 def test_a_whole_episode_of_well_formed_moves(name):
     """Each game plays to its end through the bridge, no well-formed move is refused, the
-    returns are a win, a loss or a draw, and the same seed and moves replay the same views."""
+    returns are a win, a loss or a draw, the same seed and moves replay the same views, and
+    the caller's `random` is untouched."""
     game, policy = load_game(name), WELL_FORMED[name]
     for seed in (0, 1):
         rng, state = random.Random(seed), game.new_episode(seed)
+        random.seed(seed)
+        before = random.getstate()
         while not state.is_terminal() and len(state.move_history()) < CAP:
             state.apply_action(policy(state, rng))
+        assert random.getstate() == before
         assert state.invalid_seat is None, (seed, state.move_history()[-1], state.invalid_reason)
         assert state.is_terminal() or name == "spite_and_malice"
         assert state.returns() in {(1.0, -1.0), (-1.0, 1.0), (0.0, 0.0)}
