@@ -13,13 +13,15 @@ from zerosum.arena.config import KINDS, ArenaConfig
 from zerosum.cli import build_parser
 from zerosum.config import TrainConfig
 from zerosum.evaluation.settings import EvalSettings
-from zerosum.games import game_names, load_game
+from zerosum.games import game_names, game_source, load_game
+from zerosum.games.textarena_games import EXCLUDED, TEXTARENA_GAMES, textarena_catalogue
 from zerosum.reference import (
     arena_reference,
     cli_reference,
     config_reference,
     games_reference,
     recipes_reference,
+    textarena_reference,
 )
 from zerosum.typed_config import ints, known_keys
 
@@ -96,3 +98,36 @@ def test_every_recipe_is_on_the_recipes_page(tmp_path):
         assert f"## `{path.name}`" in text and path.read_text().strip() in text
     (tmp_path / "new.yaml").write_text("# a new recipe\nrun: {steps: 1}\n")
     assert "## `new.yaml`" in recipes_reference(tmp_path)
+
+
+def test_every_textarena_env_is_played_or_left_out_with_a_reason():
+    from textarena.envs.registration import ENV_REGISTRY
+
+    ids = {key.removesuffix("-raw") for key in ENV_REGISTRY if key.endswith("-raw")}
+    entries = textarena_catalogue()
+    listed = [e.env_id for e in entries] + [v for e in entries for v in e.variants]
+    assert sorted(listed) == sorted(ids)  # each TextArena env once
+    for e in entries:
+        assert bool(e.game) != bool(e.reason.strip()), e  # played, or left out with a reason
+    played = {g.env_id for g in TEXTARENA_GAMES}
+    assert not played & set(EXCLUDED) and set(EXCLUDED) <= ids
+    for g in TEXTARENA_GAMES:
+        assert g.name in game_names() and game_source(g.name) == "TextArena"
+    page = (ROOT / "docs" / "concepts" / "games.md").read_text()
+    readme = (ROOT / "README.md").read_text()
+    assert f"| {len(TEXTARENA_GAMES)} TextArena two-player games: " in readme
+    text = textarena_reference()
+    assert "<!-- generated: textarena -->" in page and "NOT CLASSIFIED" not in text
+    for e in entries:
+        assert f"| `{e.env_id}` | " in text
+        assert all(f"`{v}`" in text for v in e.variants)
+
+
+def test_a_new_textarena_env_is_neither_played_nor_left_out(monkeypatch):
+    from textarena.envs.registration import ENV_REGISTRY, EnvSpec
+
+    spec = EnvSpec(id="Go-v0-raw", entry_point="textarena.envs.Go.env:GoEnv", default_wrappers=None)
+    monkeypatch.setitem(ENV_REGISTRY, "Go-v0-raw", spec)
+    new = [e for e in textarena_catalogue() if e.env_id == "Go-v0"]
+    assert len(new) == 1 and new[0].game is None and new[0].reason == ""
+    assert "| `Go-v0` | NOT CLASSIFIED |" in textarena_reference()

@@ -247,10 +247,11 @@ def test_config_is_valid_or_one_line_naming_the_field(data, keys):
     text=st.text(max_size=200),
 )
 def test_player_text_cannot_forge_lines_of_the_opponents_view(game, seed, opening, text):
-    """Whatever a player writes, the opponent's view has exactly one line per message, each
-    player line is `[NAME] ` plus a JSON string literal that decodes to the message TextArena
-    received, and the last line is the game's own status line: no line of the view is
-    player-authored from its first column."""
+    """Whatever a player writes, the opponent's view has exactly one line per player message,
+    `[NAME] ` plus a JSON string literal that decodes to the message TextArena received, the
+    game's own messages as the game wrote them (its newest board only, players' words it
+    repeats quoted), and the game's status line last: no line of the view is player-authored
+    from its first column."""
     state = game.new_episode(seed)
     state.apply_action(opening)
     if state.is_terminal():
@@ -258,18 +259,25 @@ def test_player_text_cannot_forge_lines_of_the_opponents_view(game, seed, openin
     state.apply_action(text)
     opponent = 1 - state.move_history()[-1][0]
     view = state.observation(opponent).splitlines()
-    observations = [o for o in state.env.state.observations[opponent] if o[2].name != "PROMPT"]
+    sent = list(enumerate(state.env.state.observations[opponent]))
+    boards = [i for i, (_, _, kind) in sent if kind.name == "GAME_BOARD"]
+    shown = [(i, o) for i, o in sent if o[2].name != "PROMPT" and i not in boards[:-1]]
+    observations = [(sender, state._echoes.get((opponent, i), m), k) for i, (sender, m, k) in shown]
     if state._rejected is not None:
         observations.append((state._rejected[0], state._rejected[1], None))
     prompt = next(m for _, m, k in state.env.state.observations[opponent] if k.name == "PROMPT")
-    head = len(prompt.splitlines()) + 2  # the prompt, a blank line, "Messages so far ..."
+    head = len((prompt + "\n").splitlines()) + 2  # the prompt, a blank line, "Messages so far"
     assert view[head - 1].startswith("Messages so far")
     body = view[head:]
-    assert len(body) == len(observations) + 2  # the messages, a blank line, the status
-    for line, (sender, message, _) in zip(body, observations):
-        if sender == -1:
-            assert line == f"[GAME] {message}"
+    game_lines = {i: f"[GAME] {m}".splitlines() for i, (s, m, _) in enumerate(observations)}
+    n_lines = sum(len(game_lines[i]) if s == -1 else 1 for i, (s, _, _) in enumerate(observations))
+    assert len(body) == n_lines + 2
+    lines = iter(body)
+    for i, (sender, message, _) in enumerate(observations):
+        if sender == -1:  # the game's own message, in as many lines as it has
+            assert [next(lines) for _ in game_lines[i]] == game_lines[i]
         else:
+            line = next(lines)
             name = state._seat_name(sender)
             assert line.startswith(f"[{name}] ")
             assert json.loads(line[len(name) + 3 :]) == message

@@ -1,8 +1,9 @@
 """The documentation's reference pages, generated from the code: the configuration from the
 config dataclasses' fields (type, default, allowed values, help), the command line from the
-argparse parser, the games from the registry, the recipes from configs/*.yaml's opening
-comments. The docs site (docs/hooks.py) puts these into its pages, so nothing a user can set
-is documented by hand, and a new field, flag, game or recipe appears without editing docs."""
+argparse parser, the games from the registry (and every TextArena env, played or left out
+with the reason), the recipes from configs/*.yaml's opening comments. The docs site
+(docs/hooks.py) puts these into its pages, so nothing a user can set is documented by hand,
+and a new field, flag, game or recipe appears without editing docs."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from zerosum.cli import build_parser
 from zerosum.config import TrainConfig
 from zerosum.games import game_names, game_source, load_game
 from zerosum.games.base import Capabilities
+from zerosum.games.textarena_games import TEXTARENA_GAMES, textarena_catalogue
 from zerosum.typed_config import describe_type
 
 WIDTH = 100  # columns of the generated `--help` texts, whatever the terminal
@@ -110,6 +112,41 @@ def games_reference() -> str:
     return "\n".join(lines)
 
 
+# The order of the kinds of reason a TextArena env is left out for, by how a reason starts.
+LEFT_OUT = ("not zero-sum", "needs a judge", "needs the network", "broken upstream", "more than")
+
+
+def _kind_of_reason(reason: str) -> int:
+    return next((i for i, kind in enumerate(LEFT_OUT) if reason.startswith(kind)), len(LEFT_OUT))
+
+
+def textarena_reference() -> str:
+    """Markdown: every env of the pinned TextArena, with the zerosum game that plays it and
+    what zerosum changed in its rules, or the reason it is left out; the other ids registered
+    for the same game (other sizes, lengths, word lists) are its variants, not registered."""
+    entries = textarena_catalogue()
+    notes = {g.name: g.notes for g in TEXTARENA_GAMES}
+    played = [e for e in entries if e.game]
+    left = sorted((e for e in entries if not e.game), key=lambda e: _kind_of_reason(e.reason))
+
+    def variants(entry) -> str:
+        return ", ".join(f"`{v}`" for v in entry.variants)
+
+    lines = [
+        f"{len(played)} games played, {len(left)} left out; variants are the same game's other "
+        "registered ids, not registered here.",
+        "",
+        "| TextArena env | zerosum game | changed here | variants |",
+        "|---|---|---|---|",
+    ]
+    for e in played:
+        lines.append(f"| `{e.env_id}` | `{e.game}` | {_cell(notes[e.game])} | {variants(e)} |")
+    lines += ["", "| TextArena env | left out: | variants |", "|---|---|---|"]
+    for e in left:
+        lines.append(f"| `{e.env_id}` | {_cell(e.reason or 'NOT CLASSIFIED')} | {variants(e)} |")
+    return "\n".join(lines)
+
+
 def recipes_reference(configs: Path) -> str:
     """Markdown: each recipe in `configs` in full, comments included (they say what the
     recipe is for and why its settings are what they are)."""
@@ -124,4 +161,5 @@ GENERATED: dict[str, Any] = {
     "arena": arena_reference,
     "cli": cli_reference,
     "games": games_reference,
+    "textarena": textarena_reference,
 }
