@@ -23,8 +23,11 @@ test: $(STAMP)
 	$(BIN)/ruff format --check zerosum tests bench docs
 	$(BIN)/python -m pytest -q
 
+# The report's browser test needs the `browser` extra and Debian's chromium (and the chess
+# bot's test Debian's stockfish); each test skips with the reason where its part is missing.
 test-slow: $(STAMP)
-	$(BIN)/python -m pytest -q -m slow
+	$(BIN)/pip install -q -e '.[cpu,dev,browser]' || echo "no browser extra: its test will skip"
+	$(BIN)/python -m pytest -q -m slow -rs
 
 # The Ray backend's tests: the `ray` extra into the same environment (torch stays pinned).
 test-ray: $(STAMP)
