@@ -11,10 +11,13 @@ figures are medians. Peak memory per micro-batch size comes from a child process
 resident-set high-water mark cannot be reset within a process).
 
     .venv/bin/python bench/bench_learner.py [--repeats 3] [--skip-memory] \
-        [--precisions fp32,bf16] [--budgets 1024,2048,4096]
+        [--precisions fp32,bf16] [--budgets 1024,2048,4096] [--device cuda] [--json OUT]
 
 Model FLOPs: 6 x parameters x trained tokens per step (forward + backward, embedding
-parameters excluded as they are lookups), against the 2048^3 matmul rate of the same dtype.
+parameters excluded as they are lookups), against the 2048^3 matmul rate of the same dtype
+(on a GPU, `--device cuda`: an 8192^3 matmul, which comes near the GPU's peak; the profile
+and the per-process memory rows are CPU measurements and are left out there). `--json`
+also writes the figures to a file (bench/gpu_check.sh reads them).
 """
 
 from __future__ import annotations
@@ -59,18 +62,31 @@ def make_batch(tokenizer, n_prompts: int = 6, answers: int = 2, seed: int = 0) -
     return samples
 
 
-def matmul_gflops(dtype, size: int = 2048, repeats: int = 3) -> float:
+def matmul_gflops(dtype, size: int = 2048, repeats: int = 3, device: str = "cpu") -> float:
+    """The best rate of a `size`^3 matmul in `dtype` on `device` (GPU: synchronised)."""
     import torch
 
-    a = torch.randn(size, size, dtype=dtype)
-    b = torch.randn(size, size, dtype=dtype)
+    def sync() -> None:
+        if device != "cpu":
+            torch.cuda.synchronize()
+
+    a = torch.randn(size, size, dtype=dtype, device=device)
+    b = torch.randn(size, size, dtype=dtype, device=device)
     a @ b
+    sync()
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
         a @ b
+        sync()
         best = min(best, time.perf_counter() - start)
     return 2 * size**3 / best / 1e9
+
+
+def peak_size(device: str) -> int:
+    """The matmul that measures the peak: 2048^3 on a CPU, 8192^3 on a GPU (a smaller one
+    does not fill a large GPU)."""
+    return 2048 if device == "cpu" else 8192
 
 
 def bare_step(model, optimizer, samples, budget: int, bf16: bool, pad_id: int) -> None:
@@ -81,28 +97,31 @@ def bare_step(model, optimizer, samples, budget: int, bf16: bool, pad_id: int) -
     from zerosum.batching import left_pad
     from zerosum.scoring import micro_batches
 
+    device = next(model.parameters()).device
     optimizer.zero_grad(set_to_none=True)
     for idx in micro_batches([len(s) for s in samples], budget):
         mb = [samples[i] for i in idx]
         t_max = max(len(s.response_ids) for s in mb)
         ids, attn, positions = left_pad([s.prompt_ids + s.response_ids for s in mb], pad_id)
+        ids, attn, positions = ids.to(device), attn.to(device), positions.to(device)
         targets = torch.zeros((len(mb), t_max), dtype=torch.long)
         mask = torch.zeros((len(mb), t_max))
         for i, s in enumerate(mb):
             targets[i, t_max - len(s.response_ids) :] = torch.tensor(s.response_ids)
             mask[i, t_max - len(s.response_ids) :] = 1
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        targets, mask = targets.to(device), mask.to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             logits = model(
                 input_ids=ids, attention_mask=attn, position_ids=positions, logits_to_keep=t_max + 1
             ).logits[:, :-1]
         logp = torch.log_softmax(logits.float(), -1).gather(-1, targets[:, :, None]).squeeze(-1)
-        adv = torch.tensor([s.advantage for s in mb])[:, None]
+        adv = torch.tensor([s.advantage for s in mb], device=device)[:, None]
         (-(adv * logp * mask).sum() / 4096).backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     optimizer.step()
 
 
-def speed(repeats: int, precisions: list[str], budgets: list[int]) -> dict:
+def speed(repeats: int, precisions: list[str], budgets: list[int], device: str = "cpu") -> dict:
     """zerosum (with and without the shared-prefix forward) and bare learners in each
     precision and micro-batch budget, interleaved; the matmul peak is the best of a
     measurement before and after every repeat."""
@@ -111,7 +130,12 @@ def speed(repeats: int, precisions: list[str], budgets: list[int]) -> dict:
     from zerosum.learner import Learner, LearnerSettings
     from zerosum.models import enable_activation_checkpointing, load_model
 
+    def sync() -> None:  # a GPU's work is queued: the clock stops when it is done
+        if device != "cpu":
+            torch.cuda.synchronize()
+
     model, tokenizer = load_model(MODEL)
+    model.to(device)
     samples = make_batch(tokenizer)
     tokens = sum(len(s) for s in samples)
     pad = tokenizer.pad_token_id
@@ -124,7 +148,8 @@ def speed(repeats: int, precisions: list[str], budgets: list[int]) -> dict:
     flops = 6.0 * (body * tokens + embed * responses)
     flops_tok = flops / tokens
     dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16}
-    peaks = {prec: matmul_gflops(dtypes[prec]) for prec in precisions}
+    size = peak_size(device)
+    peaks = {prec: matmul_gflops(dtypes[prec], size, device=device) for prec in precisions}
     opt_z = torch.optim.AdamW(model.parameters(), lr=1e-7, fused=True)
     opt_b = torch.optim.AdamW(model.parameters(), lr=1e-7, fused=True)
     settings = [(prec, budget) for prec in precisions for budget in budgets]
@@ -150,9 +175,10 @@ def speed(repeats: int, precisions: list[str], budgets: list[int]) -> dict:
     learners[("zerosum", *settings[0])].step(samples)  # warm-up (allocator, threads)
     for _ in range(repeats):
         for prec in precisions:
-            peaks[prec] = max(peaks[prec], matmul_gflops(dtypes[prec]))
+            peaks[prec] = max(peaks[prec], matmul_gflops(dtypes[prec], size, device=device))
         for prec, budget in settings:
             for kind in (*kinds, "bare"):
+                sync()
                 start = time.perf_counter()
                 if kind == "ckpt":
                     enable_activation_checkpointing(model)
@@ -162,8 +188,10 @@ def speed(repeats: int, precisions: list[str], budgets: list[int]) -> dict:
                     learners[(kind, prec, budget)].step(samples)
                 else:
                     bare_step(model, opt_b, samples, budget, prec == "bf16", pad)
+                sync()
                 times.setdefault(f"{kind} {prec} {budget}", []).append(time.perf_counter() - start)
-    out = {"tokens": tokens, "flops_per_token": flops_tok, "peak_gflops": peaks, "rows": {}}
+    out = {"tokens": tokens, "flops_per_token": flops_tok, "peak_gflops": peaks,
+           "peak_matmul": size, "rows": {}}  # fmt: skip
     for key, values in times.items():
         t = statistics.median(values)
         prec = key.split()[1]
@@ -229,6 +257,8 @@ def main() -> None:
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--precisions", default="fp32,bf16", help="comma-separated")
     parser.add_argument("--budgets", default=",".join(map(str, BUDGETS)), help="tokens")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--bf16", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--shared", action="store_true", help=argparse.SUPPRESS)
@@ -241,14 +271,20 @@ def main() -> None:
 
     from zerosum.hardware import native_bf16
 
-    bf16, why = native_bf16(torch.device("cpu"))
+    bf16, why = native_bf16(torch.device(args.device))
     print(f"CPU: {cpu_model()}; torch {torch.__version__}, {torch.get_num_threads()} threads")
+    if args.device != "cpu":
+        print(f"GPU: {torch.cuda.get_device_name(args.device)}")
     print(f"precision auto: {'bf16' if bf16 else 'fp32'} ({why}); load average {load()}")
     precisions = args.precisions.split(",")
     budgets = [int(b) for b in args.budgets.split(",")]
-    res = speed(args.repeats, precisions, budgets)
+    res = speed(args.repeats, precisions, budgets, args.device)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(res, f, indent=2)
     peaks = res["peak_gflops"]
-    print("\nmatmul 2048^3 peak: " + ", ".join(f"{p} {g:.0f} GFLOP/s" for p, g in peaks.items()))
+    n = res["peak_matmul"]
+    print(f"\nmatmul {n}^3 peak: " + ", ".join(f"{p} {g:.0f} GFLOP/s" for p, g in peaks.items()))
     print(
         f"batch: 12 turns, {res['tokens']} tokens; model FLOPs/token {res['flops_per_token']:.3g}"
     )
@@ -278,6 +314,8 @@ def main() -> None:
                   f"{off['s'] / on['s']:.2f}x; activation checkpointing / without "
                   f"{on['s'] / ckpt['s']:.2f}x")  # fmt: skip
     print(f"load average {load()}")
+    if args.device != "cpu":  # the profile and peak RSS below are CPU measurements
+        return
     chosen = "bf16" if bf16 else "fp32"
     print(f"\nprofile of one zerosum step ({chosen}, budget {budgets[0]}), share of self CPU time:")
     for name, share in profile(bf16, budgets[0]):

@@ -3,10 +3,11 @@ import pytest
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` selects by marker
 def pytest_collection_modifyitems(items):
-    """Tests that start Ray (they use the `ray_cpus` fixture) carry the `ray` marker: they
-    run in their own stage (`make test-ray`), which installs the `ray` extra first."""
+    """Tests that start Ray (they use the `ray_cpus` or `ray_gpus` fixture) carry the `ray`
+    marker: they run in their own stage (`make test-ray`), which installs the `ray` extra
+    first."""
     for item in items:
-        if "ray_cpus" in getattr(item, "fixturenames", ()):
+        if {"ray_cpus", "ray_gpus"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.ray)
 
 

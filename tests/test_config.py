@@ -206,12 +206,44 @@ def test_distributed_section():
         (["distributed.learner_ranks=2"], "'distributed.learner_ranks' = 2 needs distributed"),
         (["distributed.fsdp=true"], "'distributed.fsdp' = True needs distributed.backend"),
         ([*RAY, "distributed.fsdp=true"], "'distributed.fsdp' = True needs distributed.learner_"),
+        (
+            ["distributed.placement=colocated"],
+            "'distributed.placement' = 'colocated' needs distributed.backend = 'ray'",
+        ),
+        (["distributed.worker_gpus=1"], "'distributed.worker_gpus' = 1.0 needs distributed"),
+        (
+            [*RAY, "distributed.placement=colocated", "distributed.worker_gpus=0.5"],
+            "'distributed.worker_gpus' = 0.5 applies to placement split; with placement "
+            "'colocated' the workers share the learners' GPUs evenly (allowed: null)",
+        ),
+        (
+            [*RAY, "distributed.worker_gpus=1.5"],
+            "'distributed.worker_gpus' = 1.5 is invalid; allowed: null, a fraction in (0, 1) "
+            "with at most 4 decimals, or a whole number in [1, 4096)",
+        ),
+        ([*RAY, "distributed.worker_gpus=0.33333"], "'distributed.worker_gpus' = 0.33333 is inv"),
+        ([*RAY, "distributed.worker_gpus=0"], "'distributed.worker_gpus' = 0.0 is invalid"),
+        (
+            [*RAY, "model.device=cuda:1"],
+            "'model.device' = 'cuda:1': with distributed.backend 'ray' Ray chooses every "
+            "process's GPU; allowed: auto, cpu, cuda",
+        ),
     ],
 )
 def test_distributed_combinations_fail_with_one_line(overrides, message):
     with pytest.raises(ConfigError) as err:
         load_config(None, overrides)
     assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_placement_fields():
+    d = load_config(None, RAY).distributed
+    assert (d.placement, d.worker_gpus) == ("split", None)  # null: 1 GPU a worker on GPUs
+    for value in ("0.5", "0.25", "1", "2", "8"):
+        cfg = load_config(None, [*RAY, f"distributed.worker_gpus={value}"])
+        assert cfg.distributed.worker_gpus == float(value)
+    cfg = load_config(None, [*RAY, "distributed.placement=colocated", "model.device=cuda"])
+    assert cfg.distributed.placement == "colocated"
 
 
 def test_the_magnet_is_allowed_with_data_parallel_learner_ranks():

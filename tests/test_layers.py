@@ -73,6 +73,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         "entry points",
         (
             "zerosum.train",
+            "zerosum.distributed.placement",
             "zerosum.distributed.ray_backend",
             "zerosum.distributed.learner_group",
             "zerosum.cli",

@@ -66,6 +66,7 @@ Regularizer = Literal["none", "magnet"]
 Baseline = Literal["seat", "prompt"]
 DistBackend = Literal["local", "ray"]
 DistMode = Literal["sync", "async"]
+PlacementMode = Literal["split", "colocated"]
 
 # Retired fields: what to write instead (named in the unknown-field error) and the value
 # that meant "off", which a run's config.json from an older version holds; set to it, the
@@ -81,6 +82,11 @@ RETIRED: dict[str, tuple[str, object]] = {
 _f = fld  # the short name of the sections below
 _WORKERS = ints(1, 4096)
 _DEVICE = Bound(lambda v: DEVICE_NAME.fullmatch(v) is not None, "auto, cpu, cuda or cuda:N")
+# Ray's GPU requests: a fraction of one GPU (to 4 decimals) or whole GPUs.
+_GPUS = Bound(
+    lambda v: 0 < v < 4096 and (v == int(v) if v >= 1 else round(v, 4) == v),
+    "null, a fraction in (0, 1) with at most 4 decimals, or a whole number in [1, 4096)",
+)
 
 
 @dataclass
@@ -309,6 +315,20 @@ class DistributedConfig:
         "ranks (FSDP2) instead of a full copy on every rank (DDP); rank 0 keeps the full "
         "weights to play, evaluate and checkpoint (docs: Scale-out on Ray)",
     )
+    placement: PlacementMode = _f(
+        "split",
+        "backend ray, learner on GPUs: split: each rollout worker on GPUs of its own "
+        "(worker_gpus), beside one GPU per learner rank; colocated: the workers share the "
+        "learner ranks' GPUs, spread evenly, each with a fraction of one (for engines that "
+        "sleep while the learner steps); docs: Scale-out on Ray",
+    )
+    worker_gpus: float | None = _f(
+        None,
+        "placement split, learner on GPUs: GPUs each rollout worker reserves (null: 1; a "
+        "fraction packs several workers on one GPU, a whole number > 1 is for a tensor-"
+        "parallel engine)",
+        _GPUS,
+    )
     max_staleness: int = _f(
         1,
         "async: a batch may come from a policy at most this many optimizer steps old",
@@ -422,6 +442,8 @@ def _check_distributed(cfg: TrainConfig) -> None:
             ("learner_ranks", d.learner_ranks, 1),
             ("fsdp", d.fsdp, False),
             ("ray_address", d.ray_address, None),
+            ("placement", d.placement, "split"),
+            ("worker_gpus", d.worker_gpus, None),
         ):
             if value != default:
                 raise ConfigError(
@@ -429,6 +451,17 @@ def _check_distributed(cfg: TrainConfig) -> None:
                     "'ray' (the local backend is one synchronous process)"
                 )
         return
+    if d.worker_gpus is not None and d.placement == "colocated":
+        raise ConfigError(
+            f"config field 'distributed.worker_gpus' = {d.worker_gpus!r} applies to placement "
+            "split; with placement 'colocated' the workers share the learners' GPUs evenly "
+            "(allowed: null)"
+        )
+    if cfg.model.device.startswith("cuda:"):
+        raise ConfigError(
+            f"config field 'model.device' = {cfg.model.device!r}: with distributed.backend "
+            "'ray' Ray chooses every process's GPU; allowed: auto, cpu, cuda"
+        )
     if d.fsdp and d.learner_ranks < 2:
         raise ConfigError(
             "config field 'distributed.fsdp' = True needs distributed.learner_ranks >= 2 (one "

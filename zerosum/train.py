@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import sys
 import time
 from contextlib import nullcontext
@@ -31,6 +32,7 @@ from zerosum.checkpoint import TrainState, resume_candidates, resume_from, save_
 from zerosum.config import RunConfig, TrainConfig, config_to_dict
 from zerosum.config_checks import check_config
 from zerosum.distributed.learner_group import LearnerGroup
+from zerosum.distributed.placement import Placement, driver_cuda_index
 from zerosum.distributed.ray_backend import RayRollouts, require_ray
 from zerosum.distributed.rollouts import LocalRollouts, Rollouts
 from zerosum.engines import Engine, SamplingParams, make_engine
@@ -237,6 +239,16 @@ class GamesLog:
         return n
 
 
+def on_gpu(model) -> bool:
+    """Whether `model`'s weights are on a CUDA GPU."""
+    return next(model.parameters()).device.type == "cuda"
+
+
+def gpu_peak_gib() -> float:
+    """The most this process's tensors have held on its GPU so far (torch's allocator)."""
+    return torch.cuda.max_memory_allocated() / 2**30
+
+
 def choose_precision(cfg: TrainConfig, device: torch.device) -> TrainConfig:
     """Resolve `optim.bf16: auto` from the hardware, say so once, and return the config with
     the choice written in (config.json keeps it, so a resumed run computes the same way)."""
@@ -268,9 +280,7 @@ def _run(cfg: TrainConfig, run_dir: Path, resume: bool) -> None:
             f"zerosum train --resume {run_dir}"
         ) from err
     finally:  # Ray actors do not outlive the run, however it ends
-        if run.learner_group is not None:
-            run.learner_group.close()
-        run.rollout_backend.close()
+        run.close()
 
 
 def _loop(run: Run) -> None:
@@ -324,6 +334,17 @@ class Run:
     learner_group: LearnerGroup | None = None  # distributed.learner_ranks > 1: ranks 1..M-1
     tiny_base: Any = None  # LoRA on a tiny model: the random base, saved with checkpoints
     pool: OpponentPool | None = None  # opponents.pool_size or opponents.fixed
+    placement: Placement | None = None  # backend ray: the reserved resources (and Ray)
+
+    def close(self) -> None:
+        """Stop the learner ranks and rollout workers, then release their resources."""
+        try:
+            if self.learner_group is not None:
+                self.learner_group.close()
+            self.rollout_backend.close()
+        finally:
+            if self.placement is not None:
+                self.placement.close()
 
     @property
     def sampling(self) -> SamplingParams:
@@ -351,13 +372,50 @@ class Run:
 
 
 def start_run(cfg: TrainConfig, run_dir: Path, resume: bool) -> Run:
-    """Model, optimizer and state (from the last good checkpoint when resuming), the metrics
-    log, the run's config.json, the learner, the engine and the rollout backend (Ray workers
-    start from the weights as they are now), in this order (the global torch RNG is seeded
-    once, so the order is part of what a run reproduces)."""
+    """On Ray, the run's resources first (`start_placement`); then model, optimizer and
+    state (from the last good checkpoint when resuming), the metrics log, the run's
+    config.json, the learner, the engine and the rollout backend (Ray workers start from the
+    weights as they are now), in this order (the global torch RNG is seeded once, so the
+    order is part of what a run reproduces)."""
     if cfg.distributed.backend == "ray":  # before anything slow: Ray may not be installed
         require_ray()
     candidates = resume_candidates(run_dir) if resume else []
+    placement = None
+    if cfg.distributed.backend == "ray":  # the resources first: the driver's GPU is Ray's choice
+        placement = start_placement(cfg)
+    try:
+        return _build_run(cfg, run_dir, resume, candidates, placement)
+    except BaseException:
+        if placement is not None:  # its actors go with it
+            placement.close()
+        raise
+
+
+def start_placement(cfg: TrainConfig) -> Placement:
+    """The Ray run's resources reserved (`distributed.placement`); with the learner on a GPU,
+    this process trains on the GPU of the driver's bundle from here on."""
+    gpu = resolve_device(cfg.model.device).type == "cuda"
+    placement = Placement(cfg.distributed, learner_on_gpu=gpu)
+    if placement.driver_gpu is not None:
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        try:
+            torch.cuda.set_device(driver_cuda_index(placement.driver_gpu, visible))
+        except BaseException:
+            placement.close()
+            raise
+        d = cfg.distributed
+        print(
+            f"distributed: placement {d.placement}; the learner on GPU {placement.driver_gpu} "
+            f"(cuda:{torch.cuda.current_device()} here)",
+            file=sys.stderr,
+        )
+    return placement
+
+
+def _build_run(
+    cfg: TrainConfig, run_dir: Path, resume: bool, candidates: list, placement: Placement | None
+) -> Run:
+    """`start_run` after the placement: everything else, in that order."""
     torch.manual_seed(cfg.run.seed)
     model, tokenizer = build_model(cfg)
     optimizer = build_optimizer(cfg.optim, model)
@@ -373,22 +431,26 @@ def start_run(cfg: TrainConfig, run_dir: Path, resume: bool) -> Run:
     pool = None
     if o.pool_size or o.fixed:  # fixed model players ask and read as the learner does
         pool = OpponentPool(o, model, state.pool, Prompting.of(cfg.rollout))
-    backend = make_rollouts(cfg, model, tokenizer, engine, state.step)
+    backend = make_rollouts(cfg, model, tokenizer, engine, state.step, placement)
     group = None
-    if cfg.distributed.learner_ranks > 1:  # on the Ray `make_rollouts` connected to
-        group = LearnerGroup(cfg, learner, tokenizer, cfg.distributed.learner_ranks)
+    if cfg.distributed.learner_ranks > 1:  # in the placement's bundles
+        group = LearnerGroup(cfg, learner, tokenizer, cfg.distributed.learner_ranks, placement)
     return Run(
         cfg, run_dir, model, tokenizer, optimizer, learner, engine, state, log, games, backend,
-        group, tiny_base, pool,
+        group, tiny_base, pool, placement,
     )  # fmt: skip
 
 
-def make_rollouts(cfg: TrainConfig, model, tokenizer, engine: Engine, version: int) -> Rollouts:
+def make_rollouts(
+    cfg: TrainConfig, model, tokenizer, engine: Engine, version: int, placement: Placement | None
+) -> Rollouts:
     """The backend of `cfg.distributed`: the run's `engine`, or Ray workers started from
-    `model` as it is now (policy `version`)."""
+    `model` as it is now (policy `version`) in `placement`'s bundles."""
     if cfg.distributed.backend == "local":
         return LocalRollouts(engine, tokenizer)
-    return RayRollouts(cfg, model, tokenizer, version)
+    if placement is None:
+        raise ValueError("distributed.backend 'ray' needs the run's placement (start_placement)")
+    return RayRollouts(cfg, model, tokenizer, version, placement)
 
 
 def build_learner(cfg: TrainConfig, model, optimizer, tokenizer, state: TrainState) -> Learner:
@@ -478,5 +540,6 @@ def train_step(run: Run, step: int) -> dict[str, float]:
         "perf/gen_tokens_per_s": gen_tokens / max(t_rollout, 1e-9),
         "perf/train_tokens_per_s": train_tokens / max(t_learn, 1e-9),
         **({"perf/peak_rss_gib": rss} if (rss := peak_rss_gib()) is not None else {}),
+        **({"perf/gpu_peak_gib": gpu_peak_gib()} if on_gpu(run.model) else {}),
         "progress/games": float(state.games_played),
     }

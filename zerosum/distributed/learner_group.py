@@ -34,10 +34,12 @@ from datetime import timedelta
 import torch
 
 from zerosum.config import TrainConfig
+from zerosum.distributed.placement import Placement, Slot
 from zerosum.distributed.weights import ModelPayload, build_model, model_payload
+from zerosum.distributed.worker import visible_gpus
 from zerosum.learner import Learner, LearnerSettings, build_optimizer
 from zerosum.magnet import Magnet
-from zerosum.models import is_lora, resolve_device, trainable_parameters
+from zerosum.models import is_lora, trainable_parameters
 from zerosum.rundir import RunStopped
 from zerosum.scoring import Sample, merge_duplicates
 from zerosum.tables import one_line
@@ -196,6 +198,7 @@ class LearnerRank:
     def __init__(self, address: str, rank: int, world: int, cuda: bool):
         join_group(address, rank, world, cuda)
         self.world = world
+        self.cuda = cuda
         self.learner: Learner | None = None
         self.fsdp = False
 
@@ -208,7 +211,8 @@ class LearnerRank:
     ) -> None:
         """Build the model from rank 0's `payload` and an optimizer with its state (with
         FSDP, this rank's shards of both), and rank 0's magnet from `magnet_state`."""
-        model = build_model(payload, resolve_device(cfg.model.device))
+        # Rank 0's device type ("auto" here would be any GPU of this node; Ray set the one).
+        model = build_model(payload, torch.device("cuda" if self.cuda else "cpu"))
         pad_id = payload.tokenizer.pad_token_id
         self.fsdp = cfg.distributed.fsdp
         if self.fsdp:
@@ -248,6 +252,10 @@ class LearnerRank:
     def pid(self) -> int:
         return os.getpid()
 
+    def visible_gpus(self) -> list[str]:
+        """The GPUs Ray gave this rank (its CUDA_VISIBLE_DEVICES)."""
+        return visible_gpus()
+
     def close(self) -> None:
         import torch.distributed as dist
 
@@ -258,7 +266,14 @@ class LearnerGroup:
     """Ranks 1..`world`-1 as Ray actors beside this process's `learner` (rank 0), which must
     be at the run's current model and optimizer state."""
 
-    def __init__(self, cfg: TrainConfig, learner: Learner, tokenizer, world: int):
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        learner: Learner,
+        tokenizer,
+        world: int,
+        placement: Placement | None = None,
+    ):
         import ray
 
         self.world = world
@@ -266,9 +281,18 @@ class LearnerGroup:
         model = learner.model
         cuda = next(model.parameters()).device.type == "cuda"
         address = f"tcp://{_node_ip()}:{_free_port()}"
-        actor = ray.remote(num_cpus=0, num_gpus=1 if cuda else 0)(LearnerRank)
+        actor = ray.remote(LearnerRank)
         # Sync mode: the ranks work while the rollout workers wait, so they reserve no CPU.
-        self.ranks = [actor.remote(address, r, world, cuda) for r in range(1, world)]
+        # Without a placement (tests driving a group directly), a GPU each on GPUs.
+        slots = placement.plan.ranks if placement else [Slot(None, 0.0, float(cuda))] * (world - 1)
+        if len(slots) != world - 1:
+            raise ValueError(f"a placement of {len(slots) + 1} learner ranks for {world} ranks")
+        self.ranks = [
+            actor.options(**(placement.options(s) if placement else _plain(s))).remote(
+                address, r, world, cuda
+            )
+            for r, s in enumerate(slots, 1)
+        ]
         join_group(address, 0, world, cuda)  # returns once every rank has joined
         payload = ray.put(model_payload(model, tokenizer))
         optimizer_state = learner.optimizer.state_dict()
@@ -358,6 +382,12 @@ class LearnerGroup:
 
         return ray.get([r.pid.remote() for r in self.ranks])
 
+    def visible_gpus(self) -> list[list[str]]:
+        """Ranks 1..M-1's GPUs, as Ray gave them."""
+        import ray
+
+        return ray.get([r.visible_gpus.remote() for r in self.ranks])
+
     def close(self) -> None:
         """Stop the ranks; one that died already is skipped, so closing never hides why."""
         import ray
@@ -370,6 +400,10 @@ class LearnerGroup:
         self.ranks = []
         self.learner.sync = None
         dist.destroy_process_group()
+
+
+def _plain(slot: Slot) -> dict[str, float]:
+    return {"num_cpus": slot.cpus, "num_gpus": slot.gpus}
 
 
 def _node_ip() -> str:

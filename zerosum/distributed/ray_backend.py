@@ -28,7 +28,6 @@ sent are sent again, to the restarted process.
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from zerosum.config import TrainConfig
+from zerosum.distributed.placement import Placement, require_ray
 from zerosum.distributed.rollouts import Opponents
 from zerosum.distributed.weights import model_payload, trainable_state
 from zerosum.distributed.worker import RolloutWorker
@@ -48,17 +48,6 @@ from zerosum.seeds import step_seed
 # Restarts Ray grants each worker: enough for preemptions over a long run, few enough that a
 # worker failing at start-up (out of memory) stops the run instead of looping.
 WORKER_MAX_RESTARTS = 8
-
-
-def require_ray():
-    """The `ray` module, or a one-line error saying how to install it."""
-    try:
-        import ray
-    except ImportError:
-        raise ValueError(
-            "distributed.backend 'ray' needs Ray: pip install 'zerosum[ray]'"
-        ) from None
-    return ray
 
 
 def slices(n: int, parts: int) -> list[range]:
@@ -78,59 +67,39 @@ class _Step:
     futures: list[Any]
 
 
-def _check_resources(ray, workers: int, gpus_each: int, owned: bool) -> None:
-    """Each worker reserves a CPU (and a GPU with a GPU learner); Ray would wait forever for
-    more than the cluster has. An error on a Ray started here; a warning on a cluster, whose
-    autoscaler may still add nodes."""
-    have = ray.cluster_resources()
-    for name, need in (("CPU", workers), ("GPU", workers * gpus_each)):
-        if need and have.get(name, 0) < need:
-            message = (
-                f"distributed.rollout_workers = {workers} needs {need} {name}s (one per worker); "
-                f"the Ray cluster has {have.get(name, 0):g}"
-            )
-            if owned:
-                raise ValueError(message)
-            print(f"zerosum: warning: {message}; waiting for more", file=sys.stderr)
-
-
 class RayRollouts:
     """`cfg.distributed.rollout_workers` actors, each with its own `cfg.engine` over a copy of
-    `model` (policy `version`: the optimizer steps behind it). A step calls `play`, then,
-    after the learner's update, `publish`.
+    `model` (policy `version`: the optimizer steps behind it), each in its bundle of the
+    run's `placement` (`distributed.placement`). A step calls `play`, then, after the
+    learner's update, `publish`.
 
     Async mode (`distributed.mode: async`, lag K = `max_staleness`): the slices of steps up to
     K ahead are sent to the workers at once, and `publish` queues the new weights behind
     them without waiting, so the workers keep playing while the learner trains. An actor
     runs its calls in order, so step t's games are played by the policy after step t-1-K
-    (staleness K once the pipeline is full, 0..K before): deterministic, like sync mode."""
+    (staleness K once the pipeline is full, 0..K before, and again after a resume, which
+    starts it empty): deterministic, like sync mode."""
 
-    def __init__(self, cfg: TrainConfig, model, tokenizer, version: int):
+    def __init__(self, cfg: TrainConfig, model, tokenizer, version: int, placement: Placement):
         ray = require_ray()
         d = cfg.distributed
-        # A Ray already running in this process (a test, a notebook) is used and left running.
-        self.owns_ray = not ray.is_initialized()
-        if self.owns_ray:
-            options: dict[str, Any] = {"address": d.ray_address}
-            if d.ray_address is None:  # a new single-machine Ray
-                options["include_dashboard"] = False
-            ray.init(**options)
-        gpus = 1 if next(model.parameters()).device.type == "cuda" else 0
-        try:
-            _check_resources(ray, d.rollout_workers, gpus, self.owns_ray)
-        except ValueError:
-            ray.shutdown()  # (only raised for a Ray started here)
-            raise
-        actor = ray.remote(num_cpus=1, num_gpus=gpus, max_restarts=WORKER_MAX_RESTARTS)(
-            RolloutWorker
-        )
+        actor = ray.remote(max_restarts=WORKER_MAX_RESTARTS)(RolloutWorker)
+        # "auto" inside an actor would be any GPU of its node: the learner's choice instead.
+        device = cfg.model.device
+        if device == "auto":
+            device = "cuda" if placement.plan.learner_on_gpu else "cpu"
         self.workers = [
-            # Small arguments only: Ray restarts a worker from them (the model comes by `load`).
-            actor.remote(
-                cfg.engine, cfg.rollout.max_concurrent, cfg.run.seed, cfg.model.device, cfg.vllm
+            # Small arguments only: Ray restarts a worker from them (the model comes by `load`),
+            # in its bundle of the placement group.
+            actor.options(**placement.options(slot)).remote(
+                cfg.engine, cfg.rollout.max_concurrent, cfg.run.seed, device, cfg.vllm
             )
-            for _ in range(d.rollout_workers)
+            for slot in placement.plan.workers
         ]
+        if len(self.workers) != d.rollout_workers:
+            raise ValueError(
+                f"a placement of {len(self.workers)} rollout workers for {d.rollout_workers}"
+            )
         self.cfg = cfg
         self.lag = d.max_staleness if d.mode == "async" else 0
         # The run's starting model, kept in the object store to rebuild restarted workers.
@@ -150,6 +119,12 @@ class RayRollouts:
         import ray
 
         return ray.get([w.pid.remote() for w in self.workers])
+
+    def visible_gpus(self) -> list[list[str]]:
+        """Each worker's GPUs, as Ray gave them (its CUDA_VISIBLE_DEVICES)."""
+        import ray
+
+        return ray.get([w.visible_gpus.remote() for w in self.workers])
 
     def play(
         self,
@@ -286,14 +261,12 @@ class RayRollouts:
         self.syncs = [(k, f) for k, f in self.syncs if f not in done_ids]
 
     def close(self) -> None:
-        """Stop the workers (and Ray, if this run started it)."""
+        """Stop the workers (the run's `Placement` releases their bundles and Ray)."""
         import ray
 
         for w in self.workers:
             ray.kill(w, no_restart=True)
         self.workers = []
-        if self.owns_ray:
-            ray.shutdown()
 
     def _get(self, k: int, future) -> Any:
         """Worker `k`'s answer to `future`, or None if the worker died meanwhile."""

@@ -22,6 +22,11 @@ from zerosum.models import resolve_device
 from zerosum.rollout import Episode, RolloutSettings, Turn, play_games
 
 
+def visible_gpus() -> list[str]:
+    """This process's CUDA_VISIBLE_DEVICES as a list (empty when unset or empty)."""
+    return [g for g in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if g.strip()]
+
+
 @dataclass
 class SliceResult:
     """A worker's answer to `play`: `played` is False when it did not hold the policy version
@@ -58,6 +63,11 @@ class RolloutWorker:
     def pid(self) -> int:
         """The worker's process id (the fault-tolerance test kills it)."""
         return os.getpid()
+
+    def visible_gpus(self) -> list[str]:
+        """The GPUs this process may use: its CUDA_VISIBLE_DEVICES, which Ray sets to the ids
+        of the GPUs it gave the actor (empty: none set)."""
+        return visible_gpus()
 
     def load(self, payload: ModelPayload, weights: dict | None, version: int) -> str:
         """Build the policy from `payload`, then (if given) put the trained `weights` in,
