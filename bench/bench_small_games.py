@@ -9,7 +9,7 @@ costs more than the extra tokens (`scoring.PASS_TOKENS`); the engine also writes
 constrained answer's forced tail without decode steps (`HFEngine._finish_forced`), keeps
 repeated rows on their copy's KV cache and logits until a decode needs them
 (`_Step.materialise`), and the game runner and engine read prompt and legal-action token ids
-once (`GameRunner.encoded`, `HFEngine.choice_ids`). The mode labelled "session 9" switches
+once (`GameRunner.encoded`, `HFEngine.choice_ids`). The mode labelled "dedup only" switches
 these four rollout savings off in-process; "apart" switches all of them off (every prompt
 its own row, every turn its own row, groups packed only when that saves tokens). All run the
 tiny learning-test recipe (configs/tiny_kuhn_test.yaml) with the same seed, alternately,
@@ -47,7 +47,7 @@ class _Forgetful(dict):
 
 
 @contextlib.contextmanager
-def session9():
+def dedup_only():
     """The step without the four rollout savings (forced tails, shared rows, token ids)."""
     saved = HFEngine._finish_forced, HFEngine._prefill, HFEngine.__init__, GameRunner.__init__
     engine_init, runner_init, prefill = HFEngine.__init__, GameRunner.__init__, HFEngine._prefill
@@ -80,8 +80,8 @@ def apart():
     saved = learner.merge_duplicates, scoring.PASS_TOKENS
     learner.merge_duplicates = list
     scoring.PASS_TOKENS = 0
-    with session9():
-        HFEngine._prefill = HFEngine._prefill_rows  # (session9 puts the original back)
+    with dedup_only():
+        HFEngine._prefill = HFEngine._prefill_rows  # (dedup_only puts the original back)
         try:
             yield
         finally:
@@ -113,7 +113,7 @@ def main() -> None:
     print("games | mode | rollout s (median) | learner s (median) | step s | speed-up")
     with tempfile.TemporaryDirectory() as tmp:
         for games in map(int, a.games.split(",")):
-            modes = {"apart": apart, "session 9": session9, "now": contextlib.nullcontext}
+            modes = {"apart": apart, "dedup only": dedup_only, "now": contextlib.nullcontext}
             times: dict[str, list[tuple[float, float]]] = {m: [] for m in modes}
             for r in range(a.repeats):
                 for mode, switch in modes.items():

@@ -80,6 +80,17 @@ def numbers(
 
 
 POSITIVE = ints(1)  # a count: games, turns, steps, tokens
+
+
+def check_counts(owner: str, **counts: object) -> None:
+    """Raise `ValueError("OWNER NAME = value is invalid; allowed: an integer >= 1")` for the
+    first of `counts` that is not a positive integer (a bool is not one)."""
+    for name, value in counts.items():
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{owner} {name} = {value!r} is invalid; allowed: {POSITIVE.allowed}")
+        POSITIVE.check(f"{owner} {name}", value)
+
+
 NON_NEGATIVE = ints(0)
 SEED = ints(0, 2**32, hi_open=True, hi_text="2**32")
 PROBABILITY = numbers(0, 1, lo_open=True)  # top-p, a learning rate's share: (0, 1]

@@ -50,6 +50,7 @@ from zerosum.games.judging import (
 )
 from zerosum.games.parsing import MAX_FREE_MOVE_CHARS
 from zerosum.games.password import normalized
+from zerosum.typed_config import check_counts
 
 SEAT_NAMES = ("Player 0", "Player 1")
 DEFAULT_ROUNDS = 2
@@ -155,9 +156,7 @@ class Debate:
         self.questions = tuple(packaged_questions() if questions is None else questions)
         if not self.questions:
             raise ValueError("debate question list is empty; give at least one question")
-        for key, value in (("rounds", rounds), ("max_chars", max_chars)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"debate {key} = {value!r} is invalid; allowed: an integer >= 1")
+        check_counts("debate", rounds=rounds, max_chars=max_chars)
         self.rounds = rounds
         self.max_chars = max_chars
         self.judge: Judge = RuleJudge() if judge is None else judge

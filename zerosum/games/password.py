@@ -46,6 +46,7 @@ from zerosum.games.judging import (
 )
 from zerosum.games.parsing import MAX_FREE_MOVE_CHARS
 from zerosum.games.taboo import words_of
+from zerosum.typed_config import check_counts
 
 ATTACKER, DEFENDER = 0, 1
 SEAT_NAMES = ("Attacker", "Defender")
@@ -200,11 +201,7 @@ class PasswordGame:
                 raise ValueError(
                     f"password {word!r} is invalid; allowed: 4 or more lower-case letters a-z"
                 )
-        for key, value in (("rounds", rounds), ("max_chars", max_chars)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(
-                    f"password_game {key} = {value!r} is invalid; allowed: an integer >= 1"
-                )
+        check_counts("password_game", rounds=rounds, max_chars=max_chars)
         self.rounds = rounds
         self.max_chars = max_chars
         self.judge: Judge = RuleJudge() if judge is None else judge

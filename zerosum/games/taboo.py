@@ -31,6 +31,7 @@ from importlib import resources
 from zerosum.games.base import Capabilities, IllegalActionError
 from zerosum.games.parsing import MAX_FREE_MOVE_CHARS
 from zerosum.games.text import quote_message
+from zerosum.typed_config import check_counts
 
 ATTACKER, DEFENDER = 0, 1
 SEAT_NAMES = ("Attacker", "Defender")
@@ -143,9 +144,7 @@ class AdversarialTaboo:
         for word in self.words:
             if not isinstance(word, str) or not _LIST_WORD.fullmatch(word):
                 raise ValueError(f"taboo word {word!r} is invalid; allowed: lower-case a-z only")
-        for name, value in (("rounds", rounds), ("max_chars", max_chars)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"taboo {name} = {value!r} is invalid; allowed: an integer >= 1")
+        check_counts("taboo", rounds=rounds, max_chars=max_chars)
         self.rounds = rounds
         self.max_chars = max_chars
 
