@@ -360,6 +360,27 @@ def test_prefix_micro_batches_group_prompts_that_share_a_long_prefix():
     assert len(prefix_micro_batches(small, budget=91)) == 2
 
 
+def test_prefix_micro_batches_run_each_repeated_prompt_once_when_the_group_is_too_large():
+    """Many answers to a few prompts (a small game's information sets in free text): the
+    group sharing the rules does not fit the budget, so it is cut where the prompts part,
+    and each micro-batch holds the answers to one prompt (its whole prompt runs once), not a
+    mix cut by length that shares only the rules."""
+    from zerosum.scoring import prefix_micro_batches
+
+    rules = list(range(1000, 1060))
+    prompts = [rules + [card, seen] for card in (1, 2, 3) for seen in (7, 8)]
+    samples = [Sample(prompts[k % 6], [5] * (4 + k % 3), 1.0) for k in range(60)]
+    batches = prefix_micro_batches(samples, budget=100)
+    assert sorted(i for b in batches for i in b) == list(range(60))
+    for b in batches:
+        assert len({tuple(samples[i].prompt_ids) for i in b}) == 1
+    assert len(batches) == 6
+    # Identical prompts too many for one pass are cut by length, each still one prompt.
+    same = [Sample(rules, [5] * 6, 1.0) for _ in range(30)]
+    batches = prefix_micro_batches(same, budget=60)
+    assert sorted(len(b) for b in batches) == [10, 10, 10]
+
+
 def test_learner_reports_the_share_of_tokens_the_shared_prefix_saves(tiny, tokenizer):
     enc = lambda t: tokenizer.encode(t, add_special_tokens=False)  # noqa: E731
     rules = enc("Kuhn Poker is played with three cards, J, Q and K. " * 3)

@@ -1,6 +1,10 @@
-import pytest
+import re
 
-from zerosum.games.parsing import MAX_SCAN_CHARS, last_boxed, parse_action
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+from zerosum.games.parsing import MAX_FREE_MOVE_CHARS, MAX_SCAN_CHARS, last_boxed, parse_action
 
 KUHN = ["check", "bet"]
 
@@ -60,6 +64,27 @@ def test_free_text_moves():
     assert parse_action("thinking [Accept]", None).action == "[Accept]"
     assert parse_action(r"\boxed{" + "a" * 1000 + "}", None).action is None
     assert parse_action("", None).action is None
+
+
+@given(st.text(max_size=700))
+def test_free_text_whole_answer_fallback(text):
+    # last_mention in a free-text game: without a box or a bracketed span the whole answer is
+    # the message (trimmed, bounded); the stricter fallbacks keep rejecting it.
+    assume("\\boxed" not in text and not re.search(r"\[[^\[\]]+\]", text))
+    parsed = parse_action(text, None, fallback="last_mention")
+    if not text.strip():
+        assert parsed.action is None and parsed.reason == "empty response"
+    elif len(text.strip()) > MAX_FREE_MOVE_CHARS:
+        assert parsed.action is None and "longer than" in parsed.reason
+    else:
+        assert parsed.action == text.strip()
+    assert parse_action(text, None).action is None
+    assert parse_action(text, None, fallback="none").action is None
+
+
+def test_free_text_whole_answer_prefers_box_and_brackets():
+    assert parse_action(r"so \boxed{hello there} ok", None, "last_mention").action == "hello there"
+    assert parse_action("I say [Accept] now", None, "last_mention").action == "[Accept]"
 
 
 @pytest.mark.timeout(20)  # a hang guard, not a speed assertion

@@ -149,7 +149,7 @@ class RolloutConfig:
     parser_fallback: Fallback = _f(
         Prompting.parser_fallback,
         "without \\boxed{}: last_bracket takes the last [action]; last_mention also the last "
-        "legal action named as a word; none rejects",
+        "legal action named as a word (in free-text games: the whole answer); none rejects",
     )
     invalid_mode: InvalidMode = _f(TRAIN_INVALID.mode, "invalid-move policy")
     invalid_loss: float = _f(

@@ -117,16 +117,33 @@ def prefix_micro_batches(samples: Sequence[Sample], budget: int) -> list[list[in
         shared = min(common_prefix(prompts[rows[0]], prompts[i]) for i in rows)
         return shared, len(rows) * max(len(samples[i]) - shared for i in rows)
 
+    def split(rows: list[int]) -> list[list[int]]:
+        """`rows` (in prompt order) cut into chunks that fit the budget: a chunk too large is
+        cut where its prompts part (at the first token after their common prefix), so each
+        part shares a longer prefix, down to identical prompts, which are cut by length.
+        Many answers to one prompt (a small game's information set) then run that prompt
+        once per micro-batch, not only the rules before it."""
+        chunks, todo = [], [rows]
+        while todo:
+            rows = todo.pop()
+            shared, rest = cost(rows)
+            if rest <= budget:
+                chunks.append(rows)
+            elif all(len(prompts[i]) == shared for i in rows):
+                lengths = [len(samples[i]) - shared for i in rows]
+                chunks += [[rows[j] for j in b] for b in micro_batches(lengths, budget)]
+            else:
+                parts: dict[int, list[int]] = {}  # adjacent in prompt order; -1: prompt ended
+                for i in rows:
+                    after = prompts[i][shared] if len(prompts[i]) > shared else -1
+                    parts.setdefault(after, []).append(i)
+                todo += reversed(parts.values())
+        return chunks
+
     batches: list[list[int]] = []
     current: list[int] = []
-    for group in groups:
+    for group in (chunk for g in groups for chunk in split(g)):
         shared, rest = cost(group)
-        if rest > budget:  # too large on its own: split by length
-            batches += [current] if current else []
-            current = []
-            lengths = [len(samples[i]) - shared for i in group]
-            batches += [[group[j] for j in b] for b in micro_batches(lengths, budget)]
-            continue
         if current:
             both_shared, both_rest = cost(current + group)
             apart = sum(cost(current)) + shared + rest + PASS_TOKENS

@@ -21,7 +21,7 @@ from typing import Literal, get_args
 from zerosum.typed_config import check_choice
 
 # What else counts as the answer without a \boxed{}: the last [bracketed] legal action, also
-# the last legal action named as a word, or nothing.
+# the last legal action named as a word (in a free-text game: the whole answer), or nothing.
 Fallback = Literal["last_bracket", "last_mention", "none"]
 FALLBACKS: tuple[str, ...] = get_args(Fallback)
 
@@ -128,7 +128,8 @@ def parse_action(
     """Extract the move from `response`.
 
     `legal_actions=None` means a free-text game: the boxed content (or the last bracketed
-    span) is the move, trimmed and length-bounded.
+    span; with `last_mention`, then the whole answer, as in SPAG where the reply is the
+    message) is the move, trimmed and length-bounded.
     """
     check_choice("parser fallback", fallback, FALLBACKS)
     text = response[-MAX_SCAN_CHARS:]
@@ -182,8 +183,10 @@ def _last_mention(text: str, answers: _Answers) -> str | None:
 def _parse_free(text: str, boxed: str | None, fallback: Fallback) -> ParsedAction:
     if boxed is not None:
         move = boxed.strip()
-    elif fallback == "last_bracket" and (found := _BRACKETED.findall(text)):
+    elif fallback != "none" and (found := _BRACKETED.findall(text)):
         move = f"[{found[-1].strip()}]"
+    elif fallback == "last_mention" and text.strip():
+        move = text.strip()
     else:
         return ParsedAction(None, "empty response" if not text.strip() else "no \\boxed{} answer")
     if not move:
