@@ -68,6 +68,20 @@ def test_text_file_latest_of_older_runs_still_works(lora_run, tmp_path, capsys):
     assert os.readlink(latest) == "step-000002"  # rewritten as a symlink
 
 
+def test_a_run_copied_without_symlinks_resumes(lora_run, tmp_path, capsys):
+    """A copy that follows symlinks (`cp -rL`, some sync tools) turns `latest` into a copy of
+    the newest step: resume still finds that step and puts the link back."""
+    run = tmp_path / "run"
+    shutil.copytree(lora_run, run, symlinks=False)
+    latest = run / "checkpoints" / "latest"
+    assert latest.is_dir() and not latest.is_symlink()
+    step2 = run / "checkpoints" / "step-000002" / "model" / "adapter_model.safetensors"
+    written = step2.stat().st_mtime_ns
+    assert main(["train", "--resume", str(run), "run.steps=3"]) == 0, capsys.readouterr().err
+    assert os.readlink(latest) == "step-000003"
+    assert step2.stat().st_mtime_ns == written  # resumed after step 2, not started over
+
+
 def test_truncated_adapter_falls_back_and_redoes_the_step(lora_run, tmp_path, capsys):
     run = tmp_path / "run"
     shutil.copytree(lora_run, run, symlinks=True)

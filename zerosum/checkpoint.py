@@ -185,7 +185,11 @@ def _publish(tmp: Path, final: Path) -> None:
 
 def _point_latest(root: Path, final: Path) -> None:
     """`latest` -> step-N, a relative symlink (so `latest/model` loads anywhere the run is
-    copied), swapped in by one rename."""
+    copied), swapped in by one rename. A `latest` directory (a copy of the run that followed
+    the link) is a duplicate of a step and goes first."""
+    latest = root / "latest"
+    if latest.is_dir() and not latest.is_symlink():
+        shutil.rmtree(latest)
     tmp = root / f".latest-{os.getpid()}"
     if tmp.is_symlink() or tmp.exists():
         tmp.unlink()
@@ -193,7 +197,7 @@ def _point_latest(root: Path, final: Path) -> None:
         os.symlink(final.name, tmp)
     except OSError:  # a filesystem without symlinks (FAT, some shares): a text pointer
         tmp.write_text(final.name)
-    os.replace(tmp, root / "latest")
+    os.replace(tmp, latest)
     _fsync(root)  # both renames reach the disk before the run goes on
 
 
