@@ -1,12 +1,18 @@
-"""Many answers to a few prompts: the learner's step when a too-large group of prompts is cut
-where the prompts part (each micro-batch runs its whole prompt once), against the same step
-when it is cut by length (each micro-batch shares only the chat template and the rules).
+"""The learner's micro-batch planner: a group of prompts too large for one micro-batch cut
+where the prompts part (now) against cut by length (before), on two batch shapes:
 
-The batch looks like a free-text Kuhn Poker step of configs/kuhn_smollm2_free.yaml: every
-information set of the first two moves (3 cards x 4 histories = 12 distinct prompts of the
-default model's chat template with the rules), each answered `--answers` times with 24
-sampled-looking tokens. Both planners run in turn in one process, `--repeats` times each,
-with the same weights restored before each step; figures are medians.
+- `kuhn`: many answers to a few prompts, as in a free-text Kuhn Poker step of
+  configs/kuhn_smollm2_free.yaml: every information set of the first two moves (3 cards x 4
+  histories = 12 distinct prompts of the default model's chat template with the rules), each
+  answered `--answers` times with 24 tokens.
+- `dialogue`: one answer per prompt, each seat's prompts extending its previous ones, as in a
+  step of configs/adversarial_taboo.yaml: 16 games of 10 messages of 64 tokens after the
+  rules (16 x 10 distinct prompts, up to about 900 tokens).
+
+Where the two planners choose the same micro-batches the shape is not timed. Otherwise both
+run in turn in one process on the same batch, `--repeats` times each, from the same weights,
+in the precision the recipes choose on this CPU (bf16 autocast where the CPU has native
+bf16); figures are medians.
 
     .venv/bin/python bench/bench_prefix_split.py [--answers 16] [--repeats 3]
 """
@@ -17,18 +23,18 @@ import argparse
 import os
 import statistics
 import time
+from collections.abc import Sequence
 
 import torch
 
 MODEL = os.environ.get("ZEROSUM_BENCH_MODEL", "smollm2-135m-instruct")
 
 
-def make_batch(tokenizer, answers: int, seed: int = 0) -> list:
+def kuhn_batch(tokenizer, answers: int, gen: torch.Generator) -> list:
     from zerosum.games import load_game
     from zerosum.prompts import build_prompt
     from zerosum.scoring import Sample
 
-    gen = torch.Generator().manual_seed(seed)
     game = load_game("kuhn_poker")
     samples = []
     for deal in range(3):  # seeds 0-2 deal different cards to seat 0
@@ -38,68 +44,134 @@ def make_batch(tokenizer, answers: int, seed: int = 0) -> list:
                 state.apply_action(move)
             prompt = build_prompt(tokenizer, state, state.current_seat(), "free")
             for _ in range(answers):
-                response = torch.randint(100, tokenizer.vocab_size - 100, (24,), generator=gen)
-                sign = 1.0 if torch.rand((), generator=gen) < 0.5 else -1.0
-                samples.append(Sample(prompt, response.tolist(), sign))
+                samples.append(Sample(prompt, words(tokenizer, 24, gen), sign(gen)))
     return samples
 
 
-def by_length(samples, budget: int) -> list[list[int]]:
-    """The planner before: prompts sharing half the median prompt grouped, a group too large
-    for the budget cut by length (sharing only the common start of the whole group)."""
-    from zerosum.batching import common_prefix
-    from zerosum.scoring import micro_batches
+def dialogue_batch(tokenizer, gen: torch.Generator, games: int = 16, messages: int = 10) -> list:
+    from zerosum.games import load_game
+    from zerosum.prompts import build_prompt
+    from zerosum.scoring import Sample
+
+    rules = build_prompt(tokenizer, load_game("adversarial_taboo").new_episode(0), 0, "free")
+    samples = []
+    for _ in range(games):
+        said: list[int] = []
+        for turn in range(messages):
+            seat = [turn % 2]  # each seat's prompts extend its own previous ones
+            message = words(tokenizer, 64, gen)
+            samples.append(Sample(rules + seat + said, message, sign(gen)))
+            said = said + message
+    return samples
+
+
+def words(tokenizer, n: int, gen: torch.Generator) -> list[int]:
+    return torch.randint(100, tokenizer.vocab_size - 100, (n,), generator=gen).tolist()
+
+
+def sign(gen: torch.Generator) -> float:
+    return 1.0 if torch.rand((), generator=gen) < 0.5 else -1.0
+
+
+def before(samples: Sequence, budget: int) -> list[list[int]]:
+    """The planner before, verbatim: prompts sharing half the median prompt grouped, a group
+    too large for the budget cut by length."""
+    from zerosum.batching import MIN_SHARED_PREFIX, common_prefix
+    from zerosum.scoring import PASS_TOKENS, micro_batches
 
     prompts = [s.prompt_ids for s in samples]
+    need = max(MIN_SHARED_PREFIX, sorted(len(p) for p in prompts)[len(prompts) // 2] // 2)
     order = sorted(range(len(samples)), key=lambda i: prompts[i])
-    shared = min(common_prefix(prompts[order[0]], prompts[i]) for i in order)
-    lengths = [len(samples[i]) - shared for i in order]
-    return [[order[j] for j in b] for b in micro_batches(lengths, budget)]
+    groups: list[list[int]] = []
+    for i in order:
+        if groups and common_prefix(prompts[groups[-1][0]], prompts[i]) >= need:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+
+    def cost(rows: list[int]) -> tuple[int, int]:
+        shared = min(common_prefix(prompts[rows[0]], prompts[i]) for i in rows)
+        return shared, len(rows) * max(len(samples[i]) - shared for i in rows)
+
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for group in groups:
+        shared, rest = cost(group)
+        if rest > budget:
+            batches += [current] if current else []
+            current = []
+            lengths = [len(samples[i]) - shared for i in group]
+            batches += [[group[j] for j in b] for b in micro_batches(lengths, budget)]
+            continue
+        if current:
+            both_shared, both_rest = cost(current + group)
+            apart = sum(cost(current)) + shared + rest + PASS_TOKENS
+            if both_rest <= budget and both_shared + both_rest <= apart:
+                current += group
+                continue
+            batches.append(current)
+        current = list(group)
+    return batches + ([current] if current else [])
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--answers", type=int, default=16, help="answers per prompt")
+    p.add_argument("--answers", type=int, default=16, help="answers per Kuhn prompt")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--budget", type=int, default=4096, help="micro_batch_tokens")
+    p.add_argument("--shapes", default="kuhn,dialogue")
     args = p.parse_args()
 
     import zerosum.learner as learner_mod
-    from zerosum.hardware import cpu_model
+    from zerosum.hardware import cpu_model, resolve_bf16
     from zerosum.learner import Learner, LearnerSettings
     from zerosum.models import load_model
 
     model, tokenizer = load_model(MODEL)
-    samples = make_batch(tokenizer, args.answers)
+    bf16, _ = resolve_bf16("auto", torch.device("cpu"))
+    gen = torch.Generator().manual_seed(0)
+    shapes = {"kuhn": lambda: kuhn_batch(tokenizer, args.answers, gen),
+              "dialogue": lambda: dialogue_batch(tokenizer, gen)}  # fmt: skip
     state = {k: v.clone() for k, v in model.state_dict().items()}
     opt = torch.optim.AdamW(model.parameters(), lr=1e-6)
-    settings = LearnerSettings(micro_batch_tokens=args.budget)
-    planners = {"cut where prompts part": learner_mod.plan_micro_batches, "cut by length": None}
-    planners["cut by length"] = lambda s, budget, shared: by_length(s, budget)
-    times: dict[str, list[float]] = {k: [] for k in planners}
-    tokens: dict[str, float] = {}
-    passes: dict[str, float] = {}
-    for _ in range(args.repeats):
-        for name, plan in planners.items():
-            model.load_state_dict(state)
-            learner_mod.plan_micro_batches = plan
-            start = time.perf_counter()
-            stats = Learner(model, opt, settings, tokenizer.pad_token_id).step(samples)
-            times[name].append(time.perf_counter() - start)
-            tokens[name] = stats["perf/forward_tokens"]
-            passes[name] = stats["loss/micro_batches"]
+    settings = LearnerSettings(loss="reinforce", micro_batch_tokens=args.budget, bf16=bf16)
+    planners = {"before": lambda s, budget, shared: before(s, budget),
+                "now": learner_mod.plan_micro_batches}  # fmt: skip
     print(
-        f"{cpu_model()}, torch threads {torch.get_num_threads()}, {len(samples)} turns "
-        f"(12 prompts x {args.answers} answers of 24 tokens), budget {args.budget}"
+        f"{cpu_model()}, torch threads {torch.get_num_threads()}, "
+        f"{'bf16 autocast' if bf16 else 'float32'}, budget {args.budget} tokens"
     )
-    print(f"{'planner':<24}{'step s':>8}{'forward tokens':>16}{'passes':>8}")
-    for name in planners:
-        print(
-            f"{name:<24}{statistics.median(times[name]):>8.2f}{tokens[name]:>16.0f}"
-            f"{passes[name]:>8.0f}"
-        )
-    before, now = (statistics.median(times[k]) for k in ("cut by length", "cut where prompts part"))
-    print(f"speed-up: {before / now:.2f}x")
+    print(
+        f"{'batch':<10}{'turns':>6}{'planner':>8}{'step s':>8}{'forward tokens':>16}{'passes':>8}"
+    )
+    for shape in args.shapes.split(","):
+        samples = shapes[shape]()
+        plans = [
+            sorted(map(sorted, plan(samples, args.budget, True))) for plan in planners.values()
+        ]
+        if plans[0] == plans[1]:  # nothing to time: the same passes over the same rows
+            print(
+                f"{shape:<10}{len(samples):>6}  both planners: the same {len(plans[0])} "
+                "micro-batches"
+            )
+            continue
+        times: dict[str, list[float]] = {k: [] for k in planners}
+        stats: dict[str, dict] = {}
+        for _ in range(args.repeats):
+            for name, plan in planners.items():
+                model.load_state_dict(state)
+                learner_mod.plan_micro_batches = plan
+                start = time.perf_counter()
+                stats[name] = Learner(model, opt, settings, tokenizer.pad_token_id).step(samples)
+                times[name].append(time.perf_counter() - start)
+        for name in planners:
+            print(
+                f"{shape:<10}{len(samples):>6}{name:>8}{statistics.median(times[name]):>8.2f}"
+                f"{stats[name]['perf/forward_tokens']:>16.0f}"
+                f"{stats[name]['loss/micro_batches']:>8.0f}"
+            )
+        ratio = statistics.median(times["before"]) / statistics.median(times["now"])
+        print(f"{shape}: now {ratio:.2f}x the speed of before")
 
 
 if __name__ == "__main__":

@@ -23,11 +23,14 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
 
 from zerosum.cli import main
+from zerosum.players.api import reply_usage
+from zerosum.report import write_report
 
 KEY = "sk-arena-test-3f9c1d2e7b"
 KEY_ENV = "ZEROSUM_TEST_API_KEY"
@@ -53,12 +56,19 @@ class ChatServer(http.server.ThreadingHTTPServer):
         return f"http://127.0.0.1:{self.server_address[1]}/v1"
 
 
-def completion(content: str) -> bytes:
+def completion(content: str, usage: dict | None = None) -> bytes:
     return json.dumps({
         "id": "c", "object": "chat.completion", "created": 0, "model": "m",
         "choices": [{"index": 0, "finish_reason": "stop",
                      "message": {"role": "assistant", "content": content}}],
+        **({"usage": usage} if usage else {}),
     }).encode()  # fmt: skip
+
+
+def usage_of(prompt: str, reply: str) -> dict:
+    """What the test server reports: a character per prompt token, a word per reply token."""
+    n, m = len(prompt), len(reply.split())
+    return {"prompt_tokens": n, "completion_tokens": m, "total_tokens": n + m}
 
 
 class ChatHandler(http.server.BaseHTTPRequestHandler):
@@ -86,7 +96,8 @@ class ChatHandler(http.server.BaseHTTPRequestHandler):
         if mode in ("play", "flaky"):
             time.sleep(0.02)  # long enough for concurrent requests to overlap
             example = re.search(r"for example \\boxed\{(.*?)\}", prompt).group(1)
-            return 200, completion(f"Let me think.\n\\boxed{{{example}}}")
+            reply = f"Let me think.\n\\boxed{{{example}}}"
+            return 200, completion(reply, usage_of(prompt, reply))
         if mode == "slow":
             time.sleep(1.0)  # the client's timeout is far shorter
             return 200, completion("\\boxed{check}")
@@ -162,6 +173,30 @@ def test_api_player_plays_a_tournament_within_its_concurrency_limit(tmp_path, ke
     transcript = json.loads(rows[0]["transcript"])
     assert any(t["reply"].startswith("Let me think.") for t in transcript)
     assert_key_absent(tmp_path / "arena", out, err)
+    # Each answer's token counts are the ones the API reported, and the report shows them.
+    asked = sorted(len(r["body"]["messages"][0]["content"]) for r in server.requests)
+    api_turns = [t for r in rows for t in json.loads(r["transcript"]) if t.get("reply")]
+    assert api_turns and all(t["counted_by"] == "api" for t in api_turns)
+    assert all(t["tokens"] == len(t["reply"].split()) for t in api_turns)
+    assert sorted(t["prompt_tokens"] for t in api_turns) == asked
+    page = write_report(tmp_path / "arena").read_text()
+    per_game = sum(t["tokens"] for t in api_turns) / len(rows)
+    assert "<td>the API (usage)</td>" in page and f"<td>{per_game:.1f}</td>" in page
+
+
+@pytest.mark.parametrize(
+    ("usage", "expected"),
+    [
+        ({"prompt_tokens": 12, "completion_tokens": 3}, (12, 3)),
+        (None, (None, None)),  # the server reported none
+        ({"prompt_tokens": "lots", "completion_tokens": -1}, (None, None)),  # not counts
+        ({"prompt_tokens": True, "completion_tokens": 2**40}, (None, None)),
+    ],
+)
+def test_reply_usage_keeps_only_counts(usage, expected):
+    reply = SimpleNamespace(usage=None if usage is None else SimpleNamespace(**usage))
+    got = reply_usage(reply)
+    assert (got.prompt, got.generated, got.counted_by) == (*expected, "api")
 
 
 @pytest.mark.parametrize(

@@ -362,23 +362,29 @@ def test_prefix_micro_batches_group_prompts_that_share_a_long_prefix():
 
 def test_prefix_micro_batches_run_each_repeated_prompt_once_when_the_group_is_too_large():
     """Many answers to a few prompts (a small game's information sets in free text): the
-    group sharing the rules does not fit the budget, so it is cut where the prompts part,
-    and each micro-batch holds the answers to one prompt (its whole prompt runs once), not a
-    mix cut by length that shares only the rules."""
-    from zerosum.scoring import prefix_micro_batches
+    group sharing the rules does not fit the budget, and cutting it where the prompts part
+    runs fewer tokens than cutting it by length (6 x (100 + 70 + a pass) against 8 x (60 +
+    376 + a pass)), so each micro-batch holds the answers to one prompt, its whole prompt run
+    once. A group of growing prompts (a dialogue), which share little, stays cut by length."""
+    from zerosum.scoring import PASS_TOKENS, prefix_micro_batches
 
     rules = list(range(1000, 1060))
-    prompts = [rules + [card, seen] for card in (1, 2, 3) for seen in (7, 8)]
-    samples = [Sample(prompts[k % 6], [5] * (4 + k % 3), 1.0) for k in range(60)]
-    batches = prefix_micro_batches(samples, budget=100)
+    prompts = [rules + [card] * 20 + [seen] * 20 for card in (1, 2, 3) for seen in (7, 8)]
+    samples = [Sample(prompts[k % 6], [5] * (5 + k % 3), 1.0) for k in range(60)]
+    batches = prefix_micro_batches(samples, budget=400)
     assert sorted(i for b in batches for i in b) == list(range(60))
+    assert len(batches) == 6
     for b in batches:
         assert len({tuple(samples[i].prompt_ids) for i in b}) == 1
-    assert len(batches) == 6
-    # Identical prompts too many for one pass are cut by length, each still one prompt.
+    # Identical prompts too many for one pass are cut by length.
     same = [Sample(rules, [5] * 6, 1.0) for _ in range(30)]
-    batches = prefix_micro_batches(same, budget=60)
-    assert sorted(len(b) for b in batches) == [10, 10, 10]
+    assert sorted(map(len, prefix_micro_batches(same, budget=60))) == [10, 10, 10]
+    # Growing prompts of 100-220 tokens: parted, the shortest alone (100 + 30 + a pass) and
+    # the rest (140 + 3 x 110 + a pass), 920 tokens; by length, the two longest (180 + 2 x
+    # 70 + a pass) and the two shortest (100 + 2 x 70 + a pass), 880: by length it is.
+    grow = [Sample(rules + [9] * (40 * k), [5] * 30, 1.0) for k in range(1, 5)]
+    batches = prefix_micro_batches(grow, budget=380)
+    assert sorted(map(sorted, batches)) == [[0, 1], [2, 3]] and PASS_TOKENS == 160
 
 
 def test_learner_reports_the_share_of_tokens_the_shared_prefix_saves(tiny, tokenizer):

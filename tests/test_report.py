@@ -182,7 +182,7 @@ def test_training_report_is_one_offline_file_with_plots_and_replays(runs, tmp_pa
     assert any(STEPS in data_paths(svg) for svg in plots)  # a curve through every step
     for title in ("kuhn_poker: NashConv of the policy", "kuhn_poker: against fixed opponents",
                   "Invalid answers and forfeits", "RAE baselines per game and seat", "Entropy",
-                  "Learning rate", "Throughput"):  # fmt: skip
+                  "Learning rate", "Throughput", "Generated tokens per game"):  # fmt: skip
         assert title in page, title
     assert f"n = {PER_STEP} games of kuhn_poker per step." in page  # rates carry their counts
     assert "forfeited (either seat)" in page  # beside the self-play win rates

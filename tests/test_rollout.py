@@ -61,6 +61,12 @@ def test_games_run_concurrently_and_returns_reach_every_turn(tokenizer):
     assert {t.seat for t in turns} == {0, 1}
     m = rollout_metrics(turns, episodes)
     assert m["rollout/invalid_rate"] == 0.0 and m["rollout/games"] == 10
+    for game in ("kuhn_poker", "tic_tac_toe"):  # generated tokens per game, each game's own
+        games = sum(e.game == game for e in episodes)
+        tokens = sum(len(t.response_ids) for t in turns if t.game == game)
+        assert m[f"rollout/{game}/game_tokens"] == tokens / games > 0
+    assert m["rollout/game_tokens"] == sum(len(t.response_ids) for t in turns) / 10
+    assert m["rollout/tic_tac_toe/game_tokens"] > m["rollout/kuhn_poker/game_tokens"]
 
 
 def test_seats_are_mixed_within_one_batch(tokenizer):

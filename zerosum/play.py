@@ -233,8 +233,7 @@ class WatchedPlayer:
         else:
             move = self.player.act(state, rng, feedback)
         g.replies[len(state.move_history())] = move.response  # the number this move will get
-        g.transcript.append({"seat": seat, "reply": move.response, "action": move.action,
-                             "reason": move.reason})  # fmt: skip
+        g.transcript.append(move.transcript_entry(seat))
         return move
 
 

@@ -94,6 +94,9 @@ def plan_micro_batches(
 # 1422: 160 tokens a pass make the two equal for SmolLM2-135M (within its noise), and the tiny
 # test model steps 2x faster in the one pass.
 PASS_TOKENS = 160
+# How many times `prefix_micro_batches` cuts a group where its prompts part before it stops
+# looking for longer shared prefixes (a bound on its recursion).
+MAX_SPLIT_DEPTH = 64
 
 
 def prefix_micro_batches(samples: Sequence[Sample], budget: int) -> list[list[int]]:
@@ -117,28 +120,31 @@ def prefix_micro_batches(samples: Sequence[Sample], budget: int) -> list[list[in
         shared = min(common_prefix(prompts[rows[0]], prompts[i]) for i in rows)
         return shared, len(rows) * max(len(samples[i]) - shared for i in rows)
 
-    def split(rows: list[int]) -> list[list[int]]:
-        """`rows` (in prompt order) cut into chunks that fit the budget: a chunk too large is
-        cut where its prompts part (at the first token after their common prefix), so each
-        part shares a longer prefix, down to identical prompts, which are cut by length.
-        Many answers to one prompt (a small game's information set) then run that prompt
-        once per micro-batch, not only the rules before it."""
-        chunks, todo = [], [rows]
-        while todo:
-            rows = todo.pop()
-            shared, rest = cost(rows)
-            if rest <= budget:
-                chunks.append(rows)
-            elif all(len(prompts[i]) == shared for i in rows):
-                lengths = [len(samples[i]) - shared for i in rows]
-                chunks += [[rows[j] for j in b] for b in micro_batches(lengths, budget)]
-            else:
-                parts: dict[int, list[int]] = {}  # adjacent in prompt order; -1: prompt ended
-                for i in rows:
-                    after = prompts[i][shared] if len(prompts[i]) > shared else -1
-                    parts.setdefault(after, []).append(i)
-                todo += reversed(parts.values())
-        return chunks
+    def by_length(rows: list[int], shared: int) -> list[list[int]]:
+        lengths = [len(samples[i]) - shared for i in rows]
+        return [[rows[j] for j in b] for b in micro_batches(lengths, budget)]
+
+    def tokens(chunks: list[list[int]]) -> int:
+        return sum(sum(cost(c)) + PASS_TOKENS for c in chunks)
+
+    def split(rows: list[int], depth: int = 0) -> list[list[int]]:
+        """`rows` (in prompt order) in chunks that fit the budget: a group too large is cut
+        by length, or where its prompts part (at the first token after their common prefix,
+        each part then cut the same way) when that runs fewer tokens. Many answers to one
+        prompt (a small game's information set) then run that prompt once per micro-batch;
+        a dialogue's growing prompts, which share less, stay cut by length."""
+        shared, rest = cost(rows)
+        if rest <= budget:
+            return [rows]
+        cut = by_length(rows, shared)
+        if depth == MAX_SPLIT_DEPTH or all(len(prompts[i]) == shared for i in rows):
+            return cut
+        parts: dict[int, list[int]] = {}  # adjacent in prompt order; -1: the prompt ended
+        for i in rows:
+            after = prompts[i][shared] if len(prompts[i]) > shared else -1
+            parts.setdefault(after, []).append(i)
+        parted = [chunk for part in parts.values() for chunk in split(part, depth + 1)]
+        return parted if tokens(parted) < tokens(cut) else cut
 
     batches: list[list[int]] = []
     current: list[int] = []

@@ -89,10 +89,8 @@ class Seat:
     def act(self, state: GameState, rng: np.random.Generator, feedback: str | None = None) -> Move:
         seat = state.current_seat()
         move = self.player.act(state, rng, feedback)
-        self.transcript.append(
-            {"seat": seat, "reply": bounded(move.response, self.chars), "action": move.action,
-             "reason": move.reason}
-        )  # fmt: skip
+        entry = move.transcript_entry(seat)
+        self.transcript.append({**entry, "reply": bounded(move.response, self.chars)})
         return move
 
 

@@ -28,7 +28,7 @@ import yaml
 from zerosum.engines.base import TEMPERATURE
 from zerosum.games.base import GameState
 from zerosum.games.parsing import Fallback, parse_action
-from zerosum.players.base import Move
+from zerosum.players.base import Move, Usage
 from zerosum.prompts import prompt_content
 from zerosum.typed_config import (
     NON_NEGATIVE,
@@ -136,14 +136,19 @@ class ApiPlayer:
         seed = int(rng.integers(2**31))  # drawn either way: the game's RNG stream stays the same
         seat = state.current_seat()
         content = prompt_content(state, seat, "free", feedback, self.config.include_rules)
-        text, failure = self.complete(content, seed)
+        text, failure, usage = self.exchange(content, seed)
         if failure is not None:
             return Move(None, "", failure)
         parsed = parse_action(text, state.legal_actions(), self.config.parser_fallback)
-        return Move(parsed.action, text, parsed.reason)
+        return Move(parsed.action, text, parsed.reason, usage)
 
     def complete(self, content: str, seed: int) -> tuple[str, str | None]:
         """The reply text, or "" and why there is none after the allowed attempts."""
+        text, failure, _ = self.exchange(content, seed)
+        return text, failure
+
+    def exchange(self, content: str, seed: int) -> tuple[str, str | None, Usage | None]:
+        """`complete`'s reply and reason, and the token counts the API reported for it."""
         attempts = self.config.max_retries + 1
         for attempt in range(attempts):
             if attempt:
@@ -151,12 +156,12 @@ class ApiPlayer:
             try:
                 with self._slots:
                     reply = self._client.chat.completions.create(**self._request(content, seed))
-                return reply_text(reply), None
+                return reply_text(reply), None, reply_usage(reply)
             except Exception as err:  # every failure of an untrusted server becomes a reason
                 reason, retry = classify(err)
                 if not retry:
-                    return "", reason
-        return "", f"{reason} ({attempts} attempts)"
+                    return "", reason, None
+        return "", f"{reason} ({attempts} attempts)", None
 
     def _request(self, content: str, seed: int) -> dict:
         request = {
@@ -178,6 +183,19 @@ def reply_text(reply: object) -> str:
     if not isinstance(content, str):
         raise MalformedReply("no message content")
     return content[-MAX_REPLY_CHARS:]
+
+
+def reply_usage(reply: object) -> Usage:
+    """The prompt and completion token counts the server reported (`usage`), each None where
+    it reported none or something that is not a count (an untrusted server)."""
+    usage = getattr(reply, "usage", None)
+
+    def count(name: str) -> int | None:
+        value = getattr(usage, name, None)
+        ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**31
+        return value if ok else None
+
+    return Usage(count("prompt_tokens"), count("completion_tokens"), "api")
 
 
 def classify(err: Exception) -> tuple[str, bool]:

@@ -15,7 +15,7 @@ from zerosum.engines.base import Engine, Generation, SamplingParams
 from zerosum.engines.hf import HFEngine
 from zerosum.games.base import GameState
 from zerosum.models import load_model
-from zerosum.players.base import Move
+from zerosum.players.base import Move, Usage
 from zerosum.prompts import Prompting
 
 # One answer to (prompt token ids, allowed answers or None, seed).
@@ -38,7 +38,7 @@ class ModelPlayer:
         prompt = asking.prompt(self.tokenizer, state, state.current_seat(), feedback)
         gen = self.generate(prompt, asking.choices(state), int(rng.integers(2**31)))
         action, reason = asking.read(gen.text, state.legal_actions())
-        return Move(action, gen.text, reason)
+        return Move(action, gen.text, reason, Usage(len(prompt), len(gen.token_ids), "tokenizer"))
 
 
 def engine_generate(engine: Engine, params: SamplingParams) -> Generate:

@@ -35,10 +35,13 @@ def training_turns(game: dict) -> list[dict]:
 
 
 def arena_turns(transcript: Sequence[dict]) -> list[dict]:
-    """An arena transcript's entries (seat, reply, action, reason) as `replay` shows them."""
+    """An arena transcript's entries (seat, reply, action, reason, token counts) as `replay`
+    shows them."""
     return [
         {"seat": t.get("seat"), "response": t.get("reply", ""), "move": t.get("action"),
-         "valid": t.get("action") is not None, "reason": t.get("reason")}
+         "valid": t.get("action") is not None, "reason": t.get("reason"),
+         "response_tokens": t.get("tokens"), "prompt_tokens": t.get("prompt_tokens"),
+         "counted_by": t.get("counted_by")}
         for t in transcript
     ]  # fmt: skip
 
@@ -87,6 +90,10 @@ def _turn(game: dict, i: int, t: dict) -> str:
     extra = []
     if t.get("response_tokens") is not None:
         extra.append(f"{esc(num(t['response_tokens']))} tokens")
+    if t.get("prompt_tokens") is not None:
+        extra.append(f"prompt {esc(num(t['prompt_tokens']))} tokens")
+    if t.get("counted_by") == "api":
+        extra.append("as the API reported")
     if t.get("finish_reason"):
         extra.append(f"ended by {esc(t['finish_reason'])}")
     label = "response" + (f" ({', '.join(extra)})" if extra else "")

@@ -165,6 +165,8 @@ def arena_report(directory: Path, max_replays: int) -> tuple[str, str, list]:
     for title, scope, sec in scopes:
         body = leaderboard(sec) + matrix(sec, None if forfeits is None else forfeits.get(scope, {}))
         sections.append((title, f"scope-{scope}", body))
+    if records and (spent := token_table(records)):
+        sections.append(("Tokens", "tokens", spent))
     if records:
         sections.append(("Replays", "replays", arena_replays(records, max_replays)))
     meta = results.get("arena", {})
@@ -189,6 +191,56 @@ def pair_forfeits(records: list[GameRecord]) -> dict[str, dict[tuple[str, str], 
         out["all"][pair] += 1
         out.setdefault(r.key.game, Counter())[pair] += 1
     return {scope: dict(c) for scope, c in out.items()}
+
+
+def token_table(records: list[GameRecord]) -> str:
+    """Per language-model player: its games, the tokens it generated and was prompted with per
+    game, and who counted them (its tokenizer, or the API's reported usage). Empty when no
+    transcript has token counts (bots, databases from before they were kept)."""
+    games: Counter = Counter()
+    sums: dict[str, Counter] = {}
+    counted: dict[str, set] = {}
+    for r in records:
+        names = (r.key.seat0, r.key.seat1)
+        seen = set()
+        for t in r.transcript:
+            seat = t.get("seat")
+            if seat not in (0, 1) or "counted_by" not in t:
+                continue
+            name = names[seat]
+            seen.add(name)
+            c = sums.setdefault(name, Counter())
+            for key in ("tokens", "prompt_tokens"):
+                value = t.get(key)
+                if isinstance(value, int) and not isinstance(value, bool):
+                    c[key] += value
+                    c[f"{key}_turns"] += 1
+            c["turns"] += 1
+            counted.setdefault(name, set()).add(str(t["counted_by"]))
+        games.update(seen)
+    if not sums:
+        return ""
+
+    def per_game(name: str, key: str) -> str:
+        c = sums[name]
+        if not c[f"{key}_turns"]:
+            return "-"
+        missing = c["turns"] - c[f"{key}_turns"]
+        text = f"{c[key] / games[name]:.1f}"
+        return text + (f" ({missing} turns not reported)" if missing else "")
+
+    rows = [
+        [name, num(games[name]), num(sums[name]["turns"]), per_game(name, "tokens"),
+         per_game(name, "prompt_tokens"),
+         ", ".join("the API (usage)" if b == "api" else "the model's tokenizer" for b in sorted(counted[name]))]
+        for name in sorted(sums)
+    ]  # fmt: skip
+    header = ("player", "games", "answers", "generated tokens per game", "prompt tokens per game",
+              "counted by")  # fmt: skip
+    return table(header, rows, left=1) + (
+        "<p class=note>Language-model players only; per game: over the games in which the "
+        "player answered at least once.</p>"
+    )
 
 
 def leaderboard(sec: dict) -> str:

@@ -247,6 +247,11 @@ def selfplay_section(c: Curves) -> str:
                 for g in games]  # fmt: skip
     parts.append(figure(line_plot("Response and game length", lengths, "tokens / moves"),
                         f"Responses: n = {counts(turns)} turns per step."))  # fmt: skip
+    spent = [c.series(f"rollout/{g}/game_tokens", g) for g in games]
+    if any(s.x for s in spent):  # runs from before the metric have none
+        parts.append(figure(line_plot("Generated tokens per game", spent, "tokens"),
+                            f"The model's seats' tokens; n = {counts(total_games)} games per "
+                            "step."))  # fmt: skip
     baselines = []
     for i, key in enumerate(c.with_prefix("adv/baseline/")):
         game, seat = key.removeprefix("adv/baseline/").rsplit("/", 1)
