@@ -303,6 +303,13 @@ def test_eval_report_has_counts_and_forfeits_beside_every_win_rate(eval_file, tm
         assert n in ("4", "2") and cells[3].endswith(f"n={n}</span>") and f"n={n}" in cells[4]
     r = results["games"]["kuhn_poker"]["opponents"]["random"]
     assert f"{r['win_rate']:.2f} [{r['win_ci95'][0]:.2f}, {r['win_ci95'][1]:.2f}]" in page
+    # Tokens per game: a constrained answer is the action and its end token (2-3 per turn).
+    assert cols[-1] == "tokens per game"
+    assert 2 <= r["game_tokens"] <= 3 * 3 and r["seat0"]["game_tokens"] > 0
+    assert r["game_tokens"] == (r["seat0"]["game_tokens"] + r["seat1"]["game_tokens"]) / 2
+    assert re.findall(r"<td[^>]*>(.*?)</td>", rows[0])[-1] == f"{r['game_tokens']:.1f}".rstrip(
+        "0"
+    ).rstrip(".")
     assert f"{results['games']['kuhn_poker']['exploitability']['nash_conv']:.4f}" in page
     assert len(svgs(page)) == 1 and all(data_paths(s) for s in svgs(page))
     assert network_references(page) == [] and "https://" not in page

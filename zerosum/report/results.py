@@ -69,16 +69,18 @@ def eval_game(game: str, per_game: dict) -> str:
                 Raw(_mean(part.get("mean_return"), part.get("mean_return_ci95"))),
                 num(v.get("games")), Raw(rate(v.get("win_rate"), v.get("win_ci95"), v.get("games"))),
                 Raw(_mean(v.get("mean_return"), v.get("mean_return_ci95"))),
+                num(part.get("game_tokens"), 1),
             ])  # fmt: skip
     header = ("opponent", "model seats", "games", "win [95% CI]", "forfeit [95% CI]", "draw",
-              "loss", "mean return", "games without a forfeit", "win there", "return there")  # fmt: skip
+              "loss", "mean return", "games without a forfeit", "win there", "return there",
+              "tokens per game")  # fmt: skip
     parts = []
     if rows:
         parts.append(table(header, rows, left=2))
         parts.append(
             "<p class=note>Rates are over all games (n after each); a forfeit (an invalid "
-            "answer) counts as a loss. The last three columns leave out the games the model "
-            "forfeited: how it plays where it answers.</p>"
+            "answer) counts as a loss. Three columns leave out the games the model forfeited: how "
+            "it plays where it answers. Tokens: what the model generated per game.</p>"
         )
         labels = list(opponents)
         svg = bar_plot(
