@@ -43,14 +43,13 @@ from zerosum.games.judging import (
     Case,
     DialogueState,
     Judge,
+    JudgedDialogue,
     Judgement,
-    RuleJudge,
     judge_both_orders,
     transcript_lines,
 )
 from zerosum.games.parsing import MAX_FREE_MOVE_CHARS
 from zerosum.games.password import normalized
-from zerosum.typed_config import check_counts
 
 SEAT_NAMES = ("Player 0", "Player 1")
 DEFAULT_ROUNDS = 2
@@ -77,7 +76,6 @@ RULE_JUDGE_LINE = (
     "This game's judge is a rule, a baseline for tests: it decides for the debater whose last "
     "message states the correct answer as a number, if exactly one does."
 )
-MODEL_JUDGE_LINE = "This game's judge: {name}."
 
 JUDGE_TASK = (
     "You are the judge of a debate about a math word problem. Two debaters were each assigned "
@@ -136,7 +134,7 @@ def states_number(text: str, value: int) -> bool:
     return False
 
 
-class Debate:
+class Debate(JudgedDialogue):
     """The game: the questions, the number of rounds, the longest message and the judge."""
 
     description = (
@@ -144,6 +142,8 @@ class Debate:
         "picks one (default judge: a rule baseline for tests; give a model judge)"
     )
     capabilities = Capabilities(finite_actions=False)
+
+    rule_judge_line = RULE_JUDGE_LINE
 
     def __init__(
         self,
@@ -156,25 +156,12 @@ class Debate:
         self.questions = tuple(packaged_questions() if questions is None else questions)
         if not self.questions:
             raise ValueError("debate question list is empty; give at least one question")
-        check_counts("debate", rounds=rounds, max_chars=max_chars)
-        self.rounds = rounds
-        self.max_chars = max_chars
-        self.judge: Judge = RuleJudge() if judge is None else judge
-        self.name = name
-
-    @property
-    def max_turns(self) -> int:
-        return 2 * self.rounds
+        super().__init__(name, rounds, max_chars, judge)
 
     def rules(self) -> str:
-        judge = (
-            RULE_JUDGE_LINE
-            if isinstance(self.judge, RuleJudge)
-            else MODEL_JUDGE_LINE.format(name=self.judge.name)
-        )
         return RULES.format(
             offset=MAX_OFFSET, messages=self.max_turns, rounds=self.rounds,
-            max_chars=self.max_chars, judge=judge,
+            max_chars=self.max_chars, judge=self.judge_line(),
         )  # fmt: skip
 
     def new_episode(self, seed: int) -> DebateState:

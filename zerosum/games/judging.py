@@ -31,6 +31,7 @@ from zerosum.games.base import IllegalActionError
 from zerosum.games.parsing import MAX_SCAN_CHARS
 from zerosum.games.text import quote_message
 from zerosum.tables import one_line
+from zerosum.typed_config import check_counts
 
 JUDGE_SEAT = 2  # the seat of the judge's entry in `move_history`: neither player
 LABELS = ("A", "B")
@@ -166,6 +167,34 @@ def judge_both_orders(
         return Judgement(None, why, tuple(replies))
     return Judgement(winners[0], f"the judge decided for {names[winners[0]]} in both orders",
                      tuple(replies))  # fmt: skip
+
+
+MODEL_JUDGE_LINE = "This game's judge: {name}."
+
+
+class JudgedDialogue:
+    """What the judged dialogue games share beside their content: `rounds` (each seat speaks
+    once a round), the longest message, the judge (by default the game's rule: `RuleJudge`)
+    and the rules line naming it (`rule_judge_line`, the game's own, or the model judge's
+    name)."""
+
+    rule_judge_line: str
+
+    def __init__(self, name: str, rounds: int, max_chars: int, judge: Judge | None) -> None:
+        check_counts(name, rounds=rounds, max_chars=max_chars)
+        self.name = name
+        self.rounds = rounds
+        self.max_chars = max_chars
+        self.judge: Judge = RuleJudge() if judge is None else judge
+
+    @property
+    def max_turns(self) -> int:
+        return 2 * self.rounds
+
+    def judge_line(self) -> str:
+        if isinstance(self.judge, RuleJudge):
+            return self.rule_judge_line
+        return MODEL_JUDGE_LINE.format(name=self.judge.name)
 
 
 def transcript_lines(messages: list[tuple[int, str]], labels: tuple[str, str]) -> list[str]:
