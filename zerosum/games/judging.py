@@ -1,5 +1,6 @@
 """Judged games: the `Judge` protocol, how a judge's verdict is asked for and read, and the
-state machinery the judged language games share (`password_game`, `debate`).
+state machinery the judged language games share (`password_game`, `debate`; the rule-judged
+`adversarial_taboo` uses `DialogueState` too).
 
 A judge decides a game that rules alone cannot: whether a Defender's paraphrase gave its
 password away, which debater was right. The game puts the question to the judge as a `Case`,

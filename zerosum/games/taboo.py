@@ -28,9 +28,9 @@ from collections.abc import Sequence
 from functools import cache
 from importlib import resources
 
-from zerosum.games.base import Capabilities, IllegalActionError
+from zerosum.games.base import Capabilities
+from zerosum.games.judging import DialogueState
 from zerosum.games.parsing import MAX_FREE_MOVE_CHARS
-from zerosum.games.text import quote_message
 from zerosum.typed_config import check_counts
 
 ATTACKER, DEFENDER = 0, 1
@@ -165,68 +165,35 @@ class AdversarialTaboo:
         return f"AdversarialTaboo({len(self.words)} words, rounds={self.rounds})"
 
 
-class TabooState:
-    """One episode: the target word (drawn by the seed) and the messages so far."""
+class TabooState(DialogueState):
+    """One episode: the target word (drawn by the seed) and the messages so far; the
+    message bookkeeping, views' common lines and endings are `DialogueState`'s."""
+
+    seat_names = SEAT_NAMES
+    the_seats = ("the Attacker", "the Defender")
 
     def __init__(self, game: AdversarialTaboo, seed: int) -> None:
+        super().__init__(seed, game.max_messages, game.max_chars)
         self.game = game
-        self.seed = seed
         self.target = random.Random(seed).choice(game.words)  # the episode's own stream
-        self.invalid_reason: str | None = None
-        self._messages: list[tuple[int, str]] = []  # accepted messages, shown to both seats
-        self._moves: list[tuple[int, str]] = []  # every move played, a rejected one included
-        self._winner: int | None = None
-        self._why = ""  # how the game ended, as both seats may read it
 
-    # -- protocol --------------------------------------------------------------
-    def current_seat(self) -> int:
-        return len(self._moves) % 2
-
-    def legal_actions(self) -> list[str] | None:
-        """None: any text is a candidate move, judged when played. [] once over."""
-        return [] if self.is_terminal() else None
-
-    def apply_action(self, action: str) -> None:
-        """Play a message for the seat to move and judge it (see the module doc)."""
-        if self.is_terminal():
-            raise IllegalActionError(f"game is over; cannot play {str(action)[:40]!r}")
-        if not isinstance(action, str):
-            raise IllegalActionError(f"action must be a string, got {type(action).__name__}")
-        seat = self.current_seat()
-        self._moves.append((seat, action))
-        name = SEAT_NAMES[seat]
-        if not action.strip():
-            self._invalid(seat, "blank message")
-            return
-        if len(action) > self.game.max_chars:
-            self._invalid(seat, f"message longer than {self.game.max_chars} characters")
-            return
-        self._messages.append((seat, action))
-        guess = guessed_word(action) if seat == DEFENDER else None
+    def _after_message(self, seat: int, text: str) -> None:
+        """Judge a message by the rules (see the module doc)."""
+        guess = guessed_word(text) if seat == DEFENDER else None
         if guess is not None:
             right = guess in inflections(self.target)
             verdict = "right" if right else "wrong"
             self._end(DEFENDER if right else ATTACKER, f"The Defender guessed {verdict}.")
-        elif says(action, self.target):
-            self._end(1 - seat, f"The {name} said the target word.")
-        elif len(self._messages) >= self.game.max_messages:
-            self._end(None, f"Nobody won in {self.game.max_messages} messages.")
-
-    def is_terminal(self) -> bool:
-        return bool(self._why)
-
-    def returns(self) -> tuple[float, float]:
-        """+1 to the winner, -1 to the loser; (0, 0) for a draw or before the end."""
-        if self._winner is None:
-            return (0.0, 0.0)
-        return (1.0, -1.0) if self._winner == ATTACKER else (-1.0, 1.0)
+        elif says(text, self.target):
+            self._end(1 - seat, f"The {SEAT_NAMES[seat]} said the target word.")
+        elif len(self._messages) >= self.max_messages:
+            self._end(None, f"Nobody won in {self.max_messages} messages.")
 
     def observation(self, seat: int, include_rules: bool = True) -> str:
         """The rules (unless left out), the seat's role (the target word for the Attacker
         only; how to guess for the Defender), the messages so far quoted, the turns left and
         whose turn it is or how the game ended."""
-        if isinstance(seat, bool) or seat not in (ATTACKER, DEFENDER):
-            raise ValueError(f"unknown seat {seat!r}; seats are 0 and 1")
+        self._check_seat(seat)
         lines = [self.game.rules(), ""] if include_rules else []
         if seat == ATTACKER:
             lines.append(
@@ -240,34 +207,5 @@ class TabooState:
                 "guess). You have one guess, and it ends the game."
             )
         lines.append("")
-        if self._messages:
-            lines.append("Messages so far (each quoted as a JSON string):")
-            lines += [f"[{SEAT_NAMES[s]}] {quote_message(m)}" for s, m in self._messages]
-        else:
-            lines.append("No messages yet.")
-        lines.append("")
-        left = self.game.max_messages - len(self._messages)
-        lines.append(f"Turns left: {left} of {self.game.max_messages} (one message per turn).")
-        lines.append(self._status_line(seat))
+        lines += [*self._history_lines(), "", self._turns_line(), self._status_line(seat)]
         return "\n".join(lines)
-
-    def move_history(self) -> list[tuple[int, str]]:
-        return list(self._moves)
-
-    # -- helpers -----------------------------------------------------------------
-    def _invalid(self, seat: int, reason: str) -> None:
-        self.invalid_reason = reason
-        self._end(1 - seat, f"The {SEAT_NAMES[seat]} made an invalid move: {reason}.")
-
-    def _end(self, winner: int | None, why: str) -> None:
-        self._winner, self._why = winner, why
-
-    def _status_line(self, seat: int) -> str:
-        if not self.is_terminal():
-            if self.current_seat() == seat:
-                return "It is your turn."
-            return f"Waiting for the {SEAT_NAMES[1 - seat]}."
-        result = "It is a draw." if self._winner is None else (
-            "You won." if self._winner == seat else "You lost."
-        )  # fmt: skip
-        return f"The game is over. {self._why} {result}"
