@@ -149,8 +149,12 @@ def test_registry_lists_games_and_rejects_unknown():
     names = game_names()
     for required in ("kuhn_poker", "leduc_poker", "tic_tac_toe", "connect_four", "liars_dice"):
         assert required in names
-    with pytest.raises(ValueError, match=r"unknown game 'chess9'; valid games: .*kuhn_poker"):
+    with pytest.raises(
+        ValueError, match=r"unknown game 'chess9'; did you mean chess\? valid games: .*kuhn_poker"
+    ):
         load_game("chess9")
+    with pytest.raises(ValueError, match=r"'go'; valid games: adversarial_taboo, .*, tic_tac_toe"):
+        load_game("go")  # nothing close: only the list
 
 
 def test_openspiel_is_the_rule_source():

@@ -96,7 +96,10 @@ def test_cli_match_prints_table(capsys):
 def test_cli_errors_are_one_line(capsys):
     assert main(["match", "--game", "chess9", "--players", "random", "random"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("zerosum: error: unknown game 'chess9'; valid games:") and "\n" not in err
+    assert (
+        err.startswith("zerosum: error: unknown game 'chess9'; did you mean chess?")
+        and "\n" not in err
+    )
     assert main(["match", "--game", "kuhn_poker", "--players", "random", "gpt"]) == 2
     assert "unknown player 'gpt'" in capsys.readouterr().err
 

@@ -6,7 +6,7 @@ line and `train` call `check_config` before anything loads; each failure is one 
 from __future__ import annotations
 
 from zerosum.config import TrainConfig
-from zerosum.games import game_names, games_with
+from zerosum.games import game_names, games_with, unknown_game
 from zerosum.players import make_player, unsupported
 from zerosum.typed_config import ConfigError
 
@@ -44,9 +44,7 @@ def check_config(cfg: TrainConfig) -> TrainConfig:
 def _check_games(key: str, games) -> None:
     for game in games:
         if game not in game_names():
-            raise ConfigError(
-                f"config field {key!r} names unknown game {game!r}; valid games: {', '.join(game_names())}"
-            )
+            raise ConfigError(f"config field {key!r} names {unknown_game(game)}")
 
 
 def _check_players(key: str, specs: list[str], games: list[str]) -> None:

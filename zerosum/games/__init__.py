@@ -17,6 +17,7 @@ built-in game is not registered (the built-in game is kept) and is listed with t
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -111,12 +112,21 @@ def broken_plugins() -> dict[str, str]:
     return dict(_registry()[1])
 
 
+def unknown_game(name: str) -> str:
+    """The one-line error for a game name that is not registered: the closest names first
+    (a typo), then every valid one."""
+    names = game_names()
+    close = difflib.get_close_matches(str(name), names, n=3, cutoff=0.75)
+    hint = f"did you mean {' or '.join(close)}? " if close else ""
+    return f"unknown game {name!r}; {hint}valid games: {', '.join(names)}"
+
+
 @cache
 def load_game(name: str) -> Game:
     """The game called `name`; a one-line error lists the valid names otherwise."""
     games, broken = _registry()
     if name not in games:
-        raise ValueError(f"unknown game {name!r}; valid games: {', '.join(sorted(games))}")
+        raise ValueError(unknown_game(name))
     try:
         return games[name].factory()
     except Exception as err:  # a plugin's import or constructor failed
