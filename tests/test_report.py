@@ -371,6 +371,18 @@ def test_untrusted_text_in_arena_transcripts_shows_as_text(arena_dir, tmp_path):
     page = write_report(directory).read_text()
     assert_escaped(page)
     assert "forfeit 0.20" in page  # perfect forfeited 1 of its 5 games against random
+    # The win random got from that forfeit is labelled in the leaderboard.
+    board = page.split("<h3>Leaderboard (5 games)</h3>", 1)[1].split("</table>", 1)[0]
+    cols = re.findall(r"<th[^>]*>(.*?)</th>", board)
+    at = cols.index(html.escape("wins by the opponent's forfeit"))
+    rows = {
+        cells[1]: cells[at]
+        for cells in (
+            re.findall(r"<td[^>]*>(.*?)</td>", r) for r in re.findall(r"<tr>(.*?)</tr>", board)
+        )
+        if cells
+    }
+    assert rows == {"random": "1", "perfect": "0"}
 
 
 # --- a real browser ---------------------------------------------------------------------------

@@ -165,7 +165,8 @@ def arena_report(directory: Path, max_replays: int) -> tuple[str, str, list]:
     scopes += [(g, g, sec) for g, sec in results["per_game"].items()]
     sections = []
     for title, scope, sec in scopes:
-        body = leaderboard(sec) + matrix(sec, None if forfeits is None else forfeits.get(scope, {}))
+        lost = None if forfeits is None else forfeits.get(scope, {})
+        body = leaderboard(sec, lost) + matrix(sec, lost)
         sections.append((title, f"scope-{scope}", body))
     if records and (spent := token_table(records)):
         sections.append(("Tokens", "tokens", spent))
@@ -245,10 +246,17 @@ def token_table(records: list[GameRecord]) -> str:
     )
 
 
-def leaderboard(sec: dict) -> str:
+def leaderboard(sec: dict, forfeits: dict[tuple[str, str], int] | None = None) -> str:
+    """The ranking table; with `forfeits` ((player, opponent) -> games the player forfeited,
+    from the database) also each player's wins that came from its opponent's forfeit."""
     rows = []
     for r in sec["leaderboard"]:
         n, f = r["games"], r["forfeits"]
+        by_forfeit = (
+            "-"
+            if forfeits is None
+            else num(sum(k for (_, winner), k in forfeits.items() if winner == r["player"]))
+        )
         ci = r.get("ci95")
         sk = r.get("openskill") or {}
         reasons = "; ".join(f"{k} ×{v}" for k, v in (r.get("forfeit_reasons") or {}).items())
@@ -257,11 +265,12 @@ def leaderboard(sec: dict) -> str:
             "-" if not ci else f"{ci[0]:.0f} – {ci[1]:.0f}", num(n),
             f"{r['wins']}/{r['draws']}/{r['losses']}",
             Raw(rate(r["win_rate"], r["win_ci95"], n)),
-            Raw(rate(f / max(n, 1), wilson_interval(f, n), n)), reasons or "-",
+            by_forfeit, Raw(rate(f / max(n, 1), wilson_interval(f, n), n)), reasons or "-",
             f"{sk.get('mu', 0):.1f} ± {sk.get('sigma', 0):.1f}",
         ])  # fmt: skip
     header = ("#", "player", "rating", "95% CI", "games", "W/D/L", "win [95% CI]",
-              "forfeit [95% CI]", "forfeit reasons", "OpenSkill")  # fmt: skip
+              "wins by the opponent's forfeit", "forfeit [95% CI]", "forfeit reasons",
+              "OpenSkill")  # fmt: skip
     return f"<h3>Leaderboard ({esc(num(sec['games']))} games)</h3>" + table(header, rows, left=2)
 
 
