@@ -102,9 +102,11 @@ MAX_SPLIT_DEPTH = 64
 def prefix_micro_batches(samples: Sequence[Sample], budget: int) -> list[list[int]]:
     """Micro-batches for the shared-prefix forward: samples whose prompts share at least
     half the median prompt length (the seat, the rules, the history so far) are grouped, so
-    each micro-batch's common prefix is long; consecutive groups (and lone samples) then share
-    a micro-batch when that runs fewer tokens than apart plus a pass (`PASS_TOKENS`). The budget
-    counts each sample's tokens after its micro-batch's common prefix."""
+    each micro-batch's common prefix is long; a group too large for the budget is cut by
+    length or where its prompts part, whichever runs fewer tokens (`split`); consecutive
+    pieces (and lone samples) then share a micro-batch when that runs fewer tokens than apart
+    plus a pass (`PASS_TOKENS`). The budget counts each sample's tokens after its
+    micro-batch's common prefix."""
     prompts = [s.prompt_ids for s in samples]
     need = max(MIN_SHARED_PREFIX, sorted(len(p) for p in prompts)[len(prompts) // 2] // 2)
     order = sorted(range(len(samples)), key=lambda i: prompts[i])  # shared prefixes adjacent
