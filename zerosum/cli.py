@@ -97,33 +97,40 @@ def cmd_games(args: argparse.Namespace) -> int:
     checks on some or all of them."""
     if args.check is not None:
         return check_games(args.check or game_names(), args.seeds)
+    w = name_width([*game_names(), *broken_plugins()])
     for name in game_names():
         try:
             game = load_game(name)
         except ValueError as err:  # a plugin that fails to load
-            print(f"{name:22s} unavailable: {one_line(err)}")
+            print(f"{name:{w}s} unavailable: {one_line(err)}")
             continue
         caps = [
             f.name
             for f in dataclasses.fields(game.capabilities)
             if getattr(game.capabilities, f.name)
         ]
-        print(f"{name:22s} {game.description}")
-        print(f"{'':22s} source: {game_source(name)}; {', '.join(caps) or 'free-text moves'}")
+        print(f"{name:{w}s} {game.description}")
+        print(f"{'':{w}s} source: {game_source(name)}; {', '.join(caps) or 'free-text moves'}")
     for name, reason in broken_plugins().items():
-        print(f"{name:22s} not registered: {reason}")
+        print(f"{name:{w}s} not registered: {reason}")
     return 0
+
+
+def name_width(names: list[str]) -> int:
+    """The width of a name column that fits every name."""
+    return max(map(len, names), default=0) + 1
 
 
 def check_games(names: list[str], seeds: int) -> int:
     """`zerosum games --check`: each game's conformance, one line each; 1 if any fails."""
     failed = 0
+    w = name_width(names)
     for name in names:
         problems = check_game(load_game(name), range(seeds))
         status = "ok" if not problems else f"{len(problems)} problems"
-        print(f"{name:22s} {status} ({seeds} random episodes)")
+        print(f"{name:{w}s} {status} ({seeds} random episodes)")
         for problem in problems[:5]:
-            print(f"{'':24s}{problem}")
+            print(f"{'':{w + 2}s}{problem}")
         failed += bool(problems)
     return 1 if failed else 0
 
