@@ -11,6 +11,16 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.ray)
 
 
+@pytest.fixture(scope="module")
+def ray_cpus():
+    """A Ray instance with 2 CPUs (one per rollout worker) for a module's runs, which use it
+    and leave it running; skips where Ray is not installed."""
+    ray = pytest.importorskip("ray", reason="the Ray backend needs pip install 'zerosum[ray]'")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
 _EVIDENCE: list[str] = []
 
 

@@ -2,7 +2,7 @@
 weights, sync runs equal to the local backend's, and a killed worker restarted mid-run.
 
 Tests that start Ray skip when it is not installed (`pip install 'zerosum[ray]'`); they share
-one Ray instance with 2 CPUs (one per rollout worker)."""
+one Ray instance with 2 CPUs (one per rollout worker: conftest's `ray_cpus`)."""
 
 import json
 import os
@@ -30,15 +30,6 @@ FAST = [
 ]  # fmt: skip
 RAY = ["distributed.backend=ray", "distributed.rollout_workers=2"]
 SETTINGS = RolloutSettings(answer_mode="constrained", prompt_format="plain", include_rules=False)
-
-
-@pytest.fixture(scope="module")
-def ray_cpus():
-    """A Ray instance with 2 CPUs for this module's runs (which use it and leave it running)."""
-    ray = pytest.importorskip("ray", reason="the Ray backend needs pip install 'zerosum[ray]'")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield ray
-    ray.shutdown()
 
 
 def read_metrics(run_dir: Path) -> list[dict]:
@@ -122,17 +113,20 @@ def test_ray_is_required_with_a_one_line_error(tmp_path, monkeypatch):
         train(cfg)
 
 
-def test_sync_run_on_ray_equals_the_local_run(tmp_path, ray_cpus):
+@pytest.mark.parametrize("weight_sync", ["object_store", "broadcast"])
+def test_sync_run_on_ray_equals_the_local_run(tmp_path, ray_cpus, weight_sync):
     """3 steps with 2 rollout workers give exactly the local backend's metrics (every
     rollout/, adv/, loss/ and eval/ value; perf/ timings aside, and the Ray backend's own
     distributed/ counts, which show no restart and no discarded game). Each answer is
     seeded from its game, so a worker playing half the games samples what the single
-    engine samples for them; the learner joins the halves in schedule order."""
+    engine samples for them; the learner joins the halves in schedule order. The same
+    with the weights broadcast to the workers instead of put into the object store."""
     from zerosum.train import train
 
     common = [*FAST, "run.eval_every=2", "eval.nash_conv=[kuhn_poker]"]
     train(load_config(RECIPE, [*common, f"run.out_dir={tmp_path / 'local'}"]))
-    train(load_config(RECIPE, [*common, *RAY, f"run.out_dir={tmp_path / 'ray'}"]))
+    ray = [*RAY, f"distributed.weight_sync={weight_sync}"]
+    train(load_config(RECIPE, [*common, *ray, f"run.out_dir={tmp_path / 'ray'}"]))
     local, on_ray = read_metrics(tmp_path / "local"), read_metrics(tmp_path / "ray")
     assert [r["step"] for r in on_ray] == [1, 2, 3]
     assert [
@@ -144,21 +138,29 @@ def test_sync_run_on_ray_equals_the_local_run(tmp_path, ray_cpus):
 
 
 @pytest.mark.parametrize(
-    "mode, restarts, games",
+    "mode, weight_sync, restarts, games",
     [
         # sync: step 2's slice is the one in flight, and is lost
-        ("sync", [0, 1, 0], [12, 6, 12]),
+        ("sync", "object_store", [0, 1, 0], [12, 6, 12]),
+        # with broadcast the group is formed again at step 2's sync, and step 3 plays all
+        ("sync", "broadcast", [0, 1, 0], [12, 6, 12]),
         # async (max_staleness 1): step 2's slices were played during step 1's update; the
         # kill hits step 3's, sent just before; step 4's is sent again to the new process
-        ("async", [0, 0, 1, 0], [12, 12, 6, 12]),
+        ("async", "object_store", [0, 0, 1, 0], [12, 12, 6, 12]),
+        # broadcast: the kill also fails step 2's broadcast, queued on worker 1 behind its
+        # step 3 slice, so its step 4 slice (sent before the group is formed again) is
+        # played two policies behind and discarded
+        ("async", "broadcast", [0, 0, 1, 0], [12, 12, 6, 6]),
     ],
 )
 def test_a_worker_killed_mid_step_is_restarted_and_the_run_goes_on(
-    tmp_path, ray_cpus, monkeypatch, mode, restarts, games
+    tmp_path, ray_cpus, monkeypatch, mode, weight_sync, restarts, games
 ):
     """SIGKILL to rollout worker 0's process just after step 2's slices are sent (while it
     plays): the games of its slice in flight are discarded, Ray restarts it, the learner
-    loads the current weights into it, and the next step plays all 12 games again."""
+    loads the current weights into it, and the next step plays all 12 games again (with
+    `weight_sync: broadcast` the group is formed again with the new process; in sync mode
+    a worker serving other weights than the step's would not play its slice)."""
     from zerosum.distributed.ray_backend import RayRollouts
     from zerosum.train import train
 
@@ -185,7 +187,8 @@ def test_a_worker_killed_mid_step_is_restarted_and_the_run_goes_on(
     monkeypatch.setattr(RayRollouts, "play", play_and_kill)
     out = tmp_path / "run"
     steps = len(games)
-    options = [f"run.steps={steps}", f"distributed.mode={mode}", f"run.out_dir={out}"]
+    options = [f"run.steps={steps}", f"distributed.mode={mode}", f"run.out_dir={out}",
+               f"distributed.weight_sync={weight_sync}"]  # fmt: skip
     train(load_config(RECIPE, [*FAST, *RAY, *options]))
     rows = read_metrics(out)
     assert killed and [r["step"] for r in rows] == list(range(1, steps + 1))

@@ -64,6 +64,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "zerosum.report",
             "zerosum.distributed",
             "zerosum.distributed.rollouts",
+            "zerosum.distributed.broadcast",
             "zerosum.distributed.weights",
             "zerosum.distributed.worker",
         ),

@@ -67,6 +67,7 @@ Baseline = Literal["seat", "prompt"]
 DistBackend = Literal["local", "ray"]
 DistMode = Literal["sync", "async"]
 PlacementMode = Literal["split", "colocated"]
+WeightSync = Literal["object_store", "broadcast"]
 
 # Retired fields: what to write instead (named in the unknown-field error) and the value
 # that meant "off", which a run's config.json from an older version holds; set to it, the
@@ -329,6 +330,14 @@ class DistributedConfig:
         "parallel engine)",
         _GPUS,
     )
+    weight_sync: WeightSync = _f(
+        "object_store",
+        "backend ray: how the new trainable weights reach the rollout workers after each step; "
+        "object_store: one put into Ray's object store, read by every worker; broadcast: a "
+        "torch.distributed broadcast from the learner to the workers over a group of their "
+        "own (gloo; nccl when the learner and every worker have GPUs of their own); docs: "
+        "Scale-out on Ray",
+    )
     max_staleness: int = _f(
         1,
         "async: a batch may come from a policy at most this many optimizer steps old",
@@ -444,6 +453,7 @@ def _check_distributed(cfg: TrainConfig) -> None:
             ("ray_address", d.ray_address, None),
             ("placement", d.placement, "split"),
             ("worker_gpus", d.worker_gpus, None),
+            ("weight_sync", d.weight_sync, "object_store"),
         ):
             if value != default:
                 raise ConfigError(

@@ -7,7 +7,10 @@ plays exactly as it does in the local backend, whichever worker plays it: the tw
 give the same metrics for the same seed (tested). The model reaches the workers once, through
 the object store (`weights.ModelPayload`: config and tensors, nothing is downloaded); after
 each learner step the new trainable weights (LoRA: the adapter) are put there once and every
-worker loads them.
+worker loads them (`distributed.weight_sync: object_store`, the default), or
+(`weight_sync: broadcast`) the learner broadcasts them to the workers over a torch.distributed
+group of its own (`zerosum.distributed.broadcast`: gloo, or nccl when the learner and every
+worker have GPUs of their own).
 
 Async mode (`distributed.mode: async`): the slices of the next `max_staleness` steps are
 sent ahead, so the workers play them while the learner trains; a batch is then up to that
@@ -36,11 +39,13 @@ from typing import Any
 import numpy as np
 
 from zerosum.config import TrainConfig
+from zerosum.distributed.broadcast import WeightSender, make_layout
 from zerosum.distributed.placement import Placement, require_ray
 from zerosum.distributed.rollouts import Opponents
 from zerosum.distributed.weights import model_payload, trainable_state
 from zerosum.distributed.worker import RolloutWorker
 from zerosum.engines.base import SamplingParams
+from zerosum.models import trainable_parameters
 from zerosum.rollout import Episode, RolloutSettings, Turn, schedule_games
 from zerosum.rundir import RunStopped
 from zerosum.seeds import step_seed
@@ -110,6 +115,14 @@ class RayRollouts:
             [w.load.remote(self.payload, None, version) for w in self.workers]
         )
         self.restarts = 0  # seen since the step's `play`
+        self.model = model  # trained in place; broadcast: a restarted worker loads it as it is
+        self.sender: WeightSender | None = None
+        if d.weight_sync == "broadcast":
+            self.sender = WeightSender(
+                ray.util.get_node_ip_address(), len(self.workers) + 1,
+                make_layout(trainable_parameters(model)), broadcast_backend(model, placement),
+            )  # fmt: skip
+            self._form_group()
         self.inflight: dict[int, _Step] = {}  # steps sent to the workers, not yet collected
         self.syncs: list[tuple[int, Any]] = []  # async: weight loads not yet confirmed
         self.play_args: tuple[SamplingParams, RolloutSettings] | None = None  # the run's
@@ -150,31 +163,120 @@ class RayRollouts:
         return self._collect(step)
 
     def publish(self, model, version: int) -> dict[str, float]:
-        """Send `model`'s trainable weights (policy `version`) to every worker, one put into
-        the object store read by all. Sync mode waits until every worker serves them; async
-        mode queues them behind the workers' games in flight. With the step's
-        `distributed/worker_restarts` (seen in `play` and here)."""
+        """Send `model`'s trainable weights (policy `version`) to every worker: one put into
+        the object store read by all, or one broadcast (`distributed.weight_sync`). Sync mode
+        waits until every worker serves them; async mode queues them behind the workers'
+        games in flight. With the step's `distributed/worker_restarts` (seen in `play` and
+        here)."""
         import ray
 
         start = time.perf_counter()
-        self.weights = ray.put(trainable_state(model))
         self.version = version
-        loads = [
-            (k, w.set_weights.remote(self.weights, version)) for k, w in enumerate(self.workers)
-        ]
-        if self.lag:
-            self.syncs += loads
+        self.model = model
+        if self.sender is not None:
+            self._broadcast_weights()
         else:
-            for k, future in loads:
-                answer = self._get(k, future)
-                if answer is not None:
-                    self._note(k, answer[0])
-                if answer is None or not answer[1]:
-                    self._bring_back(k)
+            self.weights = ray.put(trainable_state(model))
+            loads = [
+                (k, w.set_weights.remote(self.weights, version))
+                for k, w in enumerate(self.workers)
+            ]  # fmt: skip
+            if self.lag:
+                self.syncs += loads
+            else:
+                for k, future in loads:
+                    answer = self._get(k, future)
+                    if answer is not None:
+                        self._note(k, answer[0])
+                    if answer is None or not answer[1]:
+                        self._bring_back(k)
         return {
             "distributed/worker_restarts": float(self.restarts),
             "perf/weight_sync_s": time.perf_counter() - start,
         }
+
+    def _broadcast_weights(self) -> None:
+        """`publish` by broadcast: queue every worker's receive of policy `self.version`,
+        then broadcast. Sync mode waits for every worker's answer and, if the broadcast
+        failed or a worker was restarted, brings the dead back, forms the group again and
+        broadcasts again; async mode leaves the broadcast in flight (the next publish waits
+        for it; a failure then forms the group again)."""
+        sender = self.sender
+        for _ in range(WORKER_MAX_RESTARTS + 1):
+            if not sender.wait():  # async: the previous broadcast lost a member
+                sender.drop()
+            if sender.group is None:
+                self._form_group()
+            loads = [
+                (k, w.receive_weights.remote(sender.generation, self.version))
+                for k, w in enumerate(self.workers)
+            ]  # fmt: skip
+            # From the parameters where they are: a bucket at a time to the group's device.
+            sent = sender.send(trainable_parameters(self.model), wait=not self.lag)
+            if self.lag:
+                self.syncs += loads
+                return
+            # The broadcast first: it fails at once if a member is gone, and leaving the
+            # group then makes the members still waiting for it fail too (gloo closes the
+            # connections), so that every worker answers.
+            if not sent:
+                sender.drop()
+            answers = [self._get(k, future) for k, future in loads]
+            restarted = [
+                k for k, a in enumerate(answers) if a is None or self._note(k, a[0])
+            ]  # fmt: skip
+            if sent and all(a is not None and a[1] for a in answers):
+                return
+            sender.drop()
+            for k in restarted:
+                self._bring_back(k)
+        raise RunStopped(
+            f"the weight broadcast failed {WORKER_MAX_RESTARTS + 1} times in a row "
+            "(distributed.weight_sync: object_store avoids it)"
+        )
+
+    def _form_group(self) -> None:
+        """Form a new generation of the weight-sync group: every worker announces itself
+        (behind the calls queued before, in async mode), then all join at once. A worker
+        that dies or restarts first is brought back, and another generation is formed."""
+        import ray
+
+        sender = self.sender
+        for _ in range(WORKER_MAX_RESTARTS + 1):
+            generation = sender.next_generation()
+            joins = [
+                w.join_weight_sync.remote(
+                    sender.address, generation, k + 1, sender.world, sender.layout,
+                    sender.backend,
+                )
+                for k, w in enumerate(self.workers)
+            ]  # fmt: skip
+            failed: list[int] = []
+            while not sender.ready() and not failed:
+                # A join that answers before the group is formed did not join.
+                done, _ = ray.wait(joins, num_returns=len(joins), timeout=0.5)
+                failed = [k for k, f in enumerate(joins) if f in done]
+            if failed:
+                sender.abandon()
+            else:
+                try:
+                    sender.join()
+                except RuntimeError:  # a worker died between announcing itself and joining
+                    failed = [-1]
+                answers = [self._get(k, f) for k, f in enumerate(joins)]
+                for k, answer in enumerate(answers):
+                    if answer is not None:
+                        self._note(k, answer[0])
+                if not failed and all(a is not None and a[1] for a in answers):
+                    return
+                failed = [k for k, a in enumerate(answers) if a is None or not a[1]]
+            sender.drop()
+            for k in failed:
+                self._bring_back(k)
+        raise RunStopped(
+            f"the rollout workers did not form the weight-sync group in "
+            f"{WORKER_MAX_RESTARTS + 1} tries"
+        )
 
     def _plan(self, step: int) -> tuple[list[tuple[str, int]], int]:
         """The schedule and seed of a later step, as `train_step` will compute them."""
@@ -261,12 +363,15 @@ class RayRollouts:
         self.syncs = [(k, f) for k, f in self.syncs if f not in done_ids]
 
     def close(self) -> None:
-        """Stop the workers (the run's `Placement` releases their bundles and Ray)."""
+        """Stop the workers (the run's `Placement` releases their bundles and Ray), then
+        leave the weight-sync group (a broadcast in flight fails with its members gone)."""
         import ray
 
         for w in self.workers:
             ray.kill(w, no_restart=True)
         self.workers = []
+        if self.sender is not None:
+            self.sender.close()
 
     def _get(self, k: int, future) -> Any:
         """Worker `k`'s answer to `future`, or None if the worker died meanwhile."""
@@ -278,11 +383,16 @@ class RayRollouts:
             return None
 
     def _bring_back(self, k: int) -> None:
-        """Wait for Ray to restart worker `k` and load the current policy into it."""
+        """Wait for Ray to restart worker `k` and load the current policy into it (with
+        broadcast, through the object store, and the group must be formed again)."""
         import ray
 
+        weights = self.weights
+        if self.sender is not None:
+            self.sender.drop()  # the restarted process is not a member
+            weights = ray.put(trainable_state(self.model))
         for _ in range(WORKER_MAX_RESTARTS + 1):
-            call = self.workers[k].load.remote(self.payload, self.weights, self.version)
+            call = self.workers[k].load.remote(self.payload, weights, self.version)
             try:
                 self._note(k, ray.get(call))
                 return
@@ -292,8 +402,19 @@ class RayRollouts:
             f"rollout worker {k} did not come back after {WORKER_MAX_RESTARTS} restarts"
         )
 
-    def _note(self, k: int, incarnation: str) -> None:
-        """Count a restart when worker `k` answers from a new process."""
-        if incarnation != self.incarnations[k]:
-            self.incarnations[k] = incarnation
-            self.restarts += 1
+    def _note(self, k: int, incarnation: str) -> bool:
+        """Count a restart when worker `k` answers from a new process; whether it did."""
+        if incarnation == self.incarnations[k]:
+            return False
+        self.incarnations[k] = incarnation
+        self.restarts += 1
+        return True
+
+
+def broadcast_backend(model, placement: Placement) -> str:
+    """The weight broadcast's torch.distributed backend: nccl when the learner's model is on
+    a GPU and every worker has whole GPUs of its own (NCCL refuses two members on one GPU, as
+    colocated or fractional workers would be), else gloo (through CPU memory)."""
+    cuda = next(model.parameters()).device.type == "cuda"
+    own_gpus = all(slot.gpus >= 1 for slot in placement.plan.workers)
+    return "nccl" if cuda and own_gpus else "gloo"

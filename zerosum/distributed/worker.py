@@ -5,6 +5,9 @@ The class is plain Python; `zerosum.distributed.ray_backend` wraps it with `ray.
 this module imports without Ray and a worker can be driven directly. A worker starts empty:
 the learner `load`s the model into it (at the start of the run, and again whenever Ray has
 restarted the process), so its state always comes from the learner, never from a stale copy.
+After each step the learner's new trainable weights come either through the object store
+(`set_weights`) or by a broadcast of the learner's weight-sync group (`join_weight_sync`,
+then `receive_weights`); both load them with `weights.load_trainable`.
 """
 
 from __future__ import annotations
@@ -15,6 +18,9 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import torch
+
+from zerosum.distributed.broadcast import BroadcastGroup, Layout, announce, client_store
 from zerosum.distributed.weights import ModelPayload, build_model, load_trainable
 from zerosum.engines import make_engine
 from zerosum.engines.base import EngineName, SamplingParams, VLLMConfig
@@ -59,6 +65,9 @@ class RolloutWorker:
         self.device, self.vllm = device, vllm
         self.model = self.engine = None
         self.version: int | None = None
+        # distributed.weight_sync broadcast: this worker's member of the learner's group
+        self.sync_group: BroadcastGroup | None = None
+        self.sync_layout: Layout | None = None
 
     def pid(self) -> int:
         """The worker's process id (the fault-tolerance test kills it)."""
@@ -92,6 +101,65 @@ class RolloutWorker:
         self.engine.sync_weights()
         self.version = version
         return self.incarnation, True
+
+    def join_weight_sync(
+        self,
+        address: tuple[str, int],
+        generation: int,
+        rank: int,
+        world: int,
+        layout: Layout,
+        backend: str,
+    ) -> tuple[str, bool]:
+        """Join `generation`'s weight-sync group (its store at `address`) as `rank` of
+        `world`, to receive tensors ordered by `layout` (gloo: through CPU memory; nccl: on
+        this worker's GPU); returns once every member has joined, with the incarnation, or
+        False if it did not join (restarted since and empty, or the learner gave the
+        generation up)."""
+        self.sync_group = None  # an older generation's, if any
+        if self.model is None:
+            return self.incarnation, False
+        store = client_store(*address)
+        if not announce(store, generation, rank):
+            return self.incarnation, False
+        try:
+            self.sync_group = BroadcastGroup(store, generation, rank, world, backend)
+        except RuntimeError:  # a member died before the group was formed
+            return self.incarnation, False
+        self.sync_layout = layout
+        return self.incarnation, True
+
+    def receive_weights(self, generation: int, version: int) -> tuple[str, bool]:
+        """Receive the learner's broadcast of policy `version`'s trainable weights on
+        `generation`'s group, bucket by bucket, and serve them (as `set_weights` does); the
+        incarnation, and False if this worker is not in that group (restarted since) or the
+        broadcast failed. A broadcast that fails after some buckets were loaded leaves no
+        policy (the learner loads it again, as into a restarted worker), never a mix."""
+        group = self.sync_group
+        if self.model is None or group is None or group.generation != generation:
+            return self.incarnation, False
+        # gloo: through CPU memory, whatever the model's device; nccl: on this worker's GPU
+        cuda = group.backend == "nccl"
+        device = next(self.model.parameters()).device if cuda else torch.device("cpu")
+        loaded = 0
+        try:
+            for part in group.receive(self.sync_layout, device):
+                load_trainable(self.model, part)
+                loaded += 1
+        except RuntimeError:  # a member died: the learner forms the group again
+            self.sync_group = None
+            if loaded:
+                self.model = self.engine = None
+                self.version = None
+            return self.incarnation, False
+        self.engine.sync_weights()
+        self.version = version
+        return self.incarnation, True
+
+    def parameters(self) -> dict[str, torch.Tensor]:
+        """The policy's every parameter and buffer, on the CPU (tests compare them with the
+        learner's; through Ray a copy, called directly the live tensors)."""
+        return {n: t.detach().cpu() for n, t in self.model.state_dict().items()}
 
     def play(
         self,
