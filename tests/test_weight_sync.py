@@ -16,9 +16,10 @@ from hypothesis import strategies as st
 from tests.test_distributed import FAST, RAY, RECIPE, fixed_batch
 from zerosum.config import ConfigError, load_config
 from zerosum.distributed.broadcast import (
-    empty_bucket,
+    bucket_view,
     flatten_bucket,
     make_layout,
+    receive_buffers,
     unflatten_bucket,
 )
 
@@ -47,9 +48,9 @@ def test_weight_sync_must_be_a_known_value():
     bucket_bytes=st.integers(1, 200),
 )
 def test_buckets_keep_every_tensor_in_order_and_dtype(tensors, bucket_bytes):
-    """Flattened into buckets and back, every tensor is bitwise itself; each bucket holds
-    one dtype, the tensors in their order, and no more than `bucket_bytes` unless it is one
-    tensor larger than that."""
+    """Flattened into buckets and back, through the two receive buffers the buckets take
+    turns in, every tensor is bitwise itself; each bucket holds one dtype, the tensors in
+    their order, and no more than `bucket_bytes` unless it is one tensor larger than that."""
     gen = torch.Generator().manual_seed(0)
     state = {
         f"t{i}": torch.randn(shape, generator=gen).to(dtype)
@@ -61,11 +62,13 @@ def test_buckets_keep_every_tensor_in_order_and_dtype(tensors, bucket_bytes):
         assert all(state[layout.names[i]].dtype == dtype for i in bucket)
         size = sum(state[layout.names[i]].numel() * dtype.itemsize for i in bucket)
         assert size <= bucket_bytes or len(bucket) == 1
+    buffers = receive_buffers(layout, torch.device("cpu"))
+    assert len(buffers) == min(2, len(layout.buckets))
     back = {}
     for k in range(len(layout.buckets)):
-        received = empty_bucket(layout, k, torch.device("cpu"))
+        received = bucket_view(buffers, layout, k)
         received.copy_(flatten_bucket(state, layout, k, torch.device("cpu")))
-        back.update(unflatten_bucket(received, layout, k))
+        back.update({n: t.clone() for n, t in unflatten_bucket(received, layout, k).items()})
     assert list(back) == list(state)
     assert all(torch.equal(back[n], t) and back[n].dtype == t.dtype for n, t in state.items())
 

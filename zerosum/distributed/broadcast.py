@@ -15,9 +15,10 @@ group is formed again, on the same store, without touching the learner's.
 The tensors travel in a fixed order (the model's parameter order) and their own dtype,
 concatenated into buckets of at most `BUCKET_BYTES` (one dtype per bucket; a tensor larger
 than that travels alone): a few large messages rather than one per tensor. In sync mode the
-driver copies out and sends one bucket at a time, and a worker receives and loads one bucket
-at a time, so neither holds more than a bucket beyond its model; in async mode the driver
-copies every bucket before it trains on (one copy of the trained weights while in flight).
+driver copies out a bucket while the one before is sending, and a worker loads a bucket while
+the next arrives, so each holds two buckets beyond its model, not a second copy of it; in
+async mode the driver copies every bucket before it trains on (one copy of the trained
+weights while in flight).
 
 Crashes: with gloo a broadcast that loses a member fails at once on the driver, and the
 driver leaving the group makes the members still waiting fail too (tested). With nccl a lost
@@ -27,7 +28,7 @@ the recovery is designed for gloo, and nothing here has run on GPUs.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -57,6 +58,10 @@ class Layout:
     def sizes(self, bucket: int) -> list[int]:
         """The element counts of bucket `bucket`'s tensors, in order."""
         return [self.shapes[i].numel() for i in self.buckets[bucket]]
+
+    def nbytes(self, bucket: int) -> int:
+        """The bytes of bucket `bucket`."""
+        return sum(self.sizes(bucket)) * self.dtypes[bucket].itemsize
 
 
 def make_layout(tensors: Mapping[str, torch.Tensor], bucket_bytes: int = BUCKET_BYTES) -> Layout:
@@ -101,9 +106,18 @@ def unflatten_bucket(flat: torch.Tensor, layout: Layout, bucket: int) -> dict[st
     }
 
 
-def empty_bucket(layout: Layout, bucket: int, device: torch.device) -> torch.Tensor:
-    """A receive buffer for bucket `bucket` on `device`."""
-    return torch.empty(sum(layout.sizes(bucket)), dtype=layout.dtypes[bucket], device=device)
+def receive_buffers(layout: Layout, device: torch.device) -> list[torch.Tensor]:
+    """Two byte buffers on `device` (one if there is one bucket), each as large as the largest
+    bucket: bucket k arrives in buffer k mod 2 (`bucket_view`) while bucket k-1 is loaded."""
+    largest = max(layout.nbytes(k) for k in range(len(layout.buckets)))
+    count = min(2, len(layout.buckets))
+    return [torch.empty(largest, dtype=torch.uint8, device=device) for _ in range(count)]
+
+
+def bucket_view(buffers: Sequence[torch.Tensor], layout: Layout, bucket: int) -> torch.Tensor:
+    """Bucket `bucket`'s place in `receive_buffers`, as a flat tensor of its dtype."""
+    raw = buffers[bucket % len(buffers)][: layout.nbytes(bucket)]
+    return raw.view(layout.dtypes[bucket])
 
 
 def server_store(host: str) -> dist.TCPStore:
@@ -165,15 +179,21 @@ class BroadcastGroup:
         options.rootRank = 0
         return self.group.broadcast([flat], options)
 
-    def receive(self, layout: Layout, device: torch.device) -> Iterator[dict[str, torch.Tensor]]:
+    def receive(
+        self, layout: Layout, buffers: Sequence[torch.Tensor]
+    ) -> Iterator[dict[str, torch.Tensor]]:
         """A worker's part of a broadcast: `layout`'s buckets one at a time, as tensors by
-        name on `device` (so a worker holds one bucket beyond its model, not a second copy)."""
-        for bucket in range(len(layout.buckets)):
-            flat = empty_bucket(layout, bucket, device)
-            self.broadcast(flat).wait()
+        name (views into `buffers`, from `receive_buffers`), each valid until the next is
+        asked for; the next bucket is already arriving while the caller loads one."""
+        count = len(layout.buckets)
+        work = self.broadcast(bucket_view(buffers, layout, 0))
+        for bucket in range(count):
+            work.wait()
             if self.backend == "nccl":
                 torch.cuda.synchronize()
-            yield unflatten_bucket(flat, layout, bucket)
+            if bucket + 1 < count:  # into the other buffer
+                work = self.broadcast(bucket_view(buffers, layout, bucket + 1))
+            yield unflatten_bucket(bucket_view(buffers, layout, bucket), layout, bucket)
 
 
 class WeightSender:
@@ -209,24 +229,27 @@ class WeightSender:
         decide(self.store, self.generation, False)
 
     def send(self, tensors: Mapping[str, torch.Tensor], wait: bool) -> bool:
-        """Broadcast `tensors` (as `layout` orders them) to every worker. `wait`: one bucket
-        at a time, each sent before the next is copied out (a bucket's memory beyond the
-        model), and False if it failed. Otherwise (async mode) every bucket is copied and
-        left in flight for `wait`, while the model trains on."""
+        """Broadcast `tensors` (as `layout` orders them) to every worker. `wait`: bucket by
+        bucket, at most two copied out at a time (one sending while the next is copied), and
+        False if it failed. Otherwise (async mode) every bucket is copied and left in flight
+        for `wait`, while the model trains on."""
         if self.group is None:
             raise RuntimeError("no weight-sync group to broadcast on (join first)")
         device = torch.device("cuda" if self.backend == "nccl" else "cpu")
-        buckets = range(len(self.layout.buckets))
-        if not wait:
-            flats = [flatten_bucket(tensors, self.layout, k, device) for k in buckets]
-            self.pending = ([self.group.broadcast(f) for f in flats], flats)
-            return True
-        for k in buckets:
+        works: list[dist.Work] = []
+        flats: list[torch.Tensor] = []  # each bucket's copy lives until it is sent
+        for k in range(len(self.layout.buckets)):
             flat = flatten_bucket(tensors, self.layout, k, device)
-            self.pending = ([self.group.broadcast(flat)], [flat])
-            if not self.wait():
-                return False
-        return True
+            works.append(self.group.broadcast(flat))
+            flats.append(flat)
+            if wait and len(works) == 2:  # the older one sent before a third copy is made
+                self.pending = ([works.pop(0)], [flats.pop(0)])
+                if not self.wait():
+                    self.pending = (works, flats)
+                    self.wait()
+                    return False
+        self.pending = (works, flats)
+        return self.wait() if wait else True
 
     def wait(self) -> bool:
         """Wait for the broadcast in flight, if any; False if it failed (a member died, or

@@ -20,7 +20,13 @@ from dataclasses import dataclass, field
 
 import torch
 
-from zerosum.distributed.broadcast import BroadcastGroup, Layout, announce, client_store
+from zerosum.distributed.broadcast import (
+    BroadcastGroup,
+    Layout,
+    announce,
+    client_store,
+    receive_buffers,
+)
 from zerosum.distributed.weights import ModelPayload, build_model, load_trainable
 from zerosum.engines import make_engine
 from zerosum.engines.base import EngineName, SamplingParams, VLLMConfig
@@ -68,6 +74,7 @@ class RolloutWorker:
         # distributed.weight_sync broadcast: this worker's member of the learner's group
         self.sync_group: BroadcastGroup | None = None
         self.sync_layout: Layout | None = None
+        self.sync_buffers: list[torch.Tensor] = []  # two buckets' room, kept between syncs
 
     def pid(self) -> int:
         """The worker's process id (the fault-tolerance test kills it)."""
@@ -126,6 +133,10 @@ class RolloutWorker:
             self.sync_group = BroadcastGroup(store, generation, rank, world, backend)
         except RuntimeError:  # a member died before the group was formed
             return self.incarnation, False
+        cuda = backend == "nccl"  # gloo: through CPU memory, whatever the model's device
+        device = next(self.model.parameters()).device if cuda else torch.device("cpu")
+        if self.sync_layout != layout or not self.sync_buffers:
+            self.sync_buffers = receive_buffers(layout, device)
         self.sync_layout = layout
         return self.incarnation, True
 
@@ -138,12 +149,9 @@ class RolloutWorker:
         group = self.sync_group
         if self.model is None or group is None or group.generation != generation:
             return self.incarnation, False
-        # gloo: through CPU memory, whatever the model's device; nccl: on this worker's GPU
-        cuda = group.backend == "nccl"
-        device = next(self.model.parameters()).device if cuda else torch.device("cpu")
         loaded = 0
         try:
-            for part in group.receive(self.sync_layout, device):
+            for part in group.receive(self.sync_layout, self.sync_buffers):
                 load_trainable(self.model, part)
                 loaded += 1
         except RuntimeError:  # a member died: the learner forms the group again
