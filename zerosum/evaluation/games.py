@@ -87,8 +87,9 @@ def evaluate_against(
     on_finish: Callable[[], None] | None = None,
 ) -> dict:
     """Play `n` games of `game` against `opponent`, seats alternating; the summary overall
-    and per model seat, with the tokens the model generated per game (`game_tokens`). Game i uses seed `game_seed(seed, i)`, as in `zerosum match`.
-    `on_finish` is called as each game ends."""
+    and per model seat, with the tokens the model generated per game (`game_tokens`). Game i
+    uses seed `game_seed(seed, i)`, as in `zerosum match`. `on_finish` is called as each game
+    ends."""
     POSITIVE.check("number of evaluation games", n)
     settings = replace(settings, invalid=EVAL_INVALID)
     schedule = [(game, game_seed(seed, i)) for i in range(n)]
