@@ -26,7 +26,9 @@ def read_metrics(run_dir: Path) -> list[dict]:
 
 
 def played(rows: list[dict]) -> list[dict]:
-    return [{k: v for k, v in r.items() if not k.startswith(("perf/", "distributed/"))} for r in rows]
+    return [
+        {k: v for k, v in r.items() if not k.startswith(("perf/", "distributed/"))} for r in rows
+    ]
 
 
 @pytest.mark.parametrize("weight_sync", ["object_store", "broadcast"])
