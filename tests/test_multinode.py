@@ -45,7 +45,6 @@ def test_a_run_over_two_nodes_joined_by_address_equals_the_local_run(tmp_path, w
         ray.init(address=cluster.address)
         alive = [n for n in ray.nodes() if n["Alive"]]
         assert [n["Resources"]["CPU"] for n in alive] == [1.0, 1.0]  # ...and left it running
-        ray.shutdown()
     finally:
         ray.shutdown()
         cluster.shutdown()
