@@ -260,6 +260,19 @@ def test_cli_ray_address_sets_the_field_as_text(capsys):
     assert "'distributed.ray_address' = '1:20' needs distributed.backend = 'ray'" in err
 
 
+def test_cli_overrides_may_follow_options(capsys):
+    """Overrides on both sides of an option are all applied (argparse alone takes the first
+    group and refuses the rest as unrecognized); a stray word after them is still refused."""
+    assert main(["train", "run.steps=3", "--ray-address", "1:20", "run.seed=-1"]) == 2
+    assert "'run.seed' = -1 is invalid" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", "run.steps=3", "--ray-address", "1:20", "run.seed=1", "steps"])
+    assert "unrecognized arguments: run.seed=1 steps" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["games", "run.steps=3"])
+    assert "unrecognized arguments: run.steps=3" in capsys.readouterr().err
+
+
 def test_a_run_from_before_the_magnet_resumes():
     """An older run's config.json holds `algo.kl_coef: 0.0` (the KL penalty off): it loads
     as before; a nonzero value, which has no exact equivalent now, is refused in one line."""

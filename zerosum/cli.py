@@ -390,8 +390,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _is_override(arg: str) -> bool:
+    return not arg.startswith("-") and "=" in arg
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    # Overrides may follow options (`train --config X --ray-address A run.steps=3`): argparse
+    # leaves the ones after an option unparsed, and its intermixed parsing refuses subparsers.
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command == "train" and all(_is_override(x) for x in extra):
+        args.overrides = [*args.overrides, *extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         code = args.func(args)
     except ValueError as err:  # bad input: one line naming the value and what is valid
