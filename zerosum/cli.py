@@ -396,8 +396,9 @@ def _is_override(arg: str) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    # Overrides may follow options (`train --config X --ray-address A run.steps=3`): argparse
-    # leaves the ones after an option unparsed, and its intermixed parsing refuses subparsers.
+    # Overrides may sit on both sides of an option (`train a.b=1 --config X c.d=2`): the
+    # `nargs="*"` positional takes the first group only, and argparse's intermixed parsing
+    # refuses subparsers, so the rest come back unparsed.
     args, extra = parser.parse_known_args(argv)
     if extra and args.command == "train" and all(_is_override(x) for x in extra):
         args.overrides = [*args.overrides, *extra]
