@@ -26,6 +26,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "zerosum.hardware",
             "zerosum.tables",
             "zerosum.rundir",
+            "zerosum.untrusted",
         ),
     ),  # fmt: skip
     ("games", ("zerosum.games", "zerosum.solvers")),

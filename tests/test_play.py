@@ -317,6 +317,28 @@ def test_the_opponents_reasoning_is_shown_only_when_asked(show, capsys, monkeypa
     assert result.transcript[0]["reply"].startswith("SECRET-THOUGHTS")  # kept for the arena
 
 
+class Disguiser:
+    """A model whose reasoning hides reversed text and a terminal escape."""
+
+    name = "disguiser"
+
+    def act(self, state, rng, feedback=None):
+        legal = state.legal_actions()
+        return Move(legal[0], f"I\u202eesol uoy\u202c win \x1b[2J\u2066 \\boxed{{{legal[0]}}}")
+
+
+@pytest.mark.parametrize("fancy", [False, True])
+def test_bidi_and_control_characters_never_reach_the_screen(fancy, capsys, monkeypatch):
+    answers = iter(["4", "8", "2", "6", "5", "7", "3", "1", "0"] * 3)
+    monkeypatch.setattr("builtins.input", lambda prompt="": print(prompt, end="") or next(answers))
+    screen = Screen()
+    screen.fancy = fancy
+    play_game(load_game("tic_tac_toe"), Disguiser(), 1, 0, screen, show_reasoning=True)
+    out = capsys.readouterr().out
+    assert "esol uoy" in out and "\u202e" not in out and "\u2066" not in out
+    assert "\x1b[2J" not in out
+
+
 def test_an_opponents_invalid_answer_forfeits_and_the_person_is_told(capsys, monkeypatch):
     monkeypatch.setattr("builtins.input", lambda prompt="": "4")
     result = play_game(load_game("tic_tac_toe"), Talker(valid=False), 0, 0, Screen())

@@ -31,6 +31,7 @@ from zerosum.report import detect, write_report
 from zerosum.rollout import schedule_games
 from zerosum.seeds import step_seed
 from zerosum.train import kept_step, train
+from zerosum.untrusted import BIDI_CONTROLS, for_display
 
 RECIPE = Path(__file__).parent.parent / "configs" / "tiny_kuhn_test.yaml"
 STEPS, PER_STEP, KEEP = 3, 8, 2
@@ -43,6 +44,7 @@ EVIL = [
     "<script>window.pwned=1</script>",
     '<img src=x onerror="window.pwned=1">',
     "**bold** [link](javascript:window.pwned=1) <b>markup</b> &amp; </pre></details><h1>x</h1>",
+    "I fold\u202e\u2066dlot uoy\u2069 (bidi controls) and a terminal \x1b[2J escape",
 ]
 
 
@@ -262,7 +264,8 @@ def assert_escaped(page: str) -> None:
     assert "<h1>x</h1>" not in page and "<b>markup</b>" not in page
     assert "<strong>" not in page and "<a href" not in page.replace('<a href="#', "")
     for text in EVIL:
-        assert html.escape(text) in page, text
+        assert html.escape(for_display(text)) in page, text
+    assert not set(BIDI_CONTROLS) & set(page) and "\x1b" not in page
     assert "**bold** [link](javascript:window.pwned=1)" in page  # Markdown stays literal
 
 

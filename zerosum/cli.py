@@ -26,8 +26,10 @@ from zerosum.games import broken_plugins, game_names, game_source, load_game
 from zerosum.games.conformance import check_game
 from zerosum.match import MAX_TURNS as MATCH_MAX_TURNS
 from zerosum.match import MatchResult, run_match
+from zerosum.models import load_tokenizer
 from zerosum.play import GameResult, Screen, play_series
 from zerosum.players import PLAYER_SPECS, make_player, unsupported
+from zerosum.prompts import PROMPT_FORMATS, check_control_tokens, llama3_style
 from zerosum.report import MAX_REPLAYS, write_report
 from zerosum.rollout import EVAL_INVALID, INVALID_MODES, InvalidMovePolicy
 from zerosum.rundir import RunStopped
@@ -122,13 +124,22 @@ def name_width(names: list[str]) -> int:
 
 
 def check_games(names: list[str], seeds: int) -> int:
-    """`zerosum games --check`: each game's conformance, one line each; 1 if any fails."""
+    """`zerosum games --check`: each game's conformance, one line each; 1 if any fails. Beside
+    the game's own checks: moves made of control tokens add none to a prompt, for the default
+    tokenizer (ChatML) and a Llama-3-style one, in both prompt formats."""
     failed = 0
     w = name_width(names)
+    tokenizer = load_tokenizer()
+    tokenizers = {"ChatML": tokenizer, "Llama 3": llama3_style(tokenizer)}
     for name in names:
-        problems = check_game(load_game(name), range(seeds))
+        game = load_game(name)
+        problems: list[object] = list(check_game(game, range(seeds)))
+        for family, tok in tokenizers.items():
+            for fmt in PROMPT_FORMATS:
+                found = check_control_tokens(game, tok, prompt_format=fmt)
+                problems += [f"control tokens ({family}, {fmt}): {p}" for p in found]
         status = "ok" if not problems else f"{len(problems)} problems"
-        print(f"{name:{w}s} {status} ({seeds} random episodes)")
+        print(f"{name:{w}s} {status} ({seeds} random episodes; control tokens)")
         for problem in problems[:5]:
             print(f"{'':{w + 2}s}{problem}")
         failed += bool(problems)

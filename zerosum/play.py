@@ -10,7 +10,9 @@ What the person sees comes from the game alone: the opponent's moves as the move
 shows them to both seats, the person's own view at the end (a card game reveals at the
 showdown only what its view says), and the opponent's reasoning (a model's or an API's reply
 text) only when asked for. On a terminal the output is `rich` (a panel for the view, the
-legal moves highlighted); through a pipe it is plain text without escape codes.
+legal moves highlighted); through a pipe it is plain text without escape codes. Every text
+shown passes `untrusted.for_display`: no bidi control reorders it, no control character
+reaches the terminal.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from zerosum.match import MAX_TURNS, Tally
 from zerosum.players.base import Move, Player
 from zerosum.rollout import EVAL_INVALID, Episode, RolloutSettings, play_games
 from zerosum.tables import one_line
+from zerosum.untrusted import for_display
 
 QUIT_WORDS = ("quit", "exit")
 # The longest reasoning shown (its tail, where the answer is): a model's reply is untrusted.
@@ -72,18 +75,21 @@ class Screen:
 
     # -- output -----------------------------------------------------------------------
     def line(self, text: str = "", style: str = "") -> None:
+        text = for_display(text)
         if self.fancy:
             self.console.print(Text(text, style=style))
         else:
             print(text, file=self.out)
 
     def heading(self, text: str) -> None:
+        text = for_display(text)
         if self.fancy:
             self.console.rule(Text(text, style="bold"))
         else:
             print(f"\n=== {text} ===", file=self.out)
 
     def rules(self, text: str) -> None:
+        text = for_display(text)
         if self.fancy:
             self.console.print(Text(text, style="dim"))
         else:
@@ -91,6 +97,8 @@ class Screen:
 
     def view(self, title: str, text: str, legal: Sequence[str] | None = None) -> None:
         """A seat's view, and the legal moves when they are a finite list."""
+        title, text = for_display(title), for_display(text)
+        legal = [for_display(a) for a in legal] if legal else legal
         if self.fancy:
             self.console.print(
                 Panel(
@@ -110,6 +118,7 @@ class Screen:
                 print(f"Legal moves: {', '.join(legal)}", file=self.out)
 
     def reasoning(self, who: str, text: str) -> None:
+        who, text = for_display(who), for_display(text)
         if len(text) > MAX_REASONING_CHARS:
             cut = len(text) - MAX_REASONING_CHARS
             text = f"[{cut} characters cut] ...{text[-MAX_REASONING_CHARS:]}"
@@ -122,6 +131,7 @@ class Screen:
             print(f"{who}'s reasoning:\n{text}", file=self.out)
 
     def score(self, opponent: str, tally: Tally) -> None:
+        opponent = for_display(opponent)
         games = f"{tally.games} game{'s' * (tally.games != 1)}"
         summary = (
             f"{tally.wins} won, {tally.draws} drawn, {tally.losses} lost; "

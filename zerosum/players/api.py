@@ -1,7 +1,8 @@
 """An OpenAI-compatible chat API as a player: vLLM's server, OpenAI, any compatible endpoint.
 
 The prompt is the text model players get (`rollout.prompt_content`: the seat's view and the
-free-answer instruction) as one user message; the reply is untrusted text, cut to a bounded
+free-answer instruction) as one user message, with chat control strings broken up
+(`untrusted.for_server`: the server applies its own template to the text); the reply is untrusted text, cut to a bounded
 tail and parsed by `games.parsing.parse_action`. A request that times out, cannot connect or
 gets a 429 or 5xx is retried with exponential backoff; when the retries run out, or the error
 is not worth retrying (another 4xx, a malformed response), the move is invalid with the reason,
@@ -40,6 +41,7 @@ from zerosum.typed_config import (
     load_dataclass,
     numbers,
 )
+from zerosum.untrusted import for_server
 
 _URL = Bound(lambda v: v.startswith(("http://", "https://")), "an http:// or https:// URL")
 
@@ -166,7 +168,8 @@ class ApiPlayer:
     def _request(self, content: str, seed: int) -> dict:
         request = {
             "model": self.config.model,
-            "messages": [{"role": "user", "content": content}],
+            # the server templates this text itself: no chat control string may reach it whole
+            "messages": [{"role": "user", "content": for_server(content)}],
             "temperature": self.config.temperature,
             "top_p": self.config.top_p,
             "max_tokens": self.config.max_tokens,

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import html
 import math
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+
+from zerosum.untrusted import for_display
 
 # Scripts, plug-ins, frames, fonts, images from anywhere: none. Inline styles only (the
 # page's own and matplotlib's inside each SVG).
@@ -49,8 +50,9 @@ ol.turns { padding-left: 1.5em; } li.turn { margin: .6em 0; }
 
 
 def esc(value: object) -> str:
-    """Any value as HTML text (quotes included, so it is safe in an attribute too)."""
-    return html.escape(str(value), quote=True)
+    """Any value as HTML text (quotes included, so it is safe in an attribute too), without
+    bidi or other control characters (`untrusted.for_display`)."""
+    return html.escape(for_display(str(value)), quote=True)
 
 
 def num(value: object, digits: int = 3) -> str:
@@ -115,16 +117,7 @@ def kv_table(pairs: Iterable[tuple[str, object]]) -> str:
 
 
 def pre(text: object) -> str:
-    return f"<pre>{esc(clean_text(str(text)))}</pre>"
-
-
-# C0/C1 control characters other than tab and newline show as U+FFFD: a terminal escape or a
-# NUL in a model's response is shown, not passed on.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
-
-def clean_text(text: str) -> str:
-    return _CONTROL.sub("\ufffd", text)
+    return f"<pre>{esc(text)}</pre>"
 
 
 def details(summary: str, body: str, cls: str = "", open_: bool = False) -> str:
