@@ -1,4 +1,18 @@
+import os
+import shutil
+import tempfile
+
 import pytest
+
+# The suite's cache (converted models, CFR+ tables) is a fresh temporary directory: no test
+# reads or writes the user's ~/.cache/zerosum, and every run starts cold, as on a new machine.
+# Subprocesses inherit it. A test that needs the real cache must say why and set it itself.
+SUITE_CACHE = tempfile.mkdtemp(prefix="zerosum-test-cache-")
+os.environ["ZEROSUM_CACHE"] = SUITE_CACHE
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(SUITE_CACHE, ignore_errors=True)
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` selects by marker

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, get_args
 
-from zerosum.cache import cache_dir
+from zerosum.cache import cache_dir, first_use
 from zerosum.rundir import latest_checkpoint, step_dirs
 from zerosum.tables import one_line
 from zerosum.typed_config import check_choice
@@ -197,9 +197,11 @@ def resolve_model(name_or_path: str) -> str:
         return name_or_path
     target = _converted_dir()
     if not _is_complete(target):
-        gguf = default_gguf_path()
-        print(f"zerosum: converting {gguf.name} to {target} (one-off)", file=sys.stderr)
-        convert_gguf(gguf, target)
+        with first_use(target):  # one conversion, however many threads and processes ask
+            if not _is_complete(target):
+                gguf = default_gguf_path()
+                print(f"zerosum: converting {gguf.name} to {target} (one-off)", file=sys.stderr)
+                convert_gguf(gguf, target)
     return str(target)
 
 

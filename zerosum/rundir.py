@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import socket
+import tempfile
 from pathlib import Path
 
 LOCK_NAME = ".lock"
@@ -156,11 +157,20 @@ def check_free_space(directory: Path, needed: int) -> None:
         )
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Replace `path` whole: a kill leaves the old or the new content, never half of one."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+def write_atomic(path: Path, text: str, errors: str = "strict") -> None:
+    """Replace `path` whole: a kill leaves the old or the new content, never half of one.
+
+    Each writer has a temporary file of its own (threads and processes may write one path at
+    once: the last rename wins, whole). `errors` as `str.encode` takes it (UTF-8)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", errors=errors) as out:
+            out.write(text)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; this is an ordinary file
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 # --- finding checkpoints -------------------------------------------------------------

@@ -10,13 +10,12 @@ players or models.
 from __future__ import annotations
 
 import json
-import os
 from functools import cache
 
 import pyspiel
 from open_spiel.python import policy as os_policy
 
-from zerosum.cache import cache_dir
+from zerosum.cache import cache_dir, cached_text
 from zerosum.games import games_with, load_game
 from zerosum.games.openspiel_games import OpenSpielGame, OpenSpielState
 
@@ -68,26 +67,23 @@ def cfr_policy_table(game_name: str, iterations: int = 1000) -> dict[str, dict[s
     """Average CFR+ policy as {information state: {action id: probability}}.
 
     Computed with OpenSpiel's C++ solver on first use (about 20 s for leduc_poker) and cached
-    on disk; the file is written atomically so a killed run never leaves half a table.
+    on disk (`cache.cached_text`: computed once however many threads and processes ask).
     """
     _solvable(game_name, "nash", "a Nash policy")
     path = cache_dir() / "cfr" / f"{game_name}-cfrplus-{iterations}.json"
-    if path.exists():
-        return json.loads(path.read_text())
+    return json.loads(cached_text(path, lambda: json.dumps(_cfr_plus(game_name, iterations))))
+
+
+def _cfr_plus(game_name: str, iterations: int) -> dict[str, dict[str, float]]:
     game = pyspiel.load_game(game_name)
     solver = pyspiel.CFRPlusSolver(game)
     for _ in range(iterations):
         solver.evaluate_and_update_policy()
     average = solver.average_policy()
-    table = {
+    return {
         key: {str(a): float(p) for a, p in average.get_state_policy(key)}
         for key in info_set_states(game_name)
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(table))
-    os.replace(tmp, path)
-    return table
 
 
 @cache

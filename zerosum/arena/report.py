@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +20,7 @@ from zerosum.arena.config import ArenaConfig
 from zerosum.arena.ratings import Result, bradley_terry, openskill_ratings, scope_seed
 from zerosum.arena.store import DB_NAME, GameRecord, Store
 from zerosum.evaluation.games import wilson_interval
+from zerosum.rundir import write_atomic
 
 RATING_MODEL = (
     "Bradley-Terry MAP, draws as half wins, forfeits as losses, Gaussian prior N(0, "
@@ -159,9 +159,7 @@ def write_outputs(directory: Path, results: dict) -> None:
         "crossplay.csv": crossplay_csv(results),
     }
     for name, text in files.items():  # each replaced whole, never half written
-        tmp = directory / f".{name}.tmp-{os.getpid()}"
-        tmp.write_text(text)
-        os.replace(tmp, directory / name)
+        write_atomic(directory / name, text)
 
 
 def print_results(results: dict, console=None) -> None:

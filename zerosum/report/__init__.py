@@ -9,7 +9,6 @@ from a model, an opponent or a game is escaped (`page.esc`): shown, never interp
 from __future__ import annotations
 
 import json
-import os
 from importlib import metadata
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from zerosum.report.results import (
     is_eval_results,
 )
 from zerosum.report.training import CONFIG_NAME, is_training_run, training_report
+from zerosum.rundir import write_atomic
 
 __all__ = ["REPORT_NAME", "MAX_REPLAYS", "detect", "default_out", "write_report"]
 
@@ -95,8 +95,6 @@ def write_report(
     source = Path(source)
     html = build_html(source, max_replays)
     path = Path(out) if out is not None else default_out(source)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     # errors="replace": a lone surrogate in some text cannot stop the report being written.
-    tmp.write_text(html, encoding="utf-8", errors="replace")
-    os.replace(tmp, path)
+    write_atomic(path, html, errors="replace")
     return path
