@@ -125,3 +125,18 @@ def test_run_without_a_checkpoint_is_a_clear_model_error(tmp_path):
     (tmp_path / "checkpoints").mkdir()
     with pytest.raises(ValueError, match="has no checkpoint yet"):
         models.load_model(str(tmp_path))
+
+
+def test_eval_of_a_run_killed_before_its_first_checkpoint_says_so(tmp_path, capsys):
+    """A run stopped before its first checkpoint holds its config, metrics and lock only."""
+    from zerosum.cli import main
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text('{"run": {"steps": 10}}')
+    (run / "metrics.jsonl").write_text("")
+    (run / ".lock").write_text("")
+    assert main(["eval", "--model", str(run), "--games", "kuhn_poker", "--n", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert f"run directory {str(run)!r} has no checkpoint yet" in err

@@ -122,6 +122,33 @@ def test_bad_files(tmp_path):
         load_config(bad)
 
 
+@pytest.mark.parametrize(
+    "text, where",
+    [
+        ("run:\n  steps: 3\n optim: {lr: 1}\n", "line 3, column 2"),
+        ("run:\n  steps: 3\n  seed: [1, 2\n", "line 4, column 1"),
+        ("model:\n  name: a: b\n", "line 2, column 10"),
+        ("run:\n\tsteps: 3\n", "line 2, column 1"),
+    ],
+)
+def test_invalid_yaml_names_its_line_and_column(text, where, tmp_path):
+    from zerosum.arena.config import load_arena_config
+    from zerosum.players.api import load_api_config
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text)
+    for load in (load_config, load_arena_config, load_api_config):
+        with pytest.raises(ConfigError) as err:
+            load(bad)
+        message = str(err.value)
+        assert f"{str(bad)!r} is not valid YAML: {where}: " in message and "\n" not in message
+
+
+def test_an_override_that_is_not_yaml_is_one_line():
+    with pytest.raises(ConfigError, match=r"override 'run.seed=\[1': not a YAML value: line 1"):
+        load_config(None, ["run.seed=[1"])
+
+
 def test_cli_train_reports_config_errors_in_one_line(capsys):
     assert main(["train", "algo.loss=grpo"]) == 2
     err = capsys.readouterr().err.strip()

@@ -396,7 +396,18 @@ REVEALS = [
     (PW.encode().hex(), "in hexadecimal"),
     (" ".join(f"{b:02x}" for b in PW.encode()), "in hexadecimal"),
     (codecs.encode(f"it is {PW}", "rot13"), "in ROT13"),
+    (f"I love {PW}s on toast.", "as a word"),  # the plural says the word
+    (f"We {PW}d the toast.", "as a word"),  # marmalade + d: the final e dropped before -ed
 ]
+
+
+@SETTINGS
+@given(
+    word=st.from_regex(r"[a-z]{4,12}", fullmatch=True),
+    ending=st.sampled_from(["s", "es", "ed", "ing"]),
+)
+def test_a_password_with_an_ending_is_revealed(word, ending):
+    assert reveal_form(f"Fine, {word}{ending} then.", word) == "as a word"
 
 
 @pytest.mark.parametrize("message, form", REVEALS)

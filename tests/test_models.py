@@ -121,6 +121,17 @@ def _fake_copy(gguf: Path, out: Path) -> None:
     (out / "writer").write_text(str(os.getpid()))
 
 
+def test_a_model_loads_without_a_progress_bar(tokenizer, tmp_path: Path, capfd) -> None:
+    """transformers' "Loading weights" bar would land in `zerosum play`'s screen."""
+    tiny = models.tiny_model(tokenizer, hidden_size=32, layers=1, heads=2, seed=0)
+    tiny.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    capfd.readouterr()
+    models.load_model(str(tmp_path))
+    captured = capfd.readouterr()
+    assert "Loading weights" not in captured.err + captured.out
+
+
 def test_conversion_publishes_atomically(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(models, "_write_copy", _fake_copy)
     target = tmp_path / "models" / "M"

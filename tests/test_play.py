@@ -123,10 +123,39 @@ def test_kuhn_poker_never_shows_the_opponents_card_before_the_showdown():
         assert text.startswith(str(seat))
         mine = private_card("kuhn_poker", game_seed(seed, i), seat)
         theirs = private_card("kuhn_poker", game_seed(seed, i), 1 - seat)
-        before_end = OUTCOME.split(text)[0]
+        before_end = text.split("Your view at the end")[0]
         assert f"your card is {mine}" in before_end and f"your card is {theirs}" not in before_end
         assert set(re.findall(r"\b[JQK]\b", before_end)) == {mine}  # no card but the person's
     assert "Score against random after 2 games" in screen
+
+
+class Caller:
+    """Checks, and calls every bet: the game always reaches the showdown."""
+
+    name = "caller"
+
+    def act(self, state, rng, feedback=None):
+        legal = state.legal_actions()
+        return Move("call" if "call" in legal else "check", "")
+
+
+@pytest.mark.parametrize("seat", [0, 1])
+def test_the_showdown_shows_both_cards_at_the_end_only(seat, capsys, monkeypatch):
+    monkeypatch.setattr("builtins.input", lambda prompt="": print(prompt, end="") or "check")
+    play_game(load_game("kuhn_poker"), Caller(), seat, 5, Screen())
+    out = capsys.readouterr().out
+    cards = [private_card("kuhn_poker", 5, s) for s in (0, 1)]
+    before_end, end = out.split("Your view at the end")
+    assert f"your card is {cards[1 - seat]}" not in before_end
+    assert set(re.findall(r"\b[JQK]\b", before_end)) == {cards[seat]}
+    assert f"Showdown: Player 0 has {cards[0]}, Player 1 has {cards[1]}." in end
+
+
+def test_a_fold_shows_no_card():
+    state = load_game("kuhn_poker").new_episode(5)
+    state.apply_action("bet")
+    state.apply_action("fold")
+    assert "Showdown" not in state.observation(1) and "Showdown" not in state.observation(0)
 
 
 # --- through a pipe -----------------------------------------------------------------------

@@ -46,8 +46,10 @@ from zerosum.typed_config import (
     fld,
     ints,
     load_dataclass,
+    load_yaml,
     numbers,
     settings_help,
+    yaml_problem,
 )
 
 __all__ = [
@@ -379,22 +381,18 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     """A validated `TrainConfig` from a YAML file and `a.b=value` overrides (YAML values)."""
     data: dict = {}
     if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file {str(p)!r} does not exist")
-        try:
-            data = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise ConfigError(
-                f"config file {str(p)!r} is not valid YAML: {str(err).splitlines()[0]}"
-            ) from None
+        data = load_yaml(path, "config file") or {}
         if not isinstance(data, dict):
-            raise ConfigError(f"config file {str(p)!r} must hold a mapping of sections")
+            raise ConfigError(f"config file {str(path)!r} must hold a mapping of sections")
     for item in overrides or []:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"override {item!r} must look like section.field=value")
-        _set_dotted(data, key.strip(), yaml.safe_load(raw) if raw.strip() else "")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as err:
+            raise ConfigError(f"override {item!r}: not a YAML value: {yaml_problem(err)}") from None
+        _set_dotted(data, key.strip(), value)
     return config_from_dict(data)
 
 

@@ -18,11 +18,13 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, get_args
 
 from zerosum.cache import cache_dir, first_use
-from zerosum.rundir import latest_checkpoint, step_dirs
+from zerosum.rundir import is_run_dir, latest_checkpoint, step_dirs
 from zerosum.tables import one_line
 from zerosum.typed_config import check_choice
 
@@ -262,11 +264,12 @@ def load_model(
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     try:
-        if (Path(source) / "adapter_config.json").is_file():
-            model, tokenizer = _load_adapter(Path(source), getattr(torch, dtype))
-        else:
-            model = AutoModelForCausalLM.from_pretrained(source, dtype=getattr(torch, dtype))
-            tokenizer = AutoTokenizer.from_pretrained(source)
+        with _no_progress_bars():  # a bar would land in `zerosum play`'s screen and in logs
+            if (Path(source) / "adapter_config.json").is_file():
+                model, tokenizer = _load_adapter(Path(source), getattr(torch, dtype))
+            else:
+                model = AutoModelForCausalLM.from_pretrained(source, dtype=getattr(torch, dtype))
+                tokenizer = AutoTokenizer.from_pretrained(source)
     except (OSError, ValueError) as err:
         raise ValueError(f"cannot load model {name_or_path!r}: {one_line(err, 300)}") from None
     _prepare_tokenizer(tokenizer)
@@ -276,16 +279,35 @@ def load_model(
     return model, tokenizer
 
 
+@contextmanager
+def _no_progress_bars() -> Iterator[None]:
+    """transformers' progress bars ("Loading weights") off inside."""
+    from transformers.utils import logging as hf_logging
+
+    was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_on:
+            hf_logging.enable_progress_bar()
+
+
 def _checkpoint_model_dir(source: str) -> str:
     """A training run directory, its `checkpoints/latest` or a `step-N` checkpoint stands for
     that checkpoint's `model` directory; anything else is returned unchanged."""
     path = Path(source)
     if path.name == "latest" and path.is_file() and path.parent.name == "checkpoints":
         path = path.parent.parent  # a text-file pointer, from runs before the symlink
-    if (path / "checkpoints").is_dir() and not (path / "model").is_dir():
-        latest = latest_checkpoint(path) or next(iter(step_dirs(path / "checkpoints")), None)
+    if is_run_dir(path) and not (path / "model").is_dir():
+        latest = None
+        if (path / "checkpoints").is_dir():
+            latest = latest_checkpoint(path) or next(iter(step_dirs(path / "checkpoints")), None)
         if latest is None:
-            raise ValueError(f"run directory {source!r} has no checkpoint yet")
+            raise ValueError(
+                f"run directory {source!r} has no checkpoint yet; train it "
+                "(zerosum train --resume) or name a model, a checkpoint or another run"
+            )
         path = latest
     if (path / "model").is_dir() and (path / "trainer_state.pt").is_file():
         return str(path / "model")

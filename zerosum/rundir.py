@@ -176,6 +176,16 @@ def write_atomic(path: Path, text: str, errors: str = "strict") -> None:
 # --- finding checkpoints -------------------------------------------------------------
 
 
+def is_run_dir(path: Path) -> bool:
+    """Whether `path` is a training run's directory (its config beside its metrics, its
+    checkpoints or its lock), not a saved model, which also has a config.json."""
+    if (path / "checkpoints").is_dir():
+        return True
+    return (path / "config.json").is_file() and any(
+        (path / name).exists() for name in ("metrics.jsonl", LOCK_NAME)
+    )
+
+
 def step_dirs(root: Path) -> list[Path]:
     """Complete checkpoints in `root` (RUN/checkpoints), newest first; symlinks are ignored,
     so nothing outside the run is ever taken for one of its checkpoints."""

@@ -17,15 +17,36 @@ import types
 import typing
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import dacite
+import yaml
 
 T = TypeVar("T")
 
 
 class ConfigError(ValueError):
     """A bad configuration value; the message is one line."""
+
+
+def load_yaml(path: str | Path, what: str) -> Any:
+    """The YAML document in the file `path` (`what` names it in errors: "config file");
+    a missing file or invalid YAML is a one-line `ConfigError` with the line and column."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{what} {str(p)!r} does not exist")
+    try:
+        return yaml.safe_load(p.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{what} {str(p)!r} is not valid YAML: {yaml_problem(err)}") from None
+
+
+def yaml_problem(err: yaml.YAMLError) -> str:
+    """Where and what (`line 3, column 7: mapping values are not allowed here`)."""
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark else problem
 
 
 @dataclass(frozen=True)

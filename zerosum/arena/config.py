@@ -19,8 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
 from zerosum.engines.base import TEMPERATURE
 from zerosum.games import game_names, load_game
 from zerosum.games.parsing import Fallback
@@ -38,6 +36,7 @@ from zerosum.typed_config import (
     ConfigError,
     fld,
     load_dataclass,
+    load_yaml,
     numbers,
 )
 
@@ -128,13 +127,7 @@ def player_from_entry(entry: Any, where: str) -> PlayerConfig:
 
 def load_arena_config(path: str | Path, directory: str | None = None) -> ArenaConfig:
     """A checked ArenaConfig from YAML; `directory` overrides its `dir`."""
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"arena config {str(p)!r} does not exist")
-    try:
-        data = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{str(p)!r} is not valid YAML: {str(err).splitlines()[0]}") from None
+    data = load_yaml(path, "arena config") or {}
     if isinstance(data, dict) and directory is not None:
         data["dir"] = directory
     return arena_config(data)

@@ -50,6 +50,9 @@ class TextSpec:
     swap_players: bool = False
     # The moves so far as (seat, label) -> their text; None: "Player 0 [bet]; (chance); ...".
     format_moves: Callable[[Sequence[tuple[int, str]]], str] | None = None
+    # A final state -> what both seats see revealed at its end (poker: both cards at a
+    # showdown, nothing after a fold); None: nothing is revealed.
+    showdown: Callable[[pyspiel.State], str | None] | None = None
 
 
 class OpenSpielState:
@@ -133,6 +136,9 @@ class OpenSpielState:
             lines.append(f"Moves so far: {spec.format_moves(self._moves)}")
         else:
             lines.append(f"Moves so far: {'; '.join(self._timeline)}")
+        final = self.spiel_state.is_terminal()
+        if final and spec.showdown is not None and (revealed := spec.showdown(self.spiel_state)):
+            lines.append(revealed)
         if self.ply_limit_reached():
             limit = spec.max_plies
             lines.append(
@@ -229,6 +235,22 @@ def _kuhn_pot(state: pyspiel.State) -> str:
     return f"Pot: {2 + bets} chips."
 
 
+def _showdown(card: Callable[[int], str], folded: Callable[[list[int]], bool]):
+    """A poker game's `showdown`: both private cards (the first two deals), unless the game
+    ended with a fold."""
+
+    def reveal(state: pyspiel.State) -> str | None:
+        history = state.history()
+        if folded(history):
+            return None
+        return (
+            f"Showdown: {SEAT_NAMES[0]} has {card(history[0])}, "
+            f"{SEAT_NAMES[1]} has {card(history[1])}."
+        )
+
+    return reveal
+
+
 KUHN = TextSpec(
     name="kuhn_poker",
     openspiel_name="kuhn_poker",
@@ -244,6 +266,8 @@ KUHN = TextSpec(
     chance_text=lambda i, o: (i, f"your card is {KUHN_CARDS[o]}"),
     public_state=_kuhn_pot,
     nash=True,
+    # a pass (action 0) after a bet is a fold
+    showdown=_showdown(lambda c: KUHN_CARDS[c], lambda h: h[-1] == 0 and 1 in h[2:]),
 )
 
 
@@ -293,6 +317,7 @@ LEDUC = TextSpec(
     chance_text=_leduc_chance,
     public_state=_leduc_public,
     nash=True,
+    showdown=_showdown(_leduc_card, lambda h: h[-1] == 0),  # action 0 is always a fold
 )
 
 

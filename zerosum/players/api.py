@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import yaml
 
 from zerosum.engines.base import TEMPERATURE
 from zerosum.games.base import GameState
@@ -39,6 +38,7 @@ from zerosum.typed_config import (
     ConfigError,
     fld,
     load_dataclass,
+    load_yaml,
     numbers,
 )
 from zerosum.untrusted import for_server
@@ -88,14 +88,7 @@ class ApiPlayerConfig:
 
 def load_api_config(path: str | Path) -> ApiPlayerConfig:
     """An API player's settings from a YAML file (`zerosum match --players api:FILE`)."""
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"API player file {str(p)!r} does not exist")
-    try:
-        data = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{str(p)!r} is not valid YAML: {str(err).splitlines()[0]}") from None
-    return load_dataclass(ApiPlayerConfig, data)
+    return load_dataclass(ApiPlayerConfig, load_yaml(path, "API player file"))
 
 
 def api_key(config: ApiPlayerConfig) -> str:
