@@ -147,7 +147,7 @@ def test_a_plugin_game_is_listed_checked_and_played(tmp_path, monkeypatch, fresh
     assert main(["match", "--game", "nim", "--players", "random", "random", "--games", "6"]) == 0
     assert "nim: 6 games" in capsys.readouterr().out
     assert main(["games", "--check", "nim", "--seeds", "5"]) == 0
-    assert "nim ok (5 random episodes)" in " ".join(capsys.readouterr().out.split())
+    assert "nim ok (5 random episodes; control tokens)" in " ".join(capsys.readouterr().out.split())
     # Bots read the game's capabilities: MCTS needs an OpenSpiel game to search.
     assert unsupported("mcts:5", "nim") == "MCTS searches OpenSpiel games only"
     assert unsupported("random", "nim") is None
