@@ -63,10 +63,12 @@ test-vllm: $(VLLM_STAMP)
 	$(VLLM_VENV)/bin/python -m pytest -q -m "slow or not slow" tests/test_vllm_engine.py tests/test_arena_api.py \
 		tests/test_vllm_ray.py
 
-# The documentation site (MkDocs with Material) into build/site; warnings are errors.
+# The documentation site (MkDocs with Material) into build/site; warnings are errors. Then the
+# docs tests, whose checks of the built site (links, offline search) skip without the extra.
 docs: $(STAMP)
 	$(BIN)/pip install -q -e '.[cpu,dev,docs]'
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+	$(BIN)/python -m pytest -q tests/test_docs.py
 
 bench-hf: $(STAMP)
 	$(BIN)/python bench/bench_hf_compaction.py
