@@ -133,3 +133,20 @@ def test_a_model_player_answers_in_reasoned_mode(tokenizer):
     state = load_game("kuhn_poker").new_episode(0)
     move = player.act(state, np.random.default_rng(0))
     assert move.action in ("check", "bet") and REASONED_CUE in move.response
+
+
+def test_a_run_is_played_as_it_was_trained(tmp_path):
+    """`model:RUN` players (zerosum match, play, the arena) ask as the run's rollout did."""
+    import json
+
+    from zerosum.players import run_prompting
+
+    run = tmp_path / "run"
+    (run / "checkpoints" / "step-000002" / "model").mkdir(parents=True)
+    rollout = {"answer_mode": "reasoned", "prompt_format": "plain", "include_rules": False}
+    (run / "config.json").write_text(json.dumps({"rollout": {**rollout, "games_per_step": 8}}))
+    (run / "metrics.jsonl").write_text("")
+    want = Prompting("reasoned", "plain", False)
+    for path in (run, run / "checkpoints" / "step-000002", run / "checkpoints/step-000002/model"):
+        assert run_prompting(str(path)) == want
+    assert run_prompting(str(tmp_path)) is None  # not a run: asked as any model
