@@ -2,7 +2,8 @@
 beside a uniformly random player, on the same opponents.
 
 For each `--model TAG=MODEL` (a model name or a checkpoint's model directory): `zerosum eval`
-against each opponent (`--n` games, seats alternating) in free-text mode, with the sampled
+against each opponent (`--n` games, seats alternating) in free-text mode (or
+`--answer-mode reasoned`), with the sampled
 policy's NashConv where the game is solved (`--exploit-k` answers per information set);
 kept as OUT/TAG.json and not repeated. The random player plays the same opponents through
 `zerosum.match` (`--baseline-games` games). The summary (OUT/summary.md) has, per model and
@@ -55,6 +56,7 @@ def evaluate(tag: str, model: str, a: argparse.Namespace, out: Path) -> dict:
             "--opponents", a.opponents, "--n", str(a.n), "--seed", str(a.seed),
             "--temperature", "0.6", "--top-p", "0.95", "--max-new-tokens", str(a.max_new_tokens),
             "--parser-fallback", a.parser_fallback, "--exploit-k", str(a.exploit_k),
+            "--answer-mode", a.answer_mode,
             "--engine", a.engine, "--max-concurrent", str(a.max_concurrent),
             "--out", str(path),
         ]  # fmt: skip
@@ -161,6 +163,7 @@ def main() -> None:
     p.add_argument("--baseline-only", action="store_true", help="only the random player")
     p.add_argument("--max-new-tokens", type=int, default=24)
     p.add_argument("--parser-fallback", default="last_mention")
+    p.add_argument("--answer-mode", choices=("free", "reasoned"), default="free")
     p.add_argument("--exploit-k", type=int, default=64)
     p.add_argument("--engine", choices=("hf", "vllm"), default="hf")
     p.add_argument("--max-concurrent", type=int, default=64)

@@ -147,7 +147,8 @@ class RolloutConfig:
     max_turns: int = _f(RolloutSettings.max_turns, "turns after which a game is a draw", POSITIVE)
     answer_mode: AnswerMode = _f(
         Prompting.answer_mode,
-        "free: reason then \\boxed{move}; constrained: reply is only a legal move",
+        "free: reason then \\boxed{move}; constrained: reply is only a legal move; "
+        "reasoned: reason in words (max_new_tokens), then a legal move decoded after a cue",
     )
     parser_fallback: Fallback = _f(
         Prompting.parser_fallback,

@@ -5,7 +5,10 @@ the answer mode and, on a retry, why the last answer was invalid; wrapped in the
 template (`chat`) or followed by "Answer:" (`plain`, for base models and tiny test models).
 API players send the same text as one user message. The answer is untrusted text: in `free`
 mode the parser takes the last \\boxed{} (or its fallback), in `constrained` mode the engine
-decoded only legal actions and the answer is one of them unless it was cut short.
+decoded only legal actions and the answer is one of them unless it was cut short, and in
+`reasoned` mode the model reasons in words first, then the move is decoded under the
+constraint after a fixed cue (`reason_then_choose`): no format forfeits, and the move's
+probability given the reasoning is exact.
 
 `Prompting` holds these choices; the learner's rollouts, model players (fixed opponents,
 pool members, arena players) and evaluation all ask and read through it, so a checkpoint
@@ -14,15 +17,16 @@ plays with the prompts it was trained on when its settings say so.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
+from zerosum.engines.base import Generation
 from zerosum.games.base import GameState
 from zerosum.games.parsing import FALLBACKS, Fallback, match_action, parse_action
 from zerosum.untrusted import control_ids, control_strings, encode_text
 
-AnswerMode = Literal["free", "constrained"]
+AnswerMode = Literal["free", "constrained", "reasoned"]
 ANSWER_MODES: tuple[str, ...] = get_args(AnswerMode)
 PromptFormat = Literal["chat", "plain"]
 PROMPT_FORMATS: tuple[str, ...] = get_args(PromptFormat)
@@ -30,6 +34,16 @@ PROMPT_FORMATS: tuple[str, ...] = get_args(PromptFormat)
 FREE_INSTRUCTION = "Think step by step, then give your final move in \\boxed{{}}, for example \\boxed{{{example}}}."
 FREE_TEXT_INSTRUCTION = "Think step by step, then put your move or message in \\boxed{}."
 CONSTRAINED_INSTRUCTION = "Reply with one legal action only."
+REASONED_INSTRUCTION = (
+    "Think it through in a few sentences (what you know, what the other player may hold or "
+    "do), then give your move."
+)
+# Appended after the reasoning in `reasoned` mode; the legal action is decoded after it.
+REASONED_CUE = "\nMy move: "
+# A batch of answers: (prompts, each prompt's allowed answers or None for all, seeds).
+GenerateBatch = Callable[
+    [Sequence[list[int]], Sequence[Sequence[str]] | None, Sequence[int]], list[Generation]
+]
 RETRY_INSTRUCTION = "Answer with one legal action in \\boxed{}."
 
 
@@ -70,9 +84,16 @@ class Prompting:
         """The prompt's token ids (`build_prompt`)."""
         return encode_prompt(tokenizer, self.content(state, seat, feedback), self.prompt_format)
 
+    @property
+    def decodes_legal_actions(self) -> bool:
+        """Whether the move is decoded under the legal-action constraint (`constrained`, and
+        `reasoned` after its reasoning): only games with finite legal actions allow it."""
+        return self.answer_mode in ("constrained", "reasoned")
+
     def choices(self, state: GameState) -> list[str] | None:
-        """The answers decoding is restricted to: the legal actions in constrained mode."""
-        if self.answer_mode != "constrained":
+        """The answers the move's decoding is restricted to: the legal actions in
+        constrained and reasoned mode."""
+        if not self.decodes_legal_actions:
             return None
         legal = state.legal_actions()
         if legal is None:
@@ -82,6 +103,20 @@ class Prompting:
     def read(self, text: str, legal: Sequence[str] | None) -> tuple[str | None, str | None]:
         """The move in an answer, or None with the reason it is invalid (`read_answer`)."""
         return read_answer(text, legal, self.answer_mode, self.parser_fallback)
+
+    def answer(
+        self,
+        generate: GenerateBatch,
+        tokenizer,
+        prompts: Sequence[list[int]],
+        choices: Sequence[Sequence[str]] | None,
+        seeds: Sequence[int],
+    ) -> list[Generation]:
+        """The model's answers to `prompts`, sampled by `generate` (an engine's batch call):
+        one sample each, or in `reasoned` mode `reason_then_choose`'s two."""
+        if self.answer_mode == "reasoned":
+            return reason_then_choose(generate, tokenizer, prompts, choices, seeds)
+        return generate(prompts, choices, seeds)
 
 
 def build_prompt(
@@ -123,6 +158,8 @@ def prompt_content(
     legal = state.legal_actions()
     if answer_mode == "constrained":
         instruction = CONSTRAINED_INSTRUCTION
+    elif answer_mode == "reasoned":
+        instruction = REASONED_INSTRUCTION
     elif legal is None:
         instruction = FREE_TEXT_INSTRUCTION
     else:
@@ -175,11 +212,55 @@ def read_answer(
     parser_fallback: Fallback = "last_bracket",
 ) -> tuple[str | None, str | None]:
     """The move in a model's answer, or None with the reason it is invalid."""
+    if answer_mode == "reasoned":  # the move follows the last cue: the one zerosum appended
+        text = text.rsplit(REASONED_CUE, 1)[-1]
+        answer_mode = "constrained"
     if answer_mode == "constrained":  # the answer is a legal action unless truncated
         action = match_action(text, legal or ())  # exact case first: chess's bxc4, Bxc4
         return action, None if action else "no legal action (truncated constrained answer)"
     parsed = parse_action(text, legal, parser_fallback)
     return parsed.action, parsed.reason
+
+
+def reason_then_choose(
+    generate: GenerateBatch,
+    tokenizer,
+    prompts: Sequence[list[int]],
+    choices: Sequence[Sequence[str]] | None,
+    seeds: Sequence[int],
+) -> list[Generation]:
+    """`reasoned` answers: the model reasons in free text (up to the sampling's
+    `max_new_tokens`; an end-of-sequence it writes ends the reasoning and is dropped), then
+    `REASONED_CUE` is appended and one legal action is decoded under the constraint.
+
+    One response per prompt: reasoning + cue + move tokens, with their sampling
+    log-probabilities (the cue's are 0: forced) and the allowed tokens per step (`[]`, any
+    token, for the reasoning; the cue token alone for the cue; the legal continuations for
+    the move), so the learner scores the move exactly given the reasoning and trains the
+    reasoning with the move's advantage. The move is sampled with a seed derived from the
+    turn's, so the pair replays alone."""
+    if choices is None:
+        raise ValueError("reasoned answers need a game with finite legal actions")
+    thoughts = generate(prompts, None, seeds)
+    cue = tokenizer.encode(REASONED_CUE, add_special_tokens=False)
+    reasoning = [t.token_ids[:-1] if t.finish_reason == "stop" else t.token_ids for t in thoughts]
+    moves = generate(
+        [list(p) + r + cue for p, r in zip(prompts, reasoning)],
+        choices,
+        [(s * 2654435761 + 97) % 2**31 for s in seeds],  # the move's own seed
+    )
+    out = []
+    for thought, ids, move in zip(thoughts, reasoning, moves):
+        out.append(
+            Generation(
+                token_ids=ids + cue + move.token_ids,
+                logprobs=thought.logprobs[: len(ids)] + [0.0] * len(cue) + move.logprobs,
+                finish_reason=move.finish_reason,
+                text=thought.text + REASONED_CUE + move.text,
+                allowed=[[] for _ in ids] + [[c] for c in cue] + list(move.allowed or []),
+            )
+        )
+    return out
 
 
 def retry_feedback(reason: str) -> str:

@@ -237,9 +237,10 @@ class GameRunner:
         """A new episode of scheduled game `index`."""
         game_name, seed = self.schedule[index]
         game = load_game(game_name)
-        if self.settings.answer_mode == "constrained" and not game.capabilities.finite_actions:
+        mode = self.settings.answer_mode
+        if self.prompting.decodes_legal_actions and not game.capabilities.finite_actions:
             raise ValueError(
-                f"answer_mode 'constrained' needs a game with finite legal actions, not {game_name!r}"
+                f"answer_mode {mode!r} needs a game with finite legal actions, not {game_name!r}"
             )
         return _Slot(index, game_name, game.new_episode(seed), player_rng(seed))
 
@@ -321,13 +322,17 @@ class GameRunner:
                 self.encoded[content] = encode_prompt(self.tokenizer, content, asking.prompt_format)
             prompts.append(list(self.encoded[content]))  # a turn's own copy
         choices = None
-        if asking.answer_mode == "constrained":
+        if asking.decodes_legal_actions:
             choices = [asking.choices(slot.state) for slot in slots]
         seeds = []
         for slot in slots:
             seeds.append(turn_seed(self.seed, self.schedule[slot.index][1], slot.calls))
             slot.calls += 1
-        return prompts, self.engine.generate(prompts, self.params, choices, seeds=seeds)
+
+        def generate(ps, cs, sd):
+            return self.engine.generate(ps, self.params, cs, seeds=sd)
+
+        return prompts, asking.answer(generate, self.tokenizer, prompts, choices, seeds)
 
     def take_answer(
         self, slot: _Slot, seat: int, prompt: list[int], gen: Generation, learner: bool = True

@@ -34,7 +34,8 @@ class Sample:
     prompt_ids: list[int]
     response_ids: list[int]
     advantage: float
-    allowed: list[list[int]] | None = None  # constrained mode: allowed token ids per step
+    # Constrained and reasoned mode: the allowed token ids per step ([]: any token).
+    allowed: list[list[int]] | None = None
     logprobs: list[float] | None = None  # the engine's, when sampled (async mode: for TIS)
     count: int = 1  # identical turns this row stands for (`merge_duplicates`)
 
@@ -269,7 +270,8 @@ def _response_logits(
     inputs = with_prefix(
         model, inputs, read_only=getattr(model, "is_gradient_checkpointing", False)
     )
-    if all(s.allowed is not None for s in samples) and _plain_output_layer(model):
+    constrained = all(s.allowed is not None and all(s.allowed) for s in samples)
+    if constrained and _plain_output_layer(model):
         # Constrained answers only ever choose among a few tokens: project the hidden states
         # onto those rows of the output embedding instead of the whole vocabulary.
         vocab_ids = sorted({tok for s in samples for step in s.allowed for tok in step})
@@ -287,16 +289,18 @@ def _response_logits(
 
 
 def _allowed_mask(shape: torch.Size, allowed: Sequence[list[list[int]] | None]) -> torch.Tensor:
-    """[B, T, V] True where a token may be scored: everywhere in unconstrained rows, only the
-    allowed ids at each (right-aligned) step of constrained ones."""
+    """[B, T, V] True where a token may be scored: everywhere in unconstrained rows and at
+    unconstrained steps (`[]`: a reasoned answer's reasoning), only the allowed ids at each
+    (right-aligned) constrained step."""
     t_max = shape[1]
     keep = torch.ones(shape, dtype=torch.bool)
     for i, steps in enumerate(allowed):
         if steps is not None:
             start = t_max - len(steps)
-            keep[i, start:] = False
             for t, ok in enumerate(steps):
-                keep[i, start + t, ok] = True
+                if ok:
+                    keep[i, start + t] = False
+                    keep[i, start + t, ok] = True
     return keep
 
 

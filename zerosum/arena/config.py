@@ -71,7 +71,8 @@ class LocalPlayerConfig:
     max_new_tokens: int = fld(EVAL_PARAMS.max_new_tokens, "cap per free-text turn", POSITIVE)
     answer_mode: AnswerMode = fld(
         Prompting.answer_mode,
-        "free: reason then \\boxed{move}; constrained: the reply is only a legal move",
+        "free: reason then \\boxed{move}; constrained: the reply is only a legal move; "
+        "reasoned: reason in words (max_new_tokens), then a legal move decoded after a cue",
     )
     prompt_format: PromptFormat = fld(Prompting.prompt_format, "chat template or plain 'Answer:'")
     include_rules: bool = fld(Prompting.include_rules, "put the game's rules into every prompt")
@@ -186,7 +187,7 @@ def cannot_play(player: PlayerConfig, game: str) -> str | None:
     """Why `player` cannot play `game` (its pairings there are skipped), or None."""
     if isinstance(player, BotPlayerConfig):
         return unsupported(player.spec, game)
-    constrained = isinstance(player, LocalPlayerConfig) and player.answer_mode == "constrained"
-    if constrained and not load_game(game).capabilities.finite_actions:
-        return "constrained answers need a game with finite legal actions"
+    mode = player.answer_mode if isinstance(player, LocalPlayerConfig) else "free"
+    if mode in ("constrained", "reasoned") and not load_game(game).capabilities.finite_actions:
+        return f"{mode} answers need a game with finite legal actions"
     return None

@@ -86,7 +86,8 @@ class Generation:
     logprobs: list[float]  # log-probability of each token under the sampling distribution
     finish_reason: str  # "stop" (end-of-sequence) or "length" (hit max_new_tokens)
     text: str  # decoded response without special tokens
-    allowed: list[list[int]] | None = None  # constrained mode: allowed token ids per step
+    # Constrained mode: the allowed token ids per step; reasoned mode also [] (any token).
+    allowed: list[list[int]] | None = None
 
 
 class Engine(Protocol):

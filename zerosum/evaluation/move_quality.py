@@ -90,9 +90,13 @@ def answer_positions(
     is invalid), asked and read as `prompting` says, sampled with `params` from `seed`."""
     prompts = [prompting.prompt(tokenizer, s, s.current_seat()) for s in states]
     choices = None
-    if prompting.answer_mode == "constrained":
+    if prompting.decodes_legal_actions:
         choices = [prompting.choices(s) for s in states]
-    gens = engine.generate(prompts, params, choices, seed=seed)
+
+    def generate(ps, cs, seeds):  # the whole batch from one seed, the engine's `seed`
+        return engine.generate(ps, params, cs, seed=seeds[0])
+
+    gens = prompting.answer(generate, tokenizer, prompts, choices, [seed] * len(prompts))
     return [
         (state, prompting.read(gen.text, state.legal_actions())[0])
         for state, gen in zip(states, gens)

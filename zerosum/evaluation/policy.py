@@ -19,8 +19,7 @@ from zerosum.engines.base import ChoiceTrie, choice_token_ids
 from zerosum.engines.hf import HFEngine
 from zerosum.games import load_game
 from zerosum.games.openspiel_games import OpenSpielGame
-from zerosum.games.parsing import Fallback, parse_action
-from zerosum.prompts import PromptFormat, build_prompt
+from zerosum.prompts import PromptFormat, Prompting, build_prompt
 from zerosum.scoring import Sample, micro_batches, plan_micro_batches, response_logprobs
 from zerosum.solvers import cfr_policy_table, info_set_states, tabular_policy
 from zerosum.typed_config import POSITIVE
@@ -209,35 +208,39 @@ def sampled_policy(
     game_name: str,
     params,
     k: int,
-    fallback: Fallback = "last_bracket",
-    include_rules: bool = True,
-    prompt_format: PromptFormat = "chat",
+    prompting: Prompting | None = None,
     seed: int = 0,
 ) -> tuple[os_policy.TabularPolicy, dict[str, float]]:
-    """The free-text policy estimated from `k` sampled answers per information set.
+    """The policy estimated from `k` answers sampled per information set, asked and read as
+    `prompting` says (free text by default; `reasoned` answers reason, then choose).
 
     Each action's probability is its share of the valid answers; an information set with no
     valid answer gets the uniform policy (counted in `invalid_rate`). The statistics give the
     sampling error: the mean and largest binomial standard error over all (set, action)."""
     POSITIVE.check("samples per information set", k)
+    prompting = prompting or Prompting()
     game = load_game(game_name)
     if not isinstance(game, OpenSpielGame):
         raise ValueError(f"policies need an OpenSpiel game, not {game_name!r}")
     table = os_policy.TabularPolicy(game.spiel_game)
     keys = list(table.state_lookup)
     states = [game.state_from_history(info_set_states(game_name)[key].history()) for key in keys]
-    prompts = [
-        build_prompt(tokenizer, s, s.current_seat(), "free", None, include_rules, prompt_format)
-        for s in states
-    ]
-    gens = engine.generate([p for p in prompts for _ in range(k)], params, seed=seed)
+    asked = [s for s in states for _ in range(k)]
+    prompts = [prompting.prompt(tokenizer, s, s.current_seat()) for s in asked]
+    choices = [prompting.choices(s) for s in asked] if prompting.decodes_legal_actions else None
+
+    def generate(ps, cs, seeds):  # the whole batch from one seed, the engine's `seed`
+        return engine.generate(ps, params, cs, seed=seeds[0])
+
+    gens = prompting.answer(generate, tokenizer, prompts, choices, [seed] * len(asked))
+    texts = [gen.text for gen in gens]
     invalid = 0
     errors = []
     for i, (key, state) in enumerate(zip(keys, states)):
         spiel_state = info_set_states(game_name)[key]
         counts = dict.fromkeys(spiel_state.legal_actions(), 0)
-        for gen in gens[i * k : (i + 1) * k]:
-            action = parse_action(gen.text, state.legal_actions(), fallback).action
+        for text in texts[i * k : (i + 1) * k]:
+            action = prompting.read(text, state.legal_actions())[0]
             if action is None:
                 invalid += 1
             else:

@@ -104,9 +104,8 @@ def run_eval(s: EvalSettings) -> dict:
         elif can.nash:
             with stage(f"{game} policy, {s.exploit_k} samples per information set"):
                 policy, sampling = sampled_policy(
-                    engine, tokenizer, game, params, s.exploit_k, s.parser_fallback,
-                    s.include_rules, s.prompt_format, s.seed,
-                )  # fmt: skip
+                    engine, tokenizer, game, params, s.exploit_k, s.prompting, s.seed
+                )
             per_game["exploitability"] = {**exploitability_report(game, policy), **sampling}
         results["games"][game] = per_game
     results["math"] = {}

@@ -4,6 +4,11 @@ OpenAI-compatible chat API, settings in a YAML file)."""
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict
+from pathlib import Path
+from types import SimpleNamespace
+
 from zerosum.engines.base import SamplingParams
 from zerosum.games import games_with, load_game
 from zerosum.players.api import ApiPlayer, load_api_config
@@ -12,6 +17,7 @@ from zerosum.players.model import EVAL_PARAMS, ModelPlayer, load_model_player
 from zerosum.players.simple import MCTSPlayer, NashPlayer, PerfectPlayer, RandomPlayer
 from zerosum.players.stockfish import STOCKFISH_GAMES, StockfishPlayer, skill_level
 from zerosum.prompts import Prompting
+from zerosum.rundir import is_run_dir
 
 __all__ = ["Move", "ModelPlayer", "Player", "make_player", "PLAYER_SPECS", "unsupported"]
 
@@ -38,8 +44,9 @@ def make_player(
     spec: str, prompting: Prompting | None = None, params: SamplingParams = EVAL_PARAMS
 ) -> Player:
     """Build a player from its spec; a one-line error lists the valid forms otherwise. A
-    `model:PATH` player asks and reads as `prompting` says (default: free answers in the
-    chat template) and samples with `params`."""
+    `model:PATH` player asks and reads as `prompting` says (default: as the training run
+    PATH was trained, `run_prompting`; else free answers in the chat template) and samples
+    with `params`."""
     kind, sep, arg = spec.partition(":")
     count = arg if sep else None
     try:
@@ -54,12 +61,28 @@ def make_player(
         if kind == "stockfish":
             return StockfishPlayer(skill_level(count))
         if kind == "model" and arg:
-            return load_model_player(arg, prompting or Prompting(), params)
+            asking = prompting or run_prompting(arg) or Prompting()
+            return load_model_player(arg, asking, params)
         if kind == "api" and arg:
             return ApiPlayer(load_api_config(arg))
     except ValueError as err:
         raise ValueError(f"bad player {spec!r}: {err}") from None
     raise ValueError(f"unknown player {spec!r}; valid: {', '.join(PLAYER_SPECS)}")
+
+
+def run_prompting(path: str) -> Prompting | None:
+    """How a training run asked its model (its config's `rollout` answer mode, prompt format,
+    rules and parser fallback), for the run's directory or one of its checkpoints (`RUN`,
+    `RUN/checkpoints/step-N`, `.../model`); None for any other model."""
+    start = Path(path).expanduser()
+    for directory in (start, *list(start.parents)[:3]):
+        if is_run_dir(directory) and (directory / "config.json").is_file():
+            try:
+                rollout = json.loads((directory / "config.json").read_text())["rollout"]
+                return Prompting.of(SimpleNamespace(**{**asdict(Prompting()), **rollout}))
+            except (ValueError, KeyError, TypeError):
+                return None  # not a config of ours: ask as for any other model
+    return None
 
 
 def unsupported(spec: str, game_name: str) -> str | None:

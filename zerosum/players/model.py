@@ -36,7 +36,14 @@ class ModelPlayer:
     def act(self, state: GameState, rng: np.random.Generator, feedback: str | None = None) -> Move:
         asking = self.prompting
         prompt = asking.prompt(self.tokenizer, state, state.current_seat(), feedback)
-        gen = self.generate(prompt, asking.choices(state), int(rng.integers(2**31)))
+
+        def generate(prompts, choices, seeds):  # one request at a time
+            return [self.generate(prompts[0], choices[0] if choices else None, seeds[0])]
+
+        choices = None if (legal := asking.choices(state)) is None else [legal]
+        (gen,) = asking.answer(
+            generate, self.tokenizer, [prompt], choices, [int(rng.integers(2**31))]
+        )
         action, reason = asking.read(gen.text, state.legal_actions())
         return Move(action, gen.text, reason, Usage(len(prompt), len(gen.token_ids), "tokenizer"))
 

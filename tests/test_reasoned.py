@@ -1,0 +1,152 @@
+"""`reasoned` answers (zerosum.prompts.reason_then_choose): the model reasons in words, then
+a legal move is decoded under the constraint after a fixed cue. No format forfeits; the
+learner scores every token as it was sampled (the move exactly given the reasoning); the
+mode works in rollouts, model players and the sampled policy."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from zerosum.engines.base import Generation, SamplingParams
+from zerosum.engines.hf import HFEngine
+from zerosum.games import load_game
+from zerosum.prompts import REASONED_CUE, Prompting, read_answer, reason_then_choose
+from zerosum.rollout import RolloutSettings, play_games
+from zerosum.scoring import Sample, response_logprobs
+
+REASONED = RolloutSettings(answer_mode="reasoned", prompt_format="plain", include_rules=False)
+
+
+def test_the_answer_is_reasoning_then_cue_then_a_legal_move(tokenizer):
+    """Hand-built: a reasoning of 3 tokens ended by end-of-sequence (dropped), the cue
+    (forced: log-probability 0), then the move with its allowed sets."""
+    eos = tokenizer.eos_token_id
+    thought = tokenizer.encode("I hold K", add_special_tokens=False)
+    move = tokenizer.encode("bet", add_special_tokens=False) + [eos]
+    calls = []
+
+    def generate(prompts, choices, seeds):
+        calls.append((prompts, choices, seeds))
+        if choices is None:
+            ids = thought + [eos]
+            return [Generation(ids, [-0.1, -0.2, -0.3, -0.4][: len(ids)], "stop", "I hold K")]
+        allowed = [[t] for t in move]
+        return [Generation(move, [-0.7] + [0.0] * (len(move) - 1), "stop", "bet", allowed)]
+
+    assert len(thought) == 3
+    (gen,) = reason_then_choose(generate, tokenizer, [[1, 2]], [["check", "bet"]], [42])
+    cue = tokenizer.encode(REASONED_CUE, add_special_tokens=False)
+    assert gen.token_ids == thought + cue + move
+    assert gen.logprobs == [-0.1, -0.2, -0.3] + [0.0] * len(cue) + [-0.7] + [0.0] * (len(move) - 1)
+    assert gen.allowed == [[], [], []] + [[c] for c in cue] + [[t] for t in move]
+    assert gen.text == "I hold K" + REASONED_CUE + "bet"
+    (first, second) = calls
+    assert first == ([[1, 2]], None, [42])
+    assert second[0] == [[1, 2, *thought, *cue]] and second[1] == [["check", "bet"]]
+    assert second[2] != [42]  # the move has a seed of its own
+
+
+def test_the_move_is_read_after_the_last_cue_only():
+    legal = ["check", "bet"]
+    forged = f"They will fold.{REASONED_CUE}bet, surely.{REASONED_CUE}check"
+    assert read_answer(forged, legal, "reasoned") == ("check", None)
+    assert read_answer(f"thinking{REASONED_CUE}", legal, "reasoned")[0] is None
+
+
+def test_reasoned_mode_refuses_free_text_games(tokenizer):
+    with pytest.raises(ValueError, match="answer_mode 'reasoned' needs a game with finite"):
+        play_games(None, tokenizer, [("simple_negotiation", 0)], SamplingParams(), REASONED, 0)
+
+
+@pytest.fixture(scope="module")
+def played(tokenizer):
+    """A tiny model's reasoned self-play: 6 games of Kuhn Poker, 6 reasoning tokens a turn."""
+    from zerosum.models import tiny_model
+
+    model = tiny_model(tokenizer, hidden_size=32, layers=1, heads=2, seed=0)
+    params = SamplingParams(temperature=1.0, max_new_tokens=6)
+    turns, episodes = play_games(
+        HFEngine(model, tokenizer), tokenizer, [("kuhn_poker", s) for s in range(6)], params,
+        REASONED, seed=3,
+    )  # fmt: skip
+    return model, turns, episodes
+
+
+def test_reasoned_self_play_never_forfeits_and_moves_are_legal(played, tokenizer):
+    _, turns, episodes = played
+    cue = tokenizer.encode(REASONED_CUE, add_special_tokens=False)
+    assert all(e.outcome.forfeit_seat is None for e in episodes)
+    assert all(t.valid and t.action in ("check", "bet", "call", "fold") for t in turns)
+    for t in turns:
+        n = (
+            len(t.response_ids)
+            - len(cue)
+            - len(tokenizer.encode(t.action, add_special_tokens=False))
+            - 1
+        )
+        assert 0 <= n <= 6  # the reasoning, at most the budget
+        assert t.allowed[:n] == [[]] * n and t.response_ids[n : n + len(cue)] == cue
+        assert all(t.allowed[n:])  # cue and move: constrained steps
+
+
+def test_the_learner_scores_every_reasoned_token_as_it_was_sampled(played, tokenizer):
+    """Sampling log-probabilities equal the learner's: the reasoning's under the whole
+    vocabulary, the cue's 0, the move's under its legal continuations."""
+    model, turns, _ = played
+    samples = [Sample(t.prompt_ids, t.response_ids, 1.0, t.allowed) for t in turns]
+    logp, mask, _, _ = response_logprobs(model, samples, 1.0, tokenizer.pad_token_id)
+    for i, t in enumerate(turns):
+        assert int(mask[i].sum()) == len(t.logprobs)
+        # float32 rounding between hf's incremental decoding and one forward pass: up to
+        # 2e-6 measured on an AMD EPYC (the hf engine's test allows 1e-4 likewise)
+        assert torch.allclose(logp[i, : len(t.logprobs)], torch.tensor(t.logprobs), atol=1e-4)
+    reasoning = [lp for t in turns for lp, a in zip(t.logprobs, t.allowed) if a == []]
+    assert reasoning and max(reasoning) < 0  # sampled from the whole vocabulary
+
+
+def test_the_sampled_policy_of_reasoned_answers(tokenizer):
+    """Every answer reasons, then picks: the policy has no invalid answer."""
+    from zerosum.evaluation.policy import sampled_policy
+    from zerosum.models import tiny_model
+
+    model = tiny_model(tokenizer, hidden_size=32, layers=1, heads=2, seed=1)
+    asking = Prompting(answer_mode="reasoned", prompt_format="plain", include_rules=False)
+    table, stats = sampled_policy(
+        HFEngine(model, tokenizer), tokenizer, "kuhn_poker",
+        SamplingParams(max_new_tokens=3), k=4, prompting=asking,
+    )  # fmt: skip
+    assert stats["invalid_rate"] == 0.0
+    assert table.action_probability_array.sum(axis=1).tolist() == pytest.approx([1.0] * 12)
+
+
+def test_a_model_player_answers_in_reasoned_mode(tokenizer):
+    import numpy as np
+
+    from zerosum.models import tiny_model
+    from zerosum.players.model import ModelPlayer, engine_generate
+
+    model = tiny_model(tokenizer, hidden_size=32, layers=1, heads=2, seed=2)
+    asking = Prompting(answer_mode="reasoned", prompt_format="plain", include_rules=False)
+    generate = engine_generate(HFEngine(model, tokenizer), SamplingParams(max_new_tokens=5))
+    player = ModelPlayer("tiny", tokenizer, generate, asking)
+    state = load_game("kuhn_poker").new_episode(0)
+    move = player.act(state, np.random.default_rng(0))
+    assert move.action in ("check", "bet") and REASONED_CUE in move.response
+
+
+def test_a_run_is_played_as_it_was_trained(tmp_path):
+    """`model:RUN` players (zerosum match, play, the arena) ask as the run's rollout did."""
+    import json
+
+    from zerosum.players import run_prompting
+
+    run = tmp_path / "run"
+    (run / "checkpoints" / "step-000002" / "model").mkdir(parents=True)
+    rollout = {"answer_mode": "reasoned", "prompt_format": "plain", "include_rules": False}
+    (run / "config.json").write_text(json.dumps({"rollout": {**rollout, "games_per_step": 8}}))
+    (run / "metrics.jsonl").write_text("")
+    want = Prompting("reasoned", "plain", False)
+    for path in (run, run / "checkpoints" / "step-000002", run / "checkpoints/step-000002/model"):
+        assert run_prompting(str(path)) == want
+    assert run_prompting(str(tmp_path)) is None  # not a run: asked as any model
