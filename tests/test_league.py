@@ -50,6 +50,8 @@ def test_draws_follow_the_self_play_share_and_repeat_for_the_same_step(tiny):
     pool = pool_of(tiny, self_play=0.25, fixed=["random"])
     drawn = pool.assign(400, run_seed=3, step=7)
     against = [a for a in drawn if a.member is not None]
+    # Binomial: 0.75 expected, standard error sqrt(0.75 * 0.25 / 400) = 0.022, so +-0.1 is
+    # 4.6 standard errors (the draw is seeded: the same every run).
     assert 0.65 < len(against) / 400 < 0.85
     assert {a.member.name for a in against} == {"random", "step-000000"}
     assert {a.learner_seat for a in against} == {0, 1}

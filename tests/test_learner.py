@@ -167,6 +167,8 @@ def test_a_fresh_magnet_skips_its_forward_pass_and_steps_the_same(tiny, tokenize
     assert 0 < fresh_fw.count(False) < full_fw.count(False)  # no magnet pass in epoch 1
     moved = max(float((a - b.detach()).abs().max()) for a, b in zip(fresh, tiny.parameters()))
     diff = max(float((a - b).abs().max()) for a, b in zip(fresh, full))
+    # Bitwise equal weights and KL on an AMD EPYC (0.0 measured; the weights move by 2e-2);
+    # 1e-6 and relative 1e-4 allow another CPU's 1e-7 rounding to pass through Adam's step.
     assert moved > 1e-3 and diff <= 1e-6, (moved, diff)
     assert fresh_stats["loss/magnet_kl"] > 0  # the second epoch's, against the moved policy
     assert fresh_stats["loss/magnet_kl"] == pytest.approx(full_stats["loss/magnet_kl"], rel=1e-4)
@@ -222,6 +224,9 @@ def test_identical_turns_are_scored_once_with_the_same_update(tiny, tokenizer, l
     merged, reference = stats
     assert merged["perf/duplicate_turns"] == pytest.approx(1 - 4 / 8)  # rows a+ (x3), a-, b, c (x3)
     assert reference["perf/duplicate_turns"] == 0.0
+    # Float32 rounding of sums in another order, measured on an AMD EPYC: the magnet KL 8.2e-6
+    # relative (a small mean), the others at most 7.8e-7; the weights 1.2e-7 (one ulp at 1)
+    # after moving by 0.12. So a 12-fold margin for the KL and 8-fold for the weights.
     for key in ("loss/total", "loss/grad_norm", "loss/magnet_kl", "loss/entropy", "loss/tokens"):
         assert merged[key] == pytest.approx(reference[key], rel=1e-4), key
     assert all(torch.allclose(x, y, atol=1e-6) for x, y in zip(*params))
@@ -254,11 +259,14 @@ def test_response_logprobs_and_entropy_match_a_direct_computation(tiny, tokenize
             n = len(s.response_ids)
             want = full.gather(-1, torch.tensor(s.response_ids)[:, None]).squeeze(-1)
             want_ent = -(full.exp() * full.nan_to_num(neginf=0.0)).sum(-1)
+            # Padded batch vs one row, float32 (not measured here): as the shared prefix below
+            # (9.5e-7 and 5.7e-6 on an AMD EPYC); the entropy sums 49,152 terms of p log p.
             assert torch.allclose(logp[i, :n], want, atol=1e-5)
             assert torch.allclose(ent[i, :n], want_ent, atol=1e-4)
             assert mask[i, :n].sum() == n and mask[i, n:].sum() == 0
             assert (logp[i, n:] == 0).all() and (ent[i, n:] == 0).all()
-    assert ent[3, 0] <= torch.log(torch.tensor(2.0)) + 1e-5  # two allowed tokens at most
+    # Two allowed tokens at most: log 2, plus float32 rounding of a two-term sum (~1e-7).
+    assert ent[3, 0] <= torch.log(torch.tensor(2.0)) + 1e-5
 
 
 @pytest.mark.parametrize("constrained", [False, True])
@@ -286,6 +294,9 @@ def test_shared_prefix_gives_the_same_scores_and_gradients(tiny, tokenizer, cons
         results.append((scores.logp.detach(), scores.entropy.detach(), scores.mask, grads))
     (lp0, ent0, mask0, g0), (lp1, ent1, mask1, g1) = results
     assert torch.equal(mask0, mask1)
+    # Float32, the prefix's keys and values from a batch of another shape: on an AMD EPYC
+    # log-probs 9.5e-7 apart, entropies 5.7e-6, gradients 9.5e-7 (up to 4.1 in size), so
+    # margins of 10 or more.
     assert torch.allclose(lp0, lp1, atol=1e-5) and torch.allclose(ent0, ent1, atol=1e-4)
     assert all(torch.allclose(a, b, atol=1e-5, rtol=1e-4) for a, b in zip(g0, g1))
     assert any(a.abs().sum() > 0 for a in g0)
@@ -327,6 +338,8 @@ def test_activation_checkpointing_gives_the_same_scores_and_gradients(
         results.append((scores.logp.detach(), grads, len(calls)))
     (lp0, g0, calls0), (lp1, g1, calls1) = results
     assert calls1 == 2 * calls0 - (1 if shared else 0)  # the prefix's own forward is not redone
+    # The recomputation runs the same float32 kernels on the same inputs, so equal but for a
+    # kernel summing in another order (not measured): 1e-6 is 8 ulps at magnitude 1.
     assert torch.allclose(lp0, lp1, atol=1e-6)
     assert all(torch.allclose(a, b, atol=1e-6, rtol=1e-5) for a, b in zip(g0, g1))
     assert any(a.abs().sum() > 0 for a in g0)
@@ -434,6 +447,9 @@ def test_truncated_importance_sampling_in_the_learner(tokenizer):
     assert "async/tis_clip_frac" not in plain_stats
     same, stats = step(2.0, shift=0.0)
     assert stats["async/tis_clip_frac"] == 0.0
+    # Weights exactly 1 and updates bitwise equal on an AMD EPYC (the engine's log-probs are
+    # the learner's, computed again); the doubled update is 1.2e-7 off, an ulp of the weights
+    # near 1 that the updates (at most 1.3e-4) are differences of: 1e-6 is an 8-fold margin.
     assert stats["async/tis_weight_mean"] == pytest.approx(1.0, abs=1e-5)
     assert all(torch.allclose(same[n], d, atol=1e-7) for n, d in plain.items())
     doubled, stats = step(2.0, shift=3.0)
