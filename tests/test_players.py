@@ -79,8 +79,8 @@ def test_nash_player_beats_random_at_kuhn():
     )
     # Nash exploits uniform random in expectation: 0.147 a game over both seats (exact, from
     # the CFR+ policy), standard deviation 1.39, so a standard error of 0.031 over 2000 games:
-    # 0.1 is only 1.5 standard errors below (the games are seeded: the same every run).
-    assert result.stats[0].mean_return > 0.1
+    # 0.05 is 3.1 standard errors below, and a random player's 0 is 4.7 below.
+    assert result.stats[0].mean_return > 0.05
 
 
 @pytest.mark.parametrize(
