@@ -32,7 +32,7 @@ from zerosum.players import PLAYER_SPECS, make_player, unsupported
 from zerosum.prompts import PROMPT_FORMATS, check_control_tokens, llama3_style
 from zerosum.report import MAX_REPLAYS, write_report
 from zerosum.rollout import EVAL_INVALID, INVALID_MODES, InvalidMovePolicy
-from zerosum.rundir import RunStopped
+from zerosum.rundir import CONFIG_NAME, RunStopped
 from zerosum.seeds import game_seed
 from zerosum.tables import one_line, reason_lines, table_row
 from zerosum.train import train
@@ -228,7 +228,7 @@ def cmd_train(args: argparse.Namespace) -> None:
             "overrides still apply)"
         )
     if args.resume:
-        saved = Path(args.resume) / "config.json"
+        saved = Path(args.resume) / CONFIG_NAME
         if not saved.is_file():
             raise ValueError(f"--resume {args.resume!r} is not a run directory (no config.json)")
         cfg = load_config(saved, overrides + [f"run.out_dir={args.resume}"])

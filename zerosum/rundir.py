@@ -19,16 +19,11 @@ import tempfile
 from pathlib import Path
 
 LOCK_NAME = ".lock"
+# The run directory's files: its config, a line of metrics per step, the kept games.
+CONFIG_NAME, METRICS_NAME, GAMES_NAME = "config.json", "metrics.jsonl", "games.jsonl"
 STEP_NAME = re.compile(r"step-\d{6,}")  # a checkpoint directory in RUN/checkpoints
 # What a run writes; `--overwrite` removes exactly these, never unrelated files in out_dir.
-RUN_ENTRIES = (
-    "config.json",
-    "metrics.jsonl",
-    "games.jsonl",
-    "checkpoints",
-    "tensorboard",
-    "report.html",
-)
+RUN_ENTRIES = (CONFIG_NAME, METRICS_NAME, GAMES_NAME, "checkpoints", "tensorboard", "report.html")
 # Temporary names of killed writers: in RUN (config.json, probes) and in RUN/checkpoints.
 STALE_IN_RUN = (".*.tmp-*", ".write-probe-*")
 STALE_IN_CHECKPOINTS = (".tmp-step-*", ".latest-*")
@@ -181,8 +176,8 @@ def is_run_dir(path: Path) -> bool:
     checkpoints or its lock), not a saved model, which also has a config.json."""
     if (path / "checkpoints").is_dir():
         return True
-    return (path / "config.json").is_file() and any(
-        (path / name).exists() for name in ("metrics.jsonl", LOCK_NAME)
+    return (path / CONFIG_NAME).is_file() and any(
+        (path / name).exists() for name in (METRICS_NAME, LOCK_NAME)
     )
 
 

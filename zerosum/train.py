@@ -54,7 +54,15 @@ from zerosum.rollout import (
     rollout_metrics,
     schedule_games,
 )
-from zerosum.rundir import RunStopped, latest_checkpoint, prepare_run_dir, write_atomic
+from zerosum.rundir import (
+    CONFIG_NAME,
+    GAMES_NAME,
+    METRICS_NAME,
+    RunStopped,
+    latest_checkpoint,
+    prepare_run_dir,
+    write_atomic,
+)
 from zerosum.scoring import Sample
 from zerosum.seeds import eval_seed, step_seed
 
@@ -136,7 +144,7 @@ class MetricsLog:
     """Namespaced metrics per step to metrics.jsonl (and TensorBoard)."""
 
     def __init__(self, run_dir: Path, tensorboard: bool, resume_step: int):
-        self.path = run_dir / "metrics.jsonl"
+        self.path = run_dir / METRICS_NAME
         if self.path.exists():  # drop steps after the checkpoint we resume from
             kept = [ln for ln, step in read_metric_lines(self.path) if step <= resume_step]
             write_atomic(self.path, "".join(ln + "\n" for ln in kept))
@@ -185,9 +193,6 @@ def read_metric_lines(path: Path, what: str = "metrics record") -> list[tuple[st
             ) from None
         records.append((line, step))
     return records
-
-
-GAMES_NAME = "games.jsonl"
 
 
 def kept_step(step: int, steps: int, n_steps: int) -> bool:
@@ -423,7 +428,7 @@ def _build_run(
     log = MetricsLog(run_dir, cfg.run.tensorboard, state.step)  # a damaged log fails here
     games = GamesLog(run_dir, cfg.run, state.step)
     cfg = choose_precision(cfg, next(model.parameters()).device)
-    write_atomic(run_dir / "config.json", json.dumps(config_to_dict(cfg), indent=2))
+    write_atomic(run_dir / CONFIG_NAME, json.dumps(config_to_dict(cfg), indent=2))
     tiny_base = build_tiny(cfg, tokenizer) if cfg.model.tiny and cfg.model.lora else None
     learner = build_learner(cfg, model, optimizer, tokenizer, state)
     engine = build_engine(cfg, model, tokenizer)

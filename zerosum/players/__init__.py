@@ -17,7 +17,7 @@ from zerosum.players.model import EVAL_PARAMS, ModelPlayer, load_model_player
 from zerosum.players.simple import MCTSPlayer, NashPlayer, PerfectPlayer, RandomPlayer
 from zerosum.players.stockfish import STOCKFISH_GAMES, StockfishPlayer, skill_level
 from zerosum.prompts import Prompting
-from zerosum.rundir import is_run_dir
+from zerosum.rundir import CONFIG_NAME, is_run_dir
 
 __all__ = ["Move", "ModelPlayer", "Player", "make_player", "PLAYER_SPECS", "unsupported"]
 
@@ -76,9 +76,9 @@ def run_prompting(path: str) -> Prompting | None:
     `RUN/checkpoints/step-N`, `.../model`); None for any other model."""
     start = Path(path).expanduser()
     for directory in (start, *list(start.parents)[:3]):
-        if is_run_dir(directory) and (directory / "config.json").is_file():
+        if is_run_dir(directory) and (directory / CONFIG_NAME).is_file():
             try:
-                rollout = json.loads((directory / "config.json").read_text())["rollout"]
+                rollout = json.loads((directory / CONFIG_NAME).read_text())["rollout"]
                 return Prompting.of(SimpleNamespace(**{**asdict(Prompting()), **rollout}))
             except (ValueError, KeyError, TypeError):
                 return None  # not a config of ours: ask as for any other model

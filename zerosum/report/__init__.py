@@ -21,8 +21,8 @@ from zerosum.report.results import (
     is_arena_results,
     is_eval_results,
 )
-from zerosum.report.training import CONFIG_NAME, is_training_run, training_report
-from zerosum.rundir import write_atomic
+from zerosum.report.training import is_training_run, training_report
+from zerosum.rundir import CONFIG_NAME, write_atomic
 
 __all__ = ["REPORT_NAME", "MAX_REPLAYS", "detect", "default_out", "write_report"]
 

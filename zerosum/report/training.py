@@ -12,9 +12,7 @@ from zerosum.evaluation.games import wilson_interval
 from zerosum.report.page import Raw, esc, kv_table, num, rate, table
 from zerosum.report.plots import Series, figure, line_plot
 from zerosum.report.replays import replay, training_turns
-from zerosum.rundir import latest_checkpoint
-
-METRICS_NAME, GAMES_NAME, CONFIG_NAME = "metrics.jsonl", "games.jsonl", "config.json"
+from zerosum.rundir import CONFIG_NAME, GAMES_NAME, METRICS_NAME, latest_checkpoint
 
 
 def read_jsonl(path: Path) -> tuple[list[dict], int]:
