@@ -222,6 +222,19 @@ def read_answer(
     return parsed.action, parsed.reason
 
 
+def engine_batch(engine, params, seed: int | None = None) -> GenerateBatch:
+    """`GenerateBatch` through `engine` with `params`: each answer from its own seed, or, given
+    `seed`, each call's whole batch from that one seed (the engine's `seed`), as evaluation's
+    batched reads have always sampled."""
+
+    def generate(prompts, choices, seeds):
+        if seed is not None:
+            return engine.generate(prompts, params, choices, seed=seed)
+        return engine.generate(prompts, params, choices, seeds=seeds)
+
+    return generate
+
+
 def reason_then_choose(
     generate: GenerateBatch,
     tokenizer,

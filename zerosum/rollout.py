@@ -27,6 +27,7 @@ from zerosum.prompts import (
     PromptFormat,
     Prompting,
     encode_prompt,
+    engine_batch,
     retry_feedback,
 )
 from zerosum.seeds import player_rng, schedule_rng, turn_seed
@@ -328,10 +329,7 @@ class GameRunner:
         for slot in slots:
             seeds.append(turn_seed(self.seed, self.schedule[slot.index][1], slot.calls))
             slot.calls += 1
-
-        def generate(ps, cs, sd):
-            return self.engine.generate(ps, self.params, cs, seeds=sd)
-
+        generate = engine_batch(self.engine, self.params)
         return prompts, asking.answer(generate, self.tokenizer, prompts, choices, seeds)
 
     def take_answer(

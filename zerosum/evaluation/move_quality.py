@@ -14,7 +14,7 @@ import numpy as np
 from zerosum.engines.base import Engine, SamplingParams
 from zerosum.games import load_game
 from zerosum.games.openspiel_games import OpenSpielState
-from zerosum.prompts import Prompting
+from zerosum.prompts import Prompting, engine_batch
 from zerosum.rollout import Episode
 from zerosum.solvers import minimax_values, optimal_actions
 
@@ -92,10 +92,7 @@ def answer_positions(
     choices = None
     if prompting.decodes_legal_actions:
         choices = [prompting.choices(s) for s in states]
-
-    def generate(ps, cs, seeds):  # the whole batch from one seed, the engine's `seed`
-        return engine.generate(ps, params, cs, seed=seeds[0])
-
+    generate = engine_batch(engine, params, seed)
     gens = prompting.answer(generate, tokenizer, prompts, choices, [seed] * len(prompts))
     return [
         (state, prompting.read(gen.text, state.legal_actions())[0])

@@ -19,7 +19,7 @@ from zerosum.engines.base import ChoiceTrie, choice_token_ids
 from zerosum.engines.hf import HFEngine
 from zerosum.games import load_game
 from zerosum.games.openspiel_games import OpenSpielGame
-from zerosum.prompts import PromptFormat, Prompting, build_prompt
+from zerosum.prompts import PromptFormat, Prompting, build_prompt, engine_batch
 from zerosum.scoring import Sample, micro_batches, plan_micro_batches, response_logprobs
 from zerosum.solvers import cfr_policy_table, info_set_states, tabular_policy
 from zerosum.typed_config import POSITIVE
@@ -229,9 +229,7 @@ def sampled_policy(
     prompts = [prompting.prompt(tokenizer, s, s.current_seat()) for s in asked]
     choices = [prompting.choices(s) for s in asked] if prompting.decodes_legal_actions else None
 
-    def generate(ps, cs, seeds):  # the whole batch from one seed, the engine's `seed`
-        return engine.generate(ps, params, cs, seed=seeds[0])
-
+    generate = engine_batch(engine, params, seed)
     gens = prompting.answer(generate, tokenizer, prompts, choices, [seed] * len(asked))
     texts = [gen.text for gen in gens]
     invalid = 0

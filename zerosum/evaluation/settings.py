@@ -35,7 +35,8 @@ class EvalSettings:
     answer_mode: AnswerMode = fld(
         Prompting.answer_mode,
         "free: reason then \\boxed{move}; constrained: the reply is only a legal move (and the "
-        "policy of kuhn_poker and leduc_poker is read exactly); reasoned: reason in words (max_new_tokens), then a legal move decoded after a cue",
+        "policy of kuhn_poker and leduc_poker is read exactly); reasoned: reason in words "
+        "(max_new_tokens), then a legal move decoded after a cue",
     )
     temperature: float = fld(
         EVAL_PARAMS.temperature, "sampling temperature; 0 is greedy decoding", TEMPERATURE
