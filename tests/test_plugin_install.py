@@ -36,7 +36,7 @@ def test_the_example_plugin_installs_trains_evaluates_and_plays_in_the_arena(tmp
 
     assert "source: plugin zerosum-nim" in zerosum("games")
     checked = zerosum("games", "--check", "nim", "--seeds", "10")
-    assert checked.split() == ["nim", "ok", "(10", "random", "episodes)"], checked
+    assert checked.split() == ["nim", "ok", "(10", "random", "episodes;", "control", "tokens)"]
     run = tmp_path / "run"
     zerosum(
         "train", "--config", str(ROOT / "configs" / "tiny_kuhn_test.yaml"),

@@ -442,7 +442,8 @@ def test_report_in_a_headless_browser(runs, tmp_path):
         assert game.get_attribute("open") == "" and turn.is_visible()
         turn.locator("details.prompt summary").click()
         shown = turn.locator("pre").first.inner_text()
-        assert shown == "\n".join(EVIL)  # the literal text, as written
+        # the literal text, as written, less bidi and control characters (`for_display`)
+        assert shown == for_display("\n".join(EVIL))
         assert page.evaluate("typeof window.pwned") == "undefined"
         assert page.locator("img, script, iframe, object, embed").count() == 0
         page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
