@@ -335,10 +335,15 @@ class Talker:
         return Move(legal[0], f"SECRET-THOUGHTS then \\boxed{{{legal[0]}}}")
 
 
-@pytest.mark.parametrize("show", [False, True])
-def test_the_opponents_reasoning_is_shown_only_when_asked(show, capsys, monkeypatch):
+def type_tic_tac_toe_squares(monkeypatch) -> None:
+    """The person types squares in a fixed order (each prompt echoed): some are legal."""
     answers = iter(["4", "8", "2", "6", "5", "7", "3", "1", "0"] * 3)
     monkeypatch.setattr("builtins.input", lambda prompt="": print(prompt, end="") or next(answers))
+
+
+@pytest.mark.parametrize("show", [False, True])
+def test_the_opponents_reasoning_is_shown_only_when_asked(show, capsys, monkeypatch):
+    type_tic_tac_toe_squares(monkeypatch)
     result = play_game(load_game("tic_tac_toe"), Talker(), 1, 0, Screen(), show_reasoning=show)
     out = capsys.readouterr().out
     assert "talker plays: 0" in out
@@ -358,8 +363,7 @@ class Disguiser:
 
 @pytest.mark.parametrize("fancy", [False, True])
 def test_bidi_and_control_characters_never_reach_the_screen(fancy, capsys, monkeypatch):
-    answers = iter(["4", "8", "2", "6", "5", "7", "3", "1", "0"] * 3)
-    monkeypatch.setattr("builtins.input", lambda prompt="": print(prompt, end="") or next(answers))
+    type_tic_tac_toe_squares(monkeypatch)
     screen = Screen()
     screen.fancy = fancy
     play_game(load_game("tic_tac_toe"), Disguiser(), 1, 0, screen, show_reasoning=True)

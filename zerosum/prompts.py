@@ -281,7 +281,7 @@ def retry_feedback(reason: str) -> str:
     return f"Your last answer was invalid: {reason}. {RETRY_INSTRUCTION}"
 
 
-# -- the control-token check (`zerosum games --check`, tests/test_conformance.py) -------------
+# -- the control-token check (`zerosum games --check`, tests/test_untrusted.py) ---------------
 
 LLAMA3_CONTROLS = ("<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>")
 LLAMA3_TEMPLATE = (

@@ -187,7 +187,7 @@ def cannot_play(player: PlayerConfig, game: str) -> str | None:
     """Why `player` cannot play `game` (its pairings there are skipped), or None."""
     if isinstance(player, BotPlayerConfig):
         return unsupported(player.spec, game)
-    mode = player.answer_mode if isinstance(player, LocalPlayerConfig) else "free"
-    if mode in ("constrained", "reasoned") and not load_game(game).capabilities.finite_actions:
-        return f"{mode} answers need a game with finite legal actions"
+    asking = Prompting.of(player) if isinstance(player, LocalPlayerConfig) else Prompting()
+    if asking.decodes_legal_actions and not load_game(game).capabilities.finite_actions:
+        return f"{asking.answer_mode} answers need a game with finite legal actions"
     return None

@@ -7,8 +7,8 @@ harmless words (zerosum/data/passwords.txt); seat 0, the Attacker, is not. They 
 free-text messages, the Attacker first, `rounds` each (3 by default). The Attacker wins as
 soon as a Defender message reveals the password by rule (`reveal_form`): the password as a
 word or with an ending (`taboo.inflections`: nectarines, baked; NFKC-normalised, invisible
-characters removed, case-folded; non-letters break words, as in adversarial_taboo), spelled out as single letters with any separators (`m-a-r-...`,
-`M A R ...`), reversed (as a word or spelled out), or, the same checks on a decoding of the
+characters removed, case-folded; non-letters break words, as in adversarial_taboo), spelled
+out as single letters with any separators (`m-a-r-...`, `M A R ...`), reversed (as a word or spelled out), or, the same checks on a decoding of the
 message, in ROT13, base64 (standard or URL-safe, padded or not) or hexadecimal. After the last
 message a judge decides whether the Defender revealed it some other way (a paraphrase, a
 description precise enough to write it down, confirming a guess): the Attacker wins if so, the

@@ -2,8 +2,8 @@
 
 The prompt is the text model players get (`rollout.prompt_content`: the seat's view and the
 free-answer instruction) as one user message, with chat control strings broken up
-(`untrusted.for_server`: the server applies its own template to the text); the reply is untrusted text, cut to a bounded
-tail and parsed by `games.parsing.parse_action`. A request that times out, cannot connect or
+(`untrusted.for_server`: the server applies its own template to the text); the reply is
+untrusted text, cut to a bounded tail and parsed by `games.parsing.parse_action`. A request that times out, cannot connect or
 gets a 429 or 5xx is retried with exponential backoff; when the retries run out, or the error
 is not worth retrying (another 4xx, a malformed response), the move is invalid with the reason,
 which forfeits that game for this player and lets the tournament go on.
