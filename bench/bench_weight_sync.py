@@ -31,12 +31,12 @@ from pathlib import Path
 
 import torch
 
+from zerosum.assembly import build_model
 from zerosum.config import load_config
 from zerosum.distributed.placement import Placement
 from zerosum.distributed.ray_backend import RayRollouts
 from zerosum.hardware import cpu_model
 from zerosum.models import trainable_parameters
-from zerosum.train import build_model
 
 RECIPE = Path(__file__).resolve().parent.parent / "configs" / "kuhn_poker_cpu.yaml"
 WAYS = ("object_store", "broadcast")

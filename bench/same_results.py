@@ -5,7 +5,8 @@ directories line by line, `perf/` timings and version strings left out.
 The scenarios: the tiny test recipe (10 steps, exact NashConv every 5), the tiny magnet
 recipe across two magnet resets, an opponent-pool run (earlier selves and a random bot), an
 arena with a `model:PATH` player (the first run's checkpoint), and `zerosum eval` of that
-checkpoint against random (free and constrained answers, exploitability included).
+checkpoint against random (free, constrained and reasoned answers, exploitability included).
+The kept games of the first run are compared too.
 
     .venv/bin/python bench/same_results.py OUT_BEFORE          # with the old code importable
     .venv/bin/python bench/same_results.py OUT_AFTER
@@ -59,7 +60,7 @@ def run_all(out: Path) -> None:
              "max_concurrent": 1, "players": ["random", "model:tiny"]}  # fmt: skip
     (out / "arena.yaml").write_text(json.dumps(arena))
     zerosum(out, "arena", "--config", "arena.yaml")
-    for mode in ("free", "constrained"):
+    for mode in ("free", "constrained", "reasoned"):
         zerosum(
             out, "eval", "--model", str(tiny), "--games", "kuhn_poker,tic_tac_toe",
             "--opponents", "random", "--n", "10", "--answer-mode", mode,
@@ -75,6 +76,10 @@ def _metrics(path: Path) -> list[str]:
         row = {k: v for k, v in json.loads(line).items() if not k.startswith("perf/")}
         rows.append(json.dumps(row, sort_keys=True))
     return rows
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text().splitlines()
 
 
 def _eval(path: Path) -> list[str]:
@@ -99,8 +104,8 @@ def _arena(directory: Path) -> list[str]:
 def compare(a: Path, b: Path) -> int:
     pairs = {
         **{f"{r}/metrics.jsonl": _metrics for r in ("tiny", "magnet", "pool")},
-        "eval_free.json": _eval,
-        "eval_constrained.json": _eval,
+        "tiny/games.jsonl": _lines,
+        **{f"eval_{mode}.json": _eval for mode in ("free", "constrained", "reasoned")},
     }
     failures = 0
     for name, read in pairs.items():

@@ -39,8 +39,8 @@ def test_tiny_lora_checkpoint_loads_from_the_run_directory(lora_run):
     """Its random base is saved beside the adapter: nothing to fetch from the hub."""
     from peft import PeftModel
 
+    from zerosum.assembly import build_tiny
     from zerosum.config import load_config
-    from zerosum.train import build_tiny
 
     ckpt = lora_run / "checkpoints" / "step-000002"
     assert (ckpt / "base" / "model.safetensors").is_file()
@@ -115,8 +115,8 @@ def test_adapter_naming_the_default_alias_loads_on_its_local_copy(
 
 
 def test_lora_adapter_names_the_model_the_user_gave(monkeypatch, tiny, tokenizer):
+    from zerosum.assembly import build_model
     from zerosum.config import load_config
-    from zerosum.train import build_model
 
     monkeypatch.setattr(models, "load_model", lambda name, dtype: (tiny, tokenizer))
     cfg = load_config(None, ["model.lora=true", "model.device=cpu"])

@@ -162,8 +162,8 @@ def test_help_lists_every_field_with_help():
 
 
 def test_bf16_auto_follows_the_hardware(monkeypatch):
+    from zerosum.assembly import choose_precision
     from zerosum.hardware import resolve_bf16
-    from zerosum.train import choose_precision
 
     assert load_config().optim.bf16 == "auto"
     assert load_config(overrides=["optim.bf16=false"]).optim.bf16 is False

@@ -476,7 +476,7 @@ def test_read_only_out_dir_fails_before_the_model_loads(read_only_dir, capsys, m
     def no_model(cfg):
         raise AssertionError("the model was loaded before the directory was checked")
 
-    monkeypatch.setattr("zerosum.train.build_model", no_model)
+    monkeypatch.setattr("zerosum.assembly.build_model", no_model)
     for out_dir in (ro, ro / "run"):  # the mount point itself, and a directory to create in it
         code, err = run_cli(capsys, *train_args(out_dir))
         line = error_line(err)

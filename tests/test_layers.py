@@ -64,17 +64,18 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "zerosum.arena",
             "zerosum.report",
             "zerosum.distributed",
-            "zerosum.distributed.rollouts",
             "zerosum.distributed.broadcast",
             "zerosum.distributed.weights",
             "zerosum.distributed.worker",
         ),
     ),  # fmt: skip
-    ("config", ("zerosum.config", "zerosum.config_checks")),
+    ("config", ("zerosum.config", "zerosum.config_checks", "zerosum.plan")),
     (
         "entry points",
         (
             "zerosum.train",
+            "zerosum.assembly",
+            "zerosum.distributed.rollouts",
             "zerosum.distributed.placement",
             "zerosum.distributed.ray_backend",
             "zerosum.distributed.learner_group",

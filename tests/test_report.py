@@ -29,8 +29,9 @@ from zerosum.evaluation.run import run_eval, write_results
 from zerosum.evaluation.settings import EvalSettings
 from zerosum.report import detect, write_report
 from zerosum.rollout import schedule_games
+from zerosum.rundir import kept_step
 from zerosum.seeds import step_seed
-from zerosum.train import kept_step, train
+from zerosum.train import train
 from zerosum.untrusted import BIDI_CONTROLS, for_display
 
 RECIPE = Path(__file__).parent.parent / "configs" / "tiny_kuhn_test.yaml"

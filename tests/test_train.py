@@ -138,8 +138,8 @@ def test_resume_without_checkpoint_is_a_clear_error(tmp_path, capsys):
 
 def nash_conv_run(config: Path, out: Path, overrides: list[str]) -> tuple[float, dict[int, float]]:
     """Train `config` with `overrides`; the initial model's NashConv and the run's by step."""
+    from zerosum.assembly import build_model
     from zerosum.evaluation.policy import model_policy, nash_conv
-    from zerosum.train import build_model
 
     cfg = load_config(config, [f"run.out_dir={out}", "run.progress=false", *overrides])
     r = cfg.rollout

@@ -19,7 +19,6 @@ from zerosum.arena.human import HumanArena
 from zerosum.arena.report import print_results, report
 from zerosum.arena.run import run_arena
 from zerosum.config import config_help, load_config
-from zerosum.config_checks import check_config
 from zerosum.evaluation.run import check_writable, format_results, run_eval, write_results
 from zerosum.evaluation.settings import SEED_HELP, EvalSettings
 from zerosum.games import broken_plugins, game_names, game_source, load_game
@@ -234,8 +233,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         cfg = load_config(saved, overrides + [f"run.out_dir={args.resume}"])
     else:
         cfg = load_config(args.config, overrides)
-    check_config(cfg)
-    run_dir = train(cfg, resume=bool(args.resume), overwrite=args.overwrite)
+    run_dir = train(cfg, resume=bool(args.resume), overwrite=args.overwrite)  # checks cfg first
     print(f"run saved in {run_dir}")
     print(f"report: {write_report(run_dir)} (open it in a browser)")
     game = next(iter(cfg.rollout.games))

@@ -62,3 +62,24 @@ def proc_status_gib(field: str) -> float | None:
     except OSError:
         return None
     return None if kib is None else kib / 2**20
+
+
+def on_gpu(model) -> bool:
+    """Whether `model`'s weights are on a CUDA GPU."""
+    return next(model.parameters()).device.type == "cuda"
+
+
+def gpu_peak_gib() -> float:
+    """The most this process's tensors have held on its GPU so far (torch's allocator)."""
+    return torch.cuda.max_memory_allocated() / 2**30
+
+
+def memory_metrics(model) -> dict[str, float]:
+    """`perf/` memory high-water marks: this process's resident set where the kernel reports
+    it, and its GPU tensors when `model` is on a GPU."""
+    metrics = {}
+    if (rss := peak_rss_gib()) is not None:
+        metrics["perf/peak_rss_gib"] = rss
+    if on_gpu(model):
+        metrics["perf/gpu_peak_gib"] = gpu_peak_gib()
+    return metrics

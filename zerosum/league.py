@@ -187,6 +187,16 @@ class OpponentPool:
             out[f"pool/games/{m.name}"] = float(m.games)
         return out
 
+    def finish_step(
+        self, assignments: Sequence[Assignment], episodes: Sequence[Episode], model, step: int
+    ) -> dict[str, float]:
+        """After step `step`'s update: the pool's metrics as its games drew from it, then the
+        games' results recorded and the updated `model` let in when due."""
+        metrics = self.metrics(assignments)
+        self.record(assignments, episodes)
+        self.after_step(model, step)
+        return metrics
+
     def state_dict(self) -> dict:
         """Names, statistics and snapshot weights (tensors and plain data only)."""
         return {
@@ -214,3 +224,15 @@ def seat_players(assignments: Sequence[Assignment]) -> list[list[Player | Snapsh
             seats[1 - a.learner_seat] = a.member.seat_player
         out.append(seats)
     return out
+
+
+def seat_names(assignments: Sequence[Assignment], n_games: int) -> list[list[str]]:
+    """Who played each seat of the first `n_games` games: "self" (the learning policy) or the
+    pool member's name (a kept game's `players`)."""
+    names = []
+    for i in range(n_games):
+        seats = ["self", "self"]
+        if i < len(assignments) and (a := assignments[i]).member is not None:
+            seats[1 - a.learner_seat] = a.member.name
+        names.append(seats)
+    return names

@@ -498,3 +498,15 @@ def game_record(
             for t in turns
         ],
     }  # fmt: skip
+
+
+def game_records(
+    episodes: Sequence[Episode], turns: Sequence[Turn], n: int,
+    decode: Callable[[list[int]], str],
+) -> list[dict[str, Any]]:  # fmt: skip
+    """`game_record` of each of the first `n` games (the turns in schedule order)."""
+    own: list[list[Turn]] = [[] for _ in range(n)]
+    for t in turns:
+        if t.episode < n:
+            own[t.episode].append(t)
+    return [game_record(episodes[i], own[i], decode) for i in range(n)]

@@ -1,4 +1,5 @@
-"""Run directories: one writer at a time, writable before the model loads, no stale leftovers.
+"""The run directory and its files: one writer at a time, writable before the model loads,
+no stale leftovers; the per-step logs (metrics.jsonl, games.jsonl) and their one reader.
 
 `zerosum train` holds an exclusive `flock` on RUN/.lock for the life of the run; the file
 names the holder (pid, host) for the error a second process gets. The kernel drops the lock
@@ -11,11 +12,15 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import json
+import math
 import os
 import re
 import shutil
 import socket
+import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 LOCK_NAME = ".lock"
@@ -166,6 +171,119 @@ def write_atomic(path: Path, text: str, errors: str = "strict") -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+# --- the per-step logs ----------------------------------------------------------------
+
+
+def read_jsonl(path: Path, *, strict: bool, what: str = "record") -> tuple[list[dict], int]:
+    """The records of a file with one JSON object per line, each with an integer `step`, and
+    how many lines were skipped. A missing file has none.
+
+    Strict (a run resuming its own logs): a partial last line (a write cut by a kill, power
+    loss or a full disk) is dropped with a warning; a bad line before it is an error naming
+    its number and saying that it is not a `what`. Lenient (the report of a live or damaged
+    run): every bad line is skipped and counted."""
+    if not path.is_file():
+        return [], 0
+    lines = path.read_text(errors="replace").splitlines()
+    records, skipped = [], 0
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            if not isinstance(record, dict) or not isinstance(record.get("step"), int):
+                raise TypeError
+        except (ValueError, TypeError):
+            skipped += 1
+            if not strict:
+                continue
+            if number == len(lines):
+                print(f"zerosum: warning: {path} line {number} is incomplete; dropped",
+                      file=sys.stderr)  # fmt: skip
+                break
+            raise ValueError(
+                f"{path} line {number} is not a {what}; fix or delete that line"
+            ) from None
+        records.append(record)
+    return records, skipped
+
+
+def _append_lines(path: Path, records: Sequence[dict]) -> None:
+    # One write per call: a kill leaves at most a partial last line, which resume drops.
+    with path.open("a") as f:
+        f.write("".join(json.dumps(r) + "\n" for r in records))
+
+
+def _keep_steps_to(path: Path, last_step: int, what: str) -> None:
+    """Drop the records of steps after `last_step` (the checkpoint a run resumes from: the
+    repeated steps write theirs again)."""
+    if path.exists():
+        records, _ = read_jsonl(path, strict=True, what=what)
+        kept = [json.dumps(r) + "\n" for r in records if r["step"] <= last_step]
+        write_atomic(path, "".join(kept))
+
+
+class MetricsLog:
+    """A line of namespaced metrics per step in RUN/metrics.jsonl (and TensorBoard)."""
+
+    def __init__(self, run_dir: Path, tensorboard: bool, resume_step: int):
+        self.path = run_dir / METRICS_NAME
+        _keep_steps_to(self.path, resume_step, "metrics record")  # a damaged log fails here
+        self.writer = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=resume_step + 1)
+
+    def log(self, step: int, metrics: dict[str, float]) -> None:
+        _append_lines(self.path, [{"step": step, **metrics}])
+        if self.writer is not None:
+            for key, value in metrics.items():
+                self.writer.add_scalar(key, value, step)
+            self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def kept_step(step: int, steps: int, n_steps: int) -> bool:
+    """Whether the games of step `step` (of `steps`) are kept, `n_steps` steps in all
+    (`run.keep_games_steps`): step 1, every ceil(steps / n_steps)-th after it and the last. A
+    function of the step, so a resumed run keeps the steps the uninterrupted one keeps."""
+    stride = max(1, math.ceil(steps / n_steps))
+    return (step - 1) % stride == 0 or step == steps
+
+
+class GamesLog:
+    """A sample of the self-play games, whole, in RUN/games.jsonl (the report's replays): the
+    first `keep_games` games of each kept step, in the schedule's order. Nothing is drawn at
+    random, so keeping games changes nothing the run computes. Resuming drops the lines of
+    steps after the checkpoint, as `MetricsLog` does, and the repeated steps write them again."""
+
+    def __init__(
+        self, run_dir: Path, resume_step: int, *, keep_games: int, steps: int,
+        keep_games_steps: int,
+    ):  # fmt: skip
+        self.path = run_dir / GAMES_NAME
+        self.keep_games, self.steps, self.keep_games_steps = keep_games, steps, keep_games_steps
+        _keep_steps_to(self.path, resume_step, "kept game")
+
+    def wanted(self, step: int, played: int) -> int:
+        """How many of the `played` games of step `step` are kept (0: none)."""
+        if not self.keep_games or not kept_step(step, self.steps, self.keep_games_steps):
+            return 0
+        return min(self.keep_games, played)
+
+    def write(self, step: int, rollout_seed: int, games: Sequence[dict]) -> None:
+        """Append step `step`'s kept `games` (played with `rollout_seed`: with each game's
+        seed and the weights before the step it replays them)."""
+        _append_lines(self.path, [
+            {"step": step, "index": i, "rollout_seed": rollout_seed, **game}
+            for i, game in enumerate(games)
+        ])  # fmt: skip
 
 
 # --- finding checkpoints -------------------------------------------------------------

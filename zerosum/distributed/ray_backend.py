@@ -32,7 +32,6 @@ sent are sent again, to the restarted process.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,9 +45,9 @@ from zerosum.distributed.weights import model_payload, trainable_state
 from zerosum.distributed.worker import RolloutWorker
 from zerosum.engines.base import SamplingParams
 from zerosum.models import trainable_parameters
-from zerosum.rollout import Episode, RolloutSettings, Turn, schedule_games
+from zerosum.plan import StepPlan, plan_step
+from zerosum.rollout import Episode, RolloutSettings, Turn
 from zerosum.rundir import RunStopped
-from zerosum.seeds import step_seed
 
 # Restarts Ray grants each worker: enough for preemptions over a long run, few enough that a
 # worker failing at start-up (out of memory) stops the run instead of looping.
@@ -141,26 +140,24 @@ class RayRollouts:
 
     def play(
         self,
-        step: int,
-        schedule: Sequence[tuple[str, int]],
+        plan: StepPlan,
         params: SamplingParams,
         settings: RolloutSettings,
-        seed: int,
         opponents: Opponents | None = None,
     ) -> tuple[list[Turn], list[Episode], dict[str, float]]:
-        """Training step `step`'s games (`schedule`, seeded `seed`: `play_games` in one
-        process would play the same games) over the workers; the model's turns (schedule
-        order) and the episodes of every slice that completed, with
+        """Training step `plan.step`'s games (`play_games` in one process would play the
+        same games) over the workers, and in async mode the next steps' games sent ahead
+        (planned by the same `plan_step`); the model's turns (schedule order) and the
+        episodes of every slice that completed, with
         `distributed/games_discarded` (and `async/staleness_mean`, `_max` in async mode).
         (Workers do not serve opponent pools yet: the config refuses a pool here.)"""
         if opponents:
             raise ValueError("opponent pools are not supported by distributed.backend 'ray' yet")
         self.restarts = 0
-        self._send(step, schedule, params, settings, seed)
-        for ahead in range(step + 1, min(step + self.lag, self.cfg.run.steps) + 1):
-            ahead_schedule, ahead_seed = self._plan(ahead)
-            self._send(ahead, ahead_schedule, params, settings, ahead_seed)
-        return self._collect(step)
+        self._send(plan, params, settings)
+        for ahead in range(plan.step + 1, min(plan.step + self.lag, self.cfg.run.steps) + 1):
+            self._send(plan_step(self.cfg, ahead), params, settings)
+        return self._collect(plan.step)
 
     def publish(self, model, version: int) -> dict[str, float]:
         """Send `model`'s trainable weights (policy `version`) to every worker: one put into
@@ -278,18 +275,12 @@ class RayRollouts:
             f"{WORKER_MAX_RESTARTS + 1} tries"
         )
 
-    def _plan(self, step: int) -> tuple[list[tuple[str, int]], int]:
-        """The schedule and seed of a later step, as `train_step` will compute them."""
-        r, seed = self.cfg.rollout, self.cfg.run.seed
-        return schedule_games(r.games, r.games_per_step, seed, step), step_seed(seed, step)
-
-    def _send(self, step, schedule, params, settings, seed) -> None:
-        """Give every worker its slice of step `step` (once): the policy it must hold in
+    def _send(self, plan: StepPlan, params: SamplingParams, settings: RolloutSettings) -> None:
+        """Give every worker its slice of step `plan.step` (once): the policy it must hold in
         sync mode, whatever it holds by then in async mode."""
-        if step in self.inflight:
-            if self.inflight[step].schedule != list(schedule):
-                raise RuntimeError(f"step {step} was sent with another schedule")
+        if plan.step in self.inflight:
             return
+        schedule, seed, step = plan.schedule, plan.seed, plan.step
         version = None if self.lag else self.version
         games = _Step(list(schedule), slices(len(schedule), len(self.workers)), seed, [])
         games.futures = [

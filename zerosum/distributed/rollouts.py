@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from zerosum.engines.base import Engine, SamplingParams
+from zerosum.plan import StepPlan
 from zerosum.players.base import Player
 from zerosum.rollout import Episode, RolloutSettings, Turn, play_games
 from zerosum.snapshot import Snapshot
@@ -22,16 +23,14 @@ Opponents = Sequence[Sequence[Player | Snapshot | None]]
 class Rollouts(Protocol):
     def play(
         self,
-        step: int,
-        schedule: Sequence[tuple[str, int]],
+        plan: StepPlan,
         params: SamplingParams,
         settings: RolloutSettings,
-        seed: int,
         opponents: Opponents | None = None,
     ) -> tuple[list[Turn], list[Episode], dict[str, float]]:
-        """`play_games` of training step `step`'s schedule: the model's turns (schedule
-        order), the episodes, and the backend's own metrics (`distributed/...`, `perf/...`,
-        `async/...`)."""
+        """`play_games` of training step `plan.step`'s schedule, seeded `plan.seed`: the
+        model's turns (schedule order), the episodes, and the backend's own metrics
+        (`distributed/...`, `perf/...`, `async/...`)."""
         ...
 
     def publish(self, model, version: int) -> dict[str, float]:
@@ -51,9 +50,9 @@ class LocalRollouts:
     def __init__(self, engine: Engine, tokenizer):
         self.engine, self.tokenizer = engine, tokenizer
 
-    def play(self, step, schedule, params, settings, seed, opponents=None):
+    def play(self, plan, params, settings, opponents=None):
         turns, episodes = play_games(
-            self.engine, self.tokenizer, schedule, params, settings, seed, opponents
+            self.engine, self.tokenizer, plan.schedule, params, settings, plan.seed, opponents
         )
         return turns, episodes, {}
 

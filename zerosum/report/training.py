@@ -12,29 +12,7 @@ from zerosum.evaluation.games import wilson_interval
 from zerosum.report.page import Raw, esc, kv_table, num, rate, table
 from zerosum.report.plots import Series, figure, line_plot
 from zerosum.report.replays import replay, training_turns
-from zerosum.rundir import CONFIG_NAME, GAMES_NAME, METRICS_NAME, latest_checkpoint
-
-
-def read_jsonl(path: Path) -> tuple[list[dict], int]:
-    """The JSON objects of a file with one per line (`step` an integer), and how many lines
-    were skipped: a live run's partial last line, or a damaged one (the report still shows
-    the rest)."""
-    if not path.is_file():
-        return [], 0
-    rows, bad = [], 0
-    for line in path.read_text(errors="replace").splitlines():
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError:
-            bad += 1
-            continue
-        if isinstance(row, dict) and isinstance(row.get("step"), int):
-            rows.append(row)
-        else:
-            bad += 1
-    return rows, bad
+from zerosum.rundir import CONFIG_NAME, GAMES_NAME, METRICS_NAME, latest_checkpoint, read_jsonl
 
 
 def is_training_run(directory: Path) -> bool:
@@ -85,8 +63,8 @@ def counts(values: Sequence[float]) -> str:
 def training_report(directory: Path, max_replays: int) -> tuple[str, str, list]:
     """(title, lede markup, sections) of a run directory."""
     cfg = json.loads((directory / CONFIG_NAME).read_text())
-    rows, bad_rows = read_jsonl(directory / METRICS_NAME)
-    games, bad_games = read_jsonl(directory / GAMES_NAME)
+    rows, bad_rows = read_jsonl(directory / METRICS_NAME, strict=False)
+    games, bad_games = read_jsonl(directory / GAMES_NAME, strict=False)
     c = Curves(rows)
     sections = [("Summary", "summary", summary(directory, cfg, c, len(games)))]
     if bad_rows or bad_games:
