@@ -122,7 +122,7 @@ def main() -> None:
     p.add_argument("--shapes", default="kuhn,dialogue")
     args = p.parse_args()
 
-    import zerosum.learner as learner_mod
+    import zerosum.scoring as scoring_mod
     from zerosum.hardware import cpu_model, resolve_bf16
     from zerosum.learner import Learner, LearnerSettings
     from zerosum.models import load_model
@@ -136,7 +136,7 @@ def main() -> None:
     opt = torch.optim.AdamW(model.parameters(), lr=1e-6)
     settings = LearnerSettings(loss="reinforce", micro_batch_tokens=args.budget, bf16=bf16)
     planners = {"before": lambda s, budget, shared: before(s, budget),
-                "now": learner_mod.plan_micro_batches}  # fmt: skip
+                "now": scoring_mod.plan_micro_batches}  # fmt: skip
     print(
         f"{cpu_model()}, torch threads {torch.get_num_threads()}, "
         f"{'bf16 autocast' if bf16 else 'float32'}, budget {args.budget} tokens"
@@ -160,7 +160,7 @@ def main() -> None:
         for _ in range(args.repeats):
             for name, plan in planners.items():
                 model.load_state_dict(state)
-                learner_mod.plan_micro_batches = plan
+                scoring_mod.plan_micro_batches = plan  # what the learner's `plan_batch` calls
                 start = time.perf_counter()
                 stats[name] = Learner(model, opt, settings, tokenizer.pad_token_id).step(samples)
                 times[name].append(time.perf_counter() - start)

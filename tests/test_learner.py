@@ -72,6 +72,39 @@ def test_micro_batches_respect_the_token_budget():
     assert any(set(b) == {1, 3} for b in batches)  # similar lengths share a batch
 
 
+def test_planned_micro_batches_count_the_tokens_their_passes_run():
+    """Three rows of 23, 23 and 25 tokens whose prompts share their first 20, counted by
+    hand: with the shared prefix it runs once and each row's rest (3, 3 and 5 tokens) is
+    padded to 5; without it every row is padded to 25, and a budget of 50 tokens splits
+    them by length. The learner's statistics are those counts."""
+    from zerosum.learner import _plan_stats
+    from zerosum.scoring import MicroBatch, plan_batch
+
+    rules = list(range(100, 120))
+    samples = [
+        Sample(rules + [1], [5, 6], 1.0),
+        Sample(rules + [2, 3], [5], 1.0),
+        Sample(rules + [4], [5, 6, 7, 8], 1.0),
+    ]
+    [shared] = plan_batch(samples, budget=10_000, shared_prefix=True)
+    assert shared == MicroBatch(rows=[0, 1, 2], prefix=20, padded=20 + 3 * 5, real=71)
+    assert shared.saved == 2 * 20
+    assert plan_batch(samples, budget=10_000, shared_prefix=False) == [
+        MicroBatch(rows=[2, 0, 1], prefix=0, padded=3 * 25, real=71)
+    ]
+    assert plan_batch(samples, budget=50, shared_prefix=False) == [
+        MicroBatch(rows=[2, 0], prefix=0, padded=2 * 25, real=48),
+        MicroBatch(rows=[1], prefix=0, padded=23, real=23),
+    ]
+    assert _plan_stats([shared], merged=3, turns=4) == {
+        "perf/pad_fraction": 1 - (71 - 40) / 35,
+        "perf/shared_prefix_fraction": 40 / 71,
+        "perf/forward_tokens": 35.0,
+        "loss/micro_batches": 1.0,
+        "perf/duplicate_turns": 1 - 3 / 4,
+    }
+
+
 def test_empty_batch_is_a_no_op(tiny, tokenizer):
     opt = torch.optim.AdamW(tiny.parameters(), lr=1e-2)
     before = [p.detach().clone() for p in tiny.parameters()]

@@ -12,16 +12,22 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 import torch
 
-from zerosum.batching import prefix_used
 from zerosum.loss import Aggregation, LossKind, policy_loss, truncated_importance_weights
 from zerosum.magnet import Magnet
 from zerosum.models import enable_activation_checkpointing, trainable_parameters
-from zerosum.scoring import Sample, merge_duplicates, plan_micro_batches, response_logprobs
+from zerosum.scoring import (
+    MicroBatch,
+    Sample,
+    merge_duplicates,
+    plan_batch,
+    plan_micro_batches,
+    response_logprobs,
+)
 from zerosum.typed_config import NON_NEGATIVE, POSITIVE, fld, numbers
 
 LrSchedule = Literal["constant", "linear", "cosine"]
@@ -166,6 +172,37 @@ def _left_aligned(rows: Sequence[list[float] | None], shape: torch.Size, device)
     return out.to(device)
 
 
+# `policy_loss` statistics that are totals; the others are means, weighted to add up.
+_TOTAL_STATS = ("loss/total", "loss/tokens")
+
+
+@dataclass
+class _Update:
+    """What one update's micro-batches share across epochs: normaliser, magnet, first scores."""
+
+    total_tokens: float  # the whole batch's response tokens (`Learner._total_tokens`)
+    alpha: float  # the magnet's KL weight
+    magnet_age: int | None
+    old: dict[int, torch.Tensor] = field(default_factory=dict)  # per micro-batch
+    tis: dict[int, torch.Tensor] = field(default_factory=dict)  # per micro-batch (async mode)
+    tis_stats: dict[str, float] = field(default_factory=dict)
+
+
+def _plan_stats(plan: Sequence[MicroBatch], merged: int, turns: int) -> dict[str, float]:
+    """An epoch's cost (padding, prefix reuse, duplicates) from the counts its plan carries."""
+    padded = sum(mb.padded for mb in plan)
+    saved = sum(mb.saved for mb in plan)
+    real = sum(mb.real for mb in plan)
+    return {
+        "perf/pad_fraction": 1.0 - (real - saved) / max(padded, 1),
+        "perf/shared_prefix_fraction": saved / max(real, 1),  # of the tokens, not rerun
+        "perf/forward_tokens": float(padded),  # per epoch, padding included
+        "loss/micro_batches": float(len(plan)),
+        # scored once, counted often (a rank of a sharded learner may have no turns)
+        "perf/duplicate_turns": 1.0 - merged / max(turns, 1),
+    }
+
+
 class GradientSync(Protocol):
     """Data-parallel learner ranks (`zerosum.distributed.learner_group`): each rank steps
     on its own share of a batch and these sums across ranks make the update the whole
@@ -240,82 +277,99 @@ class Learner:
             return {"loss/skipped_empty_batch": 1.0}
         self.model.train()
         s = self.settings
-        magnet = self.magnet
         turns = len(samples)
         samples = merge_duplicates(samples)
-        batches = plan_micro_batches(samples, s.micro_batch_tokens, s.shared_prefix)
-        total_tokens = float(sum(len(x.response_ids) * x.count for x in samples))
-        if self.sync:  # the losses are normalised by the whole batch's token count
-            total_tokens = self.sync.sum(total_tokens)
-        old: dict[int, torch.Tensor] = {}
-        tis: dict[int, torch.Tensor] = {}  # per micro-batch, from the first epoch's scores
-        tis_stats: dict[str, float] = {}
+        plan = plan_batch(samples, s.micro_batch_tokens, s.shared_prefix)
+        update = _Update(self._total_tokens(samples), alpha, magnet_age)
+        passes = self.sync.micro_batches(len(plan)) if self.sync else len(plan)
         stats: dict[str, float] = {}
-        padded = saved = 0
-        passes = self.sync.micro_batches(len(batches)) if self.sync else len(batches)
-        for epoch in range(s.passes):
-            self.optimizer.zero_grad(set_to_none=True)
-            sums: dict[str, float] = {}
-            for _ in range(len(batches), passes):
-                self._idle_pass()
-            for b, idx in enumerate(batches):
-                mb = [samples[i] for i in idx]
-                with self._autocast():
-                    logp, mask, ent, kl = response_logprobs(
-                        self.model, mb, s.temperature, self.pad_id,
-                        entropy_grad=s.entropy_coef > 0,
-                        magnet=magnet.snapshot if magnet is not None else None,
-                        shared_prefix=s.shared_prefix,
-                        magnet_is_policy=epoch == 0 and magnet_age == 0,
-                    )  # fmt: skip
-                counts = torch.tensor([float(x.count) for x in mb], device=logp.device)
-                # this micro-batch's share of the batch's tokens
-                weight = float((mask.sum(1) * counts).sum()) / total_tokens
-                if epoch == 0:
-                    old[b] = logp.detach()
-                    if s.tis_cap is not None:
-                        engine = _left_aligned([x.logprobs for x in mb], logp.shape, logp.device)
-                        tis[b], st = truncated_importance_weights(
-                            old[b].float(), engine, mask, s.tis_cap
-                        )
-                        for k, v in st.items():
-                            tis_stats[k] = tis_stats.get(k, 0.0) + v * weight
-                    shared = prefix_used(
-                        [x.prompt_ids for x in mb], s.shared_prefix
-                    )  # run once, not len(mb) times
-                    padded += shared + len(mb) * max(len(x) - shared for x in mb)
-                    saved += shared * (len(mb) - 1)
-                adv = torch.tensor([x.advantage for x in mb], device=logp.device)
-                loss, st = policy_loss(
-                    logp.float(), old[b].float(), adv, mask, kind=s.loss, clip_eps=s.clip_eps,
-                    magnet_kl=kl, magnet_alpha=alpha, aggregation=s.aggregation,
-                    norm_constant=s.norm_constant, total_tokens=total_tokens,
-                    entropy=ent.float(), entropy_coef=s.entropy_coef, tis_weight=tis.get(b),
-                    counts=counts,
-                )  # fmt: skip
-                loss.backward()
-                for k, v in st.items():
-                    sums[k] = sums.get(k, 0.0) + (
-                        v if k in ("loss/total", "loss/tokens") else v * weight
-                    )
-            trainable = list(trainable_parameters(self.model).values())
-            if self.sync:  # every rank then clips and steps on the same, whole-batch gradient
-                self.sync.sum_grads(trainable)
-            grad_norm = torch.nn.utils.clip_grad_norm_(trainable, s.grad_clip)
-            self.optimizer.step()
-            stats = sums
-            # FSDP: a DTensor, the same on every rank.
-            full = getattr(grad_norm, "full_tensor", None)
-            stats["loss/grad_norm"] = float(full() if full else grad_norm)
-        real = sum(len(x) for x in samples)
-        stats["perf/pad_fraction"] = 1.0 - (real - saved) / max(padded, 1)
-        stats["perf/shared_prefix_fraction"] = saved / max(real, 1)  # of the tokens, not rerun
-        stats["perf/forward_tokens"] = float(padded)  # per epoch, padding included
-        stats["loss/micro_batches"] = float(len(batches))
-        # scored once, counted often (a rank of a sharded learner may have no turns)
-        stats["perf/duplicate_turns"] = 1.0 - len(samples) / max(turns, 1)
-        stats.update(tis_stats)
-        return stats
+        for epoch in range(s.passes):  # the last epoch's statistics are reported
+            stats = self._epoch(samples, plan, passes, epoch, update)
+        return {**stats, **_plan_stats(plan, len(samples), turns), **update.tis_stats}
+
+    def _total_tokens(self, samples: Sequence[Sample]) -> float:
+        """The loss's normaliser: the batch's response tokens (all ranks'), per turn a row holds."""
+        total = float(sum(len(x.response_ids) * x.count for x in samples))
+        return self.sync.sum(total) if self.sync else total
+
+    def _epoch(
+        self,
+        samples: Sequence[Sample],
+        plan: Sequence[MicroBatch],
+        passes: int,
+        epoch: int,
+        update: _Update,
+    ) -> dict[str, float]:
+        """One optimizer step (a PPO epoch): every micro-batch's backward, then clip and step."""
+        self.optimizer.zero_grad(set_to_none=True)
+        sums: dict[str, float] = {}
+        for _ in range(len(plan), passes):  # join the collectives of others' extra passes (FSDP)
+            self._idle_pass()
+        for b, mb in enumerate(plan):
+            rows = [samples[i] for i in mb.rows]
+            for k, v in self._micro_batch(b, rows, epoch, update).items():
+                sums[k] = sums.get(k, 0.0) + v
+        sums["loss/grad_norm"] = self._optimizer_step()
+        return sums
+
+    def _micro_batch(
+        self, b: int, mb: Sequence[Sample], epoch: int, update: _Update
+    ) -> dict[str, float]:
+        """Accumulate micro-batch `b`'s gradient; its loss stats, weighted by its token share."""
+        s = self.settings
+        magnet = self.magnet
+        with self._autocast():
+            logp, mask, ent, kl = response_logprobs(
+                self.model, mb, s.temperature, self.pad_id,
+                entropy_grad=s.entropy_coef > 0,
+                magnet=magnet.snapshot if magnet is not None else None,
+                shared_prefix=s.shared_prefix,
+                magnet_is_policy=epoch == 0 and update.magnet_age == 0,
+            )  # fmt: skip
+        counts = torch.tensor([float(x.count) for x in mb], device=logp.device)
+        weight = float((mask.sum(1) * counts).sum()) / update.total_tokens
+        if epoch == 0:
+            self._first_scores(b, mb, logp, mask, weight, update)
+        adv = torch.tensor([x.advantage for x in mb], device=logp.device)
+        loss, st = policy_loss(
+            logp.float(), update.old[b].float(), adv, mask, kind=s.loss, clip_eps=s.clip_eps,
+            magnet_kl=kl, magnet_alpha=update.alpha, aggregation=s.aggregation,
+            norm_constant=s.norm_constant, total_tokens=update.total_tokens,
+            entropy=ent.float(), entropy_coef=s.entropy_coef, tis_weight=update.tis.get(b),
+            counts=counts,
+        )  # fmt: skip
+        loss.backward()
+        return {k: v if k in _TOTAL_STATS else v * weight for k, v in st.items()}
+
+    def _first_scores(
+        self,
+        b: int,
+        mb: Sequence[Sample],
+        logp: torch.Tensor,
+        mask: torch.Tensor,
+        weight: float,
+        update: _Update,
+    ) -> None:
+        """Keep the first epoch's scores, the sampling policy's, for later ratios and TIS weights."""
+        update.old[b] = logp.detach()
+        if self.settings.tis_cap is None:
+            return
+        engine = _left_aligned([x.logprobs for x in mb], logp.shape, logp.device)
+        update.tis[b], st = truncated_importance_weights(
+            update.old[b].float(), engine, mask, self.settings.tis_cap
+        )
+        for k, v in st.items():
+            update.tis_stats[k] = update.tis_stats.get(k, 0.0) + v * weight
+
+    def _optimizer_step(self) -> float:
+        """Sum over ranks, clip to `grad_clip` and step; returns the norm before clipping."""
+        trainable = list(trainable_parameters(self.model).values())
+        if self.sync:  # every rank then clips and steps on the same, whole-batch gradient
+            self.sync.sum_grads(trainable)
+        grad_norm = torch.nn.utils.clip_grad_norm_(trainable, self.settings.grad_clip)
+        self.optimizer.step()
+        full = getattr(grad_norm, "full_tensor", None)  # FSDP: a DTensor, the same on every rank
+        return float(full() if full else grad_norm)
 
     def _idle_pass(self) -> None:
         """A forward and backward pass of one token with zero loss: with FSDP, a rank with

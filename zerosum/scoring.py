@@ -89,6 +89,37 @@ def plan_micro_batches(
     return micro_batches([len(x) for x in samples], budget)
 
 
+@dataclass(frozen=True)
+class MicroBatch:
+    """A learner pass's rows with its token counts, known where planned, not measured again."""
+
+    rows: list[int]  # indices into the planned samples
+    prefix: int  # prompt tokens the rows share, run once (`batching.prefix_used`; 0: none)
+    padded: int  # tokens the forward runs: the prefix once, each row's rest padded to the longest
+    real: int  # the rows' own tokens, the shared prefix counted in every row
+
+    @property
+    def saved(self) -> int:
+        """Tokens of the shared prefix not run again: once per row after the first."""
+        return self.prefix * (len(self.rows) - 1)
+
+    @classmethod
+    def of(cls, samples: Sequence[Sample], rows: list[int], shared_prefix: bool) -> MicroBatch:
+        """Count `rows` as the forward runs them: the prefix `_batch_inputs` runs once."""
+        mb = [samples[i] for i in rows]
+        prefix = prefix_used([x.prompt_ids for x in mb], shared_prefix)
+        padded = prefix + len(mb) * max(len(x) - prefix for x in mb)
+        return cls(rows, prefix, padded, sum(len(x) for x in mb))
+
+
+def plan_batch(samples: Sequence[Sample], budget: int, shared_prefix: bool) -> list[MicroBatch]:
+    """`plan_micro_batches` with each micro-batch's token counts, for the learner."""
+    return [
+        MicroBatch.of(samples, rows, shared_prefix)
+        for rows in plan_micro_batches(samples, budget, shared_prefix)
+    ]
+
+
 # What a forward and backward pass costs beyond its tokens, in tokens: the embedding's and
 # output layer's dense gradients and their accumulation, paid once per micro-batch. Measured
 # on a 2-core CPU with Kuhn Poker's 24 distinct turns, one pass of 2232 tokens against six of
