@@ -44,7 +44,6 @@ from zerosum.learner import Learner, LearnerSettings, build_optimizer, learning_
 from zerosum.magnet import Magnet
 from zerosum.models import load_model, load_tokenizer, resolve_device, tiny_model
 from zerosum.players import make_player
-from zerosum.prompts import Prompting
 from zerosum.report import write_report
 from zerosum.rollout import (
     Episode,
@@ -121,9 +120,7 @@ def evaluate(
     metrics = {}
     for game in e.nash_conv:
         start = time.perf_counter()
-        policy = model_policy(
-            model, tokenizer, game, cfg.sampling.temperature, r.include_rules, r.prompt_format
-        )
+        policy = model_policy(model, tokenizer, game, cfg.sampling.temperature, r.prompting)
         for key, value in nash_conv(game, policy).items():
             metrics[f"eval/{game}/{key}"] = value
         metrics[f"perf/eval_{game}_nash_conv_s"] = time.perf_counter() - start
@@ -435,7 +432,7 @@ def _build_run(
     o = cfg.opponents
     pool = None
     if o.pool_size or o.fixed:  # fixed model players ask and read as the learner does
-        pool = OpponentPool(o, model, state.pool, Prompting.of(cfg.rollout))
+        pool = OpponentPool(o, model, state.pool, cfg.rollout.prompting)
     backend = make_rollouts(cfg, model, tokenizer, engine, state.step, placement)
     group = None
     if cfg.distributed.learner_ranks > 1:  # in the placement's bundles

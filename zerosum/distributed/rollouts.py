@@ -53,8 +53,9 @@ class LocalRollouts:
 
     def play(self, step, schedule, params, settings, seed, opponents=None):
         turns, episodes = play_games(
-            self.engine, self.tokenizer, schedule, params, settings, seed, opponents
-        )
+            self.engine, self.tokenizer, schedule, params=params, settings=settings, seed=seed,
+            opponents=opponents,
+        )  # fmt: skip
         return turns, episodes, {}
 
     def publish(self, model, version: int) -> dict[str, float]:

@@ -93,26 +93,26 @@ def run_eval(s: EvalSettings) -> dict:
         can = load_game(game).capabilities
         if can.minimax:
             decisions = answer_positions(
-                engine, tokenizer, fixed_positions(game), params, s.prompting, s.seed
-            )
+                engine, tokenizer, fixed_positions(game), params, prompting=s.prompting,
+                seed=s.seed,
+            )  # fmt: skip
             per_game["move_quality_fixed_positions"] = move_quality(decisions)
-        if can.nash and s.answer_mode == "constrained":
-            policy = model_policy(
-                model, tokenizer, game, s.temperature, s.include_rules, s.prompt_format
-            )
+        if can.nash and s.prompting.answer_mode == "constrained":
+            policy = model_policy(model, tokenizer, game, s.temperature, s.prompting)
             per_game["exploitability"] = exploitability_report(game, policy)
         elif can.nash:
             with stage(f"{game} policy, {s.exploit_k} samples per information set"):
                 policy, sampling = sampled_policy(
-                    engine, tokenizer, game, params, s.exploit_k, s.prompting, s.seed
-                )
+                    engine, tokenizer, game, params, s.exploit_k, prompting=s.prompting,
+                    seed=s.seed,
+                )  # fmt: skip
             per_game["exploitability"] = {**exploitability_report(game, policy), **sampling}
         results["games"][game] = per_game
     results["math"] = {}
     for name, problems in benchmarks.items():
         with stage(f"{name}, {len(problems)} problems"):
             results["math"][name] = evaluate_math(
-                engine, tokenizer, problems, params, s.math_k, s.seed
+                engine, tokenizer, problems, params, k=s.math_k, seed=s.seed
             )
     return results
 
