@@ -1,8 +1,8 @@
 """Generation throughput: the `vllm` engine against the `hf` engine, side by side in one run.
 
 Same model (the default SmolLM2-135M-Instruct, float32), same game prompts (first moves of
-several games, from `zerosum.rollout.build_prompt`), 64 new tokens, temperature 1.0, batch 16
-and 64. Throughput counts generated tokens (responses may stop early at end-of-sequence).
+several games, from `zerosum.prompts.Prompting.prompt`), 64 new tokens, temperature 1.0,
+batch 16 and 64. Throughput counts generated tokens (responses may stop early at end-of-sequence).
 Two vLLM configurations, each in a child process beside its own hf measurement: the default
 (torch.compile) and `enforce_eager=True`, with their start times. Also reports how far vLLM's
 sampling log-probabilities are from the learner's own.
@@ -27,12 +27,12 @@ GAMES = ("kuhn_poker", "tic_tac_toe", "leduc_poker", "connect_four")
 def game_prompts(tokenizer, n: int) -> list[list[int]]:
     """`n` first-move prompts cycling over games and deals (free-answer mode, chat template)."""
     from zerosum.games import load_game
-    from zerosum.prompts import build_prompt
+    from zerosum.prompts import Prompting
 
     out = []
     for i in range(n):
         state = load_game(GAMES[i % len(GAMES)]).new_episode(seed=i)
-        out.append(build_prompt(tokenizer, state, state.current_seat(), "free"))
+        out.append(Prompting().prompt(tokenizer, state, state.current_seat()))
     return out
 
 

@@ -44,7 +44,7 @@ def make_batch(tokenizer, n_prompts: int = 6, answers: int = 2, seed: int = 0) -
     import numpy as np
 
     from zerosum.games import load_game
-    from zerosum.prompts import build_prompt
+    from zerosum.prompts import Prompting
     from zerosum.scoring import Sample
 
     rng = np.random.default_rng(seed)
@@ -54,7 +54,7 @@ def make_batch(tokenizer, n_prompts: int = 6, answers: int = 2, seed: int = 0) -
         state = game.new_episode(seed=i)
         if i % 2:  # half the prompts are second moves: longer histories
             state.apply_action(state.legal_actions()[0])
-        prompt = build_prompt(tokenizer, state, state.current_seat(), "free")
+        prompt = Prompting().prompt(tokenizer, state, state.current_seat())
         for _ in range(answers):
             length = int(rng.integers(40, 129))
             response = rng.integers(100, tokenizer.vocab_size - 100, size=length).tolist()

@@ -31,6 +31,7 @@ def main() -> None:
     from zerosum.evaluation.policy import states_action_probs
     from zerosum.games import load_game
     from zerosum.models import load_model, load_tokenizer, tiny_model
+    from zerosum.prompts import Prompting
     from zerosum.solvers import info_set_states
 
     if a.model == "tiny":
@@ -40,6 +41,7 @@ def main() -> None:
         model, tokenizer = load_model(a.model)
     model.eval()
     fmt = "chat" if a.rules else "plain"
+    asking = Prompting(answer_mode="constrained", prompt_format=fmt, include_rules=a.rules)
     game = load_game(a.game)
     states = [game.state_from_history(s.history()) for s in info_set_states(a.game).values()]
     settings = {
@@ -53,7 +55,7 @@ def main() -> None:
         for _ in range(a.repeats):
             for name, kw in settings.items():
                 start = time.perf_counter()
-                probs[name] = states_action_probs(model, tokenizer, states, 1.0, a.rules, fmt, **kw)
+                probs[name] = states_action_probs(model, tokenizer, states, 1.0, asking, **kw)
                 best[name] = min(best.get(name, float("inf")), time.perf_counter() - start)
     print(f"CPU: {cpu_model()}; {torch.get_num_threads()} threads; load {os.getloadavg()[0]:.2f}")
     print(f"{a.game}: {len(states)} information sets, model {a.model}, prompt format {fmt}")

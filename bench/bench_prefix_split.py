@@ -32,7 +32,7 @@ MODEL = os.environ.get("ZEROSUM_BENCH_MODEL", "smollm2-135m-instruct")
 
 def kuhn_batch(tokenizer, answers: int, gen: torch.Generator) -> list:
     from zerosum.games import load_game
-    from zerosum.prompts import build_prompt
+    from zerosum.prompts import Prompting
     from zerosum.scoring import Sample
 
     game = load_game("kuhn_poker")
@@ -42,7 +42,7 @@ def kuhn_batch(tokenizer, answers: int, gen: torch.Generator) -> list:
             state = game.new_episode(seed=deal)
             for move in history:
                 state.apply_action(move)
-            prompt = build_prompt(tokenizer, state, state.current_seat(), "free")
+            prompt = Prompting().prompt(tokenizer, state, state.current_seat())
             for _ in range(answers):
                 samples.append(Sample(prompt, words(tokenizer, 24, gen), sign(gen)))
     return samples
@@ -50,10 +50,10 @@ def kuhn_batch(tokenizer, answers: int, gen: torch.Generator) -> list:
 
 def dialogue_batch(tokenizer, gen: torch.Generator, games: int = 16, messages: int = 10) -> list:
     from zerosum.games import load_game
-    from zerosum.prompts import build_prompt
+    from zerosum.prompts import Prompting
     from zerosum.scoring import Sample
 
-    rules = build_prompt(tokenizer, load_game("adversarial_taboo").new_episode(0), 0, "free")
+    rules = Prompting().prompt(tokenizer, load_game("adversarial_taboo").new_episode(0), 0)
     samples = []
     for _ in range(games):
         said: list[int] = []

@@ -88,7 +88,9 @@ def main() -> None:
 
     def play(games, concurrent, eng=engine):
         start = time.perf_counter()
-        turns, _ = play_games(eng, tokenizer, games, params, settings(concurrent), seed=0)
+        turns, _ = play_games(
+            eng, tokenizer, games, params=params, settings=settings(concurrent), seed=0
+        )
         return time.perf_counter() - start, turns
 
     print(f"CPU: {cpu_model()}; torch {torch.__version__}, {torch.get_num_threads()} threads; "

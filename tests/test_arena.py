@@ -289,13 +289,14 @@ def test_batched_sampler_rows_match_sampling_each_prompt_alone(tokenizer, tiny):
 
 def test_prompt_content_is_the_text_model_prompts_wrap(tokenizer):
     from zerosum.games import load_game
-    from zerosum.prompts import build_prompt, chat_prompt, prompt_content
+    from zerosum.prompts import Prompting, chat_prompt
 
     state = load_game("kuhn_poker").new_episode(3)
-    content = prompt_content(state, 0, "free", "Your last answer was invalid.")
+    asking = Prompting()
+    content = asking.content(state, 0, "Your last answer was invalid.")
     assert content.startswith(state.observation(0, True) + "\n\n")
     assert content.endswith("\\boxed{check}.\nYour last answer was invalid.")
-    ids = build_prompt(tokenizer, state, 0, "free", "Your last answer was invalid.")
+    ids = asking.prompt(tokenizer, state, 0, "Your last answer was invalid.")
     assert ids == chat_prompt(tokenizer, content)
 
 

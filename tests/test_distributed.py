@@ -21,6 +21,7 @@ from zerosum.distributed.weights import load_trainable, model_payload, trainable
 from zerosum.distributed.worker import RolloutWorker
 from zerosum.engines import SamplingParams
 from zerosum.engines.hf import HFEngine
+from zerosum.prompts import Prompting
 from zerosum.rollout import RolloutSettings, play_games, schedule_games
 
 RECIPE = Path(__file__).parent.parent / "configs" / "tiny_kuhn_test.yaml"
@@ -40,7 +41,9 @@ KL_ROUNDING = 1e-6
 # engine matches the learner within 9.5e-7 a token (test_engine's smaller model, AMD EPYC), so
 # the mean is 1 within about 1e-6; 1e-4 is a hundredfold margin, and a stale step exceeds it.
 TIS_ROUNDING = 1e-4
-SETTINGS = RolloutSettings(answer_mode="constrained", prompt_format="plain", include_rules=False)
+SETTINGS = RolloutSettings(
+    prompting=Prompting(answer_mode="constrained", prompt_format="plain", include_rules=False)
+)
 
 
 def read_metrics(run_dir: Path) -> list[dict]:
@@ -78,8 +81,8 @@ def test_a_worker_rebuilds_the_policy_and_plays_as_the_learner_would(tiny, token
     params = SamplingParams(temperature=1.0, max_new_tokens=4)
 
     def learner_games():
-        turns, episodes = play_games(HFEngine(model, tokenizer), tokenizer, schedule, params,
-                                     SETTINGS, seed=3)  # fmt: skip
+        turns, episodes = play_games(HFEngine(model, tokenizer), tokenizer, schedule, params=params,
+                                     settings=SETTINGS, seed=3)  # fmt: skip
         return [t.response_ids for t in turns], [e.moves for e in episodes]
 
     def worker_games(version):
@@ -216,7 +219,9 @@ def fixed_batch(model, tokenizer, n_games: int = 8) -> list:
 
     schedule = schedule_games({"kuhn_poker": 1.0}, n_games, seed=0, step=1)
     params = SamplingParams(temperature=1.0, max_new_tokens=4)
-    turns, _ = play_games(HFEngine(model, tokenizer), tokenizer, schedule, params, SETTINGS, 0)
+    turns, _ = play_games(
+        HFEngine(model, tokenizer), tokenizer, schedule, params=params, settings=SETTINGS, seed=0
+    )
     advantages = [(1.0, -1.0, 0.5)[i % 3] for i in range(len(turns))]
     return [Sample(t.prompt_ids, t.response_ids, a, t.allowed) for t, a in zip(turns, advantages)]
 

@@ -14,10 +14,14 @@ from zerosum.evaluation.run import format_results
 from zerosum.evaluation.settings import EvalSettings
 from zerosum.games import load_game
 from zerosum.players import make_player
+from zerosum.prompts import Prompting
 from zerosum.rollout import RolloutSettings
 from zerosum.solvers import cfr_policy_table, tabular_policy
 
 from .test_rollout import ScriptEngine, first_legal
+
+# The exact policy's prompts as the tiny test model reads them.
+PLAIN_CONSTRAINED = Prompting(answer_mode="constrained", prompt_format="plain")
 
 
 def reference_wilson(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
@@ -49,10 +53,10 @@ def test_invalid_answers_count_as_losses(tokenizer):
         tokenizer,
         "kuhn_poker",
         make_player("random"),
-        6,
-        0,
-        SamplingParams(),
-        RolloutSettings(),
+        n=6,
+        seed=0,
+        params=SamplingParams(),
+        settings=RolloutSettings(),
     )
     assert r["games"] == 6 and r["loss_rate"] == 1.0 and r["invalid_rate"] == 1.0
     assert r["mean_return"] == -1.0  # evaluation forfeits are -1/+1
@@ -74,8 +78,8 @@ def test_valid_games_leave_the_forfeits_out(tokenizer):
     did not forfeit it wins them all, while over all games it loses most."""
     engine = ScriptEngine(tokenizer, king_only, [])
     r = evaluate_against(
-        engine, tokenizer, "kuhn_poker", make_player("random"), 60, 0, SamplingParams(),
-        RolloutSettings(),
+        engine, tokenizer, "kuhn_poker", make_player("random"), n=60, seed=0,
+        params=SamplingParams(), settings=RolloutSettings(),
     )  # fmt: skip
     valid, forfeits = r["valid"], round(r["invalid_rate"] * r["games"])
     assert valid["games"] == r["games"] - forfeits and 0 < valid["games"] < forfeits
@@ -100,10 +104,10 @@ def test_perfect_opponent_is_never_beaten(tokenizer):
         tokenizer,
         "tic_tac_toe",
         make_player("perfect"),
-        10,
-        0,
-        SamplingParams(),
-        RolloutSettings(max_concurrent=4),
+        n=10,
+        seed=0,
+        params=SamplingParams(),
+        settings=RolloutSettings(max_concurrent=4),
         on_finish=lambda: finished.append(len(engine.batches)),
     )
     assert r["win_rate"] == 0.0 and r["loss_rate"] > 0.5 and r["invalid_rate"] == 0.0
@@ -187,7 +191,9 @@ def test_cli_eval_writes_reproducible_results(tiny, tokenizer, tmp_path, capsys)
     gains = exploit["best_response_gain_seat0"] + exploit["best_response_gain_seat1"]
     assert exploit["nash_conv"] == pytest.approx(gains)
     # The exact policy of the model as evaluated: default temperature, rules, plain prompts.
-    policy = model_policy(tiny, tokenizer, "kuhn_poker", EvalSettings.temperature, True, "plain")
+    policy = model_policy(
+        tiny, tokenizer, "kuhn_poker", EvalSettings.temperature, PLAIN_CONSTRAINED
+    )
     expected = exploitability_report("kuhn_poker", policy)
     read, exact = exploit.pop("policy"), expected.pop("policy")
     assert read.keys() == exact.keys() and all(
@@ -295,7 +301,6 @@ def test_exact_policy_is_the_engines_sampling_distribution(tiny, tokenizer, game
     answer the probability the engine sampled it with."""
     from zerosum.engines.hf import HFEngine
     from zerosum.evaluation.policy import states_action_probs
-    from zerosum.prompts import build_prompt
 
     game = load_game(game_name)
     states = []
@@ -306,15 +311,12 @@ def test_exact_policy_is_the_engines_sampling_distribution(tiny, tokenizer, game
                 state.apply_action(state.legal_actions()[seed % len(state.legal_actions())])
         if not state.is_terminal():
             states.append(state)
-    prompts = [
-        build_prompt(tokenizer, st, st.current_seat(), "constrained", None, True, "plain")
-        for st in states
-    ]
+    prompts = [PLAIN_CONSTRAINED.prompt(tokenizer, st, st.current_seat()) for st in states]
     choices = [list(st.legal_actions()) for st in states]
     gens = HFEngine(tiny, tokenizer).generate(
         prompts, SamplingParams(temperature=0.7), choices, seeds=list(range(len(states)))
     )
-    probs = states_action_probs(tiny, tokenizer, states, 0.7, True, "plain")
+    probs = states_action_probs(tiny, tokenizer, states, 0.7, PLAIN_CONSTRAINED)
     # Float32: the answers' probabilities sum to 1 up to a few roundings of 6e-8; an answer's
     # log-prob is the engine's up to 9.5e-7 a token (test_engine, AMD EPYC; not measured
     # here), a few e-6 relative for its probability: rel 1e-4 is the margin, abs 1e-7 for ~0.
@@ -328,22 +330,26 @@ def test_greedy_exact_policy_is_what_greedy_decoding_plays(tiny, tokenizer):
     greedily, at every Kuhn information set (a random tiny model answers differently)."""
     from zerosum.engines.hf import HFEngine
     from zerosum.evaluation.policy import constrained_action_probs
-    from zerosum.prompts import build_prompt
     from zerosum.solvers import info_set_states
 
     game = load_game("kuhn_poker")
     engine = HFEngine(tiny, tokenizer)
     states = [game.state_from_history(s.history()) for s in info_set_states("kuhn_poker").values()]
-    prompts = [
-        build_prompt(tokenizer, st, st.current_seat(), "constrained", None, True, "plain")
-        for st in states
-    ]
+    prompts = [PLAIN_CONSTRAINED.prompt(tokenizer, st, st.current_seat()) for st in states]
     choices = [list(st.legal_actions()) for st in states]
     gens = engine.generate(prompts, SamplingParams(temperature=0.0), choices)
     for state, gen in zip(states, gens):
-        probs = constrained_action_probs(tiny, tokenizer, state, 0.0, True, "plain")
+        probs = constrained_action_probs(tiny, tokenizer, state, 0.0, PLAIN_CONSTRAINED)
         assert probs == {a: float(a == gen.text) for a in state.legal_actions()}
     assert len({g.text for g in gens}) > 1
+
+
+def test_an_exact_policy_is_read_from_constrained_prompts_only(tiny, tokenizer):
+    from zerosum.evaluation.policy import states_action_probs
+
+    state = load_game("kuhn_poker").new_episode(0)
+    with pytest.raises(ValueError, match="constrained answers, not 'free' ones"):
+        states_action_probs(tiny, tokenizer, [state], 1.0, Prompting(prompt_format="plain"))
 
 
 @pytest.mark.parametrize(
@@ -454,10 +460,10 @@ def test_perfect_play_in_evaluation_games_is_all_optimal(tokenizer):
         tokenizer,
         "tic_tac_toe",
         make_player("random"),
-        6,
-        0,
-        SamplingParams(),
-        RolloutSettings(),
+        n=6,
+        seed=0,
+        params=SamplingParams(),
+        settings=RolloutSettings(),
     )
     q = r["move_quality_in_play"]
     assert q["positions"] > 6 and q["optimal_rate"] == 1.0 and q["blunder_rate"] == 0.0

@@ -549,8 +549,8 @@ def test_a_game_runs_through_the_rollout_loop_with_the_judges_record(tokenizer):
 
     engine = ScriptEngine(tokenizer, answer, [])
     _, episodes = play_games(
-        engine, tokenizer, [("password_game", 5), ("debate", 6)], PARAMS,
-        RolloutSettings(max_concurrent=2), seed=0,
+        engine, tokenizer, [("password_game", 5), ("debate", 6)], params=PARAMS,
+        settings=RolloutSettings(max_concurrent=2), seed=0,
     )  # fmt: skip
     pw_episode, debate_episode = episodes
     assert pw_episode.outcome.returns == (1.0, -1.0) and pw_episode.outcome.turns == 2

@@ -12,6 +12,7 @@ from zerosum.config import OpponentsConfig, load_config
 from zerosum.engines.hf import HFEngine
 from zerosum.games.base import Outcome
 from zerosum.league import OpponentPool, seat_players
+from zerosum.prompts import Prompting
 from zerosum.rollout import Episode, RolloutSettings, play_games, schedule_games
 from zerosum.snapshot import Snapshot
 from zerosum.train import train
@@ -114,8 +115,10 @@ def test_a_snapshot_seat_is_answered_with_its_weights_and_not_trained_on(tiny, t
     engine.generate = spy
     schedule = schedule_games({"kuhn_poker": 1.0}, 6, seed=0, step=1)
     opponents = [[None, snapshot] if i % 2 else [snapshot, None] for i in range(6)]
-    settings = RolloutSettings(answer_mode="constrained")
-    turns, episodes = play_games(engine, tokenizer, schedule, PARAMS, settings, 0, opponents)
+    settings = RolloutSettings(prompting=Prompting(answer_mode="constrained"))
+    turns, episodes = play_games(
+        engine, tokenizer, schedule, params=PARAMS, settings=settings, seed=0, opponents=opponents
+    )
     assert set(seen) == {own, snap}
     assert first.data.data_ptr() == own
     assert turns and all(t.seat == 1 - t.episode % 2 for t in turns)  # the learner's seat only

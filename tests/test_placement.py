@@ -193,6 +193,7 @@ def test_a_split_run_gives_the_driver_each_rank_and_each_worker_a_gpu_of_its_own
     from zerosum.engines import SamplingParams
     from zerosum.learner import Learner, LearnerSettings, build_optimizer
     from zerosum.plan import StepPlan
+    from zerosum.prompts import Prompting
     from zerosum.rollout import RolloutSettings, schedule_games
 
     cfg = load_config(RECIPE, [
@@ -208,7 +209,8 @@ def test_a_split_run_gives_the_driver_each_rank_and_each_worker_a_gpu_of_its_own
         try:
             workers, ranks = rollouts.visible_gpus(), group.visible_gpus()
             schedule = schedule_games({"kuhn_poker": 1.0}, 4, seed=0, step=1)
-            settings = RolloutSettings(answer_mode="constrained", prompt_format="plain")
+            asking = Prompting(answer_mode="constrained", prompt_format="plain")
+            settings = RolloutSettings(prompting=asking)
             params = SamplingParams(temperature=1.0, max_new_tokens=4)
             plan = StepPlan(step=1, schedule=schedule, seed=1, eval_seed=0, lr=0.0)
             turns, episodes, stats = rollouts.play(plan, params, settings)

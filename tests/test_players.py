@@ -144,7 +144,7 @@ def test_a_model_player_asks_and_reads_as_its_prompting_says(mode, fmt):
     from zerosum.engines.base import Generation
     from zerosum.models import load_tokenizer
     from zerosum.players.model import ModelPlayer
-    from zerosum.prompts import Prompting, build_prompt
+    from zerosum.prompts import Prompting, encode_prompt
 
     tokenizer = load_tokenizer()
     state = load_game("kuhn_poker").new_episode(3)
@@ -159,5 +159,5 @@ def test_a_model_player_asks_and_reads_as_its_prompting_says(mode, fmt):
     move = ModelPlayer("m", tokenizer, generate, prompting).act(state, np.random.default_rng(0))
     assert move.action == "bet"
     prompt, choices = seen[0]
-    assert prompt == build_prompt(tokenizer, state, 0, mode, None, False, fmt)
+    assert prompt == encode_prompt(tokenizer, prompting.content(state, 0), fmt)  # the rollout's
     assert choices == (["check", "bet"] if mode == "constrained" else None)

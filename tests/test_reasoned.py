@@ -15,7 +15,9 @@ from zerosum.prompts import REASONED_CUE, Prompting, read_answer, reason_then_ch
 from zerosum.rollout import RolloutSettings, play_games
 from zerosum.scoring import Sample, response_logprobs
 
-REASONED = RolloutSettings(answer_mode="reasoned", prompt_format="plain", include_rules=False)
+REASONED = RolloutSettings(
+    prompting=Prompting(answer_mode="reasoned", prompt_format="plain", include_rules=False)
+)
 
 
 def test_the_answer_is_reasoning_then_cue_then_a_legal_move(tokenizer):
@@ -56,7 +58,10 @@ def test_the_move_is_read_after_the_last_cue_only():
 
 def test_reasoned_mode_refuses_free_text_games(tokenizer):
     with pytest.raises(ValueError, match="answer_mode 'reasoned' needs a game with finite"):
-        play_games(None, tokenizer, [("simple_negotiation", 0)], SamplingParams(), REASONED, 0)
+        play_games(
+            None, tokenizer, [("simple_negotiation", 0)], params=SamplingParams(),
+            settings=REASONED, seed=0,
+        )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +72,8 @@ def played(tokenizer):
     model = tiny_model(tokenizer, hidden_size=32, layers=1, heads=2, seed=0)
     params = SamplingParams(temperature=1.0, max_new_tokens=6)
     turns, episodes = play_games(
-        HFEngine(model, tokenizer), tokenizer, [("kuhn_poker", s) for s in range(6)], params,
-        REASONED, seed=3,
+        HFEngine(model, tokenizer), tokenizer, [("kuhn_poker", s) for s in range(6)], params=params,
+        settings=REASONED, seed=3,
     )  # fmt: skip
     return model, turns, episodes
 

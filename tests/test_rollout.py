@@ -4,6 +4,7 @@ import pytest
 
 from zerosum.engines.base import Generation, SamplingParams
 from zerosum.players import make_player
+from zerosum.prompts import Prompting
 from zerosum.rollout import (
     GameRunner,
     InvalidMovePolicy,
@@ -51,7 +52,12 @@ def test_games_run_concurrently_and_returns_reach_every_turn(tokenizer):
     engine = ScriptEngine(tokenizer, first_legal, [])
     schedule = schedule_games({"kuhn_poker": 1.0, "tic_tac_toe": 1.0}, 10, seed=0, step=1)
     turns, episodes = play_games(
-        engine, tokenizer, schedule, PARAMS, RolloutSettings(max_concurrent=4), seed=0
+        engine,
+        tokenizer,
+        schedule,
+        params=PARAMS,
+        settings=RolloutSettings(max_concurrent=4),
+        seed=0,
     )
     assert engine.batches[0] == 4 and max(engine.batches) == 4
     assert len(episodes) == 10 and all(e.outcome is not None for e in episodes)
@@ -88,8 +94,8 @@ def test_seats_are_mixed_within_one_batch(tokenizer):
         engine,
         tokenizer,
         schedule_games({"kuhn_poker": 1.0}, 12, 0, 1),
-        PARAMS,
-        RolloutSettings(max_concurrent=5),
+        params=PARAMS,
+        settings=RolloutSettings(max_concurrent=5),
         seed=0,
     )
     assert any(len(s) == 2 for s in seats_per_batch)
@@ -98,7 +104,9 @@ def test_seats_are_mixed_within_one_batch(tokenizer):
 def test_invalid_answers_forfeit_with_training_rewards(tokenizer):
     engine = ScriptEngine(tokenizer, lambda p: "I refuse to answer", [])
     settings = RolloutSettings(invalid=InvalidMovePolicy("forfeit", loss=-1.5, win=0.5))
-    turns, episodes = play_games(engine, tokenizer, [("kuhn_poker", 1)], PARAMS, settings, seed=0)
+    turns, episodes = play_games(
+        engine, tokenizer, [("kuhn_poker", 1)], params=PARAMS, settings=settings, seed=0
+    )
     assert episodes[0].outcome.returns == (-1.5, 0.5)
     assert len(turns) == 1 and not turns[0].valid and turns[0].ret == -1.5
     m = rollout_metrics(turns, episodes)
@@ -110,7 +118,9 @@ def test_retry_records_every_attempt(tokenizer):
     answers = iter(["nonsense", "\\boxed{bet}", "\\boxed{fold}"])
     engine = ScriptEngine(tokenizer, lambda p: next(answers), [])
     settings = RolloutSettings(invalid=InvalidMovePolicy("retry", retries=2))
-    turns, episodes = play_games(engine, tokenizer, [("kuhn_poker", 1)], PARAMS, settings, seed=0)
+    turns, episodes = play_games(
+        engine, tokenizer, [("kuhn_poker", 1)], params=PARAMS, settings=settings, seed=0
+    )
     assert [t.valid for t in turns] == [False, True, True]
     assert "Your last answer was invalid" in tokenizer.decode(turns[1].prompt_ids)
     assert episodes[0].outcome.returns == (1.0, -1.0)  # seat 1 folded to the bet
@@ -119,7 +129,9 @@ def test_retry_records_every_attempt(tokenizer):
 def test_turn_limit_makes_a_draw(tokenizer):
     engine = ScriptEngine(tokenizer, first_legal, [])
     settings = RolloutSettings(max_turns=3)
-    turns, episodes = play_games(engine, tokenizer, [("connect_four", 0)], PARAMS, settings, seed=0)
+    turns, episodes = play_games(
+        engine, tokenizer, [("connect_four", 0)], params=PARAMS, settings=settings, seed=0
+    )
     assert episodes[0].outcome.truncated and episodes[0].outcome.returns == (0.0, 0.0)
     assert len(turns) == 3 and all(t.ret == 0.0 for t in turns)
 
@@ -143,9 +155,9 @@ def test_constrained_mode_refuses_free_text_games(tokenizer):
             engine,
             tokenizer,
             [("simple_negotiation", 0)],
-            PARAMS,
-            RolloutSettings(answer_mode="constrained"),
-            0,
+            params=PARAMS,
+            settings=RolloutSettings(prompting=Prompting(answer_mode="constrained")),
+            seed=0,
         )
 
 
@@ -157,14 +169,14 @@ def test_language_games_pass_only_the_extracted_move(tokenizer):
     )
     settings = RolloutSettings(invalid=InvalidMovePolicy("forfeit", loss=-1.5, win=0.5))
     turns, episodes = play_games(
-        engine, tokenizer, [("simple_negotiation", 3)], PARAMS, settings, seed=0
+        engine, tokenizer, [("simple_negotiation", 3)], params=PARAMS, settings=settings, seed=0
     )
     outcome = episodes[0].outcome
     assert outcome.forfeit_seat == 0 and outcome.returns == (-1.5, 0.5)
     assert not turns[0].valid and turns[0].reason  # judged invalid by TextArena
     engine = ScriptEngine(tokenizer, lambda p: "Hidden reasoning. \\boxed{Hello there}", [])
     turns, episodes = play_games(
-        engine, tokenizer, [("simple_negotiation", 3)], PARAMS, settings, seed=0
+        engine, tokenizer, [("simple_negotiation", 3)], params=PARAMS, settings=settings, seed=0
     )
     assert episodes[0].outcome.forfeit_seat is None and all(t.valid for t in turns)
     assert "Hidden reasoning" not in tokenizer.decode(turns[1].prompt_ids)
@@ -177,9 +189,6 @@ def test_language_games_pass_only_the_extracted_move(tokenizer):
         ({"max_concurrent": 0}, "max_concurrent = 0 is invalid; allowed: an integer >= 1"),
         ({"max_turns": 0}, "max_turns = 0 is invalid; allowed: an integer >= 1"),
         ({"max_turns": True}, "max_turns = True is invalid"),
-        ({"answer_mode": "boxed"}, "answer_mode = 'boxed' is invalid; allowed: free, constrained"),
-        ({"prompt_format": "json"}, "prompt_format = 'json' is invalid; allowed: chat, plain"),
-        ({"parser_fallback": "x"}, "parser_fallback = 'x' is invalid; allowed: last_bracket"),
     ],
 )
 def test_settings_that_would_stall_the_loop_are_rejected(kwargs, message):
@@ -188,19 +197,33 @@ def test_settings_that_would_stall_the_loop_are_rejected(kwargs, message):
         RolloutSettings(**kwargs)
 
 
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"answer_mode": "boxed"}, "answer_mode = 'boxed' is invalid; allowed: free, constrained"),
+        ({"prompt_format": "json"}, "prompt_format = 'json' is invalid; allowed: chat, plain"),
+        ({"parser_fallback": "x"}, "parser_fallback = 'x' is invalid; allowed: last_bracket"),
+    ],
+)
+def test_unknown_prompting_choices_are_rejected(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        Prompting(**kwargs)
+
+
 def test_constrained_moves_are_not_truncated_by_a_small_token_cap(tiny, tokenizer):
     """The tiny recipe's cap of 4 tokens is shorter than `bid 2-3` plus end-of-sequence; in
     constrained mode every move must still be a whole legal action (no forfeit at turn 0)."""
     from zerosum.engines.hf import HFEngine
 
     assert len(tokenizer.encode("bid 2-3", add_special_tokens=False)) + 1 > 4
-    settings = RolloutSettings(answer_mode="constrained", prompt_format="plain", max_concurrent=6)
+    asking = Prompting(answer_mode="constrained", prompt_format="plain")
+    settings = RolloutSettings(prompting=asking, max_concurrent=6)
     turns, episodes = play_games(
         HFEngine(tiny, tokenizer),
         tokenizer,
         [("liars_dice", s) for s in range(6)],
-        SamplingParams(max_new_tokens=4),
-        settings,
+        params=SamplingParams(max_new_tokens=4),
+        settings=settings,
         seed=0,
     )
     assert all(t.valid and t.finish_reason == "stop" for t in turns)
@@ -218,12 +241,13 @@ def test_a_game_plays_the_same_whatever_shares_its_batches(tiny, tokenizer):
     params = SamplingParams(temperature=1.0, max_new_tokens=4)
 
     def play(games, concurrent):
+        asking = Prompting(answer_mode="constrained", prompt_format="plain", include_rules=False)
         settings = RolloutSettings(
-            answer_mode="constrained", prompt_format="plain", include_rules=False,
-            invalid=InvalidMovePolicy("retry", retries=1), max_concurrent=concurrent,
+            prompting=asking, invalid=InvalidMovePolicy("retry", retries=1),
+            max_concurrent=concurrent,
         )  # fmt: skip
         turns, episodes = play_games(
-            HFEngine(tiny, tokenizer), tokenizer, games, params, settings, seed=5
+            HFEngine(tiny, tokenizer), tokenizer, games, params=params, settings=settings, seed=5
         )
         return [(t.seat, t.response_ids) for t in turns], [(e.seed, e.moves) for e in episodes]
 
@@ -240,7 +264,9 @@ def test_a_game_plays_the_same_whatever_shares_its_batches(tiny, tokenizer):
 
 def test_runner_retries_with_feedback_then_forfeits(tokenizer):
     settings = RolloutSettings(invalid=InvalidMovePolicy("retry", loss=-1.5, win=0.5, retries=1))
-    runner = GameRunner(None, tokenizer, [("kuhn_poker", 1)], PARAMS, settings, seed=0)
+    runner = GameRunner(
+        None, tokenizer, [("kuhn_poker", 1)], params=PARAMS, settings=settings, seed=0
+    )
     slot = runner.start(0)
     assert runner.on_invalid(slot, 0, "no answer") == ("retry", None)
     assert slot.feedback.startswith("Your last answer was invalid: no answer.")
@@ -254,7 +280,7 @@ def test_runner_retries_with_feedback_then_forfeits(tokenizer):
 def test_runner_random_mode_substitutes_a_legal_move_but_not_in_free_text_games(tokenizer):
     settings = RolloutSettings(invalid=InvalidMovePolicy("random"))
     schedule = [("tic_tac_toe", 0), ("simple_negotiation", 0)]
-    runner = GameRunner(None, tokenizer, schedule, PARAMS, settings, seed=0)
+    runner = GameRunner(None, tokenizer, schedule, params=PARAMS, settings=settings, seed=0)
     board, talk = runner.start(0), runner.start(1)
     decision, action = runner.on_invalid(board, 0, "bad")
     assert decision == "play" and action in board.state.legal_actions()
@@ -263,7 +289,9 @@ def test_runner_random_mode_substitutes_a_legal_move_but_not_in_free_text_games(
 
 def test_runner_apply_ends_games_by_rule_turn_limit_and_the_games_own_judgement(tokenizer):
     schedule = [("kuhn_poker", 1), ("tic_tac_toe", 0), ("simple_negotiation", 3)]
-    runner = GameRunner(None, tokenizer, schedule, PARAMS, RolloutSettings(max_turns=2), 0)
+    runner = GameRunner(
+        None, tokenizer, schedule, params=PARAMS, settings=RolloutSettings(max_turns=2), seed=0
+    )
     kuhn, board, talk = (runner.start(i) for i in range(3))
     assert runner.apply(kuhn, 0, "check") and not runner.apply(kuhn, 1, "check")
     assert runner.episodes[0].outcome.turns == 2 and not runner.episodes[0].outcome.truncated
@@ -282,7 +310,9 @@ def test_runner_refill_fills_free_slots_and_lets_fixed_players_move_first(tokeni
     schedule = [("tic_tac_toe", s) for s in range(4)]
     opponents = [(random, None)] * 3 + [(random, random)]  # the model is seat 1 of games 0-2
     settings = RolloutSettings(max_concurrent=2)
-    runner = GameRunner(None, tokenizer, schedule, PARAMS, settings, 0, opponents)
+    runner = GameRunner(
+        None, tokenizer, schedule, params=PARAMS, settings=settings, seed=0, opponents=opponents
+    )
     runner.refill()
     assert [slot.index for slot in runner.live] == [0, 1] and runner.pending == [3, 2]
     assert all(slot.n_moves == 1 and slot.state.current_seat() == 1 for slot in runner.live)

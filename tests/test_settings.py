@@ -9,6 +9,7 @@ from zerosum.cli import build_parser
 from zerosum.config import TrainConfig, VLLMConfig, load_config
 from zerosum.evaluation.settings import EvalSettings
 from zerosum.learner import LearnerSettings
+from zerosum.prompts import Prompting
 from zerosum.rollout import EVAL_INVALID, InvalidMovePolicy, RolloutSettings
 
 
@@ -47,9 +48,12 @@ def test_rollout_settings_read_every_field_of_their_section():
         "rollout.invalid_mode=retry", "rollout.invalid_loss=-2", "rollout.invalid_win=1",
         "rollout.invalid_retries=4",
     ])  # fmt: skip
+    asking = Prompting(
+        answer_mode="constrained", parser_fallback="none", include_rules=False,
+        prompt_format="plain",
+    )  # fmt: skip
     assert RolloutSettings.from_config(cfg.rollout) == RolloutSettings(
-        answer_mode="constrained", parser_fallback="none", max_turns=7, max_concurrent=3,
-        include_rules=False, prompt_format="plain",
+        prompting=asking, max_turns=7, max_concurrent=3,
         invalid=InvalidMovePolicy("retry", loss=-2.0, win=1.0, retries=4),
     )  # fmt: skip
 

@@ -26,7 +26,7 @@ from zerosum.games.taboo import (
     says,
     words_of,
 )
-from zerosum.prompts import prompt_content, retry_feedback
+from zerosum.prompts import Prompting, retry_feedback
 from zerosum.rollout import InvalidMovePolicy, RolloutSettings, play_games
 
 SETTINGS = settings(max_examples=100, deadline=None)
@@ -280,7 +280,7 @@ def defender_texts(state) -> list[str]:
     """Everything the Defender is shown: both views and, while it is to move, its prompt."""
     texts = [state.observation(1), state.observation(1, include_rules=False)]
     if not state.is_terminal() and state.current_seat() == 1:
-        texts.append(prompt_content(state, 1, "free", retry_feedback("blank message")))
+        texts.append(Prompting().content(state, 1, retry_feedback("blank message")))
     return texts
 
 
@@ -434,7 +434,9 @@ def test_full_episodes_through_the_rollout_loop(tokenizer, defender, slips, retu
     engine = ScriptEngine(tokenizer, scripted(defender, slips), [])
     schedule = [("adversarial_taboo", seed) for seed in (0, 1, 2)]
     settings = RolloutSettings(invalid=InvalidMovePolicy("forfeit", loss=-1.5, win=0.5))
-    played, episodes = play_games(engine, tokenizer, schedule, PARAMS, settings, seed=0)
+    played, episodes = play_games(
+        engine, tokenizer, schedule, params=PARAMS, settings=settings, seed=0
+    )
     game = load_game("adversarial_taboo")
     for ep in episodes:
         assert ep.outcome.returns == returns and ep.outcome.turns == turns

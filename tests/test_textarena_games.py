@@ -478,8 +478,8 @@ def lowest_free_cell(prompt: str) -> str:
 def test_tic_tac_toe_through_the_rollout_loop(tokenizer):
     engine = ScriptEngine(tokenizer, lowest_free_cell, [])
     played, episodes = play_games(
-        engine, tokenizer, [("ta_tic_tac_toe", 0), ("ta_tic_tac_toe", 1)], PARAMS,
-        RolloutSettings(), seed=0,
+        engine, tokenizer, [("ta_tic_tac_toe", 0), ("ta_tic_tac_toe", 1)], params=PARAMS,
+        settings=RolloutSettings(), seed=0,
     )  # fmt: skip
     for ep in episodes:  # O takes 0, 2, 4, 6: the diagonal 2-4-6 on move 7
         assert ep.outcome.returns == (1.0, -1.0) and ep.outcome.turns == 7 and not ep.invalid
@@ -497,7 +497,12 @@ def rock_against_paper(prompt: str) -> str:
 def test_rock_paper_scissors_through_the_rollout_loop(tokenizer):
     engine = ScriptEngine(tokenizer, rock_against_paper, [])
     played, episodes = play_games(
-        engine, tokenizer, [("iterated_rock_paper_scissors", 2)], PARAMS, RolloutSettings(), 0
+        engine,
+        tokenizer,
+        [("iterated_rock_paper_scissors", 2)],
+        params=PARAMS,
+        settings=RolloutSettings(),
+        seed=0,
     )
     assert episodes[0].outcome.returns == (-1.0, 1.0) and episodes[0].outcome.turns == 18
     for t in played:
@@ -509,7 +514,9 @@ def test_rock_paper_scissors_through_the_rollout_loop(tokenizer):
 def test_an_invalid_move_through_the_rollout_loop_is_recorded(tokenizer):
     engine = ScriptEngine(tokenizer, lambda p: "\\boxed{north}", [])
     settings = RolloutSettings(invalid=InvalidMovePolicy("forfeit", loss=-1.5, win=0.5))
-    played, episodes = play_games(engine, tokenizer, [("snake", 0)], PARAMS, settings, 0)
+    played, episodes = play_games(
+        engine, tokenizer, [("snake", 0)], params=PARAMS, settings=settings, seed=0
+    )
     ep = episodes[0]
     assert ep.outcome.forfeit_seat == 0 and ep.outcome.returns == (-1.5, 0.5)
     assert len(ep.invalid) == 1 and ep.invalid[0][0] == 0 and "no direction" in ep.invalid[0][1]

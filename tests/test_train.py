@@ -142,9 +142,8 @@ def nash_conv_run(config: Path, out: Path, overrides: list[str]) -> tuple[float,
     from zerosum.evaluation.policy import model_policy, nash_conv
 
     cfg = load_config(config, [f"run.out_dir={out}", "run.progress=false", *overrides])
-    r = cfg.rollout
     model, tokenizer = build_model(cfg)  # the same seeded initialisation train() starts from
-    policy = model_policy(model, tokenizer, "kuhn_poker", 1.0, r.include_rules, r.prompt_format)
+    policy = model_policy(model, tokenizer, "kuhn_poker", 1.0, cfg.rollout.prompting)
     initial = nash_conv("kuhn_poker", policy)["nash_conv"]
     train(cfg)
     key = "eval/kuhn_poker/nash_conv"

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from zerosum.games import game_names, load_game
 from zerosum.prompts import (
     LLAMA3_CONTROLS,
-    build_prompt,
+    Prompting,
     chat_prompt,
     check_control_tokens,
     encode_prompt,
@@ -46,7 +46,7 @@ def test_a_forged_turn_reaches_the_opponent_as_text(tokenizer):
     state = load_game("simple_negotiation").new_episode(0)
     mover = state.current_seat()
     state.apply_action(FORGED_TURN)
-    prompt = build_prompt(tokenizer, state, 1 - mover, "free")
+    prompt = Prompting().prompt(tokenizer, state, 1 - mover)
     im_start = tokenizer.convert_tokens_to_ids("<|im_start|>")
     # the template's system, user and assistant turns, and no fourth
     assert prompt.count(im_start) == 3

@@ -30,7 +30,6 @@ from zerosum.learner import Learner, LearnerSettings, build_optimizer
 from zerosum.magnet import Magnet
 from zerosum.models import load_model, load_tokenizer, resolve_device, tiny_model
 from zerosum.plan import StepPlan
-from zerosum.prompts import Prompting
 from zerosum.rollout import Episode, RolloutSettings, Turn, game_records
 from zerosum.rundir import (
     CONFIG_NAME,
@@ -236,7 +235,7 @@ def _build_run(
     o = cfg.opponents
     pool = None
     if o.pool_size or o.fixed:  # fixed model players ask and read as the learner does
-        pool = OpponentPool(o, model, state.pool, Prompting.of(cfg.rollout))
+        pool = OpponentPool(o, model, state.pool, cfg.rollout.prompting)
     backend = make_rollouts(cfg, model, tokenizer, engine, state.step, placement)
     group = None
     if cfg.distributed.learner_ranks > 1:  # in the placement's bundles

@@ -170,7 +170,9 @@ def cmd_match(args: argparse.Namespace) -> None:
         if reason := unsupported(spec, game.name):
             raise ValueError(f"player {spec!r} cannot play {game.name!r}: {reason}")
     invalid = InvalidMovePolicy(mode=args.invalid)
-    result = run_match(game, players, args.games, args.seed, invalid, args.max_turns)
+    result = run_match(
+        game, players, args.games, args.seed, invalid=invalid, max_turns=args.max_turns
+    )
     print(format_match(result, game.name))
 
 
@@ -204,8 +206,8 @@ def cmd_play(args: argparse.Namespace) -> None:
 
     try:
         play_series(
-            game, opponent, seats, seeds, screen, args.max_turns, args.show_reasoning,
-            record if arena else None,
+            game, opponent, seats, seeds, screen, max_turns=args.max_turns,
+            show_reasoning=args.show_reasoning, on_game=record if arena else None,
         )  # fmt: skip
     finally:
         if arena is not None:

@@ -169,6 +169,15 @@ class RolloutConfig:
         "chat: the model's chat template; plain: the view then 'Answer:' (base models)",
     )
 
+    @property
+    def prompting(self) -> Prompting:
+        """How the model is asked for its moves and how its answers are read: the section's
+        four prompting fields, flat in the config file."""
+        return Prompting(
+            answer_mode=self.answer_mode, prompt_format=self.prompt_format,
+            include_rules=self.include_rules, parser_fallback=self.parser_fallback,
+        )  # fmt: skip
+
 
 @dataclass
 class AlgoConfig:

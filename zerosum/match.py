@@ -46,7 +46,9 @@ def run_games(
     """Games between fixed players, through the same loop as rollouts (no model seat)."""
     settings = RolloutSettings(invalid=invalid, max_turns=max_turns, max_concurrent=64)
     schedule = [(game.name, s) for s in seeds]
-    _, episodes = play_games(None, None, schedule, None, settings, 0, seatings)
+    _, episodes = play_games(
+        None, None, schedule, params=None, settings=settings, seed=0, opponents=seatings
+    )
     return episodes
 
 
@@ -108,6 +110,7 @@ def run_match(
     players: tuple[Player, Player],
     games: int,
     seed: int = 0,
+    *,
     invalid: InvalidMovePolicy = EVAL_INVALID,
     max_turns: int = MAX_TURNS,
 ) -> MatchResult:

@@ -283,6 +283,7 @@ def play_game(
     human_seat: int,
     seed: int,
     screen: Screen,
+    *,
     max_turns: int = MAX_TURNS,
     show_reasoning: bool = False,
 ) -> GameResult:
@@ -292,7 +293,10 @@ def play_game(
     if human_seat == 1:
         seats.reverse()
     settings = RolloutSettings(invalid=EVAL_INVALID, max_turns=max_turns, max_concurrent=1)
-    _, (episode,) = play_games(None, None, [(game.name, seed)], None, settings, 0, [tuple(seats)])
+    _, (episode,) = play_games(
+        None, None, [(game.name, seed)], params=None, settings=settings, seed=0,
+        opponents=[tuple(seats)],
+    )  # fmt: skip
     g.catch_up()
     final = g.state.observation(human_seat, include_rules=False)
     screen.view(f"Your view at the end (seat {human_seat})", final)
@@ -306,6 +310,7 @@ def play_series(
     seats: Sequence[int],
     seeds: Sequence[int],
     screen: Screen,
+    *,
     max_turns: int = MAX_TURNS,
     show_reasoning: bool = False,
     on_game: Callable[[GameResult], None] | None = None,
@@ -319,7 +324,10 @@ def play_series(
     try:
         for i, (seat, seed) in enumerate(zip(seats, seeds)):
             screen.heading(f"Game {i + 1} of {len(seats)}: you are seat {seat}")
-            result = play_game(game, opponent, seat, seed, screen, max_turns, show_reasoning)
+            result = play_game(
+                game, opponent, seat, seed, screen, max_turns=max_turns,
+                show_reasoning=show_reasoning,
+            )  # fmt: skip
             tally.add(seat, result.episode)
             if on_game is not None:
                 on_game(result)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from typing import Literal, get_args
 
 from zerosum.engines.base import Generation
 from zerosum.games.base import GameState
@@ -56,15 +56,6 @@ class Prompting:
     include_rules: bool = True
     parser_fallback: Fallback = "last_bracket"
 
-    @classmethod
-    def of(cls, settings: Any) -> Prompting:
-        """The prompting of `settings`: anything with these four fields (a rollout section,
-        `RolloutSettings`, `EvalSettings`, an arena player's config)."""
-        return cls(
-            settings.answer_mode, settings.prompt_format, settings.include_rules,
-            settings.parser_fallback,
-        )  # fmt: skip
-
     def __post_init__(self) -> None:
         for name, value, valid in (
             ("answer_mode", self.answer_mode, ANSWER_MODES),
@@ -75,13 +66,27 @@ class Prompting:
                 raise ValueError(f"{name} = {value!r} is invalid; allowed: {', '.join(valid)}")
 
     def content(self, state: GameState, seat: int, feedback: str | None = None) -> str:
-        """The user message's text (`prompt_content`)."""
-        return prompt_content(state, seat, self.answer_mode, feedback, self.include_rules)
+        """The text of the seat's user message: its view (the rules left out where
+        `include_rules` is false and the game allows it), the answer mode's instruction and,
+        on a retry, `feedback` on why the last answer was invalid. API players send it as it
+        is; model players get it as `prompt`'s token ids."""
+        legal = state.legal_actions()
+        if self.answer_mode == "constrained":
+            instruction = CONSTRAINED_INSTRUCTION
+        elif self.answer_mode == "reasoned":
+            instruction = REASONED_INSTRUCTION
+        elif legal is None:
+            instruction = FREE_TEXT_INSTRUCTION
+        else:
+            instruction = FREE_INSTRUCTION.format(example=legal[0])
+        content = f"{state.observation(seat, self.include_rules)}\n\n{instruction}"
+        return f"{content}\n{feedback}" if feedback else content
 
     def prompt(
         self, tokenizer, state: GameState, seat: int, feedback: str | None = None
     ) -> list[int]:
-        """The prompt's token ids (`build_prompt`)."""
+        """The seat's prompt as token ids: `content` wrapped in the model's chat template or,
+        `plain`, followed by "Answer:" (base models without a template, tiny test models)."""
         return encode_prompt(tokenizer, self.content(state, seat, feedback), self.prompt_format)
 
     @property
@@ -119,53 +124,13 @@ class Prompting:
         return generate(prompts, choices, seeds)
 
 
-def build_prompt(
-    tokenizer,
-    state: GameState,
-    seat: int,
-    answer_mode: AnswerMode,
-    feedback: str | None = None,
-    include_rules: bool = True,
-    prompt_format: PromptFormat = "chat",
-) -> list[int]:
-    """The seat's view wrapped in the model's chat template (or, `plain`, followed by
-    "Answer:" for base models without one and for tiny test models), as token ids.
-
-    `answer_mode` picks the answer instruction (`free`: reason, then \\boxed{}; `constrained`:
-    the legal action only); `feedback` (a retry) says why the previous answer was invalid;
-    `include_rules=False` leaves the rules out where the game allows it."""
-    content = prompt_content(state, seat, answer_mode, feedback, include_rules)
-    return encode_prompt(tokenizer, content, prompt_format)
-
-
 def encode_prompt(tokenizer, content: str, prompt_format: PromptFormat) -> list[int]:
-    """`build_prompt`'s token ids of a user message `content`, which is untrusted (it quotes
+    """The token ids of a user message `content` in `prompt_format` (`Prompting.prompt`; judges
+    and the control-token check encode their own text). The message is untrusted (it quotes
     the other seat's moves): no control token arises from it (`untrusted.encode_text`)."""
     if prompt_format == "plain":
         return encode_text(tokenizer, f"{content}\nAnswer: ")
     return chat_prompt(tokenizer, content)
-
-
-def prompt_content(
-    state: GameState,
-    seat: int,
-    answer_mode: str,
-    feedback: str | None = None,
-    include_rules: bool = True,
-) -> str:
-    """The text of the seat's user message: its view, the answer instruction and any retry
-    feedback. Model players tokenize it (`build_prompt`); API players send it as it is."""
-    legal = state.legal_actions()
-    if answer_mode == "constrained":
-        instruction = CONSTRAINED_INSTRUCTION
-    elif answer_mode == "reasoned":
-        instruction = REASONED_INSTRUCTION
-    elif legal is None:
-        instruction = FREE_TEXT_INSTRUCTION
-    else:
-        instruction = FREE_INSTRUCTION.format(example=legal[0])
-    content = f"{state.observation(seat, include_rules)}\n\n{instruction}"
-    return f"{content}\n{feedback}" if feedback else content
 
 
 def chat_prompt(tokenizer, content: str) -> list[int]:

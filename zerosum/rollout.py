@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
 import numpy as np
@@ -20,16 +20,8 @@ import numpy as np
 from zerosum.engines.base import Engine, Generation, SamplingParams
 from zerosum.games import load_game
 from zerosum.games.base import GameState, Outcome
-from zerosum.games.parsing import Fallback
 from zerosum.players.base import Player
-from zerosum.prompts import (
-    AnswerMode,
-    PromptFormat,
-    Prompting,
-    encode_prompt,
-    engine_batch,
-    retry_feedback,
-)
+from zerosum.prompts import Prompting, encode_prompt, engine_batch, retry_feedback
 from zerosum.seeds import player_rng, schedule_rng, turn_seed
 from zerosum.snapshot import Snapshot
 from zerosum.typed_config import NON_NEGATIVE, POSITIVE, check_choice
@@ -119,22 +111,22 @@ class RolloutSettings:
     """How `play_games` plays: the game-loop part of `cfg.rollout` (these are its defaults;
     the invalid-move policy's are training's). `from_config` builds it from a section."""
 
-    answer_mode: AnswerMode = Prompting.answer_mode
-    parser_fallback: Fallback = Prompting.parser_fallback
+    prompting: Prompting = Prompting()
     invalid: InvalidMovePolicy = TRAIN_INVALID
     max_turns: int = 50
     max_concurrent: int = 16
-    include_rules: bool = Prompting.include_rules
-    prompt_format: PromptFormat = Prompting.prompt_format
 
     @classmethod
     def from_config(cls, section: Any, invalid: InvalidMovePolicy | None = None) -> RolloutSettings:
-        """The settings of `section`: `cfg.rollout`, or anything with the same field names
-        (`EvalSettings`). The invalid-move policy is `invalid`, else the section's own."""
-        values = {f.name: getattr(section, f.name) for f in fields(cls) if f.name != "invalid"}
+        """The settings of `section`: `cfg.rollout` or `EvalSettings` (each has `prompting`,
+        `max_turns` and `max_concurrent`). The invalid-move policy is `invalid`, else the
+        section's own."""
         if invalid is None:
             invalid = InvalidMovePolicy.from_config(section)
-        return cls(invalid=invalid, **values)
+        return cls(
+            prompting=section.prompting, invalid=invalid, max_turns=section.max_turns,
+            max_concurrent=section.max_concurrent,
+        )  # fmt: skip
 
     def __post_init__(self) -> None:
         # Checked here as well as at the command line: with no game in flight the rollout
@@ -143,12 +135,6 @@ class RolloutSettings:
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ValueError(f"{name} = {value!r} is invalid; allowed: {POSITIVE.allowed}")
             POSITIVE.check(name, value)
-        _ = self.prompting  # `Prompting` checks the answer mode, fallback and prompt format
-
-    @property
-    def prompting(self) -> Prompting:
-        """How the model is asked for its moves and how its answers are read."""
-        return Prompting.of(self)
 
 
 def schedule_games(
@@ -196,6 +182,7 @@ class GameRunner:
         engine: Engine | None,
         tokenizer,
         schedule: Sequence[tuple[str, int]],
+        *,
         params: SamplingParams | None,
         settings: RolloutSettings,
         seed: int,
@@ -238,7 +225,7 @@ class GameRunner:
         """A new episode of scheduled game `index`."""
         game_name, seed = self.schedule[index]
         game = load_game(game_name)
-        mode = self.settings.answer_mode
+        mode = self.prompting.answer_mode
         if self.prompting.decodes_legal_actions and not game.capabilities.finite_actions:
             raise ValueError(
                 f"answer_mode {mode!r} needs a game with finite legal actions, not {game_name!r}"
@@ -407,6 +394,7 @@ def play_games(
     engine: Engine | None,
     tokenizer,
     schedule: Sequence[tuple[str, int]],
+    *,
     params: SamplingParams | None,
     settings: RolloutSettings,
     seed: int,
@@ -427,7 +415,10 @@ def play_games(
     The turns come in schedule order (each game's in play order). `on_finish` is called as
     each game ends (a progress bar).
     """
-    runner = GameRunner(engine, tokenizer, schedule, params, settings, seed, opponents, on_finish)
+    runner = GameRunner(
+        engine, tokenizer, schedule, params=params, settings=settings, seed=seed,
+        opponents=opponents, on_finish=on_finish,
+    )  # fmt: skip
     return runner.run()
 
 

@@ -173,10 +173,7 @@ def evaluate(run: Run, plan: StepPlan) -> dict[str, float]:
     metrics = {}
     for game in e.nash_conv:
         start = time.perf_counter()
-        policy = model_policy(
-            run.model, run.tokenizer, game, cfg.sampling.temperature, r.include_rules,
-            r.prompt_format,
-        )  # fmt: skip
+        policy = model_policy(run.model, run.tokenizer, game, cfg.sampling.temperature, r.prompting)
         for key, value in nash_conv(game, policy).items():
             metrics[f"eval/{game}/{key}"] = value
         metrics[f"perf/eval_{game}_nash_conv_s"] = time.perf_counter() - start
@@ -185,8 +182,9 @@ def evaluate(run: Run, plan: StepPlan) -> dict[str, float]:
         for spec in e.opponents:
             opponent = make_player(spec, settings.prompting, params)
             res = evaluate_against(
-                run.engine, run.tokenizer, game, opponent, e.n, plan.eval_seed, params, settings
-            )
+                run.engine, run.tokenizer, game, opponent, n=e.n, seed=plan.eval_seed,
+                params=params, settings=settings,
+            )  # fmt: skip
             for key in ("win_rate", "draw_rate", "loss_rate", "invalid_rate", "mean_return"):
                 metrics[f"eval/{game}/{spec}/{key}"] = res[key]
     return metrics

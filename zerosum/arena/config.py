@@ -84,6 +84,14 @@ class LocalPlayerConfig:
     def identity(self) -> dict:
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in ("name", "max_batch")}
 
+    @property
+    def prompting(self) -> Prompting:
+        """How the player is asked for its moves and how its answers are read."""
+        return Prompting(
+            answer_mode=self.answer_mode, prompt_format=self.prompt_format,
+            include_rules=self.include_rules, parser_fallback=self.parser_fallback,
+        )  # fmt: skip
+
 
 PlayerConfig = BotPlayerConfig | LocalPlayerConfig | ApiPlayerConfig
 # Each kind's dataclass.
@@ -187,7 +195,7 @@ def cannot_play(player: PlayerConfig, game: str) -> str | None:
     """Why `player` cannot play `game` (its pairings there are skipped), or None."""
     if isinstance(player, BotPlayerConfig):
         return unsupported(player.spec, game)
-    asking = Prompting.of(player) if isinstance(player, LocalPlayerConfig) else Prompting()
+    asking = player.prompting  # an API player's answers are free
     if asking.decodes_legal_actions and not load_game(game).capabilities.finite_actions:
         return f"{asking.answer_mode} answers need a game with finite legal actions"
     return None

@@ -24,7 +24,6 @@ from zerosum.engines.base import Generation, SamplingParams
 from zerosum.engines.hf import HFEngine
 from zerosum.models import load_model
 from zerosum.players.model import ModelPlayer
-from zerosum.prompts import Prompting
 
 
 @dataclass
@@ -90,4 +89,4 @@ def local_player(config: LocalPlayerConfig) -> ModelPlayer:
     model, tokenizer = load_model(config.model, config.dtype)
     params = SamplingParams(config.temperature, config.top_p, config.max_new_tokens)
     sampler = BatchedSampler(model, tokenizer, params, config.max_batch)
-    return ModelPlayer(config.name, tokenizer, sampler.generate, Prompting.of(config))
+    return ModelPlayer(config.name, tokenizer, sampler.generate, config.prompting)

@@ -101,7 +101,10 @@ def play_task(task: Task, players: dict[str, Player], cfg: ArenaConfig) -> GameR
              Seat(players[k.seat1], transcript, cfg.transcript_chars))  # fmt: skip
     # Arena games score forfeits -1/+1 (as evaluation does); max_concurrent=1: one game.
     settings = RolloutSettings(invalid=EVAL_INVALID, max_turns=cfg.max_turns, max_concurrent=1)
-    _, (ep,) = play_games(None, None, [(k.game, task.seed)], None, settings, 0, [seats])
+    _, (ep,) = play_games(
+        None, None, [(k.game, task.seed)], params=None, settings=settings, seed=0,
+        opponents=[seats],
+    )  # fmt: skip
     return episode_record(k, task.seed, ep, transcript)
 
 

@@ -52,8 +52,9 @@ class LocalRollouts:
 
     def play(self, plan, params, settings, opponents=None):
         turns, episodes = play_games(
-            self.engine, self.tokenizer, plan.schedule, params, settings, plan.seed, opponents
-        )
+            self.engine, self.tokenizer, plan.schedule, params=params, settings=settings,
+            seed=plan.seed, opponents=opponents,
+        )  # fmt: skip
         return turns, episodes, {}
 
     def publish(self, model, version: int) -> dict[str, float]:

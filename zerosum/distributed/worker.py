@@ -184,6 +184,8 @@ class RolloutWorker:
         if self.model is None or version not in (None, self.version):
             return SliceResult(self.incarnation, played=False)
         start = time.perf_counter()
-        turns, episodes = play_games(self.engine, self.tokenizer, schedule, params, settings, seed)
+        turns, episodes = play_games(
+            self.engine, self.tokenizer, schedule, params=params, settings=settings, seed=seed
+        )
         seconds = time.perf_counter() - start
         return SliceResult(self.incarnation, True, self.version, turns, episodes, seconds)

@@ -80,6 +80,7 @@ def evaluate_against(
     tokenizer,
     game: str,
     opponent: Player,
+    *,
     n: int,
     seed: int,
     params: SamplingParams,
@@ -96,8 +97,9 @@ def evaluate_against(
     model_seat = [i % 2 for i in range(n)]
     opponents = [(opponent, None) if s == 1 else (None, opponent) for s in model_seat]
     turns, episodes = play_games(
-        engine, tokenizer, schedule, params, settings, seed, opponents, on_finish
-    )
+        engine, tokenizer, schedule, params=params, settings=settings, seed=seed,
+        opponents=opponents, on_finish=on_finish,
+    )  # fmt: skip
     overall, per_seat = Tally(), (Tally(), Tally())
     for ep, seat in zip(episodes, model_seat):
         overall.add(seat, ep)

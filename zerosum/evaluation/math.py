@@ -129,6 +129,7 @@ def evaluate_math(
     tokenizer,
     problems: list[Problem],
     params: SamplingParams,
+    *,
     k: int = 1,
     seed: int = 0,
 ) -> dict:

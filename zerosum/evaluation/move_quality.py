@@ -83,6 +83,7 @@ def answer_positions(
     tokenizer,
     states: Sequence[OpenSpielState],
     params: SamplingParams,
+    *,
     prompting: Prompting,
     seed: int = 0,
 ) -> list[tuple[OpenSpielState, str | None]]:

@@ -19,27 +19,24 @@ from zerosum.engines.base import ChoiceTrie, choice_token_ids
 from zerosum.engines.hf import HFEngine
 from zerosum.games import load_game
 from zerosum.games.openspiel_games import OpenSpielGame
-from zerosum.prompts import PromptFormat, Prompting, build_prompt, engine_batch
+from zerosum.prompts import Prompting, engine_batch
 from zerosum.scoring import Sample, micro_batches, plan_micro_batches, response_logprobs
 from zerosum.solvers import cfr_policy_table, info_set_states, tabular_policy
 from zerosum.typed_config import POSITIVE
 
+# How exact policies are read by default: constrained answers in the chat template, rules in.
+CONSTRAINED = Prompting(answer_mode="constrained")
+
 
 def constrained_action_probs(
-    model,
-    tokenizer,
-    state,
-    temperature: float = 1.0,
-    include_rules: bool = True,
-    prompt_format: PromptFormat = "chat",
+    model, tokenizer, state, temperature: float = 1.0, prompting: Prompting = CONSTRAINED
 ) -> dict[str, float]:
-    """Exact probability of each legal action for the seat to move.
+    """Exact probability of each legal action for the seat to move, asked as `prompting`
+    (a constrained one) says.
 
     Temperature 0 is greedy decoding: probability 1 for the answer that takes the most likely
     allowed token at every step (ties to the lowest token id, as the engines break them)."""
-    return states_action_probs(
-        model, tokenizer, [state], temperature, include_rules, prompt_format
-    )[0]
+    return states_action_probs(model, tokenizer, [state], temperature, prompting)[0]
 
 
 @torch.no_grad()
@@ -48,8 +45,8 @@ def states_action_probs(
     tokenizer,
     states: list,
     temperature: float = 1.0,
-    include_rules: bool = True,
-    prompt_format: PromptFormat = "chat",
+    prompting: Prompting = CONSTRAINED,
+    *,
     batch_tokens: int = 16384,
     shared_prefix: bool = True,
 ) -> list[dict[str, float]]:
@@ -57,17 +54,21 @@ def states_action_probs(
     `batch_tokens` padded tokens (Leduc's 936 information sets in a few dozen forward passes
     instead of 936), the prompt prefix a batch shares (chat template, rules) run once. Where
     every legal answer is a single token (poker's actions), one prefill per information set
-    gives them all, instead of one teacher-forced row per answer."""
+    gives them all, instead of one teacher-forced row per answer.
+
+    Only constrained answers have an exact policy: a `prompting` in another answer mode is
+    refused (its prompts ask for other answers)."""
+    if prompting.answer_mode != "constrained":
+        raise ValueError(
+            f"exact policies read constrained answers, not {prompting.answer_mode!r} ones"
+        )
     eos = tokenizer.eos_token_id
     per_state = []  # (legal labels, answer token ids, first row in `rows`) per state
     samples: list[Sample] = []
     single: list[tuple[int, list[int], list[int]]] = []  # (state, prompt, each answer's token)
     for k, state in enumerate(states):
         legal = list(state.legal_actions())
-        prompt = build_prompt(
-            tokenizer, state, state.current_seat(), "constrained", None, include_rules,
-            prompt_format,
-        )  # fmt: skip
+        prompt = prompting.prompt(tokenizer, state, state.current_seat())
         seqs = choice_token_ids(tokenizer, legal, eos)
         firsts = [seq[0] for seq in seqs]
         if all(len(seq) == 2 and seq[1] == eos for seq in seqs) and len(set(firsts)) == len(seqs):
@@ -135,10 +136,10 @@ def model_policy(
     tokenizer,
     game_name: str,
     temperature: float = 1.0,
-    include_rules: bool = True,
-    prompt_format: PromptFormat = "chat",
+    prompting: Prompting = CONSTRAINED,
 ) -> os_policy.TabularPolicy:
-    """The model's constrained-mode policy as an OpenSpiel `TabularPolicy` (all info sets)."""
+    """The model's constrained-mode policy as an OpenSpiel `TabularPolicy` (all info sets),
+    asked as `prompting` (a constrained one) says."""
     game = load_game(game_name)
     if not isinstance(game, OpenSpielGame):
         raise ValueError(f"exact policies need an OpenSpiel game, not {game_name!r}")
@@ -146,9 +147,7 @@ def model_policy(
     keys = list(table.state_lookup)
     spiel_states = [info_set_states(game_name)[key] for key in keys]
     states = [game.state_from_history(s.history()) for s in spiel_states]
-    all_probs = states_action_probs(
-        model, tokenizer, states, temperature, include_rules, prompt_format
-    )
+    all_probs = states_action_probs(model, tokenizer, states, temperature, prompting)
     for key, spiel_state, state, probs in zip(keys, spiel_states, states, all_probs):
         row = table.action_probability_array[table.state_lookup[key]]
         row[:] = 0.0
@@ -208,6 +207,7 @@ def sampled_policy(
     game_name: str,
     params,
     k: int,
+    *,
     prompting: Prompting | None = None,
     seed: int = 0,
 ) -> tuple[os_policy.TabularPolicy, dict[str, float]]:

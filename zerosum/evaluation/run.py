@@ -87,32 +87,33 @@ def run_eval(s: EvalSettings) -> dict:
             # A bar on a terminal only; logs get the stage's closing line.
             with stage(what), tqdm(total=s.n, desc=what, disable=None, leave=False) as bar:
                 per_game["opponents"][spec] = evaluate_against(
-                    engine, tokenizer, game, player, s.n, s.seed, params, settings,
+                    engine, tokenizer, game, player, n=s.n, seed=s.seed, params=params,
+                    settings=settings,
                     on_finish=lambda: bar.update(1),
                 )  # fmt: skip
         can = load_game(game).capabilities
         if can.minimax:
             decisions = answer_positions(
-                engine, tokenizer, fixed_positions(game), params, s.prompting, s.seed
-            )
+                engine, tokenizer, fixed_positions(game), params, prompting=s.prompting,
+                seed=s.seed,
+            )  # fmt: skip
             per_game["move_quality_fixed_positions"] = move_quality(decisions)
-        if can.nash and s.answer_mode == "constrained":
-            policy = model_policy(
-                model, tokenizer, game, s.temperature, s.include_rules, s.prompt_format
-            )
+        if can.nash and s.prompting.answer_mode == "constrained":
+            policy = model_policy(model, tokenizer, game, s.temperature, s.prompting)
             per_game["exploitability"] = exploitability_report(game, policy)
         elif can.nash:
             with stage(f"{game} policy, {s.exploit_k} samples per information set"):
                 policy, sampling = sampled_policy(
-                    engine, tokenizer, game, params, s.exploit_k, s.prompting, s.seed
-                )
+                    engine, tokenizer, game, params, s.exploit_k, prompting=s.prompting,
+                    seed=s.seed,
+                )  # fmt: skip
             per_game["exploitability"] = {**exploitability_report(game, policy), **sampling}
         results["games"][game] = per_game
     results["math"] = {}
     for name, problems in benchmarks.items():
         with stage(f"{name}, {len(problems)} problems"):
             results["math"][name] = evaluate_math(
-                engine, tokenizer, problems, params, s.math_k, s.seed
+                engine, tokenizer, problems, params, k=s.math_k, seed=s.seed
             )
     return results
 

@@ -88,5 +88,9 @@ class EvalSettings:
 
     @property
     def prompting(self) -> Prompting:
-        """How the model (and `model:PATH` opponents) are asked and read."""
-        return Prompting.of(self)
+        """How the model (and `model:PATH` opponents) are asked and read; its four settings
+        stay flat fields here, as they are flags and keys of the results' settings."""
+        return Prompting(
+            answer_mode=self.answer_mode, prompt_format=self.prompt_format,
+            include_rules=self.include_rules, parser_fallback=self.parser_fallback,
+        )  # fmt: skip

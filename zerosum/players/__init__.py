@@ -5,9 +5,8 @@ OpenAI-compatible chat API, settings in a YAML file)."""
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import fields
 from pathlib import Path
-from types import SimpleNamespace
 
 from zerosum.engines.base import SamplingParams
 from zerosum.games import games_with, load_game
@@ -79,7 +78,11 @@ def run_prompting(path: str) -> Prompting | None:
         if is_run_dir(directory) and (directory / CONFIG_NAME).is_file():
             try:
                 rollout = json.loads((directory / CONFIG_NAME).read_text())["rollout"]
-                return Prompting.of(SimpleNamespace(**{**asdict(Prompting()), **rollout}))
+                if not isinstance(rollout, dict):
+                    return None
+                # A field a run's config lacks (an older run's) keeps Prompting's default.
+                names = [f.name for f in fields(Prompting) if f.name in rollout]
+                return Prompting(**{name: rollout[name] for name in names})
             except (ValueError, KeyError, TypeError):
                 return None  # not a config of ours: ask as for any other model
     return None

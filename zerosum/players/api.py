@@ -1,12 +1,13 @@
 """An OpenAI-compatible chat API as a player: vLLM's server, OpenAI, any compatible endpoint.
 
-The prompt is the text model players get (`rollout.prompt_content`: the seat's view and the
+The prompt is the text model players get (`Prompting.content`: the seat's view and the
 free-answer instruction) as one user message, with chat control strings broken up
 (`untrusted.for_server`: the server applies its own template to the text); the reply is
-untrusted text, cut to a bounded tail and parsed by `games.parsing.parse_action`. A request that times out, cannot connect or
-gets a 429 or 5xx is retried with exponential backoff; when the retries run out, or the error
-is not worth retrying (another 4xx, a malformed response), the move is invalid with the reason,
-which forfeits that game for this player and lets the tournament go on.
+untrusted text, cut to a bounded tail and read as a free answer (`Prompting.read`:
+`games.parsing.parse_action`). A request that times out, cannot connect or gets a 429 or 5xx
+is retried with exponential backoff; when the retries run out, or the error is not worth
+retrying (another 4xx, a malformed response), the move is invalid with the reason, which
+forfeits that game for this player and lets the tournament go on.
 
 The API key is read from the environment variable named by `api_key_env` and handed to the
 client only: it is not part of the player's name, identity, reasons or repr, and reasons never
@@ -27,9 +28,9 @@ import numpy as np
 
 from zerosum.engines.base import TEMPERATURE
 from zerosum.games.base import GameState
-from zerosum.games.parsing import Fallback, parse_action
+from zerosum.games.parsing import Fallback
 from zerosum.players.base import Move, Usage
-from zerosum.prompts import prompt_content
+from zerosum.prompts import Prompting
 from zerosum.typed_config import (
     NON_NEGATIVE,
     POSITIVE,
@@ -85,6 +86,12 @@ class ApiPlayerConfig:
     def identity(self) -> dict:
         return {k: getattr(self, k) for k in self.PLAY_FIELDS}
 
+    @property
+    def prompting(self) -> Prompting:
+        """How the player is asked and read: free answers (the server samples text), the
+        prompt's text sent as one chat message."""
+        return Prompting(include_rules=self.include_rules, parser_fallback=self.parser_fallback)
+
 
 def load_api_config(path: str | Path) -> ApiPlayerConfig:
     """An API player's settings from a YAML file (`zerosum match --players api:FILE`)."""
@@ -130,12 +137,12 @@ class ApiPlayer:
     def act(self, state: GameState, rng: np.random.Generator, feedback: str | None = None) -> Move:
         seed = int(rng.integers(2**31))  # drawn either way: the game's RNG stream stays the same
         seat = state.current_seat()
-        content = prompt_content(state, seat, "free", feedback, self.config.include_rules)
-        text, failure, usage = self.exchange(content, seed)
+        asking = self.config.prompting
+        text, failure, usage = self.exchange(asking.content(state, seat, feedback), seed)
         if failure is not None:
             return Move(None, "", failure)
-        parsed = parse_action(text, state.legal_actions(), self.config.parser_fallback)
-        return Move(parsed.action, text, parsed.reason, usage)
+        action, reason = asking.read(text, state.legal_actions())
+        return Move(action, text, reason, usage)
 
     def complete(self, content: str, seed: int) -> tuple[str, str | None]:
         """The reply text, or "" and why there is none after the allowed attempts."""
