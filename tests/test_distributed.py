@@ -181,8 +181,8 @@ def test_a_worker_killed_mid_step_is_restarted_and_the_run_goes_on(
     killed: list[int] = []
     play = RayRollouts.play
 
-    def play_and_kill(self, step, *args, **kwargs):
-        if step == 2:
+    def play_and_kill(self, plan, *args, **kwargs):
+        if plan.step == 2:
             pid = self.pids()[0]  # answered once the worker's queued calls are done
             get = self._get
 
@@ -194,7 +194,7 @@ def test_a_worker_killed_mid_step_is_restarted_and_the_run_goes_on(
 
             self._get = kill_then_get
         try:
-            return play(self, step, *args, **kwargs)
+            return play(self, plan, *args, **kwargs)
         finally:
             self.__dict__.pop("_get", None)
 
