@@ -99,6 +99,14 @@ def test_overrides_are_typed():
             "distributed.mode=async",
             "'distributed.mode' = 'async' needs distributed.backend = 'ray'",
         ),
+        (
+            "sampling.reasoning_temperature=0",
+            "'sampling.reasoning_temperature' = 0.0 is invalid; allowed: a number in (0, 100]",
+        ),
+        (
+            "sampling.reasoning_temperature=0.7",
+            "'sampling.reasoning_temperature' = 0.7 applies to rollout.answer_mode = 'reasoned'",
+        ),
     ],
 )
 def test_bad_values_fail_with_one_line(override, message):
@@ -106,6 +114,15 @@ def test_bad_values_fail_with_one_line(override, message):
         check_config(load_config(None, [override]))
     assert message in str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_a_reasoning_temperature_reaches_the_rollouts_and_the_learner():
+    from zerosum.learner import LearnerSettings
+
+    cfg = load_config(None, ["rollout.answer_mode=reasoned", "sampling.reasoning_temperature=0.7",
+                             "optim.bf16=false"])  # fmt: skip
+    check_config(cfg)
+    assert LearnerSettings.from_config(cfg).reasoning_temperature == 0.7
 
 
 def test_greedy_evaluation_is_allowed():

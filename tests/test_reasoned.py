@@ -28,8 +28,8 @@ def test_the_answer_is_reasoning_then_cue_then_a_legal_move(tokenizer):
     move = tokenizer.encode("bet", add_special_tokens=False) + [eos]
     calls = []
 
-    def generate(prompts, choices, seeds):
-        calls.append((prompts, choices, seeds))
+    def generate(prompts, choices, seeds, reasoning=False):
+        calls.append((prompts, choices, seeds, reasoning))
         if choices is None:
             ids = thought + [eos]
             return [Generation(ids, [-0.1, -0.2, -0.3, -0.4][: len(ids)], "stop", "I hold K")]
@@ -44,9 +44,9 @@ def test_the_answer_is_reasoning_then_cue_then_a_legal_move(tokenizer):
     assert gen.allowed == [[], [], []] + [[c] for c in cue] + [[t] for t in move]
     assert gen.text == "I hold K" + REASONED_CUE + "bet"
     (first, second) = calls
-    assert first == ([[1, 2]], None, [42])
+    assert first == ([[1, 2]], None, [42], True)  # asked for as a reasoning
     assert second[0] == [[1, 2, *thought, *cue]] and second[1] == [["check", "bet"]]
-    assert second[2] != [42]  # the move has a seed of its own
+    assert second[2] != [42] and second[3] is False  # the move: a seed of its own, no reasoning
 
 
 def test_the_move_is_read_after_the_last_cue_only():
@@ -108,6 +108,42 @@ def test_the_learner_scores_every_reasoned_token_as_it_was_sampled(played, token
         assert torch.allclose(logp[i, : len(t.logprobs)], torch.tensor(t.logprobs), atol=1e-4)
     reasoning = [lp for t in turns for lp, a in zip(t.logprobs, t.allowed) if a == []]
     assert reasoning and max(reasoning) < 0  # sampled from the whole vocabulary
+
+
+@pytest.mark.parametrize("reasoning_temperature", [0.5, 2.0])
+def test_a_reasoning_temperature_is_sampled_and_scored_alike(tokenizer, reasoning_temperature):
+    """The reasoning sampled at its own temperature, the move at the sampling temperature: the
+    learner, told the reasoning temperature, scores every token as it was sampled. Scored at
+    one temperature instead, the reasoning's log-probabilities differ (so the policy trained
+    would not be the one sampled) while the move's, at the same temperature, agree."""
+    from zerosum.models import tiny_model
+
+    model = tiny_model(tokenizer, hidden_size=32, layers=1, heads=2, seed=0)
+    params = SamplingParams(
+        temperature=1.0, max_new_tokens=6, reasoning_temperature=reasoning_temperature
+    )
+    turns, _ = play_games(
+        HFEngine(model, tokenizer), tokenizer, [("kuhn_poker", s) for s in range(4)],
+        params=params, settings=REASONED, seed=3,
+    )  # fmt: skip
+    samples = [Sample(t.prompt_ids, t.response_ids, 1.0, t.allowed) for t in turns]
+    pad = tokenizer.pad_token_id
+    scored = response_logprobs(
+        model, samples, 1.0, pad, reasoning_temperature=reasoning_temperature
+    )
+    at_one = response_logprobs(model, samples, 1.0, pad)
+    thinking = 0
+    for i, t in enumerate(turns):
+        n = len(t.logprobs)
+        # float32 rounding between incremental decoding and one pass (see the test above)
+        assert torch.allclose(scored.logp[i, :n], torch.tensor(t.logprobs), atol=1e-4)
+        reasoning = torch.tensor([a == [] for a in t.allowed])
+        thinking += int(reasoning.sum())
+        gap = (at_one.logp[i, :n] - torch.tensor(t.logprobs)).abs()
+        assert float(gap[~reasoning].max()) < 1e-4  # the cue and the move: one temperature
+        if reasoning.any():
+            assert float(gap[reasoning].max()) > 1e-2
+    assert thinking > 0
 
 
 def test_the_sampled_policy_of_reasoned_answers(tokenizer):

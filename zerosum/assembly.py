@@ -125,7 +125,7 @@ class Run:
     def sampling(self) -> SamplingParams:
         """How self-play samples (`cfg.sampling`)."""
         s = self.cfg.sampling
-        return SamplingParams(s.temperature, s.top_p, s.max_new_tokens)
+        return SamplingParams(s.temperature, s.top_p, s.max_new_tokens, s.reasoning_temperature)
 
     @property
     def rollout_settings(self) -> RolloutSettings:

@@ -127,6 +127,13 @@ class SamplingConfig:
         ),  # fmt: skip
     )
     top_p: float = _f(SamplingParams.top_p, "nucleus sampling mass of rollouts", PROBABILITY)
+    reasoning_temperature: float | None = _f(
+        None,
+        "rollout.answer_mode reasoned: the reasoning's sampling temperature (null: "
+        "sampling.temperature); the learner scores the reasoning at it, so the policy trained "
+        "is the one sampled, and the move keeps sampling.temperature",
+        numbers(0, MAX_TEMPERATURE, lo_open=True),
+    )
     max_new_tokens: int = _f(
         SamplingParams.max_new_tokens,
         "cap on generated tokens per free-text turn; constrained answers always get the "

@@ -29,6 +29,12 @@ def check_config(cfg: TrainConfig) -> TrainConfig:
         raise ConfigError(
             "config field 'eval.nash_conv' needs rollout.answer_mode = 'constrained' (exact policy)"
         )
+    if cfg.sampling.reasoning_temperature is not None and cfg.rollout.answer_mode != "reasoned":
+        raise ConfigError(
+            f"config field 'sampling.reasoning_temperature' = "
+            f"{cfg.sampling.reasoning_temperature!r} applies to rollout.answer_mode = 'reasoned' "
+            f"only (here {cfg.rollout.answer_mode!r}); set it to null"
+        )
     o = cfg.opponents
     if o.self_play < 1 and not (o.pool_size or o.fixed):
         raise ConfigError(

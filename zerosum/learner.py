@@ -135,6 +135,8 @@ class LearnerSettings:
     shared_prefix: bool = OptimConfig.shared_prefix
     activation_checkpointing: bool = OptimConfig.activation_checkpointing
     temperature: float = 1.0  # the rollouts' sampling temperature
+    # Reasoned answers: the reasoning's (its steps allow any token, `[]`); None: `temperature`.
+    reasoning_temperature: float | None = None
     bf16: bool = False  # bf16 autocast; `optim.bf16: auto` must be resolved first
     # Async mode: truncated importance sampling against the engine's log-probabilities,
     # with this cap (None: off; samples are on-policy).
@@ -152,7 +154,8 @@ class LearnerSettings:
             norm_constant=a.norm_constant, entropy_coef=a.entropy_coef,
             grad_clip=o.grad_clip, micro_batch_tokens=o.micro_batch_tokens,
             shared_prefix=o.shared_prefix, activation_checkpointing=o.activation_checkpointing,
-            temperature=cfg.sampling.temperature, bf16=o.bf16,
+            temperature=cfg.sampling.temperature,
+            reasoning_temperature=cfg.sampling.reasoning_temperature, bf16=o.bf16,
             tis_cap=cfg.distributed.tis_cap if cfg.distributed.mode == "async" else None,
         )  # fmt: skip
 
@@ -325,6 +328,7 @@ class Learner:
                 magnet=magnet.snapshot if magnet is not None else None,
                 shared_prefix=s.shared_prefix,
                 magnet_is_policy=epoch == 0 and update.magnet_age == 0,
+                reasoning_temperature=s.reasoning_temperature,
             )  # fmt: skip
         counts = torch.tensor([float(x.count) for x in mb], device=logp.device)
         weight = float((mask.sum(1) * counts).sum()) / update.total_tokens
@@ -389,8 +393,9 @@ class Learner:
         for idx in plan_micro_batches(samples, s.micro_batch_tokens, s.shared_prefix):
             mb = [samples[i] for i in idx]
             logp, mask, _, _ = response_logprobs(
-                self.model, mb, s.temperature, self.pad_id, shared_prefix=s.shared_prefix
-            )
+                self.model, mb, s.temperature, self.pad_id, shared_prefix=s.shared_prefix,
+                reasoning_temperature=s.reasoning_temperature,
+            )  # fmt: skip
             adv = torch.tensor([x.advantage for x in mb], device=logp.device)[:, None]
             total += float(-(adv * logp * mask).sum())
             n += int(mask.sum())

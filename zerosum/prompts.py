@@ -18,7 +18,7 @@ plays with the prompts it was trained on when its settings say so.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal, get_args
 
 from zerosum.engines.base import Generation
@@ -40,10 +40,9 @@ REASONED_INSTRUCTION = (
 )
 # Appended after the reasoning in `reasoned` mode; the legal action is decoded after it.
 REASONED_CUE = "\nMy move: "
-# A batch of answers: (prompts, each prompt's allowed answers or None for all, seeds).
-GenerateBatch = Callable[
-    [Sequence[list[int]], Sequence[Sequence[str]] | None, Sequence[int]], list[Generation]
-]
+# A batch of answers: (prompts, each prompt's allowed answers or None for all, seeds). A
+# generator may take `reasoning=True`: the batch is a reasoned answer's reasoning.
+GenerateBatch = Callable[..., list[Generation]]
 RETRY_INSTRUCTION = "Answer with one legal action in \\boxed{}."
 
 
@@ -190,12 +189,17 @@ def read_answer(
 def engine_batch(engine, params, seed: int | None = None) -> GenerateBatch:
     """`GenerateBatch` through `engine` with `params`: each answer from its own seed, or, given
     `seed`, each call's whole batch from that one seed (the engine's `seed`), as evaluation's
-    batched reads have always sampled."""
+    batched reads have always sampled. A reasoning (`reasoning=True`) is sampled at
+    `params.reasoning_temperature` where one is set."""
+    thinking = params
+    if params.reasoning_temperature is not None:
+        thinking = replace(params, temperature=params.reasoning_temperature)
 
-    def generate(prompts, choices, seeds):
+    def generate(prompts, choices, seeds, reasoning: bool = False):
+        p = thinking if reasoning else params
         if seed is not None:
-            return engine.generate(prompts, params, choices, seed=seed)
-        return engine.generate(prompts, params, choices, seeds=seeds)
+            return engine.generate(prompts, p, choices, seed=seed)
+        return engine.generate(prompts, p, choices, seeds=seeds)
 
     return generate
 
@@ -216,10 +220,12 @@ def reason_then_choose(
     token, for the reasoning; the cue token alone for the cue; the legal continuations for
     the move), so the learner scores the move exactly given the reasoning and trains the
     reasoning with the move's advantage. The move is sampled with a seed derived from the
-    turn's, so the pair replays alone."""
+    turn's, so the pair replays alone. The reasoning is asked for with `reasoning=True`: a
+    generator may sample it at a temperature of its own (`SamplingParams.reasoning_temperature`;
+    the learner scores it at that temperature, so the policy trained is the one sampled)."""
     if choices is None:
         raise ValueError("reasoned answers need a game with finite legal actions")
-    thoughts = generate(prompts, None, seeds)
+    thoughts = generate(prompts, None, seeds, reasoning=True)
     cue = tokenizer.encode(REASONED_CUE, add_special_tokens=False)
     reasoning = [t.token_ids[:-1] if t.finish_reason == "stop" else t.token_ids for t in thoughts]
     moves = generate(

@@ -213,6 +213,7 @@ def response_logprobs(
     magnet: Snapshot | None = None,
     shared_prefix: bool = True,
     magnet_is_policy: bool = False,
+    reasoning_temperature: float | None = None,
 ) -> Scores:
     """Per-token log-probs of each response under `model`, the response mask and entropy,
     and with `magnet` the exact KL to the magnet's next-token distributions.
@@ -225,7 +226,10 @@ def response_logprobs(
     bonus); the KL always keeps its graph when gradients are on. `shared_prefix`: the tokens
     every sample starts with (the chat template and rules) go through the model once per call
     instead of once per sample (`_batch_inputs`); the result is the same up to float rounding.
+    `reasoning_temperature`: a reasoned answer's reasoning (its steps allow any token, `[]`)
+    is scored at this temperature, the rest at `temperature` (None: all at `temperature`).
     """
+    temps = (temperature, reasoning_temperature)
     device = next(model.parameters()).device
     t_max = max(len(s.response_ids) for s in samples)
     # FSDP gathers weights in the whole model's forward: no separate pass over the prefix.
@@ -234,10 +238,10 @@ def response_logprobs(
     if magnet is not None and not magnet_is_policy:
         with torch.no_grad(), magnet.swapped_in():
             magnet_logp_all = _token_logp_all(
-                *_response_logits(model, inputs, samples, t_max), temperature
+                *_response_logits(model, inputs, samples, t_max), *temps
             )[0]
     logp_all, targets, restricted = _token_logp_all(
-        *_response_logits(model, inputs, samples, t_max), temperature
+        *_response_logits(model, inputs, samples, t_max), *temps
     )
     logp = logp_all.gather(-1, targets.to(device)[:, :, None]).squeeze(-1)
     with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
@@ -274,12 +278,20 @@ def _batch_inputs(samples: Sequence[Sample], pad_id: int, device, shared_prefix:
 
 
 def _token_logp_all(
-    logits: torch.Tensor, targets: torch.Tensor, allowed: list, temperature: float
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    allowed: list,
+    temperature: float,
+    reasoning_temperature: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, bool]:
-    """Log-softmax [B, T, V or K] of `_response_logits` at `temperature`, -inf outside the
-    allowed tokens of constrained rows; the targets; whether any row was constrained."""
+    """Log-softmax [B, T, V or K] of `_response_logits` at `temperature` (a reasoning's steps
+    at `reasoning_temperature`), -inf outside the allowed tokens of constrained rows; the
+    targets; whether any row was constrained."""
     logits = logits.float()
-    if temperature != 1.0:
+    if reasoning_temperature is not None and reasoning_temperature != temperature:
+        logits = logits / _step_temperatures(logits.shape, allowed, temperature,
+                                             reasoning_temperature).to(logits.device)  # fmt: skip
+    elif temperature != 1.0:
         logits = logits / temperature
     restricted = any(a is not None for a in allowed)
     if restricted:
@@ -317,6 +329,23 @@ def _response_logits(
     # No cache is built (scoring, not generating; a prefix's is given read-only).
     logits = model(**inputs, logits_to_keep=t_max + 1, use_cache=False).logits[:, :-1]
     return logits, targets, [s.allowed for s in samples]
+
+
+def _step_temperatures(
+    shape: torch.Size, allowed: Sequence[list[list[int]] | None], temperature: float,
+    reasoning_temperature: float,
+) -> torch.Tensor:  # fmt: skip
+    """[B, T, 1] the temperature of each (right-aligned) step: `reasoning_temperature` where
+    a reasoned answer's reasoning allows any token (`[]`), `temperature` elsewhere."""
+    t_max = shape[1]
+    temps = torch.full((shape[0], t_max, 1), float(temperature))
+    for i, steps in enumerate(allowed):
+        if steps is not None:
+            start = t_max - len(steps)
+            for t, ok in enumerate(steps):
+                if not ok:
+                    temps[i, start + t] = reasoning_temperature
+    return temps
 
 
 def _allowed_mask(shape: torch.Size, allowed: Sequence[list[list[int]] | None]) -> torch.Tensor:

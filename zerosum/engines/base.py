@@ -63,9 +63,13 @@ class SamplingParams:
     temperature: float = 1.0
     top_p: float = 1.0
     max_new_tokens: int = 256
+    # `reasoned` answers: the reasoning's temperature (None: `temperature`, as the move's).
+    reasoning_temperature: float | None = None
 
     def __post_init__(self) -> None:
         TEMPERATURE.check("temperature", self.temperature)
+        if self.reasoning_temperature is not None:
+            TEMPERATURE.check("reasoning_temperature", self.reasoning_temperature)
         PROBABILITY.check("top_p", self.top_p)
         if isinstance(self.max_new_tokens, bool):
             raise ValueError(

@@ -37,7 +37,7 @@ class ModelPlayer:
         asking = self.prompting
         prompt = asking.prompt(self.tokenizer, state, state.current_seat(), feedback)
 
-        def generate(prompts, choices, seeds):  # one request at a time
+        def generate(prompts, choices, seeds, reasoning=False):  # one request at a time
             return [self.generate(prompts[0], choices[0] if choices else None, seeds[0])]
 
         choices = None if (legal := asking.choices(state)) is None else [legal]
