@@ -13,9 +13,18 @@ import pytest
 import yaml
 
 from zerosum.arena.config import arena_config
-from zerosum.arena.ratings import ELO, Result, bradley_terry, openskill_ratings
+from zerosum.arena.ratings import (
+    ELO,
+    Result,
+    bradley_terry,
+    openskill_ratings,
+    resample_weights,
+)
+from zerosum.arena.report import build_results, section
+from zerosum.arena.store import GameKey, GameRecord, Store
 from zerosum.cli import main
 from zerosum.config import ConfigError
+from zerosum.players.stockfish import stockfish_elo
 
 
 def write_config(path: Path, **fields) -> Path:
@@ -164,6 +173,88 @@ def test_draws_count_as_half_wins():
     assert draws == split
     skill = openskill_ratings(["a", "b"], [Result("a", "b", 1.0)] * 3 + [Result("b", "a", 0.5)])
     assert skill["a"]["mu"] > 25 > skill["b"]["mu"]
+
+
+def test_ratings_anchored_to_stated_elos_match_the_closed_form():
+    """One fitted player against anchored ones, with a flat prior (sigma 1e4): the maximum-
+    likelihood rating solves sum(score - sigmoid(r - r_anchor)) = 0. Against one anchor at
+    1500 with 3 wins in 4: r = 1500 + 400 log10(3). Two draws each against anchors at 1500 and
+    1900: halfway, 1700. A tight prior holds the fitted player at the anchors' mean."""
+    wins = [Result("llm", "sf", 1.0)] * 3 + [Result("sf", "llm", 1.0)]
+    bt = bradley_terry(["llm", "sf"], wins, 1e4, 0, seed=0, anchors={"sf": 1500.0})
+    assert bt["sf"]["rating"] == 1500.0
+    assert bt["llm"]["rating"] == pytest.approx(1500 + 400 * math.log10(3), abs=0.1)
+    draws = [Result("llm", a, 0.5) for a in ("lo", "hi") for _ in range(2)]
+    two = bradley_terry(["hi", "llm", "lo"], draws, 1e4, 30, seed=0,
+                        anchors={"lo": 1500.0, "hi": 1900.0})  # fmt: skip
+    assert (two["lo"]["rating"], two["hi"]["rating"]) == (1500.0, 1900.0)
+    assert two["llm"]["rating"] == pytest.approx(1700.0, abs=0.1)
+    assert two["lo"]["ci95"] == [1500.0, 1500.0]  # an anchor does not move in a resample
+    tight = bradley_terry(["llm", "sf"], wins, 0.01, 0, seed=0, anchors={"sf": 1500.0})
+    assert tight["llm"]["rating"] == pytest.approx(1500.0, abs=1.0)
+    free = bradley_terry(["llm", "sf"], wins, 1e4, 0, seed=0)  # no anchor: they sum to 2000
+    assert free["llm"]["rating"] + free["sf"]["rating"] == pytest.approx(2000.0, abs=0.2)
+
+
+def test_stockfish_anchor_ratings_invert_stockfish_own_elo_fit():
+    # Stockfish maps an Elo to a skill level by its cubic fit; the anchor is its inverse.
+    assert (stockfish_elo(0), stockfish_elo(3), stockfish_elo(18)) == (1347.0, 1729.0, 3176.0)
+    assert stockfish_elo(19) is None and stockfish_elo(20) is None
+    for level in range(19):
+        e = (stockfish_elo(level) - 1320) / (3190 - 1320)
+        assert ((37.2473 * e - 40.8525) * e + 22.2943) * e - 0.311438 == pytest.approx(
+            level, abs=0.03
+        )  # the Elo is rounded to an integer
+
+
+def record(game: str, a: str, b: str, idx: int, winner: int | None) -> GameRecord:
+    returns = (0.0, 0.0) if winner is None else ((1.0, -1.0) if winner == 0 else (-1.0, 1.0))
+    return GameRecord(GameKey(game, a, b, idx), idx, returns, winner, 3, False, None, [], [], [])
+
+
+def test_the_rating_across_games_is_one_fit_and_chess_is_anchored_to_stockfish(tmp_path):
+    """a beats b 3 of 4 at kuhn_poker and loses 3 of 4 at tic_tac_toe: the per-game ratings
+    differ, the one fit over all games scores them 4 of 8, equal (1000 each, the prior being
+    symmetric). At chess, llm wins 3 of 4 against stockfish:3 (anchored at 1729, Stockfish's
+    fit; flat prior): 1729 + 400 log10(3); the arena's stated anchor for it wins."""
+    store = Store(tmp_path / "arena.db")
+    store.set_meta({"seed": 0, "prior_sigma": 1e4, "bootstrap": 20})
+    store.register("sf", {"kind": "bot", "spec": "stockfish:3"})
+    games = [record("kuhn_poker", "a", "b", i, 0 if i < 3 else 1) for i in range(4)]
+    games += [record("tic_tac_toe", "a", "b", i, 1 if i < 3 else 0) for i in range(4)]
+    games += [record("chess", "llm", "sf", i, 0 if i < 3 else 1) for i in range(4)]
+    for g in games:
+        store.add(g)
+    results = build_results(store)
+    kuhn = {r["player"]: r["rating"] for r in results["per_game"]["kuhn_poker"]["leaderboard"]}
+    assert kuhn["a"] - kuhn["b"] == pytest.approx(ELO * math.log(3), abs=0.2)
+    everything = {r["player"]: r for r in results["all"]["leaderboard"]}
+    assert everything["a"]["rating"] == everything["b"]["rating"] == pytest.approx(1000, abs=0.1)
+    assert results["all"]["anchors"] == {}  # games of different kinds share no scale to anchor
+    # Its bootstrap resamples within each game (the stratified fit, not the plain one).
+    meta = {**store.meta(), "anchors": "{}"}
+    strata = [g.key.game for g in store.records()]
+    records = list(store.records())
+    assert results["all"] == section(records, meta, "all", strata=strata)
+    assert results["all"] != section(records, meta, "all")
+    chess = {r["player"]: r for r in results["per_game"]["chess"]["leaderboard"]}
+    assert results["per_game"]["chess"]["anchors"] == {"sf": 1729.0}
+    assert chess["sf"]["rating"] == 1729.0 and chess["sf"]["anchor"] == 1729.0
+    assert chess["llm"]["rating"] == pytest.approx(1729 + 400 * math.log10(3), abs=0.1)
+    store.set_meta({"anchors": json.dumps({"sf": 1500.0})})
+    stated = build_results(store)["per_game"]["chess"]["leaderboard"]
+    assert {r["player"]: r["rating"] for r in stated}["sf"] == 1500.0
+    store.close()
+
+
+def test_the_bootstrap_across_games_keeps_each_game_count():
+    rng = np.random.default_rng(0)
+    strata = np.array(["kuhn"] * 3 + ["ttt"] * 7)
+    for _ in range(20):
+        w = resample_weights(rng, strata)
+        assert (w[:3].sum(), w[3:].sum()) == (3, 7)  # without strata the split would vary
+    flat = [resample_weights(rng, np.array([""] * 10))[:3].sum() for _ in range(50)]
+    assert len(set(flat)) > 1
 
 
 # --- arenas of bots: the database, config changes, reports --------------------------------------

@@ -18,6 +18,7 @@ from urllib.parse import unquote, urlsplit
 import pytest
 
 from zerosum.arena.config import KINDS, ArenaConfig
+from zerosum.benchmark.suite import Suite
 from zerosum.cli import build_parser
 from zerosum.config import TrainConfig
 from zerosum.evaluation.settings import EvalSettings
@@ -29,6 +30,7 @@ from zerosum.reference import (
     config_reference,
     games_reference,
     recipes_reference,
+    suite_reference,
     textarena_reference,
 )
 from zerosum.typed_config import ints, known_keys
@@ -98,6 +100,13 @@ def test_the_arena_reference_has_every_field_of_every_kind():
     for cls in (ArenaConfig, *KINDS.values()):
         for f in dataclasses.fields(cls):
             assert f"| `{f.name}` |" in text, (cls.__name__, f.name)
+
+
+def test_the_suite_reference_has_every_suite_field_with_its_help():
+    text = suite_reference()
+    for f in dataclasses.fields(Suite):
+        row = next(line for line in text.splitlines() if line.startswith(f"| `{f.name}` |"))
+        assert f.metadata["help"].replace("|", "\\|") in row, f.name
 
 
 def test_every_recipe_is_on_the_recipes_page(tmp_path):

@@ -61,6 +61,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         (
             "zerosum.learner",
             "zerosum.evaluation",
+            "zerosum.benchmark",
             "zerosum.arena",
             "zerosum.report",
             "zerosum.distributed",

@@ -1,5 +1,5 @@
-"""The `zerosum` command line: `games`, `match`, `play`, `eval`, `train`, `arena` and
-`report`."""
+"""The `zerosum` command line: `games`, `match`, `play`, `eval`, `benchmark`, `train`,
+`arena` and `report`."""
 
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ from zerosum.arena.config import check_name, load_arena_config
 from zerosum.arena.human import HumanArena
 from zerosum.arena.report import print_results, report
 from zerosum.arena.run import run_arena
+from zerosum.benchmark.run import RESULTS_JSON, RESULTS_MD, parse_models, run_benchmark
+from zerosum.benchmark.suite import load_suite, packaged_suites
 from zerosum.config import config_help, load_config
 from zerosum.evaluation.run import check_writable, format_results, run_eval, write_results
 from zerosum.evaluation.settings import SEED_HELP, EvalSettings
@@ -258,6 +260,23 @@ def cmd_eval(args: argparse.Namespace) -> None:
         print(f"results written to {args.out}")
 
 
+def cmd_benchmark(args: argparse.Namespace) -> None:
+    """Play and answer what the output directory lacks (resumable), then write the table."""
+    suite = load_suite(args.suite, args.overrides, args.opponents)
+    rows = parse_models(args.models, suite)
+    out = Path(args.out or f"benchmarks/{suite.name}")
+    try:
+        table = run_benchmark(suite, rows, out)
+    except KeyboardInterrupt:  # finished games and answer batches are committed
+        print("zerosum: interrupted; run the same command again to resume", file=sys.stderr)
+        sys.stderr.flush()
+        os._exit(130)  # without waiting for games still blocked on the network
+    print((out / RESULTS_MD).read_text())
+    print(f"table written to {out / RESULTS_JSON} and {out / RESULTS_MD}")
+    if not table["complete"]:
+        print("some planned games or answers are missing; run the same command again")
+
+
 def cmd_arena(args: argparse.Namespace) -> None:
     """Play the missing games of an arena (resumable), then print and write its results."""
     if not args.report and not args.config:
@@ -342,6 +361,38 @@ def _add_eval(sub) -> None:
     e.set_defaults(func=cmd_eval)
 
 
+def _add_benchmark(sub) -> None:
+    b = sub.add_parser(
+        "benchmark",
+        help="several models through one suite of in-domain games, held-out games and math; "
+        "one table, resumable",
+    )
+    b.add_argument(
+        "--suite", required=True,
+        help=f"a packaged suite ({', '.join(packaged_suites())}) or a suite YAML file",
+    )  # fmt: skip
+    b.add_argument(
+        "--models", type=comma_list, required=True, metavar="[LABEL=]SPEC,...",
+        help="the table's rows, in order (the first is the baseline of the paired "
+        "differences): HF ids, local paths, run directories, bot specs (games only) or "
+        "api:FILE (games only)",
+    )  # fmt: skip
+    b.add_argument(
+        "--opponents", type=comma_list, metavar="SPEC,...",
+        help=f"replace every game's opponents: {', '.join(PLAYER_SPECS)}",
+    )  # fmt: skip
+    b.add_argument(
+        "--out", metavar="DIR",
+        help="output directory: database, benchmark.json, benchmark.md (default: "
+        "benchmarks/SUITE_NAME); run again to resume",
+    )  # fmt: skip
+    b.add_argument(
+        "overrides", nargs="*", metavar="KEY=VALUE",
+        help="suite field overrides, YAML values (games_per_cell=4, 'math={gsm8k: 10}')",
+    )  # fmt: skip
+    b.set_defaults(func=cmd_benchmark)
+
+
 def _add_train(sub) -> None:
     t = sub.add_parser("train", help="self-play training from a YAML recipe")
     t.add_argument("--config", help="YAML recipe (see configs/)")
@@ -375,6 +426,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_match(sub)
     _add_play(sub)
     _add_eval(sub)
+    _add_benchmark(sub)
     _add_train(sub)
 
     a = sub.add_parser(
@@ -390,7 +442,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument(
         "source", metavar="DIR_OR_FILE",
-        help="a training run directory, a zerosum eval --out file, or an arena directory",
+        help="a training run directory, a zerosum eval --out file, an arena directory or a "
+        "benchmark directory",
     )  # fmt: skip
     r.add_argument("--out", help="the HTML file to write (default: DIR/report.html, FILE.html)")
     r.add_argument(
@@ -411,7 +464,7 @@ def main(argv: list[str] | None = None) -> int:
     # `nargs="*"` positional takes the first group only, and argparse's intermixed parsing
     # refuses subparsers, so the rest come back unparsed.
     args, extra = parser.parse_known_args(argv)
-    if extra and args.command == "train" and all(_is_override(x) for x in extra):
+    if extra and args.command in ("train", "benchmark") and all(map(_is_override, extra)):
         args.overrides = [*args.overrides, *extra]
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from zerosum.arena.config import KINDS, ArenaConfig
+from zerosum.benchmark.suite import Suite
 from zerosum.cli import build_parser
 from zerosum.config import TrainConfig
 from zerosum.games import game_names, game_source, load_game
@@ -75,6 +76,11 @@ def arena_reference() -> str:
     for kind, cls in KINDS.items():
         lines += [f"## Players of kind `{kind}`", "", *_table(cls), ""]
     return "\n".join(lines)
+
+
+def suite_reference() -> str:
+    """Markdown: the fields of a benchmark suite file."""
+    return "\n".join(["## The suite file", "", *_table(Suite), ""])
 
 
 def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
@@ -159,6 +165,7 @@ def recipes_reference(configs: Path) -> str:
 GENERATED: dict[str, Any] = {
     "config": config_reference,
     "arena": arena_reference,
+    "suite": suite_reference,
     "cli": cli_reference,
     "games": games_reference,
     "textarena": textarena_reference,

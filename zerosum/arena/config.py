@@ -118,6 +118,12 @@ class ArenaConfig:
         numbers(0, lo_open=True),
     )
     bootstrap: int = fld(200, "bootstrap resamples for rating intervals", NON_NEGATIVE)
+    anchors: dict[str, float] = fld(
+        {},
+        "player name -> stated Elo: fixes that player's rating in each game's leaderboard it "
+        "plays in (stockfish:LEVEL bots are anchored to Stockfish's own Elo fit unless named "
+        "here)",
+    )
 
 
 def player_from_entry(entry: Any, where: str) -> PlayerConfig:
@@ -148,6 +154,8 @@ def arena_config(data: Any) -> ArenaConfig:
     cfg = dataclasses.replace(cfg, players=players)
     _check_players(players)
     _check_games(cfg.games)
+    for name in cfg.anchors:
+        check_name(name, "config field 'anchors' key")
     return cfg
 
 

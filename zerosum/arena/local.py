@@ -40,7 +40,7 @@ class BatchedSampler:
     def __init__(self, model, tokenizer, params: SamplingParams, max_batch: int = 16):
         self.engine = HFEngine(model, tokenizer, max_batch=max_batch)
         self.params, self.max_batch = params, max_batch
-        self._queue: queue.Queue[_Request] = queue.Queue()
+        self._queue: queue.Queue[_Request | None] = queue.Queue()
         threading.Thread(target=self._serve, daemon=True, name="arena-sampler").start()
 
     def generate(self, prompt: list[int], choices: list[str] | None, seed: int) -> Generation:
@@ -48,11 +48,23 @@ class BatchedSampler:
         self._queue.put(request)
         return request.future.result()
 
+    def close(self) -> None:
+        """End the decoding thread once the waiting requests are served (it then holds the
+        model no longer); no request may follow."""
+        self._queue.put(None)
+
     def _serve(self) -> None:
         while True:
-            batch = [self._queue.get()]
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
             while len(batch) < self.max_batch and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
+                nxt = self._queue.get_nowait()
+                if nxt is None:  # served after this batch
+                    self._queue.put(None)
+                    break
+                batch.append(nxt)
             try:
                 gens = self.sample(batch)
             except BaseException as err:  # the waiting games raise it, not this thread
@@ -86,7 +98,13 @@ class BatchedSampler:
 def local_player(config: LocalPlayerConfig) -> ModelPlayer:
     """Load the model (any checkpoint, run directory or HF id) and start its sampler; the
     player asks and reads as its settings say."""
+    return local_player_and_sampler(config)[0]
+
+
+def local_player_and_sampler(config: LocalPlayerConfig) -> tuple[ModelPlayer, BatchedSampler]:
+    """`local_player` and its sampler, whose engine (`sampler.engine`) can also answer other
+    prompts while no game is in flight (a benchmark's math problems)."""
     model, tokenizer = load_model(config.model, config.dtype)
     params = SamplingParams(config.temperature, config.top_p, config.max_new_tokens)
     sampler = BatchedSampler(model, tokenizer, params, config.max_batch)
-    return ModelPlayer(config.name, tokenizer, sampler.generate, config.prompting)
+    return ModelPlayer(config.name, tokenizer, sampler.generate, config.prompting), sampler

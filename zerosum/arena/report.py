@@ -20,12 +20,16 @@ from zerosum.arena.config import ArenaConfig
 from zerosum.arena.ratings import Result, bradley_terry, openskill_ratings, scope_seed
 from zerosum.arena.store import DB_NAME, GameRecord, Store
 from zerosum.evaluation.games import wilson_interval
+from zerosum.players.stockfish import skill_level, stockfish_elo
 from zerosum.rundir import write_atomic
 
 RATING_MODEL = (
     "Bradley-Terry MAP, draws as half wins, forfeits as losses, Gaussian prior N(0, "
     "prior_sigma^2) on each log-strength; Elo scale 1000 + 400/ln(10) * r; percentile "
-    "bootstrap over games. OpenSkill: Plackett-Luce over games in round order."
+    "bootstrap over games. All games: one fit over every game, the bootstrap resampling "
+    "within each game. A game with anchored players (stockfish:LEVEL at Stockfish's own CCRL "
+    "Blitz Elo fit, or the arena's anchors): their ratings fixed, the prior centred on their "
+    "mean. OpenSkill: Plackett-Luce over games in round order."
 )
 
 
@@ -50,12 +54,20 @@ def _rates(cell: dict) -> dict:
             "score": round(score_, 4)}  # fmt: skip
 
 
-def section(records: Sequence[GameRecord], meta: dict[str, str], scope: str) -> dict:
-    """Leaderboard and matrix of one scope (a game or "all")."""
+def section(
+    records: Sequence[GameRecord], meta: dict[str, str], scope: str,
+    anchors: dict[str, float] | None = None, strata: Sequence[str] | None = None,
+) -> dict:  # fmt: skip
+    """Leaderboard and matrix of one scope (a game or "all"); the `anchors` among its players
+    fix their ratings, `strata` (a label per game) stratify its bootstrap."""
     players = sorted({n for r in records for n in (r.key.seat0, r.key.seat1)})
     results = [Result(r.key.seat0, r.key.seat1, score(r)) for r in records]
     sigma, boot = float(meta["prior_sigma"]), int(meta["bootstrap"])
-    bt = bradley_terry(players, results, sigma, boot, scope_seed(int(meta["seed"]), scope))
+    held = {p: elo for p, elo in (anchors or {}).items() if p in players}
+    bt = bradley_terry(
+        players, results, sigma, boot, scope_seed(int(meta["seed"]), scope), anchors=held,
+        strata=strata,
+    )  # fmt: skip
     skill = openskill_ratings(players, results)
     totals = {p: _cell() for p in players}
     pairs: dict[str, dict[str, dict]] = {p: {} for p in players}
@@ -70,14 +82,15 @@ def section(records: Sequence[GameRecord], meta: dict[str, str], scope: str) -> 
             forfeits[(r.key.seat0, r.key.seat1)[seat]][reasons[-1]] += 1
     rows = [
         {"player": p, **bt[p], **_rates(totals[p]), "forfeits": sum(forfeits[p].values()),
-         "forfeit_reasons": dict(sorted(forfeits[p].items())), "openskill": skill[p]}
+         "forfeit_reasons": dict(sorted(forfeits[p].items())), "openskill": skill[p],
+         "anchor": held.get(p)}
         for p in players
     ]  # fmt: skip
     rows.sort(key=lambda row: (-row["rating"], row["player"]))
     for rank, row in enumerate(rows, 1):
         row["rank"] = rank
     matrix = {p: {o: _rates(c) for o, c in sorted(pairs[p].items())} for p in players}
-    return {"games": len(records), "leaderboard": rows, "matrix": matrix}
+    return {"games": len(records), "leaderboard": rows, "matrix": matrix, "anchors": held}
 
 
 # The rating settings of a database that no arena config has written to (only people's
@@ -90,13 +103,29 @@ def build_results(store: Store) -> dict:
     meta = {**RATING_DEFAULTS, **store.meta()}
     records = list(store.records())
     games = sorted({r.key.game for r in records})
+    anchors = stated_anchors(store.identities(), meta)
     return {
         "arena": {k: meta[k] for k in sorted(meta)},
         "rating_model": RATING_MODEL,
         "games_in_database": len(records),
-        "all": section(records, meta, "all"),
-        "per_game": {g: section([r for r in records if r.key.game == g], meta, g) for g in games},
+        "all": section(records, meta, "all", strata=[r.key.game for r in records]),
+        "per_game": {
+            g: section([r for r in records if r.key.game == g], meta, g, anchors) for g in games
+        },
     }
+
+
+def stated_anchors(identities: dict[str, dict], meta: dict[str, str]) -> dict[str, float]:
+    """Player -> anchored Elo: each `stockfish:LEVEL` bot at Stockfish's own fit for its level
+    (where the fit gives one), then the arena's `anchors`, which win."""
+    out: dict[str, float] = {}
+    for name, identity in identities.items():
+        kind, _, level = str(identity.get("spec", "")).partition(":")
+        if identity.get("kind") == "bot" and kind == "stockfish":
+            elo = stockfish_elo(skill_level(level or None))
+            if elo is not None:
+                out[name] = elo
+    return {**out, **json.loads(meta.get("anchors") or "{}")}
 
 
 def report(directory: str | Path) -> dict:
@@ -113,7 +142,7 @@ def report(directory: str | Path) -> dict:
 
 LEADERBOARD_FIELDS = ("scope", "rank", "player", "rating", "ci95_low", "ci95_high", "games",
                       "wins", "draws", "losses", "score", "forfeits", "openskill_mu",
-                      "openskill_sigma", "openskill_ordinal")  # fmt: skip
+                      "openskill_sigma", "openskill_ordinal", "anchor")  # fmt: skip
 CROSSPLAY_FIELDS = ("scope", "player", "opponent", "games", "wins", "draws", "losses",
                     "win_rate", "win_ci95_low", "win_ci95_high")  # fmt: skip
 
@@ -130,7 +159,7 @@ def leaderboard_csv(results: dict) -> str:
             sk = r["openskill"]
             rows.append((scope, r["rank"], r["player"], r["rating"], lo, hi, r["games"], r["wins"],
                          r["draws"], r["losses"], r["score"], r["forfeits"], sk["mu"],
-                         sk["sigma"], sk["ordinal"]))  # fmt: skip
+                         sk["sigma"], sk["ordinal"], r.get("anchor")))  # fmt: skip
     return _csv(LEADERBOARD_FIELDS, rows)
 
 
@@ -177,6 +206,8 @@ def leaderboard_table(scope: str, sec: dict):
     from rich.table import Table
 
     title = f"{'all games' if scope == 'all' else scope}: {sec['games']} games"
+    if sec.get("anchors"):
+        title += f"; Elo anchored at {anchor_text(sec['anchors'])}"
     table = Table(title=title, title_justify="left")
     for name in ("#", "player", "rating", "95% CI", "games", "W/D/L", "forfeits", "OpenSkill"):
         table.add_column(name, justify="left" if name == "player" else "right")
@@ -189,6 +220,10 @@ def leaderboard_table(scope: str, sec: dict):
             f"{sk['mu']:.1f}±{sk['sigma']:.1f}",
         )  # fmt: skip
     return table
+
+
+def anchor_text(anchors: dict[str, float]) -> str:
+    return ", ".join(f"{p} = {elo:.0f}" for p, elo in sorted(anchors.items()))
 
 
 def matrix_table(scope: str, sec: dict):

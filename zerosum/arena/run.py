@@ -12,6 +12,7 @@ games already there are never played again.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -137,7 +138,7 @@ def build_players(cfg: ArenaConfig, tasks: list[Task]) -> dict[str, Player]:
 
 def arena_meta(cfg: ArenaConfig) -> dict[str, object]:
     return {"seed": cfg.seed, "max_turns": cfg.max_turns, "prior_sigma": cfg.prior_sigma,
-            "bootstrap": cfg.bootstrap}  # fmt: skip
+            "bootstrap": cfg.bootstrap, "anchors": json.dumps(cfg.anchors, sort_keys=True)}  # fmt: skip
 
 
 def play_all(

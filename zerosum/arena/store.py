@@ -128,6 +128,11 @@ class Store:
                 "give the new player another name"
             )
 
+    def identities(self) -> dict[str, dict]:
+        """Every registered player's name and identity."""
+        rows = self.db.execute("SELECT name, identity FROM players ORDER BY name")
+        return {name: json.loads(identity) for name, identity in rows}
+
     def keys(self) -> set[GameKey]:
         rows = self.db.execute("SELECT game, seat0, seat1, idx FROM games")
         return {GameKey(*row) for row in rows}

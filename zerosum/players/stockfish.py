@@ -17,6 +17,7 @@ import threading
 
 import numpy as np
 import pyspiel
+from scipy.optimize import brentq
 
 from zerosum.games.base import GameState
 from zerosum.games.openspiel_games import OpenSpielState
@@ -47,6 +48,31 @@ def skill_level(arg: str | None) -> int:
             f"Stockfish skill level must be an integer in [0, {MAX_LEVEL}], got {arg!r}"
         )
     return level
+
+
+# Stockfish's own map from a CCRL Blitz Elo to a (fractional) Skill Level, for its
+# `UCI_LimitStrength` option (search.cpp, Stockfish 16 on): with e = (Elo - 1320) / (3190 - 1320),
+# level = ((37.2473 e - 40.8525) e + 22.2943) e - 0.311438, fitted to games of Stockfish at
+# several levels against engines rated on CCRL. The cubic rises on [0, 1] and reaches 18.38
+# at e = 1, so levels 0-18 have ratings in that range; 19 and 20 (full strength) have none.
+ELO_RANGE = (1320, 3190)
+
+
+def _level_of(e: float) -> float:
+    return ((37.2473 * e - 40.8525) * e + 22.2943) * e - 0.311438
+
+
+def stockfish_elo(level: int) -> float | None:
+    """The CCRL Blitz Elo that Stockfish's fit gives Skill Level `level` (rounded to 1), or
+    None where the fit stops (levels 19 and 20). An approximation: the fit is for blitz time
+    controls, and `stockfish:LEVEL` here thinks for a fixed time per move."""
+    if not 0 <= level <= MAX_LEVEL:
+        raise ValueError(f"Stockfish skill level must be in [0, {MAX_LEVEL}], got {level!r}")
+    if level > _level_of(1.0):
+        return None
+    e = brentq(lambda x: _level_of(x) - level, 0.0, 1.0)
+    lo, hi = ELO_RANGE
+    return float(round(lo + (hi - lo) * e))
 
 
 def uci_moves(spiel_state: pyspiel.State) -> tuple[str, list[str]]:

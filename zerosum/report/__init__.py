@@ -1,5 +1,5 @@
 """`zerosum report`: one self-contained HTML file for a training run, an evaluation results
-file or an arena directory.
+file, an arena directory or a benchmark directory.
 
 The file opens offline: plots are inline SVG (matplotlib), replays are `<details>` elements,
 there is no JavaScript and no reference to anything outside the file. Every string that came
@@ -13,6 +13,7 @@ from importlib import metadata
 from pathlib import Path
 
 from zerosum.arena.store import DB_NAME
+from zerosum.report.benchmark import benchmark_report, benchmark_source, is_benchmark_results
 from zerosum.report.page import esc, page
 from zerosum.report.results import (
     ARENA_RESULTS,
@@ -38,17 +39,21 @@ def _json(path: Path) -> object:
 
 
 def detect(source: Path) -> str:
-    """ "training", "eval" or "arena"; a `ValueError` naming what was expected otherwise."""
+    """ "training", "eval", "arena" or "benchmark"; a `ValueError` naming what was expected
+    otherwise."""
     if source.is_dir():
         if is_training_run(source):
             return "training"
+        if (found := benchmark_source(source)) and is_benchmark_results(_json(found)):
+            return "benchmark"
         if (source / DB_NAME).is_file() or is_arena_results(_json(source / ARENA_RESULTS)):
             return "arena"
         if (source / CONFIG_NAME).is_file():
             raise ValueError(f"{str(source)!r} is a run directory without metrics yet")
         raise ValueError(
             f"{str(source)!r} is not a training run (config.json and metrics.jsonl), an arena "
-            f"directory ({DB_NAME} or {ARENA_RESULTS}) or an evaluation results file"
+            f"directory ({DB_NAME} or {ARENA_RESULTS}), a benchmark directory (benchmark.json) "
+            "or an evaluation results file"
         )
     if not source.is_file():
         raise ValueError(f"{str(source)!r} does not exist")
@@ -57,9 +62,11 @@ def detect(source: Path) -> str:
         return "eval"
     if is_arena_results(data):
         return "arena"
+    if is_benchmark_results(data):
+        return "benchmark"
     raise ValueError(
-        f"{str(source)!r} is not an evaluation results file (zerosum eval --out) or an arena's "
-        f"{ARENA_RESULTS}"
+        f"{str(source)!r} is not an evaluation results file (zerosum eval --out), an arena's "
+        f"{ARENA_RESULTS} or a benchmark.json"
     )
 
 
@@ -76,6 +83,9 @@ def build_html(source: Path, max_replays: int = MAX_REPLAYS) -> str:
         title, lede, sections = training_report(source, max_replays)
     elif kind == "eval":
         title, lede, sections = eval_report(source, json.loads(source.read_text()))
+    elif kind == "benchmark":
+        found = benchmark_source(source)
+        title, lede, sections = benchmark_report(source, json.loads(found.read_text()))
     else:
         directory = source if source.is_dir() else source.parent
         title, lede, sections = arena_report(directory, max_replays)
@@ -90,8 +100,8 @@ def build_html(source: Path, max_replays: int = MAX_REPLAYS) -> str:
 def write_report(
     source: str | Path, out: str | Path | None = None, max_replays: int = MAX_REPLAYS
 ) -> Path:
-    """Write the report of `source` (a run directory, an evaluation results file or an arena
-    directory) to `out` (default: `default_out`), replacing it whole; returns its path."""
+    """Write the report of `source` (a run directory, an evaluation results file, an arena
+    directory or a benchmark directory) to `out` (default: `default_out`), replacing it whole; returns its path."""
     source = Path(source)
     html = build_html(source, max_replays)
     path = Path(out) if out is not None else default_out(source)

@@ -8,7 +8,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from zerosum.arena.report import build_results
+from zerosum.arena.report import anchor_text, build_results
 from zerosum.arena.store import DB_NAME, GameRecord, Store
 from zerosum.evaluation.games import wilson_interval
 from zerosum.report.page import Raw, details, esc, kv_table, num, pre, rate, table
@@ -271,7 +271,14 @@ def leaderboard(sec: dict, forfeits: dict[tuple[str, str], int] | None = None) -
     header = ("#", "player", "rating", "95% CI", "games", "W/D/L", "win [95% CI]",
               "wins by the opponent's forfeit", "forfeit [95% CI]", "forfeit reasons",
               "OpenSkill")  # fmt: skip
-    return f"<h3>Leaderboard ({esc(num(sec['games']))} games)</h3>" + table(header, rows, left=2)
+    anchored = ""
+    if sec.get("anchors"):
+        anchored = (
+            f"<p class=note>Ratings on an anchored Elo scale: {esc(anchor_text(sec['anchors']))}"
+            " (fixed; the others fitted around them).</p>"
+        )
+    heading = f"<h3>Leaderboard ({esc(num(sec['games']))} games)</h3>"
+    return heading + anchored + table(header, rows, left=2)
 
 
 def matrix(sec: dict, forfeits: dict[tuple[str, str], int] | None) -> str:
