@@ -308,3 +308,50 @@ def test_a_constrained_answer_keeps_its_case():
     legal = play("e3 c5 b3 c4").legal_actions()
     assert read_answer("bxc4", legal, "constrained") == ("bxc4", None)
     assert read_answer("Bxc4", legal, "constrained") == ("Bxc4", None)
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 2**16), plies=st.integers(0, 30))
+def test_zerosumevals_setting_lists_no_legal_move(seed, plies):
+    """`chess_unlisted`: the same position, history and rules, but neither the view nor the
+    prompt's instruction names a legal move; the parser still accepts any legal move (SAN or
+    UCI) and rejects an illegal one."""
+    from zerosum.prompts import Prompting
+
+    listed, unlisted = load_game("chess"), load_game("chess_unlisted")
+    a, b = listed.new_episode(0), unlisted.new_episode(0)
+    rng = np.random.default_rng(seed)
+    for _ in range(plies):
+        if a.is_terminal():
+            break
+        move = a.legal_actions()[rng.integers(len(a.legal_actions()))]
+        a.apply_action(move)
+        b.apply_action(move)
+    if a.is_terminal():
+        return
+    seat = a.current_seat()
+    assert "Legal actions:" in a.observation(seat)
+    view = b.observation(seat)
+    assert "Legal actions:" not in view and "the legal moves are not listed" in view
+    assert a.legal_actions() == b.legal_actions() and not b.legal_actions().listed
+    content = Prompting(answer_mode="free").content(b, seat)
+    instruction = content.split("\n\n")[-1]
+    assert "for example" not in instruction and "\\boxed{}" in instruction
+    position = [v.split("Position (FEN)")[1].split("It is your turn.")[0] for v in
+                (view, a.observation(seat))]  # fmt: skip
+    assert position[0] == position[1]  # the same board, turn and moves so far
+    move = b.legal_actions()[0]
+    assert parse_action(f"\\boxed{{{move}}}", b.legal_actions()).action == move
+    assert parse_action("\\boxed{e9}", b.legal_actions()).action is None
+
+
+@pytest.mark.parametrize("name", ["chess", "chess_unlisted"])
+def test_threefold_repetition_ends_the_game_as_a_draw(name):
+    """OpenSpiel's rule (ZeroSumEval's automatic draw is fivefold): the start position a third
+    time, after 8 plies, ends the game."""
+    state = load_game(name).new_episode(0)
+    moves = ["Nf3", "Nf6", "Ng1", "Ng8"] * 2
+    for i, move in enumerate(moves):
+        assert not state.is_terminal(), i
+        state.apply_action(move)
+    assert state.is_terminal() and state.returns() == (0.0, 0.0)

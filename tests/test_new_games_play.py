@@ -11,12 +11,17 @@ import pytest
 from zerosum.cli import main
 from zerosum.games import load_game
 
-GAMES = ["chess", "adversarial_taboo", "password_game", "debate", "ta_tic_tac_toe", "othello"]
+GAMES = [
+    "chess", "chess_unlisted", "adversarial_taboo", "password_game", "redteam", "debate",
+    "ta_tic_tac_toe", "othello",
+]  # fmt: skip
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("game", GAMES)
 def test_a_new_game_trains_evaluates_and_plays_in_the_arena(game, tmp_path, capsys):
+    assert main(["games", "--check", game]) == 0
+    assert f"{game}  " in capsys.readouterr().out
     run = tmp_path / "run"
     assert main([
         "train", "--config", "configs/tiny_kuhn_test.yaml", f"rollout.games={{{game}: 1.0}}",

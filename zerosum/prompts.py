@@ -74,7 +74,7 @@ class Prompting:
             instruction = CONSTRAINED_INSTRUCTION
         elif self.answer_mode == "reasoned":
             instruction = REASONED_INSTRUCTION
-        elif legal is None:
+        elif legal is None or not getattr(legal, "listed", True):  # no legal action to name
             instruction = FREE_TEXT_INSTRUCTION
         else:
             instruction = FREE_INSTRUCTION.format(example=legal[0])

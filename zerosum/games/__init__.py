@@ -1,7 +1,7 @@
 """The game registry: every game zerosum can play, by name, with where it comes from.
 
 Built-in games are OpenSpiel's (cards, boards), TextArena's (language games) and those written
-here (adversarial_taboo; the judged games password_game and debate). Other
+here (adversarial_taboo; the judged games password_game, redteam and debate). Other
 packages add games through the entry-point group `zerosum.games`: each entry point names a
 `Game` object, or a class or function that makes one, and its name must be the game's name, e.g. in
 a plugin's pyproject.toml
@@ -27,6 +27,7 @@ from zerosum.games.base import Capabilities, Game, GameState, IllegalActionError
 from zerosum.games.debate import Debate
 from zerosum.games.openspiel_games import SPECS, OpenSpielGame
 from zerosum.games.password import PasswordGame
+from zerosum.games.redteam import RedTeamGame
 from zerosum.games.taboo import AdversarialTaboo
 from zerosum.games.textarena_games import TEXTARENA_GAMES
 
@@ -83,6 +84,10 @@ def _registry() -> tuple[dict[str, Registered], dict[str, str]]:
     # Judged games, registered with their rule judges (offline, deterministic); a game with a
     # model or API judge is built with `zerosum.judges.judged_game`.
     games["password_game"] = Registered(PasswordGame, "built in")
+    games["redteam"] = Registered(RedTeamGame, "built in")
+    games["redteam_multiturn"] = Registered(
+        lambda: RedTeamGame(rounds=3, name="redteam_multiturn"), "built in"
+    )
     games["debate"] = Registered(Debate, "built in")
     broken: dict[str, str] = {}
     for ep in entry_points(group=ENTRY_POINT_GROUP):

@@ -100,11 +100,18 @@ class ActionList(list[str]):
     (alias -> canonical action; chess: `e2e4` -> `e4`, `Qh5` -> `Qh5+`). The parser
     (`games.parsing`) matches an answer against both and returns the canonical action; the
     list itself, what prompts show and constrained decoding allows, holds only canonical
-    actions, so it compares and copies as a plain list."""
+    actions, so it compares and copies as a plain list. `listed` is False where the game's view
+    does not list them (chess in ZeroSumEval's setting): prompts then name none of them."""
 
-    def __init__(self, actions: Iterable[str] = (), aliases: Mapping[str, str] | None = None):
+    def __init__(
+        self,
+        actions: Iterable[str] = (),
+        aliases: Mapping[str, str] | None = None,
+        listed: bool = True,
+    ):
         super().__init__(actions)
         self.aliases: dict[str, str] = dict(aliases or {})
+        self.listed = listed
 
 
 class IllegalActionError(ValueError):

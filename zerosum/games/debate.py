@@ -49,7 +49,7 @@ from zerosum.games.judging import (
     transcript_lines,
 )
 from zerosum.games.parsing import MAX_FREE_MOVE_CHARS
-from zerosum.games.password import normalized
+from zerosum.games.reveal import normalized
 
 SEAT_NAMES = ("Player 0", "Player 1")
 DEFAULT_ROUNDS = 2

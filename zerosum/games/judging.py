@@ -57,6 +57,9 @@ class Case:
     seat the game's own rule decides for, or None with `rule_note` saying why it cannot: it is
     what `RuleJudge` answers, and may use what the prompt does not show (debate's true
     answer), so only a rule judge reads it. `seed` is the episode's, for judges that sample.
+    `exchange` is what a sequence classifier reads, a text pair (the last request, the last
+    reply), and `flagged_winner` the seat that wins when the classifier flags it; both None
+    where a game gives a classifier nothing to read (a classifier judge then fails).
     """
 
     prompt: str
@@ -64,6 +67,8 @@ class Case:
     rule_winner: int | None
     rule_note: str = ""
     seed: int = 0
+    exchange: tuple[str, str] | None = None
+    flagged_winner: int | None = None
 
 
 class Judge(Protocol):

@@ -53,6 +53,10 @@ class TextSpec:
     # A final state -> what both seats see revealed at its end (poker: both cards at a
     # showdown, nothing after a fold); None: nothing is revealed.
     showdown: Callable[[pyspiel.State], str | None] | None = None
+    # Whether the view lists the legal actions at the mover's turn (False: ZeroSumEval's chess,
+    # where the model must find a legal move itself; the parser still checks it).
+    list_legal: bool = True
+    unlisted_turn: str = "The legal actions are not listed: choose one yourself."
 
 
 class OpenSpielState:
@@ -84,11 +88,11 @@ class OpenSpielState:
         ids = st.legal_actions()
         labels = [spec.label(st, a) for a in ids]
         if spec.aliases is None:
-            return ActionList(labels)
+            return ActionList(labels, listed=spec.list_legal)
         aliases = {
             alias: label for a, label in zip(ids, labels) for alias in spec.aliases(st, a, label)
         }
-        return ActionList(labels, aliases)
+        return ActionList(labels, aliases, listed=spec.list_legal)
 
     def apply_action(self, action: str) -> None:
         action_id = self.action_id(action)
@@ -145,7 +149,10 @@ class OpenSpielState:
                 f"The game is over: the limit of {limit} moves (plies) was reached, a draw."
             )
         elif not self.is_terminal() and self.current_seat() == seat:
-            lines.append(f"It is your turn. Legal actions: {bracket(self.legal_actions())}")
+            if spec.list_legal:
+                lines.append(f"It is your turn. Legal actions: {bracket(self.legal_actions())}")
+            else:
+                lines.append(f"It is your turn. {spec.unlisted_turn}")
         return "\n".join(lines)
 
     # -- helpers for fixed players and evaluation --------------------------------
@@ -454,17 +461,24 @@ def _chess_moves(moves: Sequence[tuple[int, str]]) -> str:
     )
 
 
-def chess_spec(max_plies: int = CHESS_MAX_PLIES) -> TextSpec:
-    """Chess with a draw after `max_plies` moves (plies, counting both sides' moves)."""
+def chess_spec(max_plies: int = CHESS_MAX_PLIES, list_moves: bool = True) -> TextSpec:
+    """Chess with a draw after `max_plies` moves (plies, counting both sides' moves). With
+    `list_moves=False` (ZeroSumEval's setting, registered as `chess_unlisted`) the view shows
+    the position and the moves so far but no list of legal moves: the model must find one."""
     if max_plies < 1:
         raise ValueError(f"chess max_plies must be an integer >= 1, got {max_plies!r}")
+    listing = "as listed" if list_moves else "(the legal moves are not listed; find one yourself)"
     return TextSpec(
-        name="chess",
+        name="chess" if list_moves else "chess_unlisted",
         openspiel_name="chess",
-        description=f"Chess (standard rules; a draw after {max_plies} plies).",
+        description=(
+            f"Chess (standard rules; a draw after {max_plies} plies"
+            + ("" if list_moves else "; no legal-move list, as in ZeroSumEval")
+            + ")."
+        ),
         rules=(
             "Rules: standard chess. Player 0 plays White and moves first; Player 1 plays "
-            "Black. Moves are written in standard algebraic notation (SAN), as listed: e4, "
+            f"Black. Moves are written in standard algebraic notation (SAN), {listing}: e4, "
             "Nf3, exd5, O-O (castling king-side), O-O-O, e8=Q (promotion), with + for check "
             "and # for mate; UCI such as e2e4 or e7e8q is also accepted. Checkmate wins (+1; "
             "the loser gets -1). Stalemate, threefold repetition, the fifty-move rule, "
@@ -478,9 +492,14 @@ def chess_spec(max_plies: int = CHESS_MAX_PLIES) -> TextSpec:
         seat_names=("White", "Black"),
         swap_players=True,  # OpenSpiel's chess: Black is player 0, White player 1
         format_moves=_chess_moves,
+        list_legal=list_moves,
+        unlisted_turn="Give a legal move in SAN or UCI (the legal moves are not listed).",
     )
 
 
 CHESS = chess_spec()
+CHESS_UNLISTED = chess_spec(list_moves=False)
 
-SPECS: Sequence[TextSpec] = (KUHN, LEDUC, LIARS_DICE, TIC_TAC_TOE, CONNECT_FOUR, CHESS)
+SPECS: Sequence[TextSpec] = (
+    KUHN, LEDUC, LIARS_DICE, TIC_TAC_TOE, CONNECT_FOUR, CHESS, CHESS_UNLISTED
+)  # fmt: skip

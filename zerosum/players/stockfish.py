@@ -23,7 +23,7 @@ from zerosum.games.base import GameState
 from zerosum.games.openspiel_games import OpenSpielState
 from zerosum.players.base import Move
 
-STOCKFISH_GAMES = ("chess",)
+STOCKFISH_GAMES = ("chess", "chess_unlisted")
 MAX_LEVEL = 20  # Stockfish's `Skill Level` option runs from 0 to 20 (full strength)
 MOVE_TIME_MS = 50
 DEBIAN_DIR = "/usr/games"
