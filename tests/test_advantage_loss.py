@@ -5,7 +5,13 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from zerosum.advantage import keep_nonzero, prompt_advantages, rae_advantages, repeated_fraction
+from zerosum.advantage import (
+    keep_nonzero,
+    prompt_advantages,
+    rae_advantages,
+    repeated_fraction,
+    role_normalized_advantages,
+)
 from zerosum.learner import OptimConfig, learning_rate
 from zerosum.loss import policy_loss, token_kl, truncated_importance_weights
 from zerosum.magnet import annealed_alpha
@@ -65,6 +71,31 @@ def test_prompt_baseline_sums_to_zero_per_repeated_prompt(turns):
         assert sum(adv[i] for i in idx) == pytest.approx(0.0, abs=1e-9)
         if len({returns[i] for i in idx}) == 1:
             assert all(adv[i] == pytest.approx(0.0, abs=1e-12) for i in idx)
+
+
+def test_role_normalized_hand_computed():
+    # seat 0: returns 1, -1 (mean 0, std 1); seat 1: 2, 0, 1 (mean 1, std sqrt(2/3)); the
+    # other game's one turn: its own mean, so 0.
+    roles = [("k", 0), ("k", 0), ("k", 1), ("k", 1), ("k", 1), ("t", 0)]
+    adv = role_normalized_advantages([1.0, -1.0, 2.0, 0.0, 1.0, 5.0], roles, eps=0.0)
+    s = math.sqrt(2 / 3)
+    assert adv == pytest.approx([1.0, -1.0, 1 / s, -1 / s, 0.0, 0.0])
+    with pytest.raises(ValueError, match="got 2 returns for 1 roles"):
+        role_normalized_advantages([1.0, 2.0], [("g", 0)])
+
+
+@given(st.lists(st.tuples(st.integers(0, 1), st.integers(-2, 2)), min_size=1, max_size=30))
+def test_role_normalized_per_role_mean_zero_and_unit_spread(turns):
+    """Within each role the advantages have mean 0 and, unless every return was alike (then
+    all 0), a population std of 1 (up to eps); roles never mix."""
+    roles, returns = [("g", seat) for seat, _ in turns], [float(r) for _, r in turns]
+    adv = role_normalized_advantages(returns, roles, eps=1e-9)
+    for role in set(roles):
+        xs = [a for a, r in zip(adv, roles) if r == role]
+        assert sum(xs) / len(xs) == pytest.approx(0.0, abs=1e-6)
+        spread = math.sqrt(sum(x * x for x in xs) / len(xs))
+        alike = len({ret for ret, r in zip(returns, roles) if r == role}) == 1
+        assert spread == pytest.approx(0.0 if alike else 1.0, abs=1e-6)
 
 
 def test_repeated_fraction_hand_computed():

@@ -136,6 +136,23 @@ def test_resume_without_checkpoint_is_a_clear_error(tmp_path, capsys):
     assert "--resume reads the run's own config.json; drop --config" in capsys.readouterr().err
 
 
+def test_the_role_baseline_standardises_each_seats_returns(tmp_path):
+    """`algo.baseline: role` (MARSHAL): each seat's advantages have mean 0 and a population
+    std of 1 in the step, so they average 0 and their mean size is at most 1. RAE's first
+    step (its baselines start at 0) passes the raw returns, all of size 1 or 2."""
+    means = {}
+    for baseline in ("role", "seat"):
+        out = tmp_path / baseline
+        overrides = [*FAST, "run.steps=1", f"run.out_dir={out}", f"algo.baseline={baseline}",
+                     "algo.drop_zero_advantage=false", "run.eval_every=0"]  # fmt: skip
+        train(load_config(RECIPE, overrides))
+        (row,) = read_metrics(out)
+        means[baseline] = (row["adv/mean"], row["adv/abs_mean"])
+    assert means["role"][0] == pytest.approx(0.0, abs=1e-6)
+    assert 0.5 < means["role"][1] <= 1.0 + 1e-6  # |z| averages at most the std, 1
+    assert means["seat"][1] > 1.0 + 1e-3  # some pot of 2 among the 12 games
+
+
 def nash_conv_run(config: Path, out: Path, overrides: list[str]) -> tuple[float, dict[int, float]]:
     """Train `config` with `overrides`; the initial model's NashConv and the run's by step."""
     from zerosum.assembly import build_model

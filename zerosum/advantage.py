@@ -11,6 +11,7 @@ the PPO loss, PPO on raw returns; with `reinforce`, plain REINFORCE), for ablati
 
 from __future__ import annotations
 
+import math
 from collections import Counter, defaultdict
 from collections.abc import Hashable, Mapping, Sequence
 
@@ -75,6 +76,33 @@ def prompt_advantages(
         float(r) - (totals[p] - float(r)) / (counts[p] - 1) if counts[p] > 1 else float(f)
         for r, p, f in zip(returns, prompts, fallback)
     ]
+
+
+def role_normalized_advantages(
+    returns: Sequence[float], roles: Sequence[RoleKey], eps: float = 1e-6
+) -> list[float]:
+    """MARSHAL's turn-level advantages with agent-specific normalisation (Yuan et al., arXiv
+    2510.15414): each turn's return to go, standardised among the batch's turns of the same
+    role (game, seat): `(G - mean_role) / (std_role + eps)`, the population std.
+
+    The return to go is summed before the normalisation, as MARSHAL does; zerosum's games pay
+    only at the end, so it is the seat's return for every turn of a game. Normalising per role
+    keeps one seat's larger or more variable returns (a first mover's, a judged attacker's)
+    from drowning the other's signal; a role whose turns all returned alike gets 0."""
+    if len(returns) != len(roles):
+        raise ValueError(f"got {len(returns)} returns for {len(roles)} roles")
+    grouped: dict[RoleKey, list[float]] = defaultdict(list)
+    for r, role in zip(returns, roles):
+        grouped[role].append(float(r))
+    stats = {}
+    for role, rs in grouped.items():
+        mean = sum(rs) / len(rs)
+        stats[role] = (mean, math.sqrt(sum((r - mean) ** 2 for r in rs) / len(rs)))
+    out = []
+    for r, role in zip(returns, roles):
+        mean, std = stats[role]
+        out.append((float(r) - mean) / (std + eps) if std > 0 else 0.0)
+    return out
 
 
 def repeated_fraction(prompts: Sequence[Hashable]) -> float:

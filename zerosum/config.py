@@ -65,7 +65,7 @@ __all__ = [
 ]
 
 Regularizer = Literal["none", "magnet"]
-Baseline = Literal["seat", "prompt"]
+Baseline = Literal["seat", "prompt", "role"]
 DistBackend = Literal["local", "ray"]
 DistMode = Literal["sync", "async"]
 PlacementMode = Literal["split", "colocated"]
@@ -207,7 +207,8 @@ class AlgoConfig:
         "seat",
         "seat: RAE's EMA per (game, seat); prompt: the mean return of the batch's other turns "
         "with the same prompt (leave-one-out), RAE's for a prompt seen once (small games, "
-        "where a prompt is an information set: docs: Training)",
+        "where a prompt is an information set: docs: Training); role: MARSHAL's turn-level "
+        "return standardised among the batch's turns of the same (game, seat)",
     )
     drop_zero_advantage: bool = _f(True, "drop samples whose advantage is zero")
     aggregation: Aggregation = _f(

@@ -22,7 +22,13 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from zerosum.advantage import keep_nonzero, prompt_advantages, rae_advantages, repeated_fraction
+from zerosum.advantage import (
+    keep_nonzero,
+    prompt_advantages,
+    rae_advantages,
+    repeated_fraction,
+    role_normalized_advantages,
+)
 from zerosum.assembly import Run, start_run
 from zerosum.config import TrainConfig
 from zerosum.config_checks import check_config
@@ -96,14 +102,17 @@ def train_step(run: Run, plan: StepPlan) -> dict[str, float]:
     run.keep_games(plan, turns, episodes, assigned)
 
     # 2. Role-conditioned advantages: return minus the EMA baseline of (game, seat), or
-    #    (`algo.baseline: prompt`) minus the mean return of the other turns at that prompt.
-    returns = [t.ret for t in turns]
+    #    (`algo.baseline: prompt`) minus the mean return of the other turns at that prompt,
+    #    or (`role`, MARSHAL) standardised among the batch's turns of the same (game, seat).
+    returns, roles = [t.ret for t in turns], [(t.game, t.seat) for t in turns]
     advantages, state.baselines = rae_advantages(
-        returns, [(t.game, t.seat) for t in turns], state.baselines, a.rae_decay, a.rae
+        returns, roles, state.baselines, a.rae_decay, a.rae
     )
     prompts = [tuple(t.prompt_ids) for t in turns]
     if a.baseline == "prompt":
         advantages = prompt_advantages(returns, prompts, advantages)
+    elif a.baseline == "role":
+        advantages = role_normalized_advantages(returns, roles)
     keep = keep_nonzero(advantages) if a.drop_zero_advantage else range(len(turns))
     # Async mode: the engine's log-probabilities go along, for truncated importance sampling.
     samples = to_samples(turns, advantages, keep, off_policy=cfg.distributed.mode == "async")
