@@ -27,6 +27,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "zerosum.tables",
             "zerosum.rundir",
             "zerosum.untrusted",
+            "zerosum.wandb_logger",
         ),
     ),  # fmt: skip
     ("games", ("zerosum.games", "zerosum.solvers")),

@@ -51,6 +51,7 @@ from zerosum.typed_config import (
     settings_help,
     yaml_problem,
 )
+from zerosum.wandb_logger import WandbConfig
 
 __all__ = [
     "ConfigError",
@@ -58,6 +59,7 @@ __all__ = [
     "OptimConfig",
     "TrainConfig",
     "VLLMConfig",
+    "WandbConfig",
     "config_from_dict",
     "config_help",
     "config_to_dict",
@@ -385,6 +387,7 @@ class TrainConfig:
     run: RunConfig = field(default_factory=RunConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
+    wandb: WandbConfig = field(default_factory=WandbConfig)
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
