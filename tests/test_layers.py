@@ -81,6 +81,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "zerosum.distributed.ray_backend",
             "zerosum.distributed.learner_group",
             "zerosum.cli",
+            "zerosum.export",
             "zerosum.reference",
         ),
     ),  # fmt: skip
