@@ -73,7 +73,9 @@ def build_model(cfg: TrainConfig):
 def build_tiny(cfg: TrainConfig, tokenizer):
     """The tiny random model of `cfg` (the same weights on every call)."""
     m = cfg.model
-    return tiny_model(tokenizer, m.tiny_hidden_size, m.tiny_layers, seed=cfg.run.seed)
+    return tiny_model(
+        tokenizer, m.tiny_hidden_size, m.tiny_layers, seed=cfg.run.seed, family=m.tiny_family
+    )
 
 
 def build_engine(cfg: TrainConfig, model, tokenizer) -> Engine:

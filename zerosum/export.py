@@ -237,7 +237,8 @@ def model_card(
         version = "unknown"
     if m["tiny"]:
         base = (
-            f"a tiny randomly initialised Llama ({m['tiny_hidden_size']} hidden, "
+            f"a tiny randomly initialised {m.get('tiny_family', 'smollm2')} model "
+            f"({m['tiny_hidden_size']} hidden, "
             f"{m['tiny_layers']} layers, built in code for tests)"
         )
     elif m["name"] == DEFAULT_MODEL:
