@@ -27,6 +27,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "zerosum.tables",
             "zerosum.rundir",
             "zerosum.untrusted",
+            "zerosum.wandb_logger",
         ),
     ),  # fmt: skip
     ("games", ("zerosum.games", "zerosum.solvers")),
@@ -81,6 +82,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "zerosum.distributed.ray_backend",
             "zerosum.distributed.learner_group",
             "zerosum.cli",
+            "zerosum.export",
             "zerosum.reference",
         ),
     ),  # fmt: skip

@@ -30,6 +30,7 @@ from zerosum.learner import Learner, LearnerSettings, build_optimizer
 from zerosum.magnet import Magnet
 from zerosum.models import load_model, load_tokenizer, resolve_device, tiny_model
 from zerosum.plan import StepPlan
+from zerosum.report import write_report
 from zerosum.rollout import Episode, RolloutSettings, Turn, game_records
 from zerosum.rundir import (
     CONFIG_NAME,
@@ -39,6 +40,7 @@ from zerosum.rundir import (
     latest_checkpoint,
     write_atomic,
 )
+from zerosum.wandb_logger import WandbLogger, require_wandb
 
 # A LoRA adapter on a tiny model names its base relative to itself: checkpoints/step-N/base,
 # the random base weights saved beside it (there is nothing to download).
@@ -71,7 +73,9 @@ def build_model(cfg: TrainConfig):
 def build_tiny(cfg: TrainConfig, tokenizer):
     """The tiny random model of `cfg` (the same weights on every call)."""
     m = cfg.model
-    return tiny_model(tokenizer, m.tiny_hidden_size, m.tiny_layers, seed=cfg.run.seed)
+    return tiny_model(
+        tokenizer, m.tiny_hidden_size, m.tiny_layers, seed=cfg.run.seed, family=m.tiny_family
+    )
 
 
 def build_engine(cfg: TrainConfig, model, tokenizer) -> Engine:
@@ -110,9 +114,11 @@ class Run:
     tiny_base: Any = None  # LoRA on a tiny model: the random base, saved with checkpoints
     pool: OpponentPool | None = None  # opponents.pool_size or opponents.fixed
     placement: Placement | None = None  # backend ray: the reserved resources (and Ray)
+    wandb: WandbLogger | None = None  # wandb.mode not disabled: also a sink of `log`
 
     def close(self) -> None:
-        """Stop the learner ranks and rollout workers, then release their resources."""
+        """Stop the learner ranks and rollout workers, then release their resources (a W&B
+        run still open here ended badly: it finishes as failed)."""
         try:
             if self.learner_group is not None:
                 self.learner_group.close()
@@ -120,6 +126,8 @@ class Run:
         finally:
             if self.placement is not None:
                 self.placement.close()
+            if self.wandb is not None:
+                self.wandb.abort()
 
     @property
     def sampling(self) -> SamplingParams:
@@ -181,6 +189,7 @@ def start_run(cfg: TrainConfig, run_dir: Path, resume: bool) -> Run:
     order is part of what a run reproduces)."""
     if cfg.distributed.backend == "ray":  # before anything slow: Ray may not be installed
         require_ray()
+    require_wandb(cfg.wandb.mode)
     candidates = resume_candidates(run_dir) if resume else []
     placement = None
     if cfg.distributed.backend == "ray":  # the resources first: the driver's GPU is Ray's choice
@@ -240,11 +249,17 @@ def _build_run(
     group = None
     if cfg.distributed.learner_ranks > 1:  # in the placement's bundles
         group = LearnerGroup(cfg, learner, tokenizer, cfg.distributed.learner_ranks, placement)
+    tracker = None
+    if cfg.wandb.mode != "disabled":  # last: nothing after it can fail and leave it open
+        tracker = WandbLogger(
+            cfg.wandb, run_dir, config_to_dict(cfg), resume, report=lambda: write_report(run_dir)
+        )
+        log.sinks.append(tracker)
     return Run(
         cfg=cfg, run_dir=run_dir, model=model, tokenizer=tokenizer, optimizer=optimizer,
         learner=learner, engine=engine, state=state, log=log, games=games,
         rollout_backend=backend, learner_group=group, tiny_base=tiny_base, pool=pool,
-        placement=placement,
+        placement=placement, wandb=tracker,
     )  # fmt: skip
 
 

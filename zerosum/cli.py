@@ -1,5 +1,5 @@
 """The `zerosum` command line: `games`, `match`, `play`, `eval`, `benchmark`, `train`,
-`arena` and `report`."""
+`arena`, `report` and `export`."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from zerosum.benchmark.suite import load_suite, packaged_suites
 from zerosum.config import config_help, load_config
 from zerosum.evaluation.run import check_writable, format_results, run_eval, write_results
 from zerosum.evaluation.settings import SEED_HELP, EvalSettings
+from zerosum.export import export_run
 from zerosum.games import broken_plugins, game_names, game_source, load_game
 from zerosum.games.conformance import check_game
 from zerosum.match import MAX_TURNS as MATCH_MAX_TURNS
@@ -304,6 +305,49 @@ def cmd_report(args: argparse.Namespace) -> None:
     print(f"report written to {path}")
 
 
+def cmd_export(args: argparse.Namespace) -> None:
+    done = export_run(
+        Path(args.run), Path(args.out), step=args.step, keep_adapter=args.keep_adapter,
+        license=args.license, evals=[Path(p) for p in args.eval or []],
+    )  # fmt: skip
+    kind = "a LoRA adapter" if done.adapter else "full weights"
+    print(f"exported step {done.step} of {args.run} to {done.out} ({kind}, {done.card['license']})")
+    print(
+        f"next: zerosum match --game {done.games[0]} --players model:{done.out} random --games 20"
+    )
+
+
+def _add_export(sub) -> None:
+    x = sub.add_parser(
+        "export", help="a run's checkpoint as a Hugging Face model directory with a model card"
+    )
+    x.add_argument("run", metavar="RUN", help="the training run directory")
+    x.add_argument("--out", required=True, metavar="DIR", help="a new (or empty) directory")
+    x.add_argument(
+        "--step", type=bounded(int, POSITIVE), help="the checkpoint of this step (default: latest)"
+    )
+    lora = x.add_mutually_exclusive_group()
+    lora.add_argument(
+        "--merge-lora", dest="keep_adapter", action="store_false",
+        help="a LoRA run: merge the adapter into the base weights (the default)",
+    )  # fmt: skip
+    lora.add_argument(
+        "--keep-adapter", dest="keep_adapter", action="store_true",
+        help="a LoRA run: export the PEFT adapter (and a base only this machine has)",
+    )  # fmt: skip
+    x.add_argument(
+        "--license", metavar="ID",
+        help="the card's license (a Hub license id); default: the base model's where zerosum "
+        "knows it, else other",
+    )  # fmt: skip
+    x.add_argument(
+        "--eval", action="append", metavar="FILE",
+        help="a `zerosum eval --out` results file for the card (repeatable; the run "
+        "directory's own *.json results are found without it)",
+    )  # fmt: skip
+    x.set_defaults(func=cmd_export, keep_adapter=False)
+
+
 def _add_match(sub) -> None:
     m = sub.add_parser("match", help="play N games between two players, both seat orders")
     m.add_argument("--game", required=True, help="game name (see `zerosum games`)")
@@ -451,6 +495,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="at most this many games in the replay browser (a run's latest, an arena's first)",
     )  # fmt: skip
     r.set_defaults(func=cmd_report)
+    _add_export(sub)
     return parser
 
 

@@ -33,7 +33,7 @@ from zerosum.games.parsing import Fallback
 from zerosum.league import OpponentsConfig
 from zerosum.learner import LearnerSettings, OptimConfig
 from zerosum.loss import TIS_CAP, Aggregation, LossKind
-from zerosum.models import DEVICE_NAME, Dtype
+from zerosum.models import DEVICE_NAME, Dtype, TinyFamily
 from zerosum.prompts import AnswerMode, PromptFormat, Prompting
 from zerosum.rollout import TRAIN_INVALID, InvalidMode, RolloutSettings
 from zerosum.typed_config import (
@@ -51,6 +51,7 @@ from zerosum.typed_config import (
     settings_help,
     yaml_problem,
 )
+from zerosum.wandb_logger import WandbConfig
 
 __all__ = [
     "ConfigError",
@@ -58,6 +59,7 @@ __all__ = [
     "OptimConfig",
     "TrainConfig",
     "VLLMConfig",
+    "WandbConfig",
     "config_from_dict",
     "config_help",
     "config_to_dict",
@@ -109,6 +111,11 @@ class ModelConfig:
     tiny: bool = _f(False, "replace the weights by a tiny randomly initialised model (tests)")
     tiny_hidden_size: int = _f(64, "hidden size of the tiny model", POSITIVE)
     tiny_layers: int = _f(2, "layers of the tiny model", POSITIVE)
+    tiny_family: TinyFamily = _f(
+        "smollm2",
+        "architecture of the tiny model, built from its transformers configuration class: "
+        "smollm2 (a Llama with tied embeddings), llama3, qwen3, gemma3",
+    )
 
 
 @dataclass
@@ -393,6 +400,7 @@ class TrainConfig:
     run: RunConfig = field(default_factory=RunConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
+    wandb: WandbConfig = field(default_factory=WandbConfig)
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:

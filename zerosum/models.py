@@ -34,6 +34,9 @@ if TYPE_CHECKING:  # torch and transformers are imported lazily: they cost ~7 s 
 
 Dtype = Literal["float32", "bfloat16"]
 DTYPES: tuple[str, ...] = get_args(Dtype)
+# The architectures `tiny_model` builds (each from its transformers configuration class).
+TinyFamily = Literal["smollm2", "llama3", "qwen3", "gemma3"]
+TINY_FAMILIES: tuple[str, ...] = get_args(TinyFamily)
 # The device names a config or command line may give (`resolve_device` checks it exists).
 DEVICE_NAME = re.compile(r"auto|cpu|cuda(:\d+)?")
 
@@ -393,27 +396,72 @@ def tiny_model(
     layers: int = 2,
     heads: int = 4,
     seed: int = 0,
+    family: TinyFamily = "smollm2",
 ) -> PreTrainedModel:
-    """Randomly initialised small Llama sharing the tokenizer's vocabulary, for fast tests of
-    code that needs a real causal LM; the same seed gives the same weights, and the global torch
-    RNG is left untouched."""
+    """Randomly initialised small causal LM of a model `family`'s architecture sharing the
+    tokenizer's vocabulary, for fast tests of code that needs a real causal LM (nothing is
+    downloaded); the same seed gives the same weights, and the global torch RNG is left
+    untouched."""
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
 
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=hidden_size,
-        intermediate_size=4 * hidden_size,
-        num_hidden_layers=layers,
-        num_attention_heads=heads,
-        num_key_value_heads=heads,
-        max_position_embeddings=2048,
-        tie_word_embeddings=True,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
+    check_choice("tiny model family", family, TINY_FAMILIES)
+    cls, config = _tiny_config(family, tokenizer, hidden_size, layers, heads)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = LlamaForCausalLM(config)
+        model = cls(config)
     return model.eval()
+
+
+def _tiny_config(family: str, tokenizer, hidden_size: int, layers: int, heads: int):
+    """(model class, config) of a tiny `family` model: each family's own configuration class
+    with what sets it apart kept (grouped-query attention, Llama 3's RoPE scaling, Qwen3's
+    query/key norms, Gemma 3's sliding-window layers and scaled embeddings, tied or untied
+    output embeddings), the sizes shrunk."""
+    common = dict(
+        vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=4 * hidden_size,
+        num_hidden_layers=layers, num_attention_heads=heads,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )  # fmt: skip
+    grouped = heads // 2 if heads % 2 == 0 else heads  # key/value heads: shared by two
+    if family == "smollm2":  # SmolLM2 is a Llama with tied embeddings and full attention heads
+        from transformers import LlamaConfig, LlamaForCausalLM
+
+        config = LlamaConfig(
+            **common, num_key_value_heads=heads, max_position_embeddings=2048,
+            tie_word_embeddings=True,
+        )  # fmt: skip
+        return LlamaForCausalLM, config
+    if family == "llama3":
+        from transformers import LlamaConfig, LlamaForCausalLM
+
+        rope = {
+            "rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0,
+            "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 8192,
+        }  # fmt: skip
+        config = LlamaConfig(
+            **common, num_key_value_heads=grouped, max_position_embeddings=131072,
+            rope_parameters=rope, tie_word_embeddings=False,
+        )  # fmt: skip
+        return LlamaForCausalLM, config
+    if family == "qwen3":
+        from transformers import Qwen3Config, Qwen3ForCausalLM
+
+        config = Qwen3Config(
+            **common, num_key_value_heads=grouped, head_dim=hidden_size // heads,
+            max_position_embeddings=2048, tie_word_embeddings=True,
+        )  # fmt: skip
+        return Qwen3ForCausalLM, config
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    head_dim = hidden_size // heads
+    config = Gemma3TextConfig(
+        **common, num_key_value_heads=grouped, head_dim=head_dim,
+        query_pre_attn_scalar=head_dim, max_position_embeddings=2048,
+        # a window short enough that a game's prompt crosses it; the last layer attends fully
+        sliding_window=32,
+        layer_types=["sliding_attention"] * (layers - 1) + ["full_attention"],
+        tie_word_embeddings=True,
+    )  # fmt: skip
+    return Gemma3ForCausalLM, config

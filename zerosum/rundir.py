@@ -22,13 +22,19 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
 
 LOCK_NAME = ".lock"
-# The run directory's files: its config, a line of metrics per step, the kept games.
+# The run directory's files: its config, a line of metrics per step, the kept games, the id of
+# the W&B run it logs to (`wandb_logger`).
 CONFIG_NAME, METRICS_NAME, GAMES_NAME = "config.json", "metrics.jsonl", "games.jsonl"
+WANDB_ID_NAME = "wandb-id"
 STEP_NAME = re.compile(r"step-\d{6,}")  # a checkpoint directory in RUN/checkpoints
 # What a run writes; `--overwrite` removes exactly these, never unrelated files in out_dir.
-RUN_ENTRIES = (CONFIG_NAME, METRICS_NAME, GAMES_NAME, "checkpoints", "tensorboard", "report.html")
+RUN_ENTRIES = (
+    CONFIG_NAME, METRICS_NAME, GAMES_NAME, WANDB_ID_NAME, "checkpoints", "tensorboard",
+    "report.html",
+)  # fmt: skip
 # Temporary names of killed writers: in RUN (config.json, probes) and in RUN/checkpoints.
 STALE_IN_RUN = (".*.tmp-*", ".write-probe-*")
 STALE_IN_CHECKPOINTS = (".tmp-step-*", ".latest-*")
@@ -225,11 +231,25 @@ def _keep_steps_to(path: Path, last_step: int, what: str) -> None:
         write_atomic(path, "".join(kept))
 
 
-class MetricsLog:
-    """A line of namespaced metrics per step in RUN/metrics.jsonl (and TensorBoard)."""
+class MetricsSink(Protocol):
+    """Another logger of a run's metrics (W&B: `wandb_logger.WandbLogger`)."""
 
-    def __init__(self, run_dir: Path, tensorboard: bool, resume_step: int):
+    def log(self, step: int, metrics: dict[str, float]) -> None: ...
+
+    def close(self) -> None:
+        """The run ended well (not called when it fails)."""
+        ...
+
+
+class MetricsLog:
+    """A line of namespaced metrics per step in RUN/metrics.jsonl (and TensorBoard, and each
+    of `sinks`)."""
+
+    def __init__(
+        self, run_dir: Path, tensorboard: bool, resume_step: int, sinks: Sequence[MetricsSink] = ()
+    ):
         self.path = run_dir / METRICS_NAME
+        self.sinks = list(sinks)
         _keep_steps_to(self.path, resume_step, "metrics record")  # a damaged log fails here
         self.writer = None
         if tensorboard:
@@ -243,10 +263,14 @@ class MetricsLog:
             for key, value in metrics.items():
                 self.writer.add_scalar(key, value, step)
             self.writer.flush()
+        for sink in self.sinks:
+            sink.log(step, metrics)
 
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+        for sink in self.sinks:
+            sink.close()
 
 
 def kept_step(step: int, steps: int, n_steps: int) -> bool:
