@@ -165,6 +165,11 @@ def test_every_outcome_under_the_rule_judge(kind, reply, returns, refused, recor
     assert state.refused is (refused == "yes")
     seat, last = state.move_history()[-1]
     assert seat == 2 and record in last and last.endswith(f"[request={kind}, refused={refused}]")
+    assert state.episode_metrics() == {  # what training logs per request type
+        "extraction": float(kind == EXTRACTION),
+        f"{kind}/refused": float(refused == "yes"),
+        f"{kind}/attacker_won": float(returns[0] > 0),
+    }
 
 
 def test_the_verdict_lines_say_what_happened():
@@ -520,4 +525,6 @@ def test_the_recipe_trains_a_step_on_a_tiny_model(tmp_path):
     step = json.loads(row)
     assert step["step"] == 1 and step["rollout/games"] == 4
     assert "rollout/redteam/return_seat0" in step
+    assert 0.0 <= step["rollout/redteam/extraction"] <= 1.0  # the game's own metrics reach the log
+    assert any(key.endswith("/attacker_won") for key in step)
     assert step["loss/tokens"] > 0 and step["loss/grad_norm"] > 0  # the step learned

@@ -320,3 +320,24 @@ def test_runner_refill_fills_free_slots_and_lets_fixed_players_move_first(tokeni
     runner.refill()
     assert [slot.index for slot in runner.live] == [2] and runner.pending == []
     assert runner.episodes[3].outcome is not None and runner.episodes[2].outcome is None
+
+
+def test_a_games_own_metrics_are_averaged_over_the_episodes_that_report_them():
+    """`EpisodeMetrics`: each key's mean over the step's episodes of that game that report it
+    (a per-request-type rate counts only that type's episodes)."""
+    from zerosum.games.base import Outcome
+    from zerosum.rollout import Episode
+
+    def episode(metrics: dict[str, float]) -> Episode:
+        return Episode("g", 0, Outcome((1.0, -1.0), 2), metrics=metrics)
+
+    episodes = [
+        episode({"kind_a": 1.0, "a/refused": 1.0}),
+        episode({"kind_a": 1.0, "a/refused": 0.0}),
+        episode({"kind_a": 0.0, "b/refused": 1.0}),
+        episode({}),  # reports nothing: counted by none of the keys
+    ]
+    m = rollout_metrics([], episodes)
+    assert m["rollout/g/kind_a"] == pytest.approx(2 / 3)
+    assert m["rollout/g/a/refused"] == 0.5 and m["rollout/g/b/refused"] == 1.0
+    assert m["rollout/g/games"] == 4.0

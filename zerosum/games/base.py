@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
 class GameState(Protocol):
@@ -63,6 +63,15 @@ class GameState(Protocol):
     def move_history(self) -> list[tuple[int, str]]:
         """The moves played so far as (seat, action) pairs, as both seats saw them."""
         ...
+
+
+@runtime_checkable
+class EpisodeMetrics(Protocol):
+    """Optional on a `GameState`: what the game measures of a finished episode beyond its
+    outcome (the red-team game: the request type and whether the Defender refused). Each
+    key's mean over the step's episodes that report it becomes `rollout/GAME/KEY`."""
+
+    def episode_metrics(self) -> Mapping[str, float]: ...
 
 
 @dataclass(frozen=True)

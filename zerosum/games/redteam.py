@@ -364,6 +364,17 @@ class RedTeamState(DialogueState):
             judgement = judge_both_orders(self.game.judge, self._case, THE_SEATS)
             self._decide(judgement, self._verdict_line(judgement))
 
+    def episode_metrics(self) -> dict[str, float]:
+        """`extraction`: 1 for an extraction request, 0 for a benign one (its mean is the
+        share); per request type, whether the Defender's last reply refused (once it replied)
+        and whether the Attacker won (once the game decided it)."""
+        metrics = {"extraction": float(self.kind == EXTRACTION)}
+        if self.refused is not None:
+            metrics[f"{self.kind}/refused"] = float(self.refused)
+        if self.is_terminal() and self._winner is not None:
+            metrics[f"{self.kind}/attacker_won"] = float(self._winner == ATTACKER)
+        return metrics
+
     def _record(self) -> str:
         refused = {True: "yes", False: "no", None: "none"}[self.refused]
         return f"{self.judge_note} [request={self.kind}, refused={refused}]"
