@@ -173,16 +173,21 @@ class RolloutConfig:
     include_rules: bool = _f(Prompting.include_rules, "put the game's rules into every prompt")
     prompt_format: PromptFormat = _f(
         Prompting.prompt_format,
-        "chat: the model's chat template; plain: the view then 'Answer:' (base models)",
+        "chat: the model's chat template; plain: the view, then 'Answer:' (base models); spiral: the SPIRAL paper's prompt for base models (a ChatML user turn as text)",
+    )
+    enable_thinking: bool | None = _f(
+        Prompting.enable_thinking,
+        "chat format: the chat template's thinking switch (Qwen3's enable_thinking; false: the template's empty thinking block opens the reply); null: the template's default. A thinking block is never searched for the move nor shown to the other seat",
     )
 
     @property
     def prompting(self) -> Prompting:
         """How the model is asked for its moves and how its answers are read: the section's
-        four prompting fields, flat in the config file."""
+        five prompting fields, flat in the config file."""
         return Prompting(
             answer_mode=self.answer_mode, prompt_format=self.prompt_format,
             include_rules=self.include_rules, parser_fallback=self.parser_fallback,
+            enable_thinking=self.enable_thinking,
         )  # fmt: skip
 
 

@@ -74,7 +74,8 @@ class LocalPlayerConfig:
         "free: reason then \\boxed{move}; constrained: the reply is only a legal move; "
         "reasoned: reason in words (max_new_tokens), then a legal move decoded after a cue",
     )
-    prompt_format: PromptFormat = fld(Prompting.prompt_format, "chat template or plain 'Answer:'")
+    prompt_format: PromptFormat = fld(Prompting.prompt_format, "chat: the model's chat template; plain: the view, then 'Answer:' (base models); spiral: the SPIRAL paper's prompt for base models (a ChatML user turn as text)")
+    enable_thinking: bool | None = fld(Prompting.enable_thinking, "chat format: the chat template's thinking switch (Qwen3's enable_thinking; false: the template's empty thinking block opens the reply); null: the template's default. A thinking block is never searched for the move nor shown to the other seat")
     include_rules: bool = fld(Prompting.include_rules, "put the game's rules into every prompt")
     parser_fallback: Fallback = fld(
         Prompting.parser_fallback, "without \\boxed{}: what else counts as the answer"
@@ -90,6 +91,7 @@ class LocalPlayerConfig:
         return Prompting(
             answer_mode=self.answer_mode, prompt_format=self.prompt_format,
             include_rules=self.include_rules, parser_fallback=self.parser_fallback,
+            enable_thinking=self.enable_thinking,
         )  # fmt: skip
 
 

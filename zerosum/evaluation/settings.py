@@ -69,9 +69,8 @@ class EvalSettings:
     include_rules: bool = fld(
         Prompting.include_rules, "leave the rules out of prompts", flag="--no-rules"
     )
-    prompt_format: PromptFormat = fld(
-        Prompting.prompt_format, "chat: the model's chat template; plain: the view, then 'Answer:'"
-    )
+    prompt_format: PromptFormat = fld(Prompting.prompt_format, "chat: the model's chat template; plain: the view, then 'Answer:' (base models); spiral: the SPIRAL paper's prompt for base models (a ChatML user turn as text)")
+    enable_thinking: bool | None = fld(Prompting.enable_thinking, "chat format: the chat template's thinking switch (Qwen3's enable_thinking; false: the template's empty thinking block opens the reply); null: the template's default. A thinking block is never searched for the move nor shown to the other seat")
     max_turns: int = fld(RolloutSettings.max_turns, "longer games are draws", POSITIVE)
     exploit_k: int = fld(
         8,
@@ -88,9 +87,10 @@ class EvalSettings:
 
     @property
     def prompting(self) -> Prompting:
-        """How the model (and `model:PATH` opponents) are asked and read; its four settings
+        """How the model (and `model:PATH` opponents) are asked and read; its five settings
         stay flat fields here, as they are flags and keys of the results' settings."""
         return Prompting(
             answer_mode=self.answer_mode, prompt_format=self.prompt_format,
             include_rules=self.include_rules, parser_fallback=self.parser_fallback,
+            enable_thinking=self.enable_thinking,
         )  # fmt: skip
