@@ -34,7 +34,13 @@ from zerosum.league import OpponentsConfig
 from zerosum.learner import LearnerSettings, OptimConfig
 from zerosum.loss import TIS_CAP, Aggregation, LossKind
 from zerosum.models import DEVICE_NAME, Dtype
-from zerosum.prompts import AnswerMode, PromptFormat, Prompting
+from zerosum.prompts import (
+    ENABLE_THINKING_HELP,
+    PROMPT_FORMAT_HELP,
+    AnswerMode,
+    PromptFormat,
+    Prompting,
+)
 from zerosum.rollout import TRAIN_INVALID, InvalidMode, RolloutSettings
 from zerosum.typed_config import (
     NON_NEGATIVE,
@@ -173,11 +179,11 @@ class RolloutConfig:
     include_rules: bool = _f(Prompting.include_rules, "put the game's rules into every prompt")
     prompt_format: PromptFormat = _f(
         Prompting.prompt_format,
-        "chat: the model's chat template; plain: the view, then 'Answer:' (base models); spiral: the SPIRAL paper's prompt for base models (a ChatML user turn as text)",
+        PROMPT_FORMAT_HELP,
     )
     enable_thinking: bool | None = _f(
         Prompting.enable_thinking,
-        "chat format: the chat template's thinking switch (Qwen3's enable_thinking; false: the template's empty thinking block opens the reply); null: the template's default. A thinking block is never searched for the move nor shown to the other seat",
+        ENABLE_THINKING_HELP,
     )
 
     @property

@@ -57,10 +57,22 @@ RETRY_INSTRUCTION = "Answer with one legal action in \\boxed{}."
 # The SPIRAL paper's prompt for base models (its `qwen3` template): the game framing and
 # instruction around the observation, in a ChatML user turn written as text, so that a base
 # model without a chat template is asked as the paper asked Qwen3-4B-Base.
-SPIRAL_INTRO = "You are playing a two-player zero-sum game. Make valid actions to win.\nObservation: "
+SPIRAL_INTRO = (
+    "You are playing a two-player zero-sum game. Make valid actions to win.\nObservation: "
+)
 SPIRAL_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 SPIRAL_HEAD = "<|im_start|>user\n"
 SPIRAL_TAIL = "<|im_end|>\n<|im_start|>assistant\n"
+# The help texts of every config section with the prompting fields.
+PROMPT_FORMAT_HELP = (
+    "chat: the model's chat template; plain: the view, then 'Answer:' (base models); spiral: "
+    "the SPIRAL paper's prompt for base models (its framing in a ChatML user turn, as text)"
+)
+ENABLE_THINKING_HELP = (
+    "chat format: the chat template's thinking switch (Qwen3's enable_thinking; false: the "
+    "template's empty thinking block opens the reply); null: the template's default. A "
+    "thinking block is never searched for the move nor shown to the other seat"
+)
 UNFINISHED_THINKING = "unfinished thinking block (no move after it)"
 
 

@@ -26,7 +26,13 @@ from zerosum.models import Dtype
 from zerosum.players import make_player, unsupported
 from zerosum.players.api import ApiPlayerConfig
 from zerosum.players.model import EVAL_PARAMS
-from zerosum.prompts import AnswerMode, PromptFormat, Prompting
+from zerosum.prompts import (
+    ENABLE_THINKING_HELP,
+    PROMPT_FORMAT_HELP,
+    AnswerMode,
+    PromptFormat,
+    Prompting,
+)
 from zerosum.rollout import RolloutSettings
 from zerosum.typed_config import (
     NON_NEGATIVE,
@@ -74,8 +80,8 @@ class LocalPlayerConfig:
         "free: reason then \\boxed{move}; constrained: the reply is only a legal move; "
         "reasoned: reason in words (max_new_tokens), then a legal move decoded after a cue",
     )
-    prompt_format: PromptFormat = fld(Prompting.prompt_format, "chat: the model's chat template; plain: the view, then 'Answer:' (base models); spiral: the SPIRAL paper's prompt for base models (a ChatML user turn as text)")
-    enable_thinking: bool | None = fld(Prompting.enable_thinking, "chat format: the chat template's thinking switch (Qwen3's enable_thinking; false: the template's empty thinking block opens the reply); null: the template's default. A thinking block is never searched for the move nor shown to the other seat")
+    prompt_format: PromptFormat = fld(Prompting.prompt_format, PROMPT_FORMAT_HELP)
+    enable_thinking: bool | None = fld(Prompting.enable_thinking, ENABLE_THINKING_HELP)
     include_rules: bool = fld(Prompting.include_rules, "put the game's rules into every prompt")
     parser_fallback: Fallback = fld(
         Prompting.parser_fallback, "without \\boxed{}: what else counts as the answer"

@@ -14,7 +14,13 @@ from zerosum.engines.base import TEMPERATURE, EngineName
 from zerosum.games.parsing import Fallback
 from zerosum.players import PLAYER_SPECS
 from zerosum.players.model import EVAL_PARAMS
-from zerosum.prompts import AnswerMode, PromptFormat, Prompting
+from zerosum.prompts import (
+    ENABLE_THINKING_HELP,
+    PROMPT_FORMAT_HELP,
+    AnswerMode,
+    PromptFormat,
+    Prompting,
+)
 from zerosum.rollout import RolloutSettings
 from zerosum.typed_config import POSITIVE, PROBABILITY, SEED, fld
 
@@ -69,8 +75,8 @@ class EvalSettings:
     include_rules: bool = fld(
         Prompting.include_rules, "leave the rules out of prompts", flag="--no-rules"
     )
-    prompt_format: PromptFormat = fld(Prompting.prompt_format, "chat: the model's chat template; plain: the view, then 'Answer:' (base models); spiral: the SPIRAL paper's prompt for base models (a ChatML user turn as text)")
-    enable_thinking: bool | None = fld(Prompting.enable_thinking, "chat format: the chat template's thinking switch (Qwen3's enable_thinking; false: the template's empty thinking block opens the reply); null: the template's default. A thinking block is never searched for the move nor shown to the other seat")
+    prompt_format: PromptFormat = fld(Prompting.prompt_format, PROMPT_FORMAT_HELP)
+    enable_thinking: bool | None = fld(Prompting.enable_thinking, ENABLE_THINKING_HELP)
     max_turns: int = fld(RolloutSettings.max_turns, "longer games are draws", POSITIVE)
     exploit_k: int = fld(
         8,
