@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from zerosum.cli import build_parser
 from zerosum.config import load_config
 from zerosum.engines.base import SamplingParams
 from zerosum.engines.hf import HFEngine
@@ -193,6 +194,18 @@ def test_enable_thinking_is_a_rollout_option(tmp_path):
     assert load_config(str(path)).rollout.prompting.enable_thinking is False
     assert load_config(None, ["rollout.enable_thinking=true"]).rollout.prompting.enable_thinking
     assert load_config(None, []).rollout.prompting.enable_thinking is None
+
+
+def test_enable_thinking_is_an_eval_flag(capsys):
+    def flag(*argv):
+        return build_parser().parse_args(["eval", "--model", "m", *argv]).enable_thinking
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["eval", "--model", "m", "--enable-thinking", "yes"])
+    assert "'yes' is invalid; allowed: true, false, null" in capsys.readouterr().err
+    assert (flag(), flag("--enable-thinking", "False"), flag("--enable-thinking", "true")) == (
+        None, False, True,
+    )  # fmt: skip
 
 
 # -- reading answers ---------------------------------------------------------------------
