@@ -196,6 +196,16 @@ def test_enable_thinking_is_a_rollout_option(tmp_path):
     assert load_config(None, []).rollout.prompting.enable_thinking is None
 
 
+def test_enable_thinking_is_an_arena_player_setting_that_keeps_old_identities():
+    from zerosum.arena.config import LocalPlayerConfig
+
+    player = LocalPlayerConfig(name="q", model="m")
+    assert "enable_thinking" not in player.identity()  # as registered before the setting
+    thinking = LocalPlayerConfig(name="q", model="m", enable_thinking=False)
+    assert thinking.identity()["enable_thinking"] is False
+    assert thinking.prompting.enable_thinking is False
+
+
 def test_enable_thinking_is_an_eval_flag(capsys):
     def flag(*argv):
         return build_parser().parse_args(["eval", "--model", "m", *argv]).enable_thinking

@@ -62,6 +62,9 @@ class BotPlayerConfig:
         return {"kind": self.kind, "spec": self.spec}
 
 
+LATER_FIELDS = ("enable_thinking",)  # see `LocalPlayerConfig.identity`
+
+
 @dataclass(frozen=True)
 class LocalPlayerConfig:
     name: str = fld(dataclasses.MISSING, "player name in tables and the database")
@@ -89,7 +92,13 @@ class LocalPlayerConfig:
     max_batch: int = fld(16, "turns of concurrent games decoded in one batch", POSITIVE)
 
     def identity(self) -> dict:
-        return {k: v for k, v in dataclasses.asdict(self).items() if k not in ("name", "max_batch")}
+        # A setting added later is left out at its default, which plays as players did before
+        # it: an arena's registered players keep their identity.
+        return {
+            k: v
+            for k, v in dataclasses.asdict(self).items()
+            if k not in ("name", "max_batch") and not (k in LATER_FIELDS and v is None)
+        }
 
     @property
     def prompting(self) -> Prompting:
