@@ -61,7 +61,7 @@ $(VLLM_STAMP): pyproject.toml
 
 test-vllm: $(VLLM_STAMP)
 	$(VLLM_VENV)/bin/python -m pytest -q -m "slow or not slow" tests/test_vllm_engine.py tests/test_arena_api.py \
-		tests/test_vllm_ray.py
+		tests/test_vllm_ray.py tests/test_thinking_vllm.py
 
 # The documentation site (MkDocs with Material) into build/site; warnings are errors. Then the
 # docs tests, whose checks of the built site (links, offline search) skip without the extra.

@@ -59,7 +59,7 @@ def test_the_check_fails_where_text_is_tokenized_with_its_template(tokenizer, mo
     whole rendered chat)."""
     import zerosum.prompts as prompts
 
-    def rendered_then_encoded(tok, content):
+    def rendered_then_encoded(tok, content, enable_thinking=None):
         text = tok.apply_chat_template(
             [{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True
         )

@@ -69,6 +69,14 @@ def comma_list(text: str) -> list[str]:
     return [item for item in text.split(",") if item]
 
 
+def optional_bool(text: str) -> bool | None:
+    """An argparse type: true, false or null (any case)."""
+    value = {"true": True, "false": False, "null": None}.get(text.lower(), text)
+    if isinstance(value, str):
+        raise argparse.ArgumentTypeError(f"{text!r} is invalid; allowed: true, false, null")
+    return value
+
+
 def add_settings(parser: argparse.ArgumentParser, cls: type) -> None:
     """One flag per field of the settings dataclass `cls`: its help, default, choices (a
     Literal) and bound (a number) are the field's own; a list is comma-separated; a bool
@@ -87,6 +95,8 @@ def add_settings(parser: argparse.ArgumentParser, cls: type) -> None:
         if hint is bool:
             kw.pop("default")
             kw["action"] = "store_false" if f.default else "store_true"
+        elif bool in args:  # bool | None: a switch whose default is "leave it to the model"
+            kw["type"] = optional_bool
         elif typing.get_origin(hint) is typing.Literal:
             kw["choices"] = args
         elif typing.get_origin(hint) is list:

@@ -34,7 +34,13 @@ from zerosum.league import OpponentsConfig
 from zerosum.learner import LearnerSettings, OptimConfig
 from zerosum.loss import TIS_CAP, Aggregation, LossKind
 from zerosum.models import DEVICE_NAME, Dtype, TinyFamily
-from zerosum.prompts import AnswerMode, PromptFormat, Prompting
+from zerosum.prompts import (
+    ENABLE_THINKING_HELP,
+    PROMPT_FORMAT_HELP,
+    AnswerMode,
+    PromptFormat,
+    Prompting,
+)
 from zerosum.rollout import TRAIN_INVALID, InvalidMode, RolloutSettings
 from zerosum.typed_config import (
     NON_NEGATIVE,
@@ -180,16 +186,21 @@ class RolloutConfig:
     include_rules: bool = _f(Prompting.include_rules, "put the game's rules into every prompt")
     prompt_format: PromptFormat = _f(
         Prompting.prompt_format,
-        "chat: the model's chat template; plain: the view then 'Answer:' (base models)",
+        PROMPT_FORMAT_HELP,
+    )
+    enable_thinking: bool | None = _f(
+        Prompting.enable_thinking,
+        ENABLE_THINKING_HELP,
     )
 
     @property
     def prompting(self) -> Prompting:
         """How the model is asked for its moves and how its answers are read: the section's
-        four prompting fields, flat in the config file."""
+        five prompting fields, flat in the config file."""
         return Prompting(
             answer_mode=self.answer_mode, prompt_format=self.prompt_format,
             include_rules=self.include_rules, parser_fallback=self.parser_fallback,
+            enable_thinking=self.enable_thinking,
         )  # fmt: skip
 
 

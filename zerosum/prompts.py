@@ -2,9 +2,11 @@
 
 A prompt is the seat's view of the game (`GameState.observation`), the answer instruction of
 the answer mode and, on a retry, why the last answer was invalid; wrapped in the model's chat
-template (`chat`) or followed by "Answer:" (`plain`, for base models and tiny test models).
+template (`chat`, its thinking switch `enable_thinking` passed where set), followed by
+"Answer:" (`plain`, for base models and tiny test models), or in the SPIRAL paper's prompt for
+base models (`spiral`: its game framing and instruction in a ChatML user turn written as text).
 API players send the same text as one user message. The answer is untrusted text: in `free`
-mode the parser takes the last \\boxed{} (or its fallback), in `constrained` mode the engine
+mode the parser takes the last \\boxed{} (or its fallback) outside the thinking block, in `constrained` mode the engine
 decoded only legal actions and the answer is one of them unless it was cut short, and in
 `reasoned` mode the model reasons in words first, then the move is decoded under the
 constraint after a fixed cue (`reason_then_choose`): no format forfeits, and the move's
@@ -23,12 +25,20 @@ from typing import Literal, get_args
 
 from zerosum.engines.base import Generation
 from zerosum.games.base import GameState
-from zerosum.games.parsing import FALLBACKS, Fallback, match_action, parse_action
+from zerosum.games.parsing import (
+    FALLBACKS,
+    THINK_CLOSE,
+    THINK_OPEN,
+    Fallback,
+    match_action,
+    parse_action,
+    split_thinking,
+)
 from zerosum.untrusted import control_ids, control_strings, encode_text
 
 AnswerMode = Literal["free", "constrained", "reasoned"]
 ANSWER_MODES: tuple[str, ...] = get_args(AnswerMode)
-PromptFormat = Literal["chat", "plain"]
+PromptFormat = Literal["chat", "plain", "spiral"]
 PROMPT_FORMATS: tuple[str, ...] = get_args(PromptFormat)
 
 FREE_INSTRUCTION = "Think step by step, then give your final move in \\boxed{{}}, for example \\boxed{{{example}}}."
@@ -44,6 +54,26 @@ REASONED_CUE = "\nMy move: "
 # generator may take `reasoning=True`: the batch is a reasoned answer's reasoning.
 GenerateBatch = Callable[..., list[Generation]]
 RETRY_INSTRUCTION = "Answer with one legal action in \\boxed{}."
+# The SPIRAL paper's prompt for base models (its `qwen3` template): the game framing and
+# instruction around the observation, in a ChatML user turn written as text, so that a base
+# model without a chat template is asked as the paper asked Qwen3-4B-Base.
+SPIRAL_INTRO = (
+    "You are playing a two-player zero-sum game. Make valid actions to win.\nObservation: "
+)
+SPIRAL_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
+SPIRAL_HEAD = "<|im_start|>user\n"
+SPIRAL_TAIL = "<|im_end|>\n<|im_start|>assistant\n"
+# The help texts of every config section with the prompting fields.
+PROMPT_FORMAT_HELP = (
+    "chat: the model's chat template; plain: the view, then 'Answer:' (base models); spiral: "
+    "the SPIRAL paper's prompt for base models (its framing in a ChatML user turn, as text)"
+)
+ENABLE_THINKING_HELP = (
+    "chat format: the chat template's thinking switch (Qwen3's enable_thinking; false: the "
+    "template's empty thinking block opens the reply); null: the template's default. A "
+    "thinking block is never searched for the move nor shown to the other seat"
+)
+UNFINISHED_THINKING = "unfinished thinking block (no move after it)"
 
 
 @dataclass(frozen=True)
@@ -54,6 +84,8 @@ class Prompting:
     prompt_format: PromptFormat = "chat"
     include_rules: bool = True
     parser_fallback: Fallback = "last_bracket"
+    # The chat template's thinking switch (Qwen3's): None leaves the template's default.
+    enable_thinking: bool | None = None
 
     def __post_init__(self) -> None:
         for name, value, valid in (
@@ -63,6 +95,15 @@ class Prompting:
         ):
             if value not in valid:
                 raise ValueError(f"{name} = {value!r} is invalid; allowed: {', '.join(valid)}")
+        if self.enable_thinking not in (None, True, False):
+            raise ValueError(
+                f"enable_thinking = {self.enable_thinking!r} is invalid; allowed: null, true, false"
+            )
+        if self.enable_thinking is not None and self.prompt_format != "chat":
+            raise ValueError(
+                f"enable_thinking = {self.enable_thinking!r} needs prompt_format chat (a chat "
+                f"template's switch), not {self.prompt_format!r}; allowed with it: null"
+            )
 
     def content(self, state: GameState, seat: int, feedback: str | None = None) -> str:
         """The text of the seat's user message: its view (the rules left out where
@@ -70,15 +111,19 @@ class Prompting:
         on a retry, `feedback` on why the last answer was invalid. API players send it as it
         is; model players get it as `prompt`'s token ids."""
         legal = state.legal_actions()
+        spiral = self.prompt_format == "spiral"
         if self.answer_mode == "constrained":
             instruction = CONSTRAINED_INSTRUCTION
         elif self.answer_mode == "reasoned":
             instruction = REASONED_INSTRUCTION
+        elif spiral:
+            instruction = SPIRAL_INSTRUCTION
         elif legal is None or not getattr(legal, "listed", True):  # no legal action to name
             instruction = FREE_TEXT_INSTRUCTION
         else:
             instruction = FREE_INSTRUCTION.format(example=legal[0])
-        content = f"{state.observation(seat, self.include_rules)}\n\n{instruction}"
+        view = state.observation(seat, self.include_rules)
+        content = f"{SPIRAL_INTRO}{view}\n{instruction}" if spiral else f"{view}\n\n{instruction}"
         return f"{content}\n{feedback}" if feedback else content
 
     def prompt(
@@ -86,7 +131,11 @@ class Prompting:
     ) -> list[int]:
         """The seat's prompt as token ids: `content` wrapped in the model's chat template or,
         `plain`, followed by "Answer:" (base models without a template, tiny test models)."""
-        return encode_prompt(tokenizer, self.content(state, seat, feedback), self.prompt_format)
+        return self.encode(tokenizer, self.content(state, seat, feedback))
+
+    def encode(self, tokenizer, content: str) -> list[int]:
+        """A user message `content` as prompt token ids in this prompt format (`encode_prompt`)."""
+        return encode_prompt(tokenizer, content, self.prompt_format, self.enable_thinking)
 
     @property
     def decodes_legal_actions(self) -> bool:
@@ -123,24 +172,44 @@ class Prompting:
         return generate(prompts, choices, seeds)
 
 
-def encode_prompt(tokenizer, content: str, prompt_format: PromptFormat) -> list[int]:
+def encode_prompt(
+    tokenizer, content: str, prompt_format: PromptFormat, enable_thinking: bool | None = None
+) -> list[int]:
     """The token ids of a user message `content` in `prompt_format` (`Prompting.prompt`; judges
     and the control-token check encode their own text). The message is untrusted (it quotes
-    the other seat's moves): no control token arises from it (`untrusted.encode_text`)."""
+    the other seat's moves): no control token arises from it (`untrusted.encode_text`).
+    `enable_thinking` is the chat template's thinking switch (`chat_prompt`)."""
     if prompt_format == "plain":
         return encode_text(tokenizer, f"{content}\nAnswer: ")
-    return chat_prompt(tokenizer, content)
+    if prompt_format == "spiral":  # the turn markers are the template's: they may be tokens
+        return (
+            tokenizer.encode(SPIRAL_HEAD, add_special_tokens=False)
+            + encode_text(tokenizer, content)
+            + tokenizer.encode(SPIRAL_TAIL, add_special_tokens=False)
+        )
+    return chat_prompt(tokenizer, content, enable_thinking)
 
 
-def chat_prompt(tokenizer, content: str) -> list[int]:
+def chat_prompt(tokenizer, content: str, enable_thinking: bool | None = None) -> list[int]:
     """One user message in the model's chat template, ready for the assistant's reply.
 
     The template's own text (its turn markers: control tokens) and the message (untrusted)
     are tokenized apart: the template is rendered around a placeholder to find its parts, and
     only those may hold control tokens. A template that changes the message (Llama 3's `trim`)
-    is followed: the message is taken as the template rendered it."""
-    head, tail = _template_parts(tokenizer)
-    text = _render(tokenizer, content)
+    is followed: the message is taken as the template rendered it. `enable_thinking` (not
+    None) is passed to the template, which must read it: Qwen3's adds an empty thinking block
+    to the reply's start when it is false."""
+    kwargs = {}
+    if enable_thinking is not None:
+        template = getattr(tokenizer, "chat_template", None)
+        if not isinstance(template, str) or "enable_thinking" not in template:
+            raise ValueError(
+                f"enable_thinking = {enable_thinking!r} has no effect: this model's chat "
+                "template has no thinking switch; allowed: null"
+            )
+        kwargs["enable_thinking"] = enable_thinking
+    head, tail = _template_parts(tokenizer, kwargs)
+    text = _render(tokenizer, content, kwargs)
     if not (text.startswith(head) and text.endswith(tail)) or len(text) < len(head) + len(tail):
         raise ValueError(
             "the chat template renders a message's surroundings differently by content"
@@ -156,14 +225,16 @@ def chat_prompt(tokenizer, content: str) -> list[int]:
 _PLACEHOLDER = "\ue000zerosum-message\ue000"  # private-use characters: no template makes them
 
 
-def _render(tokenizer, content: str) -> str:
+def _render(tokenizer, content: str, kwargs: dict) -> str:
     messages = [{"role": "user", "content": content}]
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return tokenizer.apply_chat_template(
+        messages, tokenize=False, add_generation_prompt=True, **kwargs
+    )
 
 
-def _template_parts(tokenizer) -> tuple[str, str]:
-    """The chat template's text before and after a user message."""
-    head, found, tail = _render(tokenizer, _PLACEHOLDER).partition(_PLACEHOLDER)
+def _template_parts(tokenizer, kwargs: dict) -> tuple[str, str]:
+    """The chat template's text before and after a user message (rendered with `kwargs`)."""
+    head, found, tail = _render(tokenizer, _PLACEHOLDER, kwargs).partition(_PLACEHOLDER)
     if not found or _PLACEHOLDER in tail:
         raise ValueError("the chat template does not quote the user message exactly once")
     return head, tail
@@ -175,15 +246,57 @@ def read_answer(
     answer_mode: AnswerMode,
     parser_fallback: Fallback = "last_bracket",
 ) -> tuple[str | None, str | None]:
-    """The move in a model's answer, or None with the reason it is invalid."""
+    """The move in a model's answer, or None with the reason it is invalid. A free answer's
+    thinking block is not searched (`split_thinking`): the move is what follows it."""
     if answer_mode == "reasoned":  # the move follows the last cue: the one zerosum appended
         text = text.rsplit(REASONED_CUE, 1)[-1]
         answer_mode = "constrained"
     if answer_mode == "constrained":  # the answer is a legal action unless truncated
         action = match_action(text, legal or ())  # exact case first: chess's bxc4, Bxc4
         return action, None if action else "no legal action (truncated constrained answer)"
-    parsed = parse_action(text, legal, parser_fallback)
+    thought = split_thinking(text)
+    parsed = parse_action(thought.answer, legal, parser_fallback)
+    if parsed.action is None and not thought.finished:
+        return None, UNFINISHED_THINKING
     return parsed.action, parsed.reason
+
+
+def thinking_tokens(tokenizer, token_ids: Sequence[int], text: str) -> int:
+    """How many of a response's tokens (`token_ids`, decoded as `text` by the engines:
+    special tokens skipped) form its thinking block (`split_thinking`), tags included.
+
+    Where the tags are single tokens (Qwen3's) they are found among the ids; otherwise the
+    block's end is found by decoding prefixes (a bisection: a decoded prefix only grows)."""
+    thought = split_thinking(text)
+    if not thought.thinking:
+        return 0
+    tag = THINK_CLOSE if thought.finished else THINK_OPEN
+    tag_id = _single_token(tokenizer, tag)
+    if tag_id is not None and tag_id in token_ids:
+        ids = list(token_ids)
+        if thought.finished:
+            return len(ids) - ids[::-1].index(tag_id)
+        return len(ids) - ids.index(tag_id)
+    if thought.finished:
+        return _tokens_covering(tokenizer, token_ids, len(thought.thinking))
+    return len(token_ids) - _tokens_covering(tokenizer, token_ids, len(thought.answer) + 1) + 1
+
+
+def _single_token(tokenizer, tag: str) -> int | None:
+    ids = tokenizer.encode(tag, add_special_tokens=False)
+    return ids[0] if len(ids) == 1 else None
+
+
+def _tokens_covering(tokenizer, token_ids: Sequence[int], chars: int) -> int:
+    """The fewest leading tokens whose decoded text has at least `chars` characters."""
+    lo, hi = 0, len(token_ids)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if len(tokenizer.decode(token_ids[:mid], skip_special_tokens=True)) >= chars:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
 
 
 def engine_batch(engine, params, seed: int | None = None) -> GenerateBatch:

@@ -21,7 +21,7 @@ from zerosum.engines.base import Engine, Generation, SamplingParams
 from zerosum.games import load_game
 from zerosum.games.base import EpisodeMetrics, GameState, Outcome
 from zerosum.players.base import Player
-from zerosum.prompts import Prompting, encode_prompt, engine_batch, retry_feedback
+from zerosum.prompts import Prompting, engine_batch, retry_feedback, thinking_tokens
 from zerosum.seeds import player_rng, schedule_rng, turn_seed
 from zerosum.snapshot import Snapshot
 from zerosum.typed_config import NON_NEGATIVE, POSITIVE, check_choice
@@ -92,6 +92,7 @@ class Turn:
     ret: float = 0.0  # the seat's final return, set when the game ends
     text: str = ""  # the response as the engine decoded it (kept games, the report)
     action: str | None = None  # the move read from it; None when none could be read
+    thinking_tokens: int = 0  # of `response_ids`, in the thinking block (`split_thinking`)
 
 
 @dataclass
@@ -308,7 +309,7 @@ class GameRunner:
         for slot, seat in zip(slots, seats):
             content = asking.content(slot.state, seat, slot.feedback)
             if content not in self.encoded:
-                self.encoded[content] = encode_prompt(self.tokenizer, content, asking.prompt_format)
+                self.encoded[content] = asking.encode(self.tokenizer, content)
             prompts.append(list(self.encoded[content]))  # a turn's own copy
         choices = None
         if asking.decodes_legal_actions:
@@ -329,6 +330,7 @@ class GameRunner:
         turn = Turn(
             slot.game, slot.index, seat, slot.n_moves, prompt, gen.token_ids, gen.logprobs,
             gen.allowed, action is not None, reason, gen.finish_reason, text=gen.text, action=action,
+            thinking_tokens=thinking_tokens(self.tokenizer, gen.token_ids, gen.text),
         )  # fmt: skip
         if learner:
             slot.turns.append(turn)
@@ -426,7 +428,8 @@ def play_games(
 
 
 def rollout_metrics(turns: Sequence[Turn], episodes: Sequence[Episode]) -> dict[str, float]:
-    """`rollout/...` metrics: results per game and seat, invalid moves, lengths."""
+    """`rollout/...` metrics: results per game and seat, invalid moves, lengths (thinking
+    tokens apart)."""
     m: dict[str, float] = {}
     by_game: dict[str, list[Episode]] = {}
     for ep in episodes:
@@ -456,6 +459,9 @@ def rollout_metrics(turns: Sequence[Turn], episodes: Sequence[Episode]) -> dict[
         len(episodes), 1
     )
     m["rollout/response_tokens"] = sum(len(t.response_ids) for t in turns) / n_turns
+    # Thinking blocks apart: the part of a response the parser and the other seat never see.
+    m["rollout/thinking_tokens"] = sum(t.thinking_tokens for t in turns) / n_turns
+    m["rollout/thinking_rate"] = sum(t.thinking_tokens > 0 for t in turns) / n_turns
     m["rollout/game_tokens"] = sum(len(t.response_ids) for t in turns) / max(len(episodes), 1)
     m["rollout/length_capped_rate"] = sum(t.finish_reason == "length" for t in turns) / n_turns
     for reason, count in Counter(t.reason for t in turns if not t.valid).items():
@@ -491,6 +497,7 @@ def game_record(
                 "seat": t.seat, "move_index": t.turn, "prompt": decode(t.prompt_ids),
                 "response": t.text, "move": t.action, "valid": t.valid, "reason": t.reason,
                 "finish_reason": t.finish_reason, "response_tokens": len(t.response_ids),
+                "thinking_tokens": t.thinking_tokens,
             }
             for t in turns
         ],

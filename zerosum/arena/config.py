@@ -26,7 +26,13 @@ from zerosum.models import Dtype
 from zerosum.players import make_player, unsupported
 from zerosum.players.api import ApiPlayerConfig
 from zerosum.players.model import EVAL_PARAMS
-from zerosum.prompts import AnswerMode, PromptFormat, Prompting
+from zerosum.prompts import (
+    ENABLE_THINKING_HELP,
+    PROMPT_FORMAT_HELP,
+    AnswerMode,
+    PromptFormat,
+    Prompting,
+)
 from zerosum.rollout import RolloutSettings
 from zerosum.typed_config import (
     NON_NEGATIVE,
@@ -56,6 +62,9 @@ class BotPlayerConfig:
         return {"kind": self.kind, "spec": self.spec}
 
 
+LATER_FIELDS = ("enable_thinking",)  # see `LocalPlayerConfig.identity`
+
+
 @dataclass(frozen=True)
 class LocalPlayerConfig:
     name: str = fld(dataclasses.MISSING, "player name in tables and the database")
@@ -74,7 +83,8 @@ class LocalPlayerConfig:
         "free: reason then \\boxed{move}; constrained: the reply is only a legal move; "
         "reasoned: reason in words (max_new_tokens), then a legal move decoded after a cue",
     )
-    prompt_format: PromptFormat = fld(Prompting.prompt_format, "chat template or plain 'Answer:'")
+    prompt_format: PromptFormat = fld(Prompting.prompt_format, PROMPT_FORMAT_HELP)
+    enable_thinking: bool | None = fld(Prompting.enable_thinking, ENABLE_THINKING_HELP)
     include_rules: bool = fld(Prompting.include_rules, "put the game's rules into every prompt")
     parser_fallback: Fallback = fld(
         Prompting.parser_fallback, "without \\boxed{}: what else counts as the answer"
@@ -82,7 +92,13 @@ class LocalPlayerConfig:
     max_batch: int = fld(16, "turns of concurrent games decoded in one batch", POSITIVE)
 
     def identity(self) -> dict:
-        return {k: v for k, v in dataclasses.asdict(self).items() if k not in ("name", "max_batch")}
+        # A setting added later is left out at its default, which plays as players did before
+        # it: an arena's registered players keep their identity.
+        return {
+            k: v
+            for k, v in dataclasses.asdict(self).items()
+            if k not in ("name", "max_batch") and not (k in LATER_FIELDS and v is None)
+        }
 
     @property
     def prompting(self) -> Prompting:
@@ -90,6 +106,7 @@ class LocalPlayerConfig:
         return Prompting(
             answer_mode=self.answer_mode, prompt_format=self.prompt_format,
             include_rules=self.include_rules, parser_fallback=self.parser_fallback,
+            enable_thinking=self.enable_thinking,
         )  # fmt: skip
 
 

@@ -23,7 +23,13 @@ from zerosum.games.parsing import Fallback
 from zerosum.models import Dtype
 from zerosum.players import PLAYER_SPECS
 from zerosum.players.model import EVAL_PARAMS
-from zerosum.prompts import AnswerMode, PromptFormat, Prompting
+from zerosum.prompts import (
+    ENABLE_THINKING_HELP,
+    PROMPT_FORMAT_HELP,
+    AnswerMode,
+    PromptFormat,
+    Prompting,
+)
 from zerosum.rollout import RolloutSettings
 from zerosum.typed_config import (
     POSITIVE,
@@ -67,7 +73,8 @@ class Suite:
         "free: reason then \\boxed{move}; constrained: only a legal move; reasoned: reason, "
         "then a legal move decoded after a cue",
     )
-    prompt_format: PromptFormat = fld(Prompting.prompt_format, "chat template or plain 'Answer:'")
+    prompt_format: PromptFormat = fld(Prompting.prompt_format, PROMPT_FORMAT_HELP)
+    enable_thinking: bool | None = fld(Prompting.enable_thinking, ENABLE_THINKING_HELP)
     include_rules: bool = fld(Prompting.include_rules, "put each game's rules into its prompts")
     parser_fallback: Fallback = fld(
         Prompting.parser_fallback, "without \\boxed{}: what else counts as the answer"
@@ -91,6 +98,7 @@ class Suite:
         return Prompting(
             answer_mode=self.answer_mode, prompt_format=self.prompt_format,
             include_rules=self.include_rules, parser_fallback=self.parser_fallback,
+            enable_thinking=self.enable_thinking,
         )  # fmt: skip
 
     def cells(self) -> list[tuple[Split, str, str]]:

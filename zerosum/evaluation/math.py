@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from zerosum.engines.base import Engine, SamplingParams
+from zerosum.games.parsing import split_thinking
 from zerosum.prompts import chat_prompt
 from zerosum.typed_config import POSITIVE
 
@@ -111,11 +112,12 @@ def load_problems(source: str | Path, limit: int | None = None) -> list[Problem]
 
 
 def grade(response: str, answer: str) -> bool:
-    """True when the response's final answer is mathematically equal to `answer`."""
+    """True when the response's final answer (outside its thinking block) is mathematically
+    equal to `answer`."""
     from math_verify import parse, verify
 
     gold = parse(f"${answer}$")
-    predicted = parse(response[-20_000:])  # untrusted text: bounded
+    predicted = parse(split_thinking(response).answer[-20_000:])  # untrusted text: bounded
     return bool(gold) and bool(predicted) and bool(verify(gold, predicted))
 
 

@@ -14,7 +14,13 @@ from zerosum.engines.base import TEMPERATURE, EngineName
 from zerosum.games.parsing import Fallback
 from zerosum.players import PLAYER_SPECS
 from zerosum.players.model import EVAL_PARAMS
-from zerosum.prompts import AnswerMode, PromptFormat, Prompting
+from zerosum.prompts import (
+    ENABLE_THINKING_HELP,
+    PROMPT_FORMAT_HELP,
+    AnswerMode,
+    PromptFormat,
+    Prompting,
+)
 from zerosum.rollout import RolloutSettings
 from zerosum.typed_config import POSITIVE, PROBABILITY, SEED, fld
 
@@ -69,9 +75,8 @@ class EvalSettings:
     include_rules: bool = fld(
         Prompting.include_rules, "leave the rules out of prompts", flag="--no-rules"
     )
-    prompt_format: PromptFormat = fld(
-        Prompting.prompt_format, "chat: the model's chat template; plain: the view, then 'Answer:'"
-    )
+    prompt_format: PromptFormat = fld(Prompting.prompt_format, PROMPT_FORMAT_HELP)
+    enable_thinking: bool | None = fld(Prompting.enable_thinking, ENABLE_THINKING_HELP)
     max_turns: int = fld(RolloutSettings.max_turns, "longer games are draws", POSITIVE)
     exploit_k: int = fld(
         8,
@@ -88,9 +93,10 @@ class EvalSettings:
 
     @property
     def prompting(self) -> Prompting:
-        """How the model (and `model:PATH` opponents) are asked and read; its four settings
+        """How the model (and `model:PATH` opponents) are asked and read; its five settings
         stay flat fields here, as they are flags and keys of the results' settings."""
         return Prompting(
             answer_mode=self.answer_mode, prompt_format=self.prompt_format,
             include_rules=self.include_rules, parser_fallback=self.parser_fallback,
+            enable_thinking=self.enable_thinking,
         )  # fmt: skip

@@ -9,6 +9,12 @@ capture `bxc4` and bishop capture `Bxc4`), the answer's exact case decides, and 
 that matches both only case-insensitively is ambiguous, so invalid. Every path is linear in
 the input, and the input is cut to a bounded tail first, so a 1 MB response costs no more
 than a short one.
+
+A thinking block (Qwen3's `<think>...</think>`, which reasoning templates open in the prompt or
+let the model open) is not part of the answer: `split_thinking` cuts it off before the parser
+searches, so a move written while thinking is never read as the move, nor passed on to the
+other seat. As in Qwen3's own template, everything up to the last `</think>` is thinking; a
+block opened and never closed (cut at the token limit) leaves no answer after it.
 """
 
 from __future__ import annotations
@@ -35,6 +41,32 @@ MAX_BOXED_TRIES = 8
 _TEXT_WRAPPER = re.compile(r"\\(?:text|textbf|textit|texttt|mathrm|mathbf|mbox)\s*\{([^{}]*)\}")
 _BRACKETED = re.compile(r"\[([^\[\]\n]{1,80})\]")
 _STRIP_CHARS = " \t\r\n{}[]()'\"`.,;:!*$"
+
+
+THINK_OPEN = "<think>"
+THINK_CLOSE = "</think>"
+
+
+@dataclass(frozen=True)
+class Thought:
+    """A response split into its thinking block (tags included; "" without one) and its
+    answer; `finished` is False for a block opened and never closed."""
+
+    thinking: str
+    answer: str
+    finished: bool = True
+
+
+def split_thinking(response: str) -> Thought:
+    """The thinking block of `response` and the answer outside it (`Thought`)."""
+    end = response.rfind(THINK_CLOSE)
+    if end != -1:
+        end += len(THINK_CLOSE)
+        return Thought(response[:end], response[end:])
+    start = response.find(THINK_OPEN)
+    if start != -1:
+        return Thought(response[start:], response[:start], finished=False)
+    return Thought("", response)
 
 
 @dataclass(frozen=True)

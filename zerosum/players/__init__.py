@@ -71,7 +71,7 @@ def make_player(
 
 def run_prompting(path: str) -> Prompting | None:
     """How a training run asked its model (its config's `rollout` answer mode, prompt format,
-    rules and parser fallback), for the run's directory or one of its checkpoints (`RUN`,
+    rules, parser fallback and thinking switch), for the run's directory or one of its checkpoints (`RUN`,
     `RUN/checkpoints/step-N`, `.../model`); None for any other model."""
     start = Path(path).expanduser()
     for directory in (start, *list(start.parents)[:3]):

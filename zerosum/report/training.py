@@ -219,6 +219,9 @@ def selfplay_section(c: Curves) -> str:
         svg = line_plot("Invalid answers by reason", series, "share of turns")
         parts.append(figure(svg, f"n = {counts(turns)} turns per step."))
     lengths = [c.series("rollout/response_tokens", "response tokens (mean per turn)")]
+    thinking = c.series("rollout/thinking_tokens", "of which thinking (mean per turn)")
+    if any(thinking.y):  # a model that never thinks (or a run from before the metric): no line
+        lengths.append(thinking)
     lengths += [c.series(f"rollout/{g}/game_length", f"{g}: moves per game", dashed=True)
                 for g in games]  # fmt: skip
     parts.append(figure(line_plot("Response and game length", lengths, "tokens / moves"),
