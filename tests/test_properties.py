@@ -88,9 +88,9 @@ def test_boxed_legal_actions_match_whatever_the_case_and_spacing(legal, data, be
 
 
 # --- (b) the OpenSpiel text layer -------------------------------------------------------
-# Chess's text layer is checked against OpenSpiel in tests/test_chess.py (its seats are
-# OpenSpiel's players swapped, its games long and cut by a ply limit).
-SPEC_BY_NAME = {spec.name: spec for spec in SPECS if spec.name != "chess"}
+# Chess's text layer (both variants) is checked against OpenSpiel in tests/test_chess.py (its
+# seats are OpenSpiel's players swapped, its games long and cut by a ply limit).
+SPEC_BY_NAME = {spec.name: spec for spec in SPECS if spec.openspiel_name != "chess"}
 
 
 def _same_view_history(state, seat: int, data) -> list[int]:
