@@ -3,8 +3,9 @@
 The first tests run a small `http.server` in this process that answers like an
 OpenAI-compatible chat endpoint, or with 500s, 429s, 401s, garbage or too slowly: the client
 under test is the real `openai` client talking HTTP. The `slow` tests at the end start vLLM's
-OpenAI server on a tiny saved model (the `.venv-vllm` environment, `make test-vllm`; skipped
-elsewhere): a short tournament, then the server killed mid-tournament. Every test checks that
+OpenAI server (the `.venv-vllm` environment, `make test-vllm`; skipped
+elsewhere) serving a model made by `zerosum export` from a tiny training run, as a user would
+serve one: a short tournament, then the server killed mid-tournament. Every test checks that
 the API key never reaches the arena's files or output.
 """
 
@@ -269,15 +270,21 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def vllm_server(tmp_path_factory, tokenizer):
-    """vLLM's OpenAI server on a tiny saved model, behind the test key; killed at the end."""
+def vllm_server(tmp_path_factory):
+    """vLLM's OpenAI server on a model exported from a one-step tiny training run (`zerosum
+    export`: safetensors, tokenizer, chat template, card), behind the test key; killed at the
+    end."""
     pytest.importorskip("vllm", reason="vLLM not installed: pip install 'zerosum[vllm]'")
-    from zerosum.models import tiny_model
+    from zerosum.config import load_config
+    from zerosum.train import train
 
     tmp = tmp_path_factory.mktemp("vllm")
-    model_dir = tmp / "tiny"
-    tiny_model(tokenizer, hidden_size=64, layers=2, heads=2, seed=0).save_pretrained(model_dir)
-    tokenizer.save_pretrained(model_dir)
+    run, model_dir = tmp / "run", tmp / "tiny"
+    recipe = Path(__file__).parent.parent / "configs" / "tiny_kuhn_test.yaml"
+    train(load_config(recipe, ["run.steps=1", "rollout.games_per_step=8", "run.eval_every=0",
+                               "run.progress=false", f"run.out_dir={run}"]))  # fmt: skip
+    assert main(["export", str(run), "--out", str(model_dir)]) == 0
+    assert (model_dir / "model.safetensors").is_file() and (model_dir / "README.md").is_file()
     port, log = free_port(), (tmp / "server.log").open("w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
