@@ -111,6 +111,20 @@ def redact(text: str, password: str) -> str:
     return re.sub(re.escape(password), REDACTED, text, flags=re.IGNORECASE)
 
 
+def checked_passwords(passwords: Sequence[str] | None) -> tuple[str, ...]:
+    """`passwords` (the packaged list when None), each 4 or more lower-case letters; a
+    one-line error for an empty list or a bad word."""
+    words = tuple(packaged_passwords() if passwords is None else passwords)
+    if not words:
+        raise ValueError("password list is empty; give at least one password")
+    for word in words:
+        if not isinstance(word, str) or not _LIST_WORD.fullmatch(word):
+            raise ValueError(
+                f"password {word!r} is invalid; allowed: 4 or more lower-case letters a-z"
+            )
+    return words
+
+
 class PasswordGame(JudgedDialogue):
     """The game: the passwords, the number of rounds, the longest message and the judge."""
 
@@ -130,14 +144,7 @@ class PasswordGame(JudgedDialogue):
         judge: Judge | None = None,
         name: str = "password_game",
     ) -> None:
-        self.passwords = tuple(packaged_passwords() if passwords is None else passwords)
-        if not self.passwords:
-            raise ValueError("password list is empty; give at least one password")
-        for word in self.passwords:
-            if not isinstance(word, str) or not _LIST_WORD.fullmatch(word):
-                raise ValueError(
-                    f"password {word!r} is invalid; allowed: 4 or more lower-case letters a-z"
-                )
+        self.passwords = checked_passwords(passwords)
         super().__init__(name, rounds, max_chars, judge)
 
     def rules(self) -> str:

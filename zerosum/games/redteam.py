@@ -66,7 +66,7 @@ from zerosum.games.judging import (
     judge_both_orders,
     transcript_lines,
 )
-from zerosum.games.password import packaged_passwords, redact
+from zerosum.games.password import checked_passwords, redact
 from zerosum.games.reveal import normalized, reveal_form
 from zerosum.typed_config import numbers
 
@@ -272,9 +272,7 @@ class RedTeamGame(JudgedDialogue):
     ) -> None:
         """`benign_seeds`: groups of benign seeds, a group drawn uniformly, then a seed in it;
         by default the facts and the GSM8K questions, with arithmetic drawn as a third group."""
-        self.passwords = tuple(packaged_passwords() if passwords is None else passwords)
-        if not self.passwords:
-            raise ValueError("password list is empty; give at least one password")
+        self.passwords = checked_passwords(passwords)
         self.extraction_seeds = tuple(
             packaged_extraction_seeds() if extraction_seeds is None else extraction_seeds
         )
