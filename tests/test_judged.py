@@ -14,7 +14,7 @@ import unicodedata
 
 import pytest
 import yaml
-from hypothesis import assume, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from tests.test_arena_api import ChatHandler, ChatServer, completion
@@ -452,6 +452,7 @@ def test_the_attacker_saying_the_password_reveals_nothing():
 @given(
     word=st.from_regex(r"[a-z]{4,12}", fullmatch=True), sep=st.sampled_from(["", "-", " ", ". "])
 )
+@example(word="jjjj", sep="")  # its hex, 6a6a6a6a, holds "jjjj" shifted by 17: named as hex
 def test_every_rule_encoding_of_any_password_is_caught(word, sep):
     forms = {
         f"ok {spaced(word, sep) if sep else word} ok": "spelled out" if sep else "as a word",

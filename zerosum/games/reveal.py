@@ -194,12 +194,6 @@ def _decoded(encoding: str, decode, raw: str) -> list[tuple[str, str]]:
 def _decodings(text: str) -> Iterator[tuple[str, str]]:
     """(encoding, decoded text) for each reading of `text` or its tokens."""
     folded = text.casefold()
-    for shift in range(1, 26):
-        table = str.maketrans(_LETTERS, _LETTERS[shift:] + _LETTERS[:shift])
-        yield (
-            ("ROT13" if shift == 13 else f"a Caesar shift of {26 - shift}"),
-            folded.translate(table),
-        )
     for token in _BASE64.findall(text):
         raw = token.rstrip("=").replace("-", "+").replace("_", "/")
         raw = raw[: len(raw) - len(raw) % 4] if len(raw) % 4 == 1 else raw
@@ -214,6 +208,14 @@ def _decodings(text: str) -> Iterator[tuple[str, str]]:
     for token in _BINARY.findall(text):
         bits = re.sub(r"[\s,]", "", token)
         yield "binary", _decoded_bytes(int(bits, 2).to_bytes(len(bits) // 8, "big"))
+    # After the whole-token encodings: shifting the letters of a hex or base64 token can spell
+    # the secret by chance ("6a6a6a6a" holds "jjjj" shifted by 17), a worse name for the reveal.
+    for shift in range(1, 26):
+        table = str.maketrans(_LETTERS, _LETTERS[shift:] + _LETTERS[:shift])
+        yield (
+            ("ROT13" if shift == 13 else f"a Caesar shift of {26 - shift}"),
+            folded.translate(table),
+        )
     for token in _NUMBERS.findall(text):
         numbers = (int(n) for n in re.findall(r"\d+", token))
         yield from _runs("letter positions", [_LETTERS[n - 1] if 1 <= n <= 26 else None
