@@ -161,10 +161,13 @@ def test_sync_run_on_ray_equals_the_local_run(tmp_path, ray_cpus, weight_sync):
         # async (max_staleness 1): step 2's slices were played during step 1's update; the
         # kill hits step 3's, sent just before; step 4's is sent again to the new process
         ("async", "object_store", [0, 0, 1, 0], [12, 12, 6, 12]),
-        # broadcast: the kill also fails step 2's broadcast, queued on worker 1 behind its
-        # step 3 slice, so its step 4 slice (sent before the group is formed again) is
-        # played two policies behind and discarded
-        ("async", "broadcast", [0, 0, 1, 0], [12, 12, 6, 6]),
+        # broadcast: step 2's broadcast goes out with worker 0 already dead. Worker 1's
+        # receive is queued behind its step 3 slice: if that slice ends before the learner
+        # drops the group (at step 3's join) the receive succeeds and step 4 plays all 12;
+        # if not, the receive fails, worker 1 keeps policy 1 and its step 4 slice, two
+        # policies behind, is discarded.
+        # Which comes first is the machine's timing, so step 4 may be either.
+        ("async", "broadcast", [0, 0, 1, 0], [12, 12, 6, {6, 12}]),
     ],
 )
 def test_a_worker_killed_mid_step_is_restarted_and_the_run_goes_on(
@@ -207,9 +210,10 @@ def test_a_worker_killed_mid_step_is_restarted_and_the_run_goes_on(
     rows = read_metrics(out)
     assert killed and [r["step"] for r in rows] == list(range(1, steps + 1))
     assert [r["distributed/worker_restarts"] for r in rows] == restarts
-    assert [r["distributed/games_discarded"] for r in rows] == [12 - g for g in games]
-    assert [r["rollout/games"] for r in rows] == games
-    assert rows[-1]["progress/games"] == sum(games)
+    played = [r["rollout/games"] for r in rows]
+    assert all(p in (g if isinstance(g, set) else {g}) for p, g in zip(played, games))
+    assert [r["distributed/games_discarded"] for r in rows] == [12 - p for p in played]
+    assert rows[-1]["progress/games"] == sum(played)
     assert (out / "checkpoints" / f"step-{steps:06d}" / "model").is_dir()
 
 

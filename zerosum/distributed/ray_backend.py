@@ -308,7 +308,7 @@ class RayRollouts:
                 self._resend(k)
                 continue
             behind = (step - 1) - result.version
-            if behind > self.lag:  # (cannot happen: the slices ahead are at most `lag`)
+            if behind > self.lag:  # a failed broadcast left it on an older policy
                 discarded += len(part)
                 continue
             for t in result.turns:  # episode indices into the joined list
