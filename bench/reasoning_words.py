@@ -1,7 +1,9 @@
 """Are the words real? The reasonings of a `reasoned` (or free-text) Kuhn Poker run, read from
 its kept games (RUN/games.jsonl): per kept step, the share of reasonings that name the seat's
-own card (its letter as a word, or jack/queen/king), the share that name another card, the
-mean reasoning length, and a few samples from the first and the last kept step.
+own card (its letter as a word, or jack/queen/king; training logs the same check over all
+of a step's turns as `rollout/kuhn_poker/reasoning_names_private`), the share that name
+another card, the mean reasoning length, and a few samples from the first and the last kept
+step.
 
     .venv/bin/python bench/reasoning_words.py runs/kuhn_smollm2_reasoned --samples 4
 
@@ -17,23 +19,21 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
-from zerosum.prompts import REASONED_CUE
+from zerosum.games.openspiel_games import CARD_NAMES
+from zerosum.games.parsing import names_any
+from zerosum.prompts import REASONED_CUE, reasoning_of
 
-NAMES = {"J": "jack", "Q": "queen", "K": "king"}
 CARD = re.compile(r"your card is ([JQK])")
 
 
-def reasoning_of(response: str) -> str:
-    if REASONED_CUE in response:
-        return response.rsplit(REASONED_CUE, 1)[0]
-    return response.rsplit("\\boxed", 1)[0]
-
-
 def names(text: str, card: str) -> bool:
-    """Whether `text` names `card`: the capital letter as a word of its own, or the card's
-    name in any case (king, Kings)."""
-    letter = re.search(rf"(?<![A-Za-z]){card}(?![A-Za-z])", text)
-    return letter is not None or re.search(rf"\b{NAMES[card]}s?\b", text, re.IGNORECASE) is not None
+    """Whether `text` names `card`, as the run's `reasoning_names_private` measure reads it."""
+    return names_any(text, (card, CARD_NAMES[card]))
+
+
+def reasoning(response: str) -> str:
+    mode = "reasoned" if REASONED_CUE in response else "free"
+    return reasoning_of(response, mode) or ""
 
 
 def main() -> None:
@@ -46,12 +46,12 @@ def main() -> None:
         game = json.loads(line)
         for turn in game["turns"]:
             if match := CARD.search(turn["prompt"]):
-                by_step[game["step"]].append((match.group(1), reasoning_of(turn["response"])))
+                by_step[game["step"]].append((match.group(1), reasoning(turn["response"])))
     print("| step | reasonings | name own card | name another card | mean words |")
     print("|---|---|---|---|---|")
     for step, rows in sorted(by_step.items()):
         own = sum(names(r, c) for c, r in rows) / len(rows)
-        other = sum(any(names(r, o) for o in NAMES if o != c) for c, r in rows) / len(rows)
+        other = sum(any(names(r, o) for o in CARD_NAMES if o != c) for c, r in rows) / len(rows)
         words = sum(len(r.split()) for _, r in rows) / len(rows)
         print(f"| {step} | {len(rows)} | {own:.2f} | {other:.2f} | {words:.1f} |")
     steps = sorted(by_step)

@@ -4,7 +4,13 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from zerosum.games.parsing import MAX_FREE_MOVE_CHARS, MAX_SCAN_CHARS, last_boxed, parse_action
+from zerosum.games.parsing import (
+    MAX_FREE_MOVE_CHARS,
+    MAX_SCAN_CHARS,
+    last_boxed,
+    names_any,
+    parse_action,
+)
 
 KUHN = ["check", "bet"]
 
@@ -121,3 +127,27 @@ def test_last_mention_fallback(response, expected):
     assert parse_action(response, KUHN, fallback="last_mention").action == expected
     if expected is not None:
         assert parse_action(response, KUHN).action != expected or "[" in response
+
+
+@pytest.mark.parametrize(
+    "text, named",
+    [
+        ("I have the K, so bet.", True),
+        ("K.", True),
+        ("Kings are strong", True),
+        ("my king", True),
+        ("OK, I check", False),  # the K of OK is no card
+        ("kick the ball", False),
+        ("a k", False),  # the letter must be a capital
+        ("the Kingdom", False),
+        ("I have the Q", False),  # another card
+    ],
+)
+def test_a_reasoning_names_a_card_by_its_letter_or_its_name(text, named):
+    assert names_any(text, ("K", "king")) is named
+
+
+@given(st.text(alphabet="abcdefghijklmnopqrstuvwxyz ,.!?", max_size=60))
+def test_lowercase_text_names_a_card_exactly_when_it_holds_the_name(text):
+    assert names_any(text, ("K", "king")) is (re.search(r"\bkings?\b", text) is not None)
+    assert names_any(f"{text} K {text}", ("K", "king"))

@@ -451,3 +451,24 @@ def test_report_in_a_headless_browser(runs, tmp_path):
         browser.close()
     assert errors == []
     assert requests == [url]
+
+
+def test_what_a_game_measures_is_plotted_beside_its_results():
+    """The game's own measures (and the share of reasonings naming the card) get a plot per
+    game, one line each, through the steps that report them; a game measuring nothing beyond
+    its results gets none."""
+    from zerosum.report.training import Curves, selfplay_section
+
+    rows = [
+        {"step": s, "rollout/games": 8.0, "rollout/turns": 16.0,
+         "rollout/kuhn_poker/win_rate_seat0": 0.5, "rollout/kuhn_poker/games": 8.0,
+         "rollout/tic_tac_toe/win_rate_seat0": 0.5, "rollout/tic_tac_toe/games": 8.0,
+         **({"rollout/kuhn_poker/reasoning_names_private": 0.25 * s} if s != 2 else {})}
+        for s in (1, 2, 3)
+    ]  # fmt: skip
+    page = selfplay_section(Curves(rows))
+    assert "kuhn_poker: what the game measures" in page
+    assert "tic_tac_toe: what the game measures" not in page
+    (figure,) = [f for f in page.split("<figure>") if "kuhn_poker: what the game measures" in f]
+    assert "reasonings naming the seat's private information (per turn)" in figure
+    assert data_paths(figure) == [2]  # one line, through steps 1 and 3

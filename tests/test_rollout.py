@@ -341,3 +341,30 @@ def test_a_games_own_metrics_are_averaged_over_the_episodes_that_report_them():
     assert m["rollout/g/kind_a"] == pytest.approx(2 / 3)
     assert m["rollout/g/a/refused"] == 0.5 and m["rollout/g/b/refused"] == 1.0
     assert m["rollout/g/games"] == 4.0
+
+
+def test_the_share_of_reasonings_naming_the_seats_own_card_is_measured(tokenizer):
+    """A scripted model names its card when it holds a king (as the letter) or a queen (as the
+    word) and reasons without it when it holds a jack; the measure counts exactly those turns,
+    read from the prompts here. Tic-tac-toe holds nothing private: no measure for it."""
+
+    def answer(prompt: str) -> str:
+        card = prompt.split("your card is ", 1)[1][0] if "your card is" in prompt else None
+        move = first_legal(prompt).split("\\boxed", 1)[1]
+        said = {"K": "I hold K, strong.", "Q": "A Queen is middling.", "J": "Let me think."}
+        return said.get(card, "My move.") + " \\boxed" + move
+
+    engine = ScriptEngine(tokenizer, answer, [])
+    schedule = schedule_games({"kuhn_poker": 1.0, "tic_tac_toe": 1.0}, 24, seed=3, step=1)
+    turns, episodes = play_games(
+        engine, tokenizer, schedule, params=PARAMS, settings=RolloutSettings(), seed=0
+    )
+    kuhn = [t for t in turns if t.game == "kuhn_poker"]
+    cards = [tokenizer.decode(t.prompt_ids).split("your card is ", 1)[1][0] for t in kuhn]
+    assert set(cards) == {"J", "Q", "K"}  # every case met
+    assert [t.names_private for t in kuhn] == [c != "J" for c in cards]
+    assert all(t.names_private is None for t in turns if t.game == "tic_tac_toe")
+    m = rollout_metrics(turns, episodes)
+    expected = sum(c != "J" for c in cards) / len(cards)
+    assert m["rollout/kuhn_poker/reasoning_names_private"] == pytest.approx(expected)
+    assert "rollout/tic_tac_toe/reasoning_names_private" not in m

@@ -261,6 +261,17 @@ def read_answer(
     return parsed.action, parsed.reason
 
 
+def reasoning_of(text: str, answer_mode: AnswerMode) -> str | None:
+    """The reasoning in a model's answer: before the cue (`reasoned`), before the last
+    `\\boxed` (`free`; the whole answer when it has none), None in `constrained` mode (the
+    answer is the move)."""
+    if answer_mode == "reasoned":
+        return text.rsplit(REASONED_CUE, 1)[0]
+    if answer_mode == "free":
+        return text.rsplit("\\boxed", 1)[0]
+    return None
+
+
 def thinking_tokens(tokenizer, token_ids: Sequence[int], text: str) -> int:
     """How many of a response's tokens (`token_ids`, decoded as `text` by the engines:
     special tokens skipped) form its thinking block (`split_thinking`), tags included.

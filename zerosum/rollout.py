@@ -19,9 +19,16 @@ import numpy as np
 
 from zerosum.engines.base import Engine, Generation, SamplingParams
 from zerosum.games import load_game
-from zerosum.games.base import EpisodeMetrics, GameState, Outcome
+from zerosum.games.base import EpisodeMetrics, GameState, Outcome, PrivateWords
+from zerosum.games.parsing import names_any
 from zerosum.players.base import Player
-from zerosum.prompts import Prompting, engine_batch, retry_feedback, thinking_tokens
+from zerosum.prompts import (
+    Prompting,
+    engine_batch,
+    reasoning_of,
+    retry_feedback,
+    thinking_tokens,
+)
 from zerosum.seeds import player_rng, schedule_rng, turn_seed
 from zerosum.snapshot import Snapshot
 from zerosum.typed_config import NON_NEGATIVE, POSITIVE, check_choice
@@ -93,6 +100,9 @@ class Turn:
     text: str = ""  # the response as the engine decoded it (kept games, the report)
     action: str | None = None  # the move read from it; None when none could be read
     thinking_tokens: int = 0  # of `response_ids`, in the thinking block (`split_thinking`)
+    # Whether its reasoning names the seat's private information (`PrivateWords`); None: no
+    # reasoning (constrained answers) or nothing private in the game.
+    names_private: bool | None = None
 
 
 @dataclass
@@ -382,6 +392,15 @@ class GameRunner:
         returns = self.settings.invalid.forfeit_returns(seat)
         self.finish(slot, Outcome(returns, slot.n_moves, forfeit_seat=seat))
 
+    def read_private(self, state: PrivateWords, turns: Sequence[Turn]) -> None:
+        """Mark each turn whose answer has reasoning with whether it names the seat's private
+        information (`Turn.names_private`)."""
+        mode = self.prompting.answer_mode
+        for t in turns:
+            words, reasoning = state.private_words(t.seat), reasoning_of(t.text, mode)
+            if words and reasoning and reasoning.strip():
+                t.names_private = names_any(reasoning, words)
+
     def finish(self, slot: _Slot, outcome: Outcome) -> None:
         """Record the episode's end; every model turn of the game gets its seat's return."""
         episode = self.episodes[slot.index]
@@ -390,6 +409,8 @@ class GameRunner:
             episode.metrics = dict(slot.state.episode_metrics())
         for t in slot.turns:
             t.ret = outcome.returns[t.seat]
+        if isinstance(slot.state, PrivateWords):
+            self.read_private(slot.state, slot.turns)
         self.turns.extend(slot.turns)
         if self.on_finish is not None:
             self.on_finish()
@@ -451,6 +472,10 @@ def rollout_metrics(turns: Sequence[Turn], episodes: Sequence[Episode]) -> dict[
         for key in sorted({k for e in eps for k in e.metrics}):  # over the episodes that report it
             values = [e.metrics[key] for e in eps if key in e.metrics]
             m[f"rollout/{game}/{key}"] = sum(values) / len(values)
+    for game in by_game:  # the words are real: does the reasoning read the seat's own card?
+        named = [t.names_private for t in turns if t.game == game and t.names_private is not None]
+        if named:
+            m[f"rollout/{game}/reasoning_names_private"] = sum(named) / len(named)
     n_turns = max(len(turns), 1)
     m["rollout/games"] = float(len(episodes))
     m["rollout/turns"] = float(len(turns))

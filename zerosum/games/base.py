@@ -74,6 +74,16 @@ class EpisodeMetrics(Protocol):
     def episode_metrics(self) -> Mapping[str, float]: ...
 
 
+@runtime_checkable
+class PrivateWords(Protocol):
+    """Optional on a `GameState`: the words that name what only `seat` knows (Kuhn Poker:
+    its card, as the letter and the name). Whether a model's reasoning uses them is the
+    cheapest check that its words are about its own game: `rollout/GAME/reasoning_names_private`.
+    An empty tuple: the seat holds nothing private."""
+
+    def private_words(self, seat: int) -> tuple[str, ...]: ...
+
+
 @dataclass(frozen=True)
 class Capabilities:
     """What a game allows, declared on its spec; players, solvers and evaluation consult it

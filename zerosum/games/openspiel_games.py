@@ -57,6 +57,9 @@ class TextSpec:
     # where the model must find a legal move itself; the parser still checks it).
     list_legal: bool = True
     unlisted_turn: str = "The legal actions are not listed: choose one yourself."
+    # A seat's private chance outcome -> the words that name it (`PrivateWords`); None: the
+    # game's private information is not measured in the model's reasoning.
+    private_words: Callable[[int], tuple[str, ...]] | None = None
 
 
 class OpenSpielState:
@@ -72,6 +75,7 @@ class OpenSpielState:
         self._rng = np.random.default_rng(seed)
         self._forced = list(forced_chance)  # chance outcomes to use before sampling
         self._chance: list[tuple[int | None, str]] = []  # (owner, text) per revealed event
+        self._private: list[tuple[int, int]] = []  # (owner seat, outcome) per private deal
         self._moves: list[tuple[int, str]] = []
         self._timeline: list[str] = []  # public moves and public chance events, for seat views
         self._advance_chance()
@@ -120,6 +124,12 @@ class OpenSpielState:
 
     def move_history(self) -> list[tuple[int, str]]:
         return list(self._moves)
+
+    def private_words(self, seat: int) -> tuple[str, ...]:
+        words = self.spec.private_words
+        if words is None:
+            return ()
+        return tuple(w for owner, outcome in self._private if owner == seat for w in words(outcome))
 
     def observation(self, seat: int, include_rules: bool = True) -> str:
         spec = self.spec
@@ -185,6 +195,8 @@ class OpenSpielState:
                 outcome = outcomes[int(self._rng.choice(len(outcomes), p=np.asarray(probs)))]
             shown = self.spec.chance_text(len(self._chance), outcome)
             self._chance.append(shown if shown is not None else (-1, ""))
+            if shown is not None and shown[0] is not None:
+                self._private.append((shown[0], outcome))
             if shown is not None and shown[0] is None and self._moves:
                 self._timeline.append(f"({shown[1]})")
             st.apply_action(outcome)
@@ -228,6 +240,7 @@ class OpenSpielGame:
 
 # --- Kuhn poker -----------------------------------------------------------------
 KUHN_CARDS = ("J", "Q", "K")
+CARD_NAMES = {"J": "jack", "Q": "queen", "K": "king"}
 
 
 def _kuhn_label(state: pyspiel.State, action: int) -> str:
@@ -273,6 +286,7 @@ KUHN = TextSpec(
     chance_text=lambda i, o: (i, f"your card is {KUHN_CARDS[o]}"),
     public_state=_kuhn_pot,
     nash=True,
+    private_words=lambda o: (KUHN_CARDS[o], CARD_NAMES[KUHN_CARDS[o]]),
     # a pass (action 0) after a bet is a fold
     showdown=_showdown(lambda c: KUHN_CARDS[c], lambda h: h[-1] == 0 and 1 in h[2:]),
 )
@@ -324,6 +338,7 @@ LEDUC = TextSpec(
     chance_text=_leduc_chance,
     public_state=_leduc_public,
     nash=True,
+    private_words=lambda o: (KUHN_CARDS[o // 2], CARD_NAMES[KUHN_CARDS[o // 2]]),  # no suits
     showdown=_showdown(_leduc_card, lambda h: h[-1] == 0),  # action 0 is always a fold
 )
 

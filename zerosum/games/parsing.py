@@ -69,6 +69,20 @@ def split_thinking(response: str) -> Thought:
     return Thought("", response)
 
 
+def names_any(text: str, words: Sequence[str]) -> bool:
+    """Whether `text` names one of `words`: a one-letter word as a capital letter standing
+    alone ("K", not the k of "kick" or "OK"), a longer one as a whole word in any case, plural
+    included ("king", "Kings")."""
+    for word in words:
+        if len(word) == 1:
+            pattern = rf"(?<![A-Za-z]){re.escape(word.upper())}(?![A-Za-z])"
+            if re.search(pattern, text):
+                return True
+        elif re.search(rf"\b{re.escape(word)}s?\b", text, re.IGNORECASE):
+            return True
+    return False
+
+
 @dataclass(frozen=True)
 class ParsedAction:
     """A canonical legal action, or None with the reason the response was rejected."""

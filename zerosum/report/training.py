@@ -201,6 +201,7 @@ def selfplay_section(c: Curves) -> str:
             "rate", ylim=(-0.02, 1.02),
         )  # fmt: skip
         parts.append(figure(svg, f"n = {counts(n)} games of {game} per step."))
+        parts.append(game_measures(c, game))
     _, turns = c.xy("rollout/turns")
     reasons = c.with_prefix("rollout/invalid_reason/")
     svg = line_plot(
@@ -244,6 +245,29 @@ def selfplay_section(c: Curves) -> str:
            c.series("adv/kept_fraction", "share of turns trained on", dashed=True)]  # fmt: skip
     parts.append(figure(line_plot("Advantages", adv, ""), "Per turn, after the baseline."))
     return _grid(parts)
+
+
+# Every game's `rollout/GAME/...` keys; the others are what the game itself measures
+# (`EpisodeMetrics`) and the share of reasonings naming the seat's private information.
+_RESULT_KEYS = {"win_rate_seat0", "win_rate_seat1", "return_seat0", "return_seat1", "games",
+                "draw_rate", "truncated_rate", "forfeit_rate", "game_length", "game_tokens"}  # fmt: skip
+_MEASURE_LABELS = {
+    "reasoning_names_private": "reasonings naming the seat's private information (per turn)",
+}
+
+
+def game_measures(c: Curves, game: str) -> str:
+    """A plot of what `game` measures beyond its results, when it measures anything."""
+    keys = [k for k in c.with_prefix(f"rollout/{game}/") if k.split("/", 2)[2] not in _RESULT_KEYS]
+    if not keys:
+        return ""
+    series = []
+    for key in keys:
+        name = key.split("/", 2)[2]
+        series.append(c.series(key, _MEASURE_LABELS.get(name, name.replace("_", " "))))
+    svg = line_plot(f"{game}: what the game measures", series, "share", ylim=(-0.02, 1.02))
+    return figure(svg, "Each a mean over the step's games (or turns) that report it; a step "
+                  "without any has no point.")  # fmt: skip
 
 
 def learner_section(c: Curves) -> str:
