@@ -107,6 +107,10 @@ def test_overrides_are_typed():
             "sampling.reasoning_temperature=0.7",
             "'sampling.reasoning_temperature' = 0.7 applies to rollout.answer_mode = 'reasoned'",
         ),
+        (
+            "rollout.reasoning_prefix=My card is",
+            "reasoning_prefix = 'My card is' needs answer_mode reasoned, not 'free'",
+        ),
     ],
 )
 def test_bad_values_fail_with_one_line(override, message):

@@ -5,6 +5,8 @@ mode works in rollouts, model players and the sampled policy."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -191,3 +193,44 @@ def test_a_run_is_played_as_it_was_trained(tmp_path):
     for path in (run, run / "checkpoints" / "step-000002", run / "checkpoints/step-000002/model"):
         assert run_prompting(str(path)) == want
     assert run_prompting(str(tmp_path)) is None  # not a run: asked as any model
+
+
+def test_a_reasoning_prefix_starts_every_answer_as_part_of_the_prompt(tokenizer):
+    """`reasoning_prefix`: every turn's prompt is the prompt without it followed by its tokens
+    (the model continues it; it is never sampled nor trained), and the response and its text
+    do not repeat it."""
+    from zerosum.models import tiny_model
+
+    prefix = "My card is"
+    asked = Prompting(answer_mode="reasoned", prompt_format="plain", include_rules=False,
+                      reasoning_prefix=prefix)  # fmt: skip
+    model = tiny_model(tokenizer, hidden_size=32, layers=1, heads=2, seed=0)
+    turns, episodes = play_games(
+        HFEngine(model, tokenizer), tokenizer, [("kuhn_poker", s) for s in range(4)],
+        params=SamplingParams(temperature=1.0, max_new_tokens=4),
+        settings=RolloutSettings(prompting=asked), seed=3,
+    )  # fmt: skip
+    ids = tokenizer.encode(prefix, add_special_tokens=False)
+    game = load_game("kuhn_poker")
+    for t in turns:
+        assert t.prompt_ids[-len(ids) :] == ids
+        state = game.new_episode(episodes[t.episode].seed)
+        for _, move in episodes[t.episode].moves[: t.turn]:
+            state.apply_action(move)
+        assert t.prompt_ids[: -len(ids)] == REASONED.prompting.prompt(tokenizer, state, t.seat)
+        assert not t.text.startswith(prefix) and t.response_ids[: len(ids)] != ids
+
+
+def test_a_reasoning_prefix_needs_reasoned_answers():
+    with pytest.raises(ValueError, match="reasoning_prefix = 'I hold' needs answer_mode reasoned"):
+        Prompting(answer_mode="constrained", reasoning_prefix="I hold")
+
+
+def test_a_reasoning_prefix_is_an_arena_player_setting_that_keeps_old_identities():
+    from zerosum.arena.config import LocalPlayerConfig
+
+    player = LocalPlayerConfig(name="m", model="m", answer_mode="reasoned")
+    assert "reasoning_prefix" not in player.identity()  # as registered before the setting
+    prefixed = dataclasses.replace(player, reasoning_prefix="My card is")
+    assert prefixed.identity()["reasoning_prefix"] == "My card is"
+    assert prefixed.prompting.reasoning_prefix == "My card is"

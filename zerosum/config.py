@@ -37,6 +37,7 @@ from zerosum.models import DEVICE_NAME, Dtype, TinyFamily
 from zerosum.prompts import (
     ENABLE_THINKING_HELP,
     PROMPT_FORMAT_HELP,
+    REASONING_PREFIX_HELP,
     AnswerMode,
     PromptFormat,
     Prompting,
@@ -192,15 +193,16 @@ class RolloutConfig:
         Prompting.enable_thinking,
         ENABLE_THINKING_HELP,
     )
+    reasoning_prefix: str = _f(Prompting.reasoning_prefix, REASONING_PREFIX_HELP)
 
     @property
     def prompting(self) -> Prompting:
         """How the model is asked for its moves and how its answers are read: the section's
-        five prompting fields, flat in the config file."""
+        six prompting fields, flat in the config file."""
         return Prompting(
             answer_mode=self.answer_mode, prompt_format=self.prompt_format,
             include_rules=self.include_rules, parser_fallback=self.parser_fallback,
-            enable_thinking=self.enable_thinking,
+            enable_thinking=self.enable_thinking, reasoning_prefix=self.reasoning_prefix,
         )  # fmt: skip
 
 
@@ -474,6 +476,10 @@ def config_from_dict(data: dict) -> TrainConfig:
         raise ConfigError(
             "config field 'rollout.games' is empty; allowed: a mapping of game name to weight"
         )
+    try:  # the prompting fields' combinations (a reasoning prefix needs reasoned answers, ...)
+        cfg.rollout.prompting  # noqa: B018
+    except ValueError as err:
+        raise ConfigError(f"config section 'rollout': {err}") from None
     return cfg
 
 

@@ -68,6 +68,10 @@ PROMPT_FORMAT_HELP = (
     "chat: the model's chat template; plain: the view, then 'Answer:' (base models); spiral: "
     "the SPIRAL paper's prompt for base models (its framing in a ChatML user turn, as text)"
 )
+REASONING_PREFIX_HELP = (
+    "reasoned: the words the reasoning starts with, written for the model after the prompt "
+    '("My card is": the reasoning starts by naming the card); empty: the model starts it'
+)
 ENABLE_THINKING_HELP = (
     "chat format: the chat template's thinking switch (Qwen3's enable_thinking; false: the "
     "template's empty thinking block opens the reply); null: the template's default. A "
@@ -86,6 +90,9 @@ class Prompting:
     parser_fallback: Fallback = "last_bracket"
     # The chat template's thinking switch (Qwen3's): None leaves the template's default.
     enable_thinking: bool | None = None
+    # `reasoned`: the words the reasoning starts with, written for the model after the prompt
+    # (a prefill: part of the prompt, never trained); "" lets the model start it.
+    reasoning_prefix: str = ""
 
     def __post_init__(self) -> None:
         for name, value, valid in (
@@ -103,6 +110,15 @@ class Prompting:
             raise ValueError(
                 f"enable_thinking = {self.enable_thinking!r} needs prompt_format chat (a chat "
                 f"template's switch), not {self.prompt_format!r}; allowed with it: null"
+            )
+        if not isinstance(self.reasoning_prefix, str):
+            raise ValueError(
+                f"reasoning_prefix = {self.reasoning_prefix!r} is invalid; allowed: a string"
+            )
+        if self.reasoning_prefix and self.answer_mode != "reasoned":
+            raise ValueError(
+                f"reasoning_prefix = {self.reasoning_prefix!r} needs answer_mode reasoned, not "
+                f"{self.answer_mode!r}; allowed with it: an empty string"
             )
 
     def content(self, state: GameState, seat: int, feedback: str | None = None) -> str:
@@ -130,12 +146,17 @@ class Prompting:
         self, tokenizer, state: GameState, seat: int, feedback: str | None = None
     ) -> list[int]:
         """The seat's prompt as token ids: `content` wrapped in the model's chat template or,
-        `plain`, followed by "Answer:" (base models without a template, tiny test models)."""
+        `plain`, followed by "Answer:" (base models without a template, tiny test models);
+        then the `reasoning_prefix`, if any, as the start of the answer."""
         return self.encode(tokenizer, self.content(state, seat, feedback))
 
     def encode(self, tokenizer, content: str) -> list[int]:
-        """A user message `content` as prompt token ids in this prompt format (`encode_prompt`)."""
-        return encode_prompt(tokenizer, content, self.prompt_format, self.enable_thinking)
+        """A user message `content` as prompt token ids in this prompt format (`encode_prompt`),
+        then the `reasoning_prefix`'s."""
+        ids = encode_prompt(tokenizer, content, self.prompt_format, self.enable_thinking)
+        if self.reasoning_prefix:
+            ids += tokenizer.encode(self.reasoning_prefix, add_special_tokens=False)
+        return ids
 
     @property
     def decodes_legal_actions(self) -> bool:

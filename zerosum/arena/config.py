@@ -29,6 +29,7 @@ from zerosum.players.model import EVAL_PARAMS
 from zerosum.prompts import (
     ENABLE_THINKING_HELP,
     PROMPT_FORMAT_HELP,
+    REASONING_PREFIX_HELP,
     AnswerMode,
     PromptFormat,
     Prompting,
@@ -62,7 +63,9 @@ class BotPlayerConfig:
         return {"kind": self.kind, "spec": self.spec}
 
 
-LATER_FIELDS = ("enable_thinking",)  # see `LocalPlayerConfig.identity`
+# Settings added after arenas were first stored, with the default that plays as before them
+# (see `LocalPlayerConfig.identity`).
+LATER_FIELDS = {"enable_thinking": None, "reasoning_prefix": ""}
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,7 @@ class LocalPlayerConfig:
     )
     prompt_format: PromptFormat = fld(Prompting.prompt_format, PROMPT_FORMAT_HELP)
     enable_thinking: bool | None = fld(Prompting.enable_thinking, ENABLE_THINKING_HELP)
+    reasoning_prefix: str = fld(Prompting.reasoning_prefix, REASONING_PREFIX_HELP)
     include_rules: bool = fld(Prompting.include_rules, "put the game's rules into every prompt")
     parser_fallback: Fallback = fld(
         Prompting.parser_fallback, "without \\boxed{}: what else counts as the answer"
@@ -97,7 +101,7 @@ class LocalPlayerConfig:
         return {
             k: v
             for k, v in dataclasses.asdict(self).items()
-            if k not in ("name", "max_batch") and not (k in LATER_FIELDS and v is None)
+            if k not in ("name", "max_batch") and not (k in LATER_FIELDS and v == LATER_FIELDS[k])
         }
 
     @property
@@ -106,7 +110,7 @@ class LocalPlayerConfig:
         return Prompting(
             answer_mode=self.answer_mode, prompt_format=self.prompt_format,
             include_rules=self.include_rules, parser_fallback=self.parser_fallback,
-            enable_thinking=self.enable_thinking,
+            enable_thinking=self.enable_thinking, reasoning_prefix=self.reasoning_prefix,
         )  # fmt: skip
 
 

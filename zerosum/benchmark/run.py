@@ -115,7 +115,7 @@ def row_player(label: str, spec: str, suite: Suite) -> PlayerConfig:
         top_p=suite.top_p, max_new_tokens=suite.max_new_tokens, answer_mode=suite.answer_mode,
         prompt_format=suite.prompt_format, include_rules=suite.include_rules,
         parser_fallback=suite.parser_fallback, max_batch=suite.max_batch,
-        enable_thinking=suite.enable_thinking,
+        enable_thinking=suite.enable_thinking, reasoning_prefix=suite.reasoning_prefix,
     )  # fmt: skip
 
 

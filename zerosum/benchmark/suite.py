@@ -26,6 +26,7 @@ from zerosum.players.model import EVAL_PARAMS
 from zerosum.prompts import (
     ENABLE_THINKING_HELP,
     PROMPT_FORMAT_HELP,
+    REASONING_PREFIX_HELP,
     AnswerMode,
     PromptFormat,
     Prompting,
@@ -75,6 +76,7 @@ class Suite:
     )
     prompt_format: PromptFormat = fld(Prompting.prompt_format, PROMPT_FORMAT_HELP)
     enable_thinking: bool | None = fld(Prompting.enable_thinking, ENABLE_THINKING_HELP)
+    reasoning_prefix: str = fld(Prompting.reasoning_prefix, REASONING_PREFIX_HELP)
     include_rules: bool = fld(Prompting.include_rules, "put each game's rules into its prompts")
     parser_fallback: Fallback = fld(
         Prompting.parser_fallback, "without \\boxed{}: what else counts as the answer"
@@ -98,7 +100,7 @@ class Suite:
         return Prompting(
             answer_mode=self.answer_mode, prompt_format=self.prompt_format,
             include_rules=self.include_rules, parser_fallback=self.parser_fallback,
-            enable_thinking=self.enable_thinking,
+            enable_thinking=self.enable_thinking, reasoning_prefix=self.reasoning_prefix,
         )  # fmt: skip
 
     def cells(self) -> list[tuple[Split, str, str]]:

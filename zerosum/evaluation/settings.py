@@ -17,6 +17,7 @@ from zerosum.players.model import EVAL_PARAMS
 from zerosum.prompts import (
     ENABLE_THINKING_HELP,
     PROMPT_FORMAT_HELP,
+    REASONING_PREFIX_HELP,
     AnswerMode,
     PromptFormat,
     Prompting,
@@ -77,6 +78,7 @@ class EvalSettings:
     )
     prompt_format: PromptFormat = fld(Prompting.prompt_format, PROMPT_FORMAT_HELP)
     enable_thinking: bool | None = fld(Prompting.enable_thinking, ENABLE_THINKING_HELP)
+    reasoning_prefix: str = fld(Prompting.reasoning_prefix, REASONING_PREFIX_HELP)
     max_turns: int = fld(RolloutSettings.max_turns, "longer games are draws", POSITIVE)
     exploit_k: int = fld(
         8,
@@ -93,10 +95,10 @@ class EvalSettings:
 
     @property
     def prompting(self) -> Prompting:
-        """How the model (and `model:PATH` opponents) are asked and read; its five settings
+        """How the model (and `model:PATH` opponents) are asked and read; its six settings
         stay flat fields here, as they are flags and keys of the results' settings."""
         return Prompting(
             answer_mode=self.answer_mode, prompt_format=self.prompt_format,
             include_rules=self.include_rules, parser_fallback=self.parser_fallback,
-            enable_thinking=self.enable_thinking,
+            enable_thinking=self.enable_thinking, reasoning_prefix=self.reasoning_prefix,
         )  # fmt: skip
