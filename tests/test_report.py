@@ -472,3 +472,13 @@ def test_what_a_game_measures_is_plotted_beside_its_results():
     (figure,) = [f for f in page.split("<figure>") if "kuhn_poker: what the game measures" in f]
     assert "reasonings naming the seat's private information (per turn)" in figure
     assert data_paths(figure) == [2]  # one line, through steps 1 and 3
+
+
+def test_the_next_commands_name_an_opponent_that_can_play_the_game():
+    from zerosum.cli import next_commands
+
+    kuhn = next_commands(Path("runs/r"), {"kuhn_poker": 1.0}, "smollm2-135m-instruct")
+    assert "--opponents random" in kuhn and "model:runs/r random" in kuhn
+    red = next_commands(Path("runs/r"), {"redteam": 1.0}, "smollm2-135m-instruct")
+    assert "random" not in red  # it cannot write a request or a reply
+    assert "--opponents model:smollm2-135m-instruct" in red

@@ -251,10 +251,17 @@ def cmd_train(args: argparse.Namespace) -> None:
     run_dir = train(cfg, resume=bool(args.resume), overwrite=args.overwrite)  # checks cfg first
     print(f"run saved in {run_dir}")
     print(f"report: {write_report(run_dir)} (open it in a browser)")
-    game = next(iter(cfg.rollout.games))
-    print(
-        f"next: zerosum eval --model {run_dir} --games {game} --opponents random --n 100; "
-        f"zerosum match --game {game} --players model:{run_dir} random --games 20"
+    print(next_commands(run_dir, cfg.rollout.games, cfg.model.name))
+
+
+def next_commands(run_dir: Path, games: dict[str, float], model: str) -> str:
+    """What to run after training: an evaluation and a match against `random` where it can
+    play the run's first game; in a free-text game, against the model before training."""
+    game = next(iter(games))
+    other = "random" if unsupported("random", game) is None else f"model:{model}"
+    return (
+        f"next: zerosum eval --model {run_dir} --games {game} --opponents {other} --n 100; "
+        f"zerosum match --game {game} --players model:{run_dir} {other} --games 20"
     )
 
 
