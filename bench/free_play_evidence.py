@@ -56,7 +56,7 @@ def evaluate(tag: str, model: str, a: argparse.Namespace, out: Path) -> dict:
             "--opponents", a.opponents, "--n", str(a.n), "--seed", str(a.seed),
             "--temperature", "0.6", "--top-p", "0.95", "--max-new-tokens", str(a.max_new_tokens),
             "--parser-fallback", a.parser_fallback, "--exploit-k", str(a.exploit_k),
-            "--answer-mode", a.answer_mode,
+            "--answer-mode", a.answer_mode, "--reasoning-prefix", a.reasoning_prefix,
             "--engine", a.engine, "--max-concurrent", str(a.max_concurrent),
             "--out", str(path),
         ]  # fmt: skip
@@ -164,6 +164,7 @@ def main() -> None:
     p.add_argument("--max-new-tokens", type=int, default=24)
     p.add_argument("--parser-fallback", default="last_mention")
     p.add_argument("--answer-mode", choices=("free", "reasoned"), default="free")
+    p.add_argument("--reasoning-prefix", default="", help="reasoned: the reasoning's first words")
     p.add_argument("--exploit-k", type=int, default=64)
     p.add_argument("--engine", choices=("hf", "vllm"), default="hf")
     p.add_argument("--max-concurrent", type=int, default=64)
