@@ -370,6 +370,16 @@ def test_math_grader(response, answer, ok):
     assert grade(response, answer) is ok
 
 
+def test_the_math_grader_works_outside_the_main_thread():
+    """A benchmark or arena grading in a thread: math-verify's signal-based timeouts fail
+    there, so the grader leaves them out (the response's bound is the limit)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        assert pool.submit(grade, r"so \boxed{\frac{1}{2}}", "0.5").result() is True
+        assert pool.submit(grade, r"\boxed{17}", "18").result() is False
+
+
 def test_packaged_benchmarks_load_by_name():
     from zerosum.evaluation.math import packaged_benchmarks
 

@@ -20,6 +20,7 @@ block opened and never closed (cut at the token limit) leaves no answer after it
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, get_args
@@ -81,6 +82,19 @@ def names_any(text: str, words: Sequence[str]) -> bool:
         elif re.search(rf"\b{re.escape(word)}s?\b", text, re.IGNORECASE):
             return True
     return False
+
+
+def math_equal(text: str, answer: str) -> bool:
+    """Whether `text`'s final answer is mathematically equal to `answer` (math-verify reads
+    both). math-verify's timeouts use signal.alarm, which fails outside the main thread (the
+    arena and API players run games in threads): there the caller's bound on `text` is the
+    only limit."""
+    from math_verify import parse, verify  # slow to import: only when something is graded
+
+    limit = 5 if threading.current_thread() is threading.main_thread() else None
+    gold = parse(f"${answer}$", parsing_timeout=limit)
+    found = parse(text, parsing_timeout=limit)
+    return bool(gold) and bool(found) and bool(verify(gold, found, timeout_seconds=limit))
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import random
 import re
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -66,6 +65,7 @@ from zerosum.games.judging import (
     judge_both_orders,
     transcript_lines,
 )
+from zerosum.games.parsing import math_equal
 from zerosum.games.password import checked_passwords, redact
 from zerosum.games.reveal import normalized, reveal_form
 from zerosum.typed_config import numbers
@@ -235,14 +235,7 @@ def states_answer(reply: str, seed: Seed) -> bool:
     final answer and compares it with the answer mathematically; for `words`, one of the
     accepted answers appears in it as whole words (case and punctuation aside)."""
     if seed.check == "math":
-        from math_verify import parse, verify  # slow to import: only when a game is judged
-
-        # math-verify's timeouts use signal.alarm, which fails outside the main thread (the
-        # arena plays games in threads): there the reply's bound is the only limit.
-        limit = 5 if threading.current_thread() is threading.main_thread() else None
-        gold = parse(f"${seed.answers[0]}$", parsing_timeout=limit)
-        found = parse(reply[-MAX_ANSWER_CHARS:], parsing_timeout=limit)
-        return bool(gold and found and verify(gold, found, timeout_seconds=limit))
+        return math_equal(reply[-MAX_ANSWER_CHARS:], seed.answers[0])
     words = tokens(reply)
     return any(_holds_run(words, tokens(answer)) for answer in seed.answers)
 
