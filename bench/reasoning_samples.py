@@ -19,7 +19,6 @@ import torch
 
 from zerosum.engines import SamplingParams, make_engine
 from zerosum.games import load_game
-from zerosum.games.openspiel_games import CARD_NAMES
 from zerosum.games.parsing import names_any
 from zerosum.hardware import cpu_model
 from zerosum.models import load_model
@@ -52,16 +51,14 @@ def main() -> None:
             answers = asking.answer(
                 engine_batch(engine, params), tokenizer, prompts, choices, list(range(len(states)))
             )
-        cards = [
-            s.observation(s.current_seat(), False).split("your card is ")[-1][0] for s in states
-        ]
+        words = [s.private_words(s.current_seat()) for s in states]  # ("K", "king")
         named = sum(
-            names_any(reasoning_of(answer.text, "reasoned") or "", (card, CARD_NAMES[card]))
-            for card, answer in zip(cards, answers)
+            names_any(reasoning_of(answer.text, "reasoned") or "", card)
+            for card, answer in zip(words, answers)
         )
         print(f"\nreasoning temperature {temperature}: names its own card {named}/{len(states)}")
-        for card, answer in list(zip(cards, answers))[: a.show or None]:
-            print(f"- card {card}: {a.prefix + answer.text!r}")
+        for card, answer in list(zip(words, answers))[: a.show or None]:
+            print(f"- card {card[0]}: {a.prefix + answer.text!r}")
 
 
 if __name__ == "__main__":

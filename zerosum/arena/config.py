@@ -63,9 +63,9 @@ class BotPlayerConfig:
         return {"kind": self.kind, "spec": self.spec}
 
 
-# Settings added after arenas were first stored, with the default that plays as before them
+# Settings added after arenas were first stored; at their defaults they play as before them
 # (see `LocalPlayerConfig.identity`).
-LATER_FIELDS = {"enable_thinking": None, "reasoning_prefix": ""}
+LATER_FIELDS = ("enable_thinking", "reasoning_prefix")
 
 
 @dataclass(frozen=True)
@@ -98,10 +98,11 @@ class LocalPlayerConfig:
     def identity(self) -> dict:
         # A setting added later is left out at its default, which plays as players did before
         # it: an arena's registered players keep their identity.
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
         return {
             k: v
             for k, v in dataclasses.asdict(self).items()
-            if k not in ("name", "max_batch") and not (k in LATER_FIELDS and v == LATER_FIELDS[k])
+            if k not in ("name", "max_batch") and not (k in LATER_FIELDS and v == defaults[k])
         }
 
     @property
