@@ -158,3 +158,11 @@ def test_bad_requests_fail_in_one_line(full_run, tmp_path, capsys):
     assert main(["export", str(tmp_path), "--out", str(tmp_path / "c")]) == 2
     assert "not a training run directory" in capsys.readouterr().err
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_the_card_names_an_opponent_that_can_play_the_game():
+    from zerosum.export import _try_it
+
+    assert "--players model:PATH random`" in _try_it("kuhn_poker")
+    red = _try_it("redteam")  # `random` cannot write a request or a reply
+    assert "random" not in red and "--players model:PATH model:BASE`" in red

@@ -30,7 +30,7 @@ from zerosum.match import MAX_TURNS as MATCH_MAX_TURNS
 from zerosum.match import MatchResult, run_match
 from zerosum.models import load_tokenizer
 from zerosum.play import GameResult, Screen, play_series
-from zerosum.players import PLAYER_SPECS, make_player, unsupported
+from zerosum.players import PLAYER_SPECS, first_opponent, make_player, unsupported
 from zerosum.prompts import PROMPT_FORMATS, check_control_tokens, llama3_style
 from zerosum.report import MAX_REPLAYS, write_report
 from zerosum.rollout import EVAL_INVALID, INVALID_MODES, InvalidMovePolicy
@@ -258,7 +258,7 @@ def next_commands(run_dir: Path, games: dict[str, float], model: str) -> str:
     """What to run after training: an evaluation and a match against `random` where it can
     play the run's first game; in a free-text game, against the model before training."""
     game = next(iter(games))
-    other = "random" if unsupported("random", game) is None else f"model:{model}"
+    other = first_opponent(game, model)
     return (
         f"next: zerosum eval --model {run_dir} --games {game} --opponents {other} --n 100; "
         f"zerosum match --game {game} --players model:{run_dir} {other} --games 20"
@@ -329,8 +329,9 @@ def cmd_export(args: argparse.Namespace) -> None:
     )  # fmt: skip
     kind = "a LoRA adapter" if done.adapter else "full weights"
     print(f"exported step {done.step} of {args.run} to {done.out} ({kind}, {done.card['license']})")
+    other = first_opponent(done.games[0], done.base or str(done.out))
     print(
-        f"next: zerosum match --game {done.games[0]} --players model:{done.out} random --games 20"
+        f"next: zerosum match --game {done.games[0]} --players model:{done.out} {other} --games 20"
     )
 
 

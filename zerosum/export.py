@@ -25,6 +25,7 @@ from typing import Any
 from zerosum.checkpoint import read_trainer_state
 from zerosum.evaluation.games import wilson_interval
 from zerosum.models import DEFAULT_MODEL, load_model, resolve_model
+from zerosum.players import first_opponent
 from zerosum.report.results import is_eval_results
 from zerosum.rundir import (
     CONFIG_NAME,
@@ -52,6 +53,7 @@ class Exported:
     adapter: bool  # a PEFT adapter (keep_adapter), else full weights
     card: dict[str, Any] = field(default_factory=dict)  # the card's metadata header
     games: list[str] = field(default_factory=list)  # what it was trained on
+    base: str = ""  # the model it was trained from, as `model:` names it ("" for a tiny one)
 
 
 def find_checkpoint(run_dir: Path, step: int | None) -> Path:
@@ -116,7 +118,8 @@ def export_run(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return Exported(out, state["step"], keep_adapter, card, list(cfg["rollout"]["games"]))
+    base = "" if cfg["model"]["tiny"] else cfg["model"]["name"]
+    return Exported(out, state["step"], keep_adapter, card, list(cfg["rollout"]["games"]), base)
 
 
 def _read_json(path: Path) -> Any:
@@ -397,6 +400,12 @@ def _eval_files(results: Sequence[tuple[Path, dict]], run_name: str) -> list[str
     return lines
 
 
+def _try_it(game: str) -> str:
+    other = first_opponent(game, "BASE")
+    where = "" if other == "random" else " (BASE: the model it was trained from)"
+    return f"Try it: `zerosum match --game {game} --players model:PATH {other}`{where}."
+
+
 def _usage(keep_adapter: bool, game: str) -> list[str]:
     load = (
         [
@@ -419,5 +428,5 @@ def _usage(keep_adapter: bool, game: str) -> list[str]:
         "tokenizer = AutoTokenizer.from_pretrained(PATH)",
         "```",
         "",
-        f"Against a bot: `zerosum match --game {game} --players model:PATH random`.",
+        _try_it(game),
     ]

@@ -88,6 +88,12 @@ def run_prompting(path: str) -> Prompting | None:
     return None
 
 
+def first_opponent(game_name: str, base_model: str) -> str:
+    """An opponent to try a trained model against: `random` where it can play the game, else
+    (a free-text game) the model before training."""
+    return "random" if unsupported("random", game_name) is None else f"model:{base_model}"
+
+
 def unsupported(spec: str, game_name: str) -> str | None:
     """Why player `spec` cannot play `game_name`, or None when it can (the game's declared
     capabilities decide)."""
