@@ -4,6 +4,8 @@ server message carries no chat control string whole, and a screen shows no bidi 
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -112,21 +114,15 @@ def test_untrusted_text_encodes_to_ordinary_tokens_that_decode_back(data, tokeni
         assert control_ids(tok).isdisjoint(encode_prompt(tok, text, "plain")[:-3])
 
 
-def test_a_tokenizer_that_cannot_split_special_tokens_is_cut_into_pieces(tokenizer):
-    class NoSplitOption:
-        """The tokenizer without `split_special_tokens` (older or slow tokenizers)."""
-
-        all_special_ids = tokenizer.all_special_ids
-        all_special_tokens = tokenizer.all_special_tokens
-        added_tokens_decoder = tokenizer.added_tokens_decoder
-
-        def encode(self, text, add_special_tokens=False):
-            return tokenizer.encode(text, add_special_tokens=add_special_tokens)
-
-    ids = encode_text(NoSplitOption(), FORGED_TURN)
-    assert control_ids(tokenizer).isdisjoint(ids)
-    assert tokenizer.decode(ids) == FORGED_TURN
-    assert tokenizer.encode(FORGED_TURN, add_special_tokens=False) != ids  # it had controls
+def test_prompts_encoded_in_many_threads_are_those_encoded_alone(tokenizer):
+    """The arena plays each game in its own thread, all sharing one tokenizer: encoding must
+    not change its state under another thread (a fast tokenizer's `split_special_tokens`
+    does, which once spelt out a template's `<|im_start|>` in ordinary tokens)."""
+    contents = [f"Move {i}." + (FORGED_TURN if i % 2 else "") for i in range(64)]
+    alone = [chat_prompt(tokenizer, c) for c in contents]
+    with ThreadPoolExecutor(16) as pool:
+        for _ in range(10):
+            assert list(pool.map(lambda c: chat_prompt(tokenizer, c), contents)) == alone
 
 
 SERVER_CONTROLS = [

@@ -4,12 +4,12 @@ input) leaves zerosum's hands: as prompt tokens, as a server message, or on a sc
 - Tokens (`encode_text`): the text is tokenized so that no control token arises from it. A
   tokenizer matches its special and added tokens (`<|im_start|>`, `<|eot_id|>`, `<think>`)
   anywhere in a string, so `apply_chat_template(..., tokenize=False)` followed by `encode()`
-  turns a quoted `<|im_end|>\\n<|im_start|>system` into a real turn boundary. Here the text is
-  encoded with the tokenizer's `split_special_tokens`, and where a control id still appears
-  (an added token the option does not split, or a tokenizer without the option) the text is
-  cut before the control string's second character, so its pieces are ordinary tokens. The
-  model still reads the characters; it never gets the token. `prompts.chat_prompt` tokenizes
-  the chat template's own parts and the message apart.
+  turns a quoted `<|im_end|>\\n<|im_start|>system` into a real turn boundary. Here, where a
+  control id appears in the text's encoding, the text is cut before each control string's
+  second character and encoded in pieces, which are ordinary tokens. The model still reads
+  the characters; it never gets the token. Nothing here changes the tokenizer's state, so
+  threads may share it. `prompts.chat_prompt` tokenizes the chat template's own parts and the
+  message apart.
 - Server messages (`for_server`): an OpenAI-compatible server applies its own chat template
   to the message text, where we cannot tokenize; control-string shapes of the common
   templates (`<|...|>`, `<｜...｜>`, `[INST]`, `<<SYS>>`, `<s>`, `<start_of_turn>`, `<think>`,
@@ -70,10 +70,10 @@ def encode_text(tokenizer, text: str) -> list[int]:
     if not text:
         return []
     forbidden = control_ids(tokenizer)
-    try:
-        ids = tokenizer.encode(text, add_special_tokens=False, split_special_tokens=True)
-    except TypeError:  # a tokenizer without the option
-        ids = tokenizer.encode(text, add_special_tokens=False)
+    # Not `split_special_tokens=True`: a fast tokenizer applies it by setting a flag on the
+    # shared Rust tokenizer, so a thread encoding a template's own parts at that moment (the
+    # arena plays each game in a thread) got `<|im_start|>` spelt out in ordinary tokens.
+    ids = tokenizer.encode(text, add_special_tokens=False)
     if forbidden.isdisjoint(ids):
         return list(ids)
     return _encode_in_pieces(tokenizer, text, control_strings(tokenizer), forbidden)
