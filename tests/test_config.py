@@ -109,7 +109,7 @@ def test_overrides_are_typed():
         ),
         (
             "rollout.reasoning_prefix=My card is",
-            "reasoning_prefix = 'My card is' needs answer_mode reasoned, not 'free'",
+            "'rollout.reasoning_prefix' = 'My card is' needs answer_mode reasoned, not 'free'",
         ),
     ],
 )

@@ -478,7 +478,10 @@ def config_from_dict(data: dict) -> TrainConfig:
         )
     try:  # the prompting fields' combinations (a reasoning prefix needs reasoned answers, ...)
         cfg.rollout.prompting  # noqa: B018
-    except ValueError as err:
+    except ValueError as err:  # "FIELD = VALUE ...": named as the other config errors name it
+        field, said, rest = str(err).partition(" = ")
+        if said and hasattr(cfg.rollout, field):
+            raise ConfigError(f"config field 'rollout.{field}' = {rest}") from None
         raise ConfigError(f"config section 'rollout': {err}") from None
     return cfg
 
