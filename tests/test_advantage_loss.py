@@ -133,6 +133,29 @@ def test_reinforce_hand_computed():
     assert loss_split.item() == pytest.approx(-0.5)  # a micro-batch of a 6-token batch
 
 
+def test_token_weights_weigh_each_token_and_the_mean_hand_computed():
+    """Token weights (a reasoning weighed 0.5 here, the move 1) scale each token's term and
+    its share of the `mean` denominator; the PPO ratio is the token's own, unweighted."""
+    lp = torch.tensor(LP, requires_grad=True)
+    weights = torch.tensor([[0.5, 1.0], [1.0, 1.0]])
+    loss, stats = policy_loss(
+        lp, lp.detach(), ADV, MASK, kind="reinforce", aggregation="mean", token_weights=weights
+    )
+    # per token -A: [[-2, -2], [1, (masked)]], weighed [[0.5, 1], [1, -]]: -2.0 / 2.5 tokens
+    assert loss.item() == pytest.approx(-0.8)
+    assert stats["loss/tokens"] == 2.5
+    loss.backward()
+    assert torch.allclose(lp.grad, torch.tensor([[-0.4, -0.8], [0.4, 0.0]]))
+    old = torch.tensor(LP)
+    new = old.clone()
+    new[0, 0] += math.log(1.5)  # ratio 1.5 at a token weighed 0.5: still clipped to 1.2
+    loss, stats = policy_loss(
+        new, old, ADV, MASK, kind="ppo", clip_eps=0.2, norm_constant=4.0, token_weights=weights
+    )
+    assert loss.item() == pytest.approx(-(0.5 * 2.4 + 2.0 - 1.0) / 4)
+    assert stats["loss/clip_frac"] == pytest.approx(0.5 / 2.5)
+
+
 def test_ppo_clip_hand_computed():
     old = torch.tensor(LP)
     new = old.clone()

@@ -108,6 +108,14 @@ def test_overrides_are_typed():
             "'sampling.reasoning_temperature' = 0.7 applies to rollout.answer_mode = 'reasoned'",
         ),
         (
+            "algo.reasoning_weight=1.5",
+            "'algo.reasoning_weight' = 1.5 is invalid; allowed: a number in [0, 1]",
+        ),
+        (
+            "algo.reasoning_weight=0",
+            "'algo.reasoning_weight' = 0.0 applies to rollout.answer_mode = 'reasoned' only",
+        ),
+        (
             "rollout.reasoning_prefix=My card is",
             "'rollout.reasoning_prefix' = 'My card is' needs answer_mode reasoned, not 'free'",
         ),
@@ -124,9 +132,10 @@ def test_a_reasoning_temperature_reaches_the_rollouts_and_the_learner():
     from zerosum.learner import LearnerSettings
 
     cfg = load_config(None, ["rollout.answer_mode=reasoned", "sampling.reasoning_temperature=0.7",
-                             "optim.bf16=false"])  # fmt: skip
+                             "algo.reasoning_weight=0.25", "optim.bf16=false"])  # fmt: skip
     check_config(cfg)
     assert LearnerSettings.from_config(cfg).reasoning_temperature == 0.7
+    assert LearnerSettings.from_config(cfg).reasoning_weight == 0.25
 
 
 def test_greedy_evaluation_is_allowed():

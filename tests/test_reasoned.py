@@ -15,7 +15,7 @@ from zerosum.engines.hf import HFEngine
 from zerosum.games import load_game
 from zerosum.prompts import REASONED_CUE, Prompting, read_answer, reason_then_choose
 from zerosum.rollout import RolloutSettings, play_games
-from zerosum.scoring import Sample, response_logprobs
+from zerosum.scoring import Sample, response_logprobs, token_weights
 
 REASONED = RolloutSettings(
     prompting=Prompting(answer_mode="reasoned", prompt_format="plain", include_rules=False)
@@ -110,6 +110,53 @@ def test_the_learner_scores_every_reasoned_token_as_it_was_sampled(played, token
         assert torch.allclose(logp[i, : len(t.logprobs)], torch.tensor(t.logprobs), atol=1e-4)
     reasoning = [lp for t in turns for lp, a in zip(t.logprobs, t.allowed) if a == []]
     assert reasoning and max(reasoning) < 0  # sampled from the whole vocabulary
+
+
+def test_token_weights_weigh_the_reasoning_alone():
+    allowed = [[], [], [11], [7, 8], [2]]  # reasoning, reasoning, cue, move, end
+    reasoned = Sample([1], [3, 4, 11, 7, 2], 1.0, allowed)
+    assert token_weights(reasoned, 0.25) == [0.25, 0.25, 1.0, 1.0, 1.0]
+    assert token_weights(reasoned, 1.0) == [1.0] * 5
+    free = Sample([1], [3, 4, 5], 1.0)
+    assert token_weights(free, 0.0) == [1.0] * 3  # no reasoning steps to weigh
+
+
+@pytest.mark.parametrize("reasoning_weight", [0.0, 0.3])
+def test_the_learner_weighs_the_reasoning_tokens_by_the_reasoning_weight(
+    played, tokenizer, reasoning_weight
+):
+    """The learner's gradient is that of the advantage-weighted log-probabilities with each
+    reasoning token weighed `reasoning_weight` (0: the move's tokens alone), over the weighed
+    token count; with the weight left at 1 it differs."""
+    import copy
+
+    from zerosum.learner import Learner, LearnerSettings
+
+    model, turns, _ = played
+    samples = [
+        Sample(t.prompt_ids, t.response_ids, (-1.0) ** i * (1 + i / 4), t.allowed)
+        for i, t in enumerate(turns)
+    ]
+    direct = copy.deepcopy(model)
+    logp, mask, _, _ = response_logprobs(direct, samples, 1.0, tokenizer.pad_token_id)
+    w = torch.zeros_like(mask)
+    for i, x in enumerate(samples):
+        w[i, : len(x.response_ids)] = torch.tensor(token_weights(x, reasoning_weight))
+    adv = torch.tensor([x.advantage for x in samples])[:, None]
+    (-(adv * logp * mask * w).sum() / (mask * w).sum()).backward()
+    expected = [p.grad for p in direct.parameters()]
+
+    grads = {}
+    for weight in (reasoning_weight, 1.0):
+        learned = copy.deepcopy(model)
+        settings = LearnerSettings(
+            loss="reinforce", aggregation="mean", reasoning_weight=weight, grad_clip=1e9
+        )
+        opt = torch.optim.SGD(learned.parameters(), lr=0.0)  # keeps the step's gradient
+        Learner(learned, opt, settings, tokenizer.pad_token_id).step(samples)
+        grads[weight] = [p.grad for p in learned.parameters()]
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(grads[reasoning_weight], expected))
+    assert not all(torch.allclose(a, b, atol=1e-6) for a, b in zip(grads[1.0], expected))
 
 
 @pytest.mark.parametrize("reasoning_temperature", [0.5, 2.0])

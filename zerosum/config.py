@@ -266,6 +266,12 @@ class AlgoConfig:
         "weight of the entropy bonus (keeps self-play exploring)",
         numbers(0),
     )
+    reasoning_weight: float = _f(
+        LearnerSettings.reasoning_weight,
+        "rollout.answer_mode reasoned: the loss weight of the reasoning's tokens, the move's "
+        "being 1 (0: only the move learns; the reasoning stays the model's own, untrained)",
+        numbers(0, 1),
+    )
 
 
 @dataclass

@@ -35,6 +35,11 @@ def check_config(cfg: TrainConfig) -> TrainConfig:
             f"{cfg.sampling.reasoning_temperature!r} applies to rollout.answer_mode = 'reasoned' "
             f"only (here {cfg.rollout.answer_mode!r}); set it to null"
         )
+    if cfg.algo.reasoning_weight != 1.0 and cfg.rollout.answer_mode != "reasoned":
+        raise ConfigError(
+            f"config field 'algo.reasoning_weight' = {cfg.algo.reasoning_weight!r} applies to "
+            f"rollout.answer_mode = 'reasoned' only (here {cfg.rollout.answer_mode!r}); set it to 1"
+        )
     o = cfg.opponents
     if o.self_play < 1 and not (o.pool_size or o.fixed):
         raise ConfigError(

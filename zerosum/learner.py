@@ -27,6 +27,7 @@ from zerosum.scoring import (
     plan_batch,
     plan_micro_batches,
     response_logprobs,
+    token_weights,
 )
 from zerosum.typed_config import NON_NEGATIVE, POSITIVE, fld, numbers
 
@@ -130,6 +131,8 @@ class LearnerSettings:
     aggregation: Aggregation = "sum"
     norm_constant: float = 4096.0
     entropy_coef: float = 0.0
+    # Reasoned answers: the loss weight of the reasoning's tokens (the move's is 1).
+    reasoning_weight: float = 1.0
     grad_clip: float = OptimConfig.grad_clip
     micro_batch_tokens: int = OptimConfig.micro_batch_tokens
     shared_prefix: bool = OptimConfig.shared_prefix
@@ -152,7 +155,7 @@ class LearnerSettings:
         return cls(
             loss=a.loss, epochs=a.ppo_epochs, clip_eps=a.clip_eps, aggregation=a.aggregation,
             norm_constant=a.norm_constant, entropy_coef=a.entropy_coef,
-            grad_clip=o.grad_clip, micro_batch_tokens=o.micro_batch_tokens,
+            reasoning_weight=a.reasoning_weight, grad_clip=o.grad_clip, micro_batch_tokens=o.micro_batch_tokens,
             shared_prefix=o.shared_prefix, activation_checkpointing=o.activation_checkpointing,
             temperature=cfg.sampling.temperature,
             reasoning_temperature=cfg.sampling.reasoning_temperature, bf16=o.bf16,
@@ -169,7 +172,7 @@ def _left_aligned(rows: Sequence[list[float] | None], shape: torch.Size, device)
     """Per-token values of each response, [B, T] left-aligned like `Scores` (0 as padding)."""
     out = torch.zeros(shape, dtype=torch.float32)
     for i, row in enumerate(rows):
-        if row is None:
+        if row is None:  # only the engine's log-probabilities can be missing
             raise ValueError("truncated importance sampling needs the engine's log-probabilities")
         out[i, : len(row)] = torch.tensor(row, dtype=torch.float32)
     return out.to(device)
@@ -291,8 +294,10 @@ class Learner:
         return {**stats, **_plan_stats(plan, len(samples), turns), **update.tis_stats}
 
     def _total_tokens(self, samples: Sequence[Sample]) -> float:
-        """The loss's normaliser: the batch's response tokens (all ranks'), per turn a row holds."""
-        total = float(sum(len(x.response_ids) * x.count for x in samples))
+        """The loss's normaliser: the batch's response tokens (all ranks'), per turn a row
+        holds, each at its `token_weights`."""
+        w = self.settings.reasoning_weight
+        total = float(sum(sum(token_weights(x, w)) * x.count for x in samples))
         return self.sync.sum(total) if self.sync else total
 
     def _epoch(
@@ -331,7 +336,13 @@ class Learner:
                 reasoning_temperature=s.reasoning_temperature,
             )  # fmt: skip
         counts = torch.tensor([float(x.count) for x in mb], device=logp.device)
-        weight = float((mask.sum(1) * counts).sum()) / update.total_tokens
+        per_token = None  # every token weighs 1
+        if s.reasoning_weight != 1.0:
+            per_token = _left_aligned(
+                [token_weights(x, s.reasoning_weight) for x in mb], logp.shape, logp.device
+            )
+        weighed = mask if per_token is None else mask * per_token
+        weight = float((weighed.sum(1) * counts).sum()) / update.total_tokens
         if epoch == 0:
             self._first_scores(b, mb, logp, mask, weight, update)
         adv = torch.tensor([x.advantage for x in mb], device=logp.device)
@@ -340,7 +351,7 @@ class Learner:
             magnet_kl=kl, magnet_alpha=update.alpha, aggregation=s.aggregation,
             norm_constant=s.norm_constant, total_tokens=update.total_tokens,
             entropy=ent.float(), entropy_coef=s.entropy_coef, tis_weight=update.tis.get(b),
-            counts=counts,
+            counts=counts, token_weights=per_token,
         )  # fmt: skip
         loss.backward()
         return {k: v if k in _TOTAL_STATS else v * weight for k, v in st.items()}

@@ -83,6 +83,7 @@ def policy_loss(
     entropy_coef: float = 0.0,
     tis_weight: torch.Tensor | None = None,  # [B, T] `truncated_importance_weights`
     counts: torch.Tensor | None = None,  # [B] identical turns each row stands for
+    token_weights: torch.Tensor | None = None,  # [B, T] `scoring.token_weights`, per token
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The policy-gradient loss and its statistics (namespaced `loss/...`); the options are
     those of the `algo` config section (`LearnerSettings` holds them for the learner).
@@ -94,7 +95,8 @@ def policy_loss(
     multiplies the policy-gradient term of each token (not the KL or entropy terms, which are
     exact at the learner's own policy). `counts` (`learner.merge_duplicates`) weights every
     term of a row, and its tokens in the statistics and the `mean` denominator, as that many
-    identical turns."""
+    identical turns; `token_weights` does the same per token (a reasoned answer's reasoning
+    weighed less than its move). Both weigh the terms, never the PPO ratio."""
     check_choice("loss", kind, LOSS_KINDS)
     check_choice("aggregation", aggregation, AGGREGATIONS)
     mask = mask.to(logprobs.dtype)
@@ -102,6 +104,8 @@ def policy_loss(
     log_ratio = (logprobs - old_logprobs) * mask
     if counts is not None:  # each token weighs as many turns as its row stands for
         mask = mask * counts.to(logprobs.dtype)[:, None]
+    if token_weights is not None:
+        mask = mask * token_weights.to(logprobs.dtype)
     ratio = torch.exp(log_ratio)
     if kind == "reinforce":
         # ratio equals 1 in value but carries the gradient of log pi: grad(ratio) = grad(logp).
