@@ -76,6 +76,9 @@ GOOD = {"players": ["random", "mcts:5"], "games": ["tic_tac_toe"], "n": 2}
          "'players[1].name' = 'a b' is invalid"),
         ({"players": ["random", {"kind": "local", "name": "m", "model": "m", "top_p": 0}]},
          "'players[1].top_p' = 0.0 is invalid; allowed: a number in (0, 1]"),
+        ({"players": ["random", {"kind": "local", "name": "m", "model": "m",
+                                 "reasoning_prefix": "I hold"}]},
+         "config field 'players[1].reasoning_prefix' = 'I hold' needs answer_mode reasoned"),
     ],
 )  # fmt: skip
 def test_bad_config_values_are_one_line_errors(change, message):

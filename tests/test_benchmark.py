@@ -281,6 +281,14 @@ def test_bad_benchmark_input_is_a_one_line_error(argv, message, capsys):
     assert message in err and err.count("\n") == 1
 
 
+def test_a_suite_names_the_field_of_a_bad_prompting_combination():
+    with pytest.raises(ConfigError) as err:
+        load_suite("spiral", ["answer_mode=constrained", "reasoning_prefix=I hold"])
+    assert str(err.value).startswith(
+        "config field 'reasoning_prefix' = 'I hold' needs answer_mode reasoned, not 'constrained'"
+    )
+
+
 @settings(max_examples=40, deadline=None)
 @given(
     games=st.integers(-3, 50),

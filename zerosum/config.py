@@ -50,6 +50,7 @@ from zerosum.typed_config import (
     SEED,
     Bound,
     ConfigError,
+    check_combination,
     fld,
     ints,
     load_dataclass,
@@ -482,13 +483,8 @@ def config_from_dict(data: dict) -> TrainConfig:
         raise ConfigError(
             "config field 'rollout.games' is empty; allowed: a mapping of game name to weight"
         )
-    try:  # the prompting fields' combinations (a reasoning prefix needs reasoned answers, ...)
-        cfg.rollout.prompting  # noqa: B018
-    except ValueError as err:  # "FIELD = VALUE ...": named as the other config errors name it
-        field, said, rest = str(err).partition(" = ")
-        if said and hasattr(cfg.rollout, field):
-            raise ConfigError(f"config field 'rollout.{field}' = {rest}") from None
-        raise ConfigError(f"config section 'rollout': {err}") from None
+    # The prompting fields' combinations (a reasoning prefix needs reasoned answers, ...).
+    check_combination(cfg.rollout, "rollout.", lambda: cfg.rollout.prompting)
     return cfg
 
 

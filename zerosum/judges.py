@@ -30,6 +30,7 @@ game), outside the batching of the players' moves.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 
 from zerosum.engines.base import Engine, SamplingParams
@@ -135,6 +136,9 @@ class ClassifierJudge:
             )
         self.flagged = frozenset(flagged)
         self._controls = [s for s in control_strings(tokenizer) if len(s) > 1]
+        # transformers applies `split_special_tokens` by setting it on the shared Rust
+        # tokenizer: two arena games labelling at once would race on that setting.
+        self._lock = threading.Lock()
 
     def _plain(self, text: str) -> str:
         for control in self._controls:
@@ -145,10 +149,11 @@ class ClassifierJudge:
         """The most likely label for the pair (request, reply)."""
         import torch
 
-        inputs = self.tokenizer(
-            self._plain(request), self._plain(reply), truncation=True,
-            max_length=CLASSIFIER_MAX_TOKENS, split_special_tokens=True, return_tensors="pt",
-        )  # fmt: skip
+        with self._lock:
+            inputs = self.tokenizer(
+                self._plain(request), self._plain(reply), truncation=True,
+                max_length=CLASSIFIER_MAX_TOKENS, split_special_tokens=True, return_tensors="pt",
+            )  # fmt: skip
         with torch.no_grad():
             logits = self.model(**inputs).logits[0]  # (labels,)
         return self.labels[int(logits.argmax())]

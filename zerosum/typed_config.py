@@ -30,6 +30,21 @@ class ConfigError(ValueError):
     """A bad configuration value; the message is one line."""
 
 
+def check_combination(section: Any, where: str, build: Callable[[], object]) -> None:
+    """Build what a section's fields make together (its `Prompting`, say). Its ValueError,
+    worded "FIELD = VALUE ..." as the project words them, becomes a ConfigError naming the
+    config field `where` + FIELD as the other config errors do (the section itself when
+    FIELD is not one of its fields)."""
+    try:
+        build()
+    except ValueError as err:
+        field, said, rest = str(err).partition(" = ")
+        if said and field in {f.name for f in dataclasses.fields(section)}:
+            raise ConfigError(f"config field '{where}{field}' = {rest}") from None
+        what = f"config section {where.rstrip('.')!r}" if where else "the config"
+        raise ConfigError(f"{what}: {err}") from None
+
+
 def load_yaml(path: str | Path, what: str) -> Any:
     """The YAML document in the file `path` (`what` names it in errors: "config file");
     a missing file or invalid YAML is a one-line `ConfigError` with the line and column."""

@@ -41,6 +41,7 @@ from zerosum.typed_config import (
     PROBABILITY,
     SEED,
     ConfigError,
+    check_combination,
     fld,
     load_dataclass,
     load_yaml,
@@ -159,7 +160,10 @@ def player_from_entry(entry: Any, where: str) -> PlayerConfig:
             f"config field {where!r} = {entry!r} is invalid; allowed: a bot spec, model:PATH, "
             f"or a mapping with kind: {', '.join(KINDS)}"
         )
-    return load_dataclass(KINDS[entry["kind"]], entry, f"{where}.")
+    player = load_dataclass(KINDS[entry["kind"]], entry, f"{where}.")
+    if isinstance(player, LocalPlayerConfig):  # its prompting fields' combinations
+        check_combination(player, f"{where}.", lambda: player.prompting)
+    return player
 
 
 def load_arena_config(path: str | Path, directory: str | None = None) -> ArenaConfig:

@@ -37,6 +37,7 @@ from zerosum.typed_config import (
     PROBABILITY,
     SEED,
     ConfigError,
+    check_combination,
     fld,
     load_dataclass,
     load_yaml,
@@ -150,6 +151,7 @@ def load_suite(
         raise ConfigError(f"suite file {name!r} must be a mapping of suite fields")
     data = {**data, **dict(parse_override(o) for o in overrides or [])}
     suite = load_dataclass(Suite, data)
+    check_combination(suite, "", lambda: suite.prompting)
     if opponents:
         suite = dataclasses.replace(
             suite,
