@@ -155,7 +155,8 @@ class LearnerSettings:
         return cls(
             loss=a.loss, epochs=a.ppo_epochs, clip_eps=a.clip_eps, aggregation=a.aggregation,
             norm_constant=a.norm_constant, entropy_coef=a.entropy_coef,
-            reasoning_weight=a.reasoning_weight, grad_clip=o.grad_clip, micro_batch_tokens=o.micro_batch_tokens,
+            reasoning_weight=a.reasoning_weight, grad_clip=o.grad_clip,
+            micro_batch_tokens=o.micro_batch_tokens,
             shared_prefix=o.shared_prefix, activation_checkpointing=o.activation_checkpointing,
             temperature=cfg.sampling.temperature,
             reasoning_temperature=cfg.sampling.reasoning_temperature, bf16=o.bf16,
@@ -172,7 +173,7 @@ def _left_aligned(rows: Sequence[list[float] | None], shape: torch.Size, device)
     """Per-token values of each response, [B, T] left-aligned like `Scores` (0 as padding)."""
     out = torch.zeros(shape, dtype=torch.float32)
     for i, row in enumerate(rows):
-        if row is None:  # only the engine's log-probabilities can be missing
+        if row is None:
             raise ValueError("truncated importance sampling needs the engine's log-probabilities")
         out[i, : len(row)] = torch.tensor(row, dtype=torch.float32)
     return out.to(device)
