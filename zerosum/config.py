@@ -269,8 +269,8 @@ class AlgoConfig:
     )
     reasoning_weight: float = _f(
         LearnerSettings.reasoning_weight,
-        "rollout.answer_mode reasoned: the loss weight of the reasoning's tokens, the move's "
-        "being 1 (0: only the move learns; the reasoning stays the model's own, untrained)",
+        "rollout.answer_mode reasoned: the loss weight of the reasoning's tokens, every term "
+        "of them (advantage, magnet KL, entropy), the move's being 1 (0: only the move learns)",
         numbers(0, 1),
     )
 
