@@ -18,11 +18,12 @@ from collections import defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from free_play_evidence import CARDS, KUHN_SPOTS  # noqa: E402
 from reasoning_words import CARD  # noqa: E402
 
-# The spot a turn is played from (the public moves before it) and the aggressive move there.
-SPOTS = {"": ("first to act: bet", "bet"), "p": ("after a check: bet", "bet"),
-         "b": ("facing a bet: call", "call"), "pb": ("check, then a bet: call", "call")}  # fmt: skip
+# The spot a turn is played from (the public moves before it) -> its label, as the
+# evaluation's action-frequency tables name it.
+SPOTS = {history: label for label, history, _ in KUHN_SPOTS}
 
 
 def frequencies(games: list[dict], window: int) -> tuple[dict, dict[int, set[int]]]:
@@ -53,13 +54,13 @@ def main() -> None:
     a = p.parse_args()
     games = [json.loads(line) for line in (a.run / "games.jsonl").open()]
     freq, steps = frequencies([g for g in games if g["game"] == "kuhn_poker"], a.window)
-    labels = [label for label, _ in SPOTS.values()]
+    labels = list(SPOTS.values())
     print("| kept steps | " + " | ".join(f"{label}, J / Q / K" for label in labels) + " | moves |")
     print("|---" * (len(labels) + 2) + "|")
     for start in sorted(freq):
         cells = freq[start]
         row = [
-            " / ".join(f"{cells[(h, c)][0] / max(cells[(h, c)][1], 1):.2f}" for c in "JQK")
+            " / ".join(f"{cells[(h, c)][0] / max(cells[(h, c)][1], 1):.2f}" for c in CARDS)
             for h in SPOTS
         ]
         moves = sum(n for _, n in cells.values())
