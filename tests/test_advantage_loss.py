@@ -156,6 +156,31 @@ def test_token_weights_weigh_each_token_and_the_mean_hand_computed():
     assert stats["loss/clip_frac"] == pytest.approx(0.5 / 2.5)
 
 
+def test_the_kl_token_weights_weigh_the_magnet_term_alone_hand_computed():
+    """With the reasoning (token [0, 0]) weighed 0 in the advantage's term and 1 in the KL's,
+    the magnet holds that token while the `mean` denominator counts the advantage's tokens."""
+    lp = torch.tensor(LP, requires_grad=True)
+    kl = torch.tensor([[0.4, 0.1], [0.2, 9.0]], requires_grad=True)  # 9.0 is padding
+    weights = torch.tensor([[0.0, 1.0], [1.0, 1.0]])
+    loss, stats = policy_loss(
+        lp, lp.detach(), ADV, MASK, kind="reinforce", aggregation="mean", magnet_kl=kl,
+        magnet_alpha=0.5, token_weights=weights, kl_token_weights=torch.ones(2, 2),
+    )  # fmt: skip
+    # advantage terms -A weighed [[0, 1], [1, -]]: -2 + 1 = -1; KL 0.5 * (0.4 + 0.1 + 0.2)
+    # = 0.35; over the 2 tokens the advantage weighs
+    assert loss.item() == pytest.approx((-1.0 + 0.35) / 2)
+    assert stats["loss/tokens"] == 2.0
+    assert stats["loss/magnet_kl"] == pytest.approx(0.7 / 3)  # over the KL's 3 tokens
+    loss.backward()
+    assert torch.allclose(lp.grad, torch.tensor([[0.0, -1.0], [0.5, 0.0]]))
+    assert torch.allclose(kl.grad, torch.tensor([[0.25, 0.25], [0.25, 0.0]]))
+    without, _ = policy_loss(
+        lp, lp.detach(), ADV, MASK, kind="reinforce", aggregation="mean", magnet_kl=kl,
+        magnet_alpha=0.5, token_weights=weights,
+    )  # fmt: skip
+    assert without.item() == pytest.approx((-1.0 + 0.5 * 0.3) / 2)  # the KL weighed as the rest
+
+
 def test_ppo_clip_hand_computed():
     old = torch.tensor(LP)
     new = old.clone()

@@ -116,6 +116,15 @@ def test_overrides_are_typed():
             "'algo.reasoning_weight' = 0.0 applies to rollout.answer_mode = 'reasoned' only",
         ),
         (
+            "algo.reasoning_kl_weight=1",
+            "'algo.reasoning_kl_weight' = 1.0 applies to rollout.answer_mode = 'reasoned' with "
+            "algo.regularizer = 'magnet' only (here 'free' and 'none')",
+        ),
+        (
+            "algo.reasoning_kl_weight=-0.5",
+            "'algo.reasoning_kl_weight' = -0.5 is invalid; allowed: a number in [0, 1] or null",
+        ),
+        (
             "rollout.reasoning_prefix=My card is",
             "'rollout.reasoning_prefix' = 'My card is' needs answer_mode reasoned, not 'free'",
         ),
@@ -136,6 +145,17 @@ def test_a_reasoning_temperature_reaches_the_rollouts_and_the_learner():
     check_config(cfg)
     assert LearnerSettings.from_config(cfg).reasoning_temperature == 0.7
     assert LearnerSettings.from_config(cfg).reasoning_weight == 0.25
+    assert LearnerSettings.from_config(cfg).reasoning_kl_weight is None
+
+
+def test_a_reasoning_kl_weight_needs_the_magnet_and_reaches_the_learner():
+    from zerosum.learner import LearnerSettings
+
+    reasoned = ["rollout.answer_mode=reasoned", "algo.reasoning_kl_weight=1", "optim.bf16=false"]
+    with pytest.raises(ConfigError, match="here 'reasoned' and 'none'"):
+        check_config(load_config(None, reasoned))
+    cfg = check_config(load_config(None, [*reasoned, "algo.regularizer=magnet"]))
+    assert LearnerSettings.from_config(cfg).reasoning_kl_weight == 1.0
 
 
 def test_greedy_evaluation_is_allowed():

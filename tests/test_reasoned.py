@@ -159,6 +159,54 @@ def test_the_learner_weighs_the_reasoning_tokens_by_the_reasoning_weight(
     assert not all(torch.allclose(a, b, atol=1e-6) for a, b in zip(grads[1.0], expected))
 
 
+def test_the_magnet_holds_the_reasoning_that_the_advantage_leaves(played, tokenizer):
+    """`reasoning_weight` 0 with `reasoning_kl_weight` 1: the gradient is that of the move's
+    advantage term plus the magnet's KL on every token, over the move's token count; without
+    the KL's own weight the reasoning's KL is left out and the gradient differs."""
+    import copy
+
+    from zerosum.learner import Learner, LearnerSettings
+    from zerosum.magnet import Magnet
+
+    model, turns, _ = played
+    samples = [
+        Sample(t.prompt_ids, t.response_ids, (-1.0) ** i * (1 + i / 4), t.allowed)
+        for i, t in enumerate(turns)
+    ]
+    start = Magnet(model, alpha=0.5).state_dict()  # the magnet: the policy before it moved
+    model = copy.deepcopy(model)
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape, generator=gen) * 0.02)
+    direct = copy.deepcopy(model)
+    magnet = Magnet(direct, alpha=0.5, saved=start)
+    logp, mask, _, kl = response_logprobs(
+        direct, samples, 1.0, tokenizer.pad_token_id, magnet=magnet.snapshot
+    )
+    move = torch.zeros_like(mask)
+    for i, x in enumerate(samples):
+        move[i, : len(x.response_ids)] = torch.tensor(token_weights(x, 0.0))
+    adv = torch.tensor([x.advantage for x in samples])[:, None]
+    (((-adv * logp * move) + 0.5 * kl * mask).sum() / (mask * move).sum()).backward()
+    expected = [p.grad for p in direct.parameters()]
+
+    grads = {}
+    for kl_weight in (1.0, None):
+        learned = copy.deepcopy(model)
+        settings = LearnerSettings(
+            loss="reinforce", aggregation="mean", reasoning_weight=0.0,
+            reasoning_kl_weight=kl_weight, grad_clip=1e9,
+        )  # fmt: skip
+        opt = torch.optim.SGD(learned.parameters(), lr=0.0)  # keeps the step's gradient
+        magnet = Magnet(learned, alpha=0.5, saved=start)
+        Learner(learned, opt, settings, tokenizer.pad_token_id, magnet).step(samples)
+        grads[kl_weight] = [p.grad for p in learned.parameters()]
+    assert float(kl.sum()) > 1e-4  # the magnet pulls
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(grads[1.0], expected))
+    assert not all(torch.allclose(a, b, atol=1e-6) for a, b in zip(grads[None], expected))
+
+
 @pytest.mark.parametrize("reasoning_temperature", [0.5, 2.0])
 def test_a_reasoning_temperature_is_sampled_and_scored_alike(tokenizer, reasoning_temperature):
     """The reasoning sampled at its own temperature, the move at the sampling temperature: the

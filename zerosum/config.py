@@ -273,6 +273,13 @@ class AlgoConfig:
         "of them (advantage, magnet KL, entropy), the move's being 1 (0: only the move learns)",
         numbers(0, 1),
     )
+    reasoning_kl_weight: float | None = _f(
+        LearnerSettings.reasoning_kl_weight,
+        "rollout.answer_mode reasoned: the magnet KL's own weight on the reasoning's tokens "
+        "(null: algo.reasoning_weight); with reasoning_weight 0 and this 1, the magnet holds "
+        "the words while only the move learns from the advantage",
+        numbers(0, 1, note="or null"),
+    )
 
 
 @dataclass

@@ -40,6 +40,14 @@ def check_config(cfg: TrainConfig) -> TrainConfig:
             f"config field 'algo.reasoning_weight' = {cfg.algo.reasoning_weight!r} applies to "
             f"rollout.answer_mode = 'reasoned' only (here {cfg.rollout.answer_mode!r}); set it to 1"
         )
+    kl_weight, reg = cfg.algo.reasoning_kl_weight, cfg.algo.regularizer
+    mode = cfg.rollout.answer_mode
+    if kl_weight is not None and (mode != "reasoned" or reg != "magnet"):
+        raise ConfigError(
+            f"config field 'algo.reasoning_kl_weight' = {kl_weight!r} applies to "
+            f"rollout.answer_mode = 'reasoned' with algo.regularizer = 'magnet' only (here "
+            f"{mode!r} and {reg!r}); set it to null"
+        )
     o = cfg.opponents
     if o.self_play < 1 and not (o.pool_size or o.fixed):
         raise ConfigError(

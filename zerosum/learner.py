@@ -133,6 +133,8 @@ class LearnerSettings:
     entropy_coef: float = 0.0
     # Reasoned answers: the loss weight of the reasoning's tokens (the move's is 1).
     reasoning_weight: float = 1.0
+    # Its weight in the magnet KL term alone (None: `reasoning_weight`).
+    reasoning_kl_weight: float | None = None
     grad_clip: float = OptimConfig.grad_clip
     micro_batch_tokens: int = OptimConfig.micro_batch_tokens
     shared_prefix: bool = OptimConfig.shared_prefix
@@ -155,7 +157,8 @@ class LearnerSettings:
         return cls(
             loss=a.loss, epochs=a.ppo_epochs, clip_eps=a.clip_eps, aggregation=a.aggregation,
             norm_constant=a.norm_constant, entropy_coef=a.entropy_coef,
-            reasoning_weight=a.reasoning_weight, grad_clip=o.grad_clip,
+            reasoning_weight=a.reasoning_weight, reasoning_kl_weight=a.reasoning_kl_weight,
+            grad_clip=o.grad_clip,
             micro_batch_tokens=o.micro_batch_tokens,
             shared_prefix=o.shared_prefix, activation_checkpointing=o.activation_checkpointing,
             temperature=cfg.sampling.temperature,
@@ -337,11 +340,11 @@ class Learner:
                 reasoning_temperature=s.reasoning_temperature,
             )  # fmt: skip
         counts = torch.tensor([float(x.count) for x in mb], device=logp.device)
-        per_token = None  # every token weighs 1
+        per_token = per_token_kl = None  # every token weighs 1, the KL as the rest
         if s.reasoning_weight != 1.0:
-            per_token = _left_aligned(
-                [token_weights(x, s.reasoning_weight) for x in mb], logp.shape, logp.device
-            )
+            per_token = self._token_weights(mb, s.reasoning_weight, logp)
+        if s.reasoning_kl_weight not in (None, s.reasoning_weight):
+            per_token_kl = self._token_weights(mb, s.reasoning_kl_weight, logp)
         weighed = mask if per_token is None else mask * per_token
         weight = float((weighed.sum(1) * counts).sum()) / update.total_tokens
         if epoch == 0:
@@ -352,10 +355,18 @@ class Learner:
             magnet_kl=kl, magnet_alpha=update.alpha, aggregation=s.aggregation,
             norm_constant=s.norm_constant, total_tokens=update.total_tokens,
             entropy=ent.float(), entropy_coef=s.entropy_coef, tis_weight=update.tis.get(b),
-            counts=counts, token_weights=per_token,
+            counts=counts, token_weights=per_token, kl_token_weights=per_token_kl,
         )  # fmt: skip
         loss.backward()
         return {k: v if k in _TOTAL_STATS else v * weight for k, v in st.items()}
+
+    @staticmethod
+    def _token_weights(
+        mb: Sequence[Sample], reasoning_weight: float, logp: torch.Tensor
+    ) -> torch.Tensor:
+        """[B, T] `token_weights` of a micro-batch, left-aligned as `logp`."""
+        weights = [token_weights(x, reasoning_weight) for x in mb]
+        return _left_aligned(weights, logp.shape, logp.device)
 
     def _first_scores(
         self,

@@ -84,6 +84,7 @@ def policy_loss(
     tis_weight: torch.Tensor | None = None,  # [B, T] `truncated_importance_weights`
     counts: torch.Tensor | None = None,  # [B] identical turns each row stands for
     token_weights: torch.Tensor | None = None,  # [B, T] `scoring.token_weights`, per token
+    kl_token_weights: torch.Tensor | None = None,  # [B, T] the KL term's own (None: the same)
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The policy-gradient loss and its statistics (namespaced `loss/...`); the options are
     those of the `algo` config section (`LearnerSettings` holds them for the learner).
@@ -96,7 +97,10 @@ def policy_loss(
     exact at the learner's own policy). `counts` (`learner.merge_duplicates`) weights every
     term of a row, and its tokens in the statistics and the `mean` denominator, as that many
     identical turns; `token_weights` does the same per token (a reasoned answer's reasoning
-    weighed less than its move). Both weigh the terms, never the PPO ratio."""
+    weighed less than its move). Both weigh the terms, never the PPO ratio.
+    `kl_token_weights` weighs the magnet's KL term apart from the others (the reasoning held
+    by the magnet while only the move learns); the `mean` denominator stays that of
+    `token_weights`, so the KL of tokens weighed 0 there adds to their turn's move."""
     check_choice("loss", kind, LOSS_KINDS)
     check_choice("aggregation", aggregation, AGGREGATIONS)
     mask = mask.to(logprobs.dtype)
@@ -104,8 +108,11 @@ def policy_loss(
     log_ratio = (logprobs - old_logprobs) * mask
     if counts is not None:  # each token weighs as many turns as its row stands for
         mask = mask * counts.to(logprobs.dtype)[:, None]
+    kl_mask = mask if kl_token_weights is None else mask * kl_token_weights.to(logprobs.dtype)
     if token_weights is not None:
         mask = mask * token_weights.to(logprobs.dtype)
+        if kl_token_weights is None:
+            kl_mask = mask
     ratio = torch.exp(log_ratio)
     if kind == "reinforce":
         # ratio equals 1 in value but carries the gradient of log pi: grad(ratio) = grad(logp).
@@ -118,9 +125,6 @@ def policy_loss(
         clipped = (clipped_obj < unclipped).to(logprobs.dtype)
     if tis_weight is not None:
         per_token = per_token * tis_weight.detach().to(logprobs.dtype)
-    if magnet_kl is not None and magnet_alpha:
-        per_token = per_token + magnet_alpha * magnet_kl
-
     if entropy is not None and entropy_coef:
         per_token = per_token - entropy_coef * entropy
 
@@ -131,11 +135,14 @@ def policy_loss(
         denom = torch.as_tensor(
             total_tokens if total_tokens is not None else n_tokens, dtype=logprobs.dtype
         )
-    loss = (per_token * mask).sum() / denom.clamp(min=1e-8)
-    return loss, _stats(loss, mask, clipped, ratio, log_ratio, entropy, magnet_kl)
+    total = (per_token * mask).sum()
+    if magnet_kl is not None and magnet_alpha:
+        total = total + magnet_alpha * (magnet_kl * kl_mask).sum()
+    loss = total / denom.clamp(min=1e-8)
+    return loss, _stats(loss, mask, clipped, ratio, log_ratio, entropy, magnet_kl, kl_mask)
 
 
-def _stats(loss, mask, clipped, ratio, log_ratio, entropy, magnet_kl) -> dict[str, float]:
+def _stats(loss, mask, clipped, ratio, log_ratio, entropy, magnet_kl, kl_mask) -> dict[str, float]:
     """`loss/...` statistics: per-token means over the real tokens of the batch."""
     n_tokens = mask.sum()
     safe_n = n_tokens.clamp(min=1.0)
@@ -149,5 +156,6 @@ def _stats(loss, mask, clipped, ratio, log_ratio, entropy, magnet_kl) -> dict[st
     if entropy is not None:
         stats["loss/entropy"] = float((entropy.detach() * mask).sum() / safe_n)
     if magnet_kl is not None:
-        stats["loss/magnet_kl"] = float((magnet_kl.detach() * mask).sum() / safe_n)
+        kl_n = kl_mask.sum().clamp(min=1.0)
+        stats["loss/magnet_kl"] = float((magnet_kl.detach() * kl_mask).sum() / kl_n)
     return stats
