@@ -29,24 +29,12 @@ def check_config(cfg: TrainConfig) -> TrainConfig:
         raise ConfigError(
             "config field 'eval.nash_conv' needs rollout.answer_mode = 'constrained' (exact policy)"
         )
-    if cfg.sampling.reasoning_temperature is not None and cfg.rollout.answer_mode != "reasoned":
+    _check_reasoned_only(cfg)
+    if cfg.algo.reasoning_kl_weight is not None and cfg.algo.regularizer != "magnet":
         raise ConfigError(
-            f"config field 'sampling.reasoning_temperature' = "
-            f"{cfg.sampling.reasoning_temperature!r} applies to rollout.answer_mode = 'reasoned' "
-            f"only (here {cfg.rollout.answer_mode!r}); set it to null"
-        )
-    if cfg.algo.reasoning_weight != 1.0 and cfg.rollout.answer_mode != "reasoned":
-        raise ConfigError(
-            f"config field 'algo.reasoning_weight' = {cfg.algo.reasoning_weight!r} applies to "
-            f"rollout.answer_mode = 'reasoned' only (here {cfg.rollout.answer_mode!r}); set it to 1"
-        )
-    kl_weight, reg = cfg.algo.reasoning_kl_weight, cfg.algo.regularizer
-    mode = cfg.rollout.answer_mode
-    if kl_weight is not None and (mode != "reasoned" or reg != "magnet"):
-        raise ConfigError(
-            f"config field 'algo.reasoning_kl_weight' = {kl_weight!r} applies to "
-            f"rollout.answer_mode = 'reasoned' with algo.regularizer = 'magnet' only (here "
-            f"{mode!r} and {reg!r}); set it to null"
+            f"config field 'algo.reasoning_kl_weight' = {cfg.algo.reasoning_kl_weight!r} weighs "
+            f"the magnet's KL: it needs algo.regularizer = 'magnet' (here "
+            f"{cfg.algo.regularizer!r}); set it to null"
         )
     o = cfg.opponents
     if o.self_play < 1 and not (o.pool_size or o.fixed):
@@ -78,3 +66,22 @@ def _check_players(key: str, specs: list[str], games: list[str]) -> None:
         for spec in specs:
             if reason := unsupported(spec, game):
                 raise ConfigError(f"config field {key!r}: {spec!r} cannot play {game!r}: {reason}")
+
+
+def _check_reasoned_only(cfg: TrainConfig) -> None:
+    """The fields that act in reasoned mode only stay at their neutral values elsewhere."""
+    mode = cfg.rollout.answer_mode
+    if mode == "reasoned":
+        return
+    fields = {  # name: (value, neutral value)
+        "sampling.reasoning_temperature": (cfg.sampling.reasoning_temperature, None),
+        "algo.reasoning_weight": (cfg.algo.reasoning_weight, 1.0),
+        "algo.reasoning_kl_weight": (cfg.algo.reasoning_kl_weight, None),
+    }
+    for name, (value, neutral) in fields.items():
+        if value != neutral:
+            advice = "null" if neutral is None else f"{neutral:g}"
+            raise ConfigError(
+                f"config field {name!r} = {value!r} applies to rollout.answer_mode = "
+                f"'reasoned' only (here {mode!r}); set it to {advice}"
+            )
