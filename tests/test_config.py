@@ -125,6 +125,15 @@ def test_overrides_are_typed():
             "'algo.reasoning_kl_weight' = -0.5 is invalid; allowed: a number in [0, 1] or null",
         ),
         (
+            "algo.move_kl_weight=0",
+            "'algo.move_kl_weight' = 0.0 applies to rollout.answer_mode = 'reasoned' only",
+        ),
+        (
+            "algo.magnet_model=smollm2-135m-instruct",
+            "'algo.magnet_model' = 'smollm2-135m-instruct' needs algo.regularizer = 'magnet' "
+            "(here 'none'); set it to null",
+        ),
+        (
             "rollout.reasoning_prefix=My card is",
             "'rollout.reasoning_prefix' = 'My card is' needs answer_mode reasoned, not 'free'",
         ),
@@ -156,6 +165,17 @@ def test_a_reasoning_kl_weight_needs_the_magnet_and_reaches_the_learner():
         check_config(load_config(None, reasoned))
     cfg = check_config(load_config(None, [*reasoned, "algo.regularizer=magnet"]))
     assert LearnerSettings.from_config(cfg).reasoning_kl_weight == 1.0
+    moves = ["rollout.answer_mode=reasoned", "algo.move_kl_weight=0", "optim.bf16=false"]
+    with pytest.raises(ConfigError, match="'algo.move_kl_weight' = 0.0 needs algo.regularizer"):
+        check_config(load_config(None, moves))
+    cfg = check_config(load_config(None, [*moves, "algo.regularizer=magnet"]))
+    assert LearnerSettings.from_config(cfg).move_kl_weight == 0.0
+
+
+def test_a_magnet_model_needs_full_weights():
+    lora = ["algo.regularizer=magnet", "algo.magnet_model=base", "model.lora=true"]
+    with pytest.raises(ConfigError, match="'algo.magnet_model' = 'base' needs model.lora = false"):
+        check_config(load_config(None, lora))
 
 
 def test_greedy_evaluation_is_allowed():

@@ -490,3 +490,37 @@ def test_truncated_importance_sampling_in_the_learner(tokenizer):
     assert stats["async/tis_weight_mean"] == pytest.approx(2.0)
     assert all(torch.allclose(doubled[n], 2 * d, atol=1e-6) for n, d in plain.items())
     assert max(float(d.abs().max()) for d in plain.values()) > 1e-4  # the update is not empty
+
+
+def test_a_magnet_model_gives_the_first_magnet_its_weights(tokenizer, tmp_path):
+    """`algo.magnet_model`: the magnet starts as that model (not the policy), a checkpoint's
+    magnet still wins on resume, and a model of another shape is a one-line error."""
+    from zerosum.assembly import build_learner
+    from zerosum.checkpoint import TrainState
+    from zerosum.config import load_config
+    from zerosum.models import tiny_model, trainable_parameters
+
+    for name, hidden in (("base", 32), ("wider", 64)):
+        tiny_model(tokenizer, hidden_size=hidden, layers=1, heads=2, seed=1).save_pretrained(
+            tmp_path / name
+        )
+        tokenizer.save_pretrained(tmp_path / name)
+    policy = tiny_model(tokenizer, hidden_size=32, layers=1, heads=2, seed=0)
+    base = trainable_parameters(tiny_model(tokenizer, hidden_size=32, layers=1, heads=2, seed=1))
+    opt = torch.optim.SGD(policy.parameters(), lr=0.0)
+
+    def magnet(model_dir, state=None):
+        over = ["algo.regularizer=magnet", f"algo.magnet_model={model_dir}", "optim.bf16=false"]
+        learner = build_learner(
+            load_config(None, over), policy, opt, tokenizer, state or TrainState()
+        )
+        return learner.magnet.snapshot
+
+    snap = magnet(tmp_path / "base")
+    assert all(torch.equal(snap.weights[n], p) for n, p in base.items())
+    own = trainable_parameters(policy)
+    assert not all(torch.equal(snap.weights[n], p) for n, p in own.items())
+    saved = Snapshot(policy, step=3).state_dict()  # a resumed run's magnet
+    assert magnet(tmp_path / "base", TrainState(magnet=saved)).step == 3
+    with pytest.raises(ValueError, match="'algo.magnet_model' = '.*wider' does not fit model"):
+        magnet(tmp_path / "wider")

@@ -117,6 +117,7 @@ def test_token_weights_weigh_the_reasoning_alone():
     reasoned = Sample([1], [3, 4, 11, 7, 2], 1.0, allowed)
     assert token_weights(reasoned, 0.25) == [0.25, 0.25, 1.0, 1.0, 1.0]
     assert token_weights(reasoned, 1.0) == [1.0] * 5
+    assert token_weights(reasoned, 1.0, 0.0) == [1.0, 1.0, 0.0, 0.0, 0.0]  # the cue, move, end
     free = Sample([1], [3, 4, 5], 1.0)
     assert token_weights(free, 0.0) == [1.0] * 3  # no reasoning steps to weigh
 
@@ -159,10 +160,17 @@ def test_the_learner_weighs_the_reasoning_tokens_by_the_reasoning_weight(
     assert not all(torch.allclose(a, b, atol=1e-6) for a, b in zip(grads[1.0], expected))
 
 
-def test_the_magnet_holds_the_reasoning_that_the_advantage_leaves(played, tokenizer):
-    """`reasoning_weight` 0 with `reasoning_kl_weight` 1: the gradient is that of the move's
-    advantage term plus the magnet's KL on every token, over the move's token count; without
-    the KL's own weight the reasoning's KL is left out and the gradient differs."""
+@pytest.mark.parametrize(
+    ("reasoning_weight", "kl_weight", "move_kl_weight"), [(0.0, 1.0, 1.0), (1.0, 1.0, 0.0)]
+)
+def test_the_magnet_kl_is_weighed_apart_from_the_advantage(
+    played, tokenizer, reasoning_weight, kl_weight, move_kl_weight
+):
+    """The gradient is that of the advantage term, each token at `reasoning_weight` (the
+    reasoning) or 1 (the move), plus the magnet's KL, each token at `reasoning_kl_weight` or
+    `move_kl_weight`, over the advantage's token count: the magnet holds the reasoning while
+    only the move learns from the advantage (`reasoning_weight` 0), or holds the words alone
+    (`move_kl_weight` 0). Without the KL's own weights the gradient differs."""
     import copy
 
     from zerosum.learner import Learner, LearnerSettings
@@ -184,27 +192,30 @@ def test_the_magnet_holds_the_reasoning_that_the_advantage_leaves(played, tokeni
     logp, mask, _, kl = response_logprobs(
         direct, samples, 1.0, tokenizer.pad_token_id, magnet=magnet.snapshot
     )
-    move = torch.zeros_like(mask)
+    pg, by_kl = torch.zeros_like(mask), torch.zeros_like(mask)
     for i, x in enumerate(samples):
-        move[i, : len(x.response_ids)] = torch.tensor(token_weights(x, 0.0))
+        pg[i, : len(x.response_ids)] = torch.tensor(token_weights(x, reasoning_weight))
+        weights = token_weights(x, kl_weight, move_kl_weight)
+        by_kl[i, : len(x.response_ids)] = torch.tensor(weights)
     adv = torch.tensor([x.advantage for x in samples])[:, None]
-    (((-adv * logp * move) + 0.5 * kl * mask).sum() / (mask * move).sum()).backward()
+    (((-adv * logp * pg) + 0.5 * kl * by_kl) * mask).sum().div((mask * pg).sum()).backward()
     expected = [p.grad for p in direct.parameters()]
 
     grads = {}
-    for kl_weight in (1.0, None):
+    for apart in (True, False):
         learned = copy.deepcopy(model)
         settings = LearnerSettings(
-            loss="reinforce", aggregation="mean", reasoning_weight=0.0,
-            reasoning_kl_weight=kl_weight, grad_clip=1e9,
+            loss="reinforce", aggregation="mean", reasoning_weight=reasoning_weight,
+            reasoning_kl_weight=kl_weight if apart else None,
+            move_kl_weight=move_kl_weight if apart else 1.0, grad_clip=1e9,
         )  # fmt: skip
         opt = torch.optim.SGD(learned.parameters(), lr=0.0)  # keeps the step's gradient
         magnet = Magnet(learned, alpha=0.5, saved=start)
         Learner(learned, opt, settings, tokenizer.pad_token_id, magnet).step(samples)
-        grads[kl_weight] = [p.grad for p in learned.parameters()]
+        grads[apart] = [p.grad for p in learned.parameters()]
     assert float(kl.sum()) > 1e-4  # the magnet pulls
-    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(grads[1.0], expected))
-    assert not all(torch.allclose(a, b, atol=1e-6) for a, b in zip(grads[None], expected))
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(grads[True], expected))
+    assert not all(torch.allclose(a, b, atol=1e-6) for a, b in zip(grads[False], expected))
 
 
 @pytest.mark.parametrize("reasoning_temperature", [0.5, 2.0])

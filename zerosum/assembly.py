@@ -28,7 +28,13 @@ from zerosum.hardware import resolve_bf16
 from zerosum.league import Assignment, OpponentPool, seat_names
 from zerosum.learner import Learner, LearnerSettings, build_optimizer
 from zerosum.magnet import Magnet
-from zerosum.models import load_model, load_tokenizer, resolve_device, tiny_model
+from zerosum.models import (
+    load_model,
+    load_tokenizer,
+    resolve_device,
+    tiny_model,
+    trainable_parameters,
+)
 from zerosum.plan import StepPlan
 from zerosum.report import write_report
 from zerosum.rollout import Episode, RolloutSettings, Turn, game_records
@@ -281,6 +287,24 @@ def build_learner(cfg: TrainConfig, model, optimizer, tokenizer, state: TrainSta
     from a checkpoint."""
     magnet = None
     if cfg.algo.regularizer == "magnet":
-        magnet = Magnet.from_config(cfg.algo, model, state.magnet)
+        magnet = Magnet.from_config(cfg.algo, model, _first_magnet(cfg, model, state))
     settings = LearnerSettings.from_config(cfg)
     return Learner(model, optimizer, settings, tokenizer.pad_token_id, magnet)
+
+
+def _first_magnet(cfg: TrainConfig, model, state: TrainState) -> dict | None:
+    """The magnet's saved state: the checkpoint's, else `algo.magnet_model`'s weights, else
+    None (a snapshot of the policy as it is now)."""
+    name = cfg.algo.magnet_model
+    if state.magnet is not None or name is None:
+        return state.magnet
+    other, _ = load_model(name)
+    weights = {n: p.detach() for n, p in trainable_parameters(other).items()}
+    params = trainable_parameters(model)
+    if set(weights) != set(params) or any(weights[n].shape != p.shape for n, p in params.items()):
+        raise ValueError(
+            f"config field 'algo.magnet_model' = {name!r} does not fit model.name "
+            f"{cfg.model.name!r}: its weights differ in names or shapes; name a model of the "
+            "same architecture"
+        )
+    return {"step": 0, "weights": weights}

@@ -280,6 +280,18 @@ class AlgoConfig:
         "the words while only the move learns from the advantage",
         numbers(0, 1, note="or null"),
     )
+    move_kl_weight: float = _f(
+        LearnerSettings.move_kl_weight,
+        "rollout.answer_mode reasoned: the magnet KL's weight on the move's tokens (0 with "
+        "algo.magnet_model the base model: the base model holds the words, not the moves)",
+        numbers(0, 1),
+    )
+    magnet_model: str | None = _f(
+        None,
+        "regularizer magnet: the first magnet's weights are this model's (a name, directory or "
+        "checkpoint of model.name's architecture; null: the initial policy's), e.g. the base "
+        "model, to hold a fine-tuned checkpoint's words to the base model's",
+    )
 
 
 @dataclass

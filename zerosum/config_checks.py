@@ -30,12 +30,7 @@ def check_config(cfg: TrainConfig) -> TrainConfig:
             "config field 'eval.nash_conv' needs rollout.answer_mode = 'constrained' (exact policy)"
         )
     _check_reasoned_only(cfg)
-    if cfg.algo.reasoning_kl_weight is not None and cfg.algo.regularizer != "magnet":
-        raise ConfigError(
-            f"config field 'algo.reasoning_kl_weight' = {cfg.algo.reasoning_kl_weight!r} weighs "
-            f"the magnet's KL: it needs algo.regularizer = 'magnet' (here "
-            f"{cfg.algo.regularizer!r}); set it to null"
-        )
+    _check_magnet_only(cfg)
     o = cfg.opponents
     if o.self_play < 1 and not (o.pool_size or o.fixed):
         raise ConfigError(
@@ -77,11 +72,32 @@ def _check_reasoned_only(cfg: TrainConfig) -> None:
         "sampling.reasoning_temperature": (cfg.sampling.reasoning_temperature, None),
         "algo.reasoning_weight": (cfg.algo.reasoning_weight, 1.0),
         "algo.reasoning_kl_weight": (cfg.algo.reasoning_kl_weight, None),
+        "algo.move_kl_weight": (cfg.algo.move_kl_weight, 1.0),
     }
+    _check_neutral(fields, f"applies to rollout.answer_mode = 'reasoned' only (here {mode!r})")
+
+
+def _check_magnet_only(cfg: TrainConfig) -> None:
+    """The fields that shape the magnet stay at their neutral values without one; its model
+    replaces full weights, not a LoRA adapter's."""
+    a = cfg.algo
+    fields = {  # name: (value, neutral value)
+        "algo.reasoning_kl_weight": (a.reasoning_kl_weight, None),
+        "algo.move_kl_weight": (a.move_kl_weight, 1.0),
+        "algo.magnet_model": (a.magnet_model, None),
+    }
+    if a.regularizer != "magnet":
+        _check_neutral(fields, f"needs algo.regularizer = 'magnet' (here {a.regularizer!r})")
+    if a.magnet_model is not None and cfg.model.lora:
+        raise ConfigError(
+            f"config field 'algo.magnet_model' = {a.magnet_model!r} needs model.lora = false "
+            "(a LoRA run's magnet is an adapter); set it to null"
+        )
+
+
+def _check_neutral(fields: dict[str, tuple[object, object]], why: str) -> None:
+    """A one-line error for the first of `fields` (name: (value, neutral)) not neutral."""
     for name, (value, neutral) in fields.items():
         if value != neutral:
             advice = "null" if neutral is None else f"{neutral:g}"
-            raise ConfigError(
-                f"config field {name!r} = {value!r} applies to rollout.answer_mode = "
-                f"'reasoned' only (here {mode!r}); set it to {advice}"
-            )
+            raise ConfigError(f"config field {name!r} = {value!r} {why}; set it to {advice}")

@@ -135,6 +135,7 @@ class LearnerSettings:
     reasoning_weight: float = 1.0
     # Its weight in the magnet KL term alone (None: `reasoning_weight`).
     reasoning_kl_weight: float | None = None
+    move_kl_weight: float = 1.0  # the move's (and cue's) weight in the magnet KL term
     grad_clip: float = OptimConfig.grad_clip
     micro_batch_tokens: int = OptimConfig.micro_batch_tokens
     shared_prefix: bool = OptimConfig.shared_prefix
@@ -158,7 +159,7 @@ class LearnerSettings:
             loss=a.loss, epochs=a.ppo_epochs, clip_eps=a.clip_eps, aggregation=a.aggregation,
             norm_constant=a.norm_constant, entropy_coef=a.entropy_coef,
             reasoning_weight=a.reasoning_weight, reasoning_kl_weight=a.reasoning_kl_weight,
-            grad_clip=o.grad_clip,
+            move_kl_weight=a.move_kl_weight, grad_clip=o.grad_clip,
             micro_batch_tokens=o.micro_batch_tokens,
             shared_prefix=o.shared_prefix, activation_checkpointing=o.activation_checkpointing,
             temperature=cfg.sampling.temperature,
@@ -343,8 +344,9 @@ class Learner:
         per_token = per_token_kl = None  # every token weighs 1, the KL as the rest
         if s.reasoning_weight != 1.0:
             per_token = self._token_weights(mb, s.reasoning_weight, logp)
-        if s.reasoning_kl_weight not in (None, s.reasoning_weight):
-            per_token_kl = self._token_weights(mb, s.reasoning_kl_weight, logp)
+        kl_weight = s.reasoning_weight if s.reasoning_kl_weight is None else s.reasoning_kl_weight
+        if kl_weight != s.reasoning_weight or s.move_kl_weight != 1.0:
+            per_token_kl = self._token_weights(mb, kl_weight, logp, s.move_kl_weight)
         weighed = mask if per_token is None else mask * per_token
         weight = float((weighed.sum(1) * counts).sum()) / update.total_tokens
         if epoch == 0:
@@ -362,10 +364,10 @@ class Learner:
 
     @staticmethod
     def _token_weights(
-        mb: Sequence[Sample], reasoning_weight: float, logp: torch.Tensor
+        mb: Sequence[Sample], reasoning_weight: float, logp: torch.Tensor, move_weight: float = 1.0
     ) -> torch.Tensor:
         """[B, T] `token_weights` of a micro-batch, left-aligned as `logp`."""
-        weights = [token_weights(x, reasoning_weight) for x in mb]
+        weights = [token_weights(x, reasoning_weight, move_weight) for x in mb]
         return _left_aligned(weights, logp.shape, logp.device)
 
     def _first_scores(

@@ -43,13 +43,15 @@ class Sample:
         return len(self.prompt_ids) + len(self.response_ids)
 
 
-def token_weights(sample: Sample, reasoning_weight: float = 1.0) -> list[float]:
+def token_weights(
+    sample: Sample, reasoning_weight: float = 1.0, move_weight: float = 1.0
+) -> list[float]:
     """The loss weight of each response token: `reasoning_weight` on a reasoned answer's
-    reasoning (its steps allow any token, `[]`), 1 elsewhere (the cue, the move, and every
-    token of free or constrained answers)."""
-    if sample.allowed is None or reasoning_weight == 1.0:
+    reasoning (its steps allow any token, `[]`), `move_weight` on its constrained steps (the
+    cue and the move; every step of a constrained answer), 1 on a free answer's tokens."""
+    if sample.allowed is None:
         return [1.0] * len(sample.response_ids)
-    return [reasoning_weight if not step else 1.0 for step in sample.allowed]
+    return [move_weight if step else reasoning_weight for step in sample.allowed]
 
 
 def merge_duplicates(samples: Sequence[Sample]) -> list[Sample]:
