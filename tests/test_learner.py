@@ -509,15 +509,18 @@ def test_a_magnet_model_gives_the_first_magnet_its_weights(tokenizer, tmp_path):
     base = trainable_parameters(tiny_model(tokenizer, hidden_size=32, layers=1, heads=2, seed=1))
     opt = torch.optim.SGD(policy.parameters(), lr=0.0)
 
+    def learner(model_dir, state=None):
+        over = ["algo.regularizer=magnet", f"algo.magnet_model={model_dir}", "optim.bf16=false",
+                "algo.loss=reinforce"]  # fmt: skip
+        return build_learner(load_config(None, over), policy, opt, tokenizer, state or TrainState())
+
     def magnet(model_dir, state=None):
-        over = ["algo.regularizer=magnet", f"algo.magnet_model={model_dir}", "optim.bf16=false"]
-        learner = build_learner(
-            load_config(None, over), policy, opt, tokenizer, state or TrainState()
-        )
-        return learner.magnet.snapshot
+        return learner(model_dir, state).magnet.snapshot
 
     snap = magnet(tmp_path / "base")
     assert all(torch.equal(snap.weights[n], p) for n, p in base.items())
+    # step 1 is pulled to it (a magnet of the policy's own is the policy there: KL 0)
+    assert learner(tmp_path / "base").step(make_samples(tokenizer), step=1)["loss/magnet_kl"] > 0
     own = trainable_parameters(policy)
     assert not all(torch.equal(snap.weights[n], p) for n, p in own.items())
     saved = Snapshot(policy, step=3).state_dict()  # a resumed run's magnet

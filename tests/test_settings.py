@@ -102,4 +102,5 @@ def test_the_magnet_reads_every_field_of_the_algo_section(tiny):
     magnet.after_update(2)
     assert magnet.snapshot.step == 0  # not due
     magnet.after_update(3)
-    assert magnet.snapshot.step == 3 and magnet.age(4) == 0
+    assert magnet.snapshot.step == 3 and magnet.is_policy(4)
+    assert not magnet.is_policy(5) and not magnet.is_policy(None)

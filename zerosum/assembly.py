@@ -307,4 +307,4 @@ def _first_magnet(cfg: TrainConfig, model, state: TrainState) -> dict | None:
             f"{cfg.model.name!r}: its weights differ in names or shapes; name a model of the "
             "same architecture"
         )
-    return {"step": 0, "weights": weights}
+    return {"step": 0, "weights": weights, "foreign": True}

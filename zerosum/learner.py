@@ -193,7 +193,7 @@ class _Update:
 
     total_tokens: float  # the whole batch's response tokens (`Learner._total_tokens`)
     alpha: float  # the magnet's KL weight
-    magnet_age: int | None
+    magnet_is_policy: bool  # `Magnet.is_policy`: the KL is 0, no magnet pass in epoch 0
     old: dict[int, torch.Tensor] = field(default_factory=dict)  # per micro-batch
     tis: dict[int, torch.Tensor] = field(default_factory=dict)  # per micro-batch (async mode)
     tis_stats: dict[str, float] = field(default_factory=dict)
@@ -274,16 +274,17 @@ class Learner:
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
         if self.magnet is None:
-            return self._update(samples, 0.0, None)
+            return self._update(samples, 0.0, False)
         magnet_stats = self.magnet.metrics(step)  # of the magnet this update is pulled to
-        stats = self._update(samples, self.magnet.weight(step), self.magnet.age(step))
+        stats = self._update(samples, self.magnet.weight(step), self.magnet.is_policy(step))
         self.magnet.after_update(step)
         return {**stats, **magnet_stats}
 
     def _update(
-        self, samples: Sequence[Sample], alpha: float, magnet_age: int | None
+        self, samples: Sequence[Sample], alpha: float, magnet_is_policy: bool
     ) -> dict[str, float]:
-        """`step` with the magnet's KL weight `alpha` and age `magnet_age`."""
+        """`step` with the magnet's KL weight `alpha`; `magnet_is_policy`: the magnet is the
+        policy being updated."""
         if not (self.sync.sum(len(samples)) if self.sync else samples):
             return {"loss/skipped_empty_batch": 1.0}
         self.model.train()
@@ -291,7 +292,7 @@ class Learner:
         turns = len(samples)
         samples = merge_duplicates(samples)
         plan = plan_batch(samples, s.micro_batch_tokens, s.shared_prefix)
-        update = _Update(self._total_tokens(samples), alpha, magnet_age)
+        update = _Update(self._total_tokens(samples), alpha, magnet_is_policy)
         passes = self.sync.micro_batches(len(plan)) if self.sync else len(plan)
         stats: dict[str, float] = {}
         for epoch in range(s.passes):  # the last epoch's statistics are reported
@@ -337,7 +338,7 @@ class Learner:
                 entropy_grad=s.entropy_coef > 0,
                 magnet=magnet.snapshot if magnet is not None else None,
                 shared_prefix=s.shared_prefix,
-                magnet_is_policy=epoch == 0 and update.magnet_age == 0,
+                magnet_is_policy=epoch == 0 and update.magnet_is_policy,
                 reasoning_temperature=s.reasoning_temperature,
             )  # fmt: skip
         counts = torch.tensor([float(x.count) for x in mb], device=logp.device)

@@ -61,10 +61,11 @@ class Magnet:
             return self.alpha
         return annealed_alpha(step, self.alpha, self.alpha_final, self.anneal_steps)
 
-    def age(self, step: int | None) -> int | None:
-        """Updates between the magnet and the policy that step `step` updates (0: the magnet
-        is that policy; None when the step is not known)."""
-        return None if step is None else self.snapshot.age(step)
+    def is_policy(self, step: int | None) -> bool:
+        """Whether the magnet is the policy that step `step` updates (just taken from it):
+        then the KL is 0 with no forward pass. False when the step is not known, or when the
+        magnet is another model's weights (`algo.magnet_model`) not yet replaced."""
+        return step is not None and not self.snapshot.foreign and self.snapshot.age(step) == 0
 
     def after_update(self, step: int | None) -> None:
         """After step `step`'s update: replace the magnet by the policy when it is due."""

@@ -23,8 +23,11 @@ class Snapshot:
     """A snapshot of `model`'s trainable parameters, taken at `step` (0: the initial model)."""
 
     def __init__(self, model, saved: dict | None = None, step: int = 0):
-        """Snapshot `model` now (as of `step`), or restore `saved` (a `state_dict()`)."""
+        """Snapshot `model` now (as of `step`), or restore `saved` (a `state_dict()`, or
+        another model's weights with `foreign` true: not a snapshot of `model` until the
+        next `refresh`)."""
         self.params = trainable_parameters(model)
+        self.foreign = bool(saved and saved.get("foreign", False))
         if saved is None:
             self.step = step
             self.weights = {n: p.detach().clone() for n, p in self.params.items()}
@@ -43,6 +46,7 @@ class Snapshot:
             for n, p in self.params.items():
                 self.weights[n].copy_(p)
         self.step = step
+        self.foreign = False
 
     def age(self, step: int) -> int:
         """Updates between the snapshot and the policy that training step `step` updates (0:
@@ -69,7 +73,7 @@ class Snapshot:
 
     def state_dict(self) -> dict:
         """What a checkpoint stores (tensors and an int: loads with `weights_only`)."""
-        return {"step": self.step, "weights": self.weights}
+        return {"step": self.step, "weights": self.weights, "foreign": self.foreign}
 
     def nbytes(self) -> int:
         """Memory (and checkpoint space) the snapshot takes."""
