@@ -8,8 +8,10 @@ policy's NashConv where the game is solved (`--exploit-k` answers per informatio
 kept as OUT/TAG.json and not repeated. The random player plays the same opponents through
 `zerosum.match` (`--baseline-games` games). The summary (OUT/summary.md) has, per model and
 opponent: win rate and mean return over all games and over the games the model did not forfeit
-(95% Wilson and Student-t intervals), the forfeit rate, and for Kuhn Poker the sampled NashConv
-and the model's action frequencies per card.
+(95% Wilson and Student-t intervals), the forfeit rate, and for Kuhn Poker the sampled NashConv,
+the sampled policy's exact return against the Nash policy, and the model's action frequencies
+per card. Against the Nash policy of a solved game the random player's exact expected return
+(the uniform policy's, both seats averaged) stands beside its sampled games.
 
     .venv/bin/python bench/free_play_evidence.py --out bench/results/kuhn_free_smollm2 \\
         --model before=smollm2-135m-instruct \\
@@ -95,7 +97,25 @@ def cell(r: dict, key: str, digits: int = 3) -> str:
     return f"{text} [{ci[0]:{sign}.{digits}f}, {ci[1]:{sign}.{digits}f}]" if ci else text
 
 
-def results_table(game: str, rows: list[tuple[str, dict]], baseline: dict) -> list[str]:
+def uniform_report(game: str) -> dict:
+    """The uniformly random policy's exact NashConv, seat gains and returns against the Nash
+    policy (`exploitability_report`)."""
+    from open_spiel.python import policy as os_policy
+
+    from zerosum.evaluation.policy import exploitability_report
+
+    spiel = load_game(game).spiel_game
+    return exploitability_report(game, os_policy.UniformRandomPolicy(spiel).to_tabular())
+
+
+def return_vs_nash(report: dict) -> float:
+    """A policy's exact expected return against the Nash policy, seats alternating."""
+    return (report["return_vs_nash_seat0"] + report["return_vs_nash_seat1"]) / 2
+
+
+def results_table(
+    game: str, rows: list[tuple[str, dict]], baseline: dict, uniform: dict | None = None
+) -> list[str]:
     lines = [
         f"| {game} vs | player | games | win [95% CI] | mean return [95% CI] | forfeits "
         "| valid games | valid: win | valid: mean return |",
@@ -106,6 +126,11 @@ def results_table(game: str, rows: list[tuple[str, dict]], baseline: dict) -> li
             f"| {spec} | uniformly random | {ref['games']} | {cell(ref, 'win_rate')} "
             f"| {cell(ref, 'mean_return')} | - | - | - | - |"
         )
+        if spec == "nash" and uniform:
+            lines.append(
+                f"| {spec} | uniformly random, exact | - | - "
+                f"| {return_vs_nash(uniform):+.3f} | - | - | - | - |"
+            )
         for tag, res in rows:
             r = res["opponents"].get(spec)
             if r is None:
@@ -119,22 +144,26 @@ def results_table(game: str, rows: list[tuple[str, dict]], baseline: dict) -> li
     return lines
 
 
-def kuhn_tables(rows: list[tuple[str, dict]]) -> list[str]:
-    """Sampled NashConv per model, and each model's action frequencies per card."""
+def kuhn_tables(rows: list[tuple[str, dict]], uniform: dict) -> list[str]:
+    """Sampled NashConv and exact return against Nash per model, beside the uniform policy's,
+    and each model's action frequencies per card."""
+    u = uniform
     lines = [
         "",
-        "| sampled policy | NashConv | gain seat 0 | gain seat 1 | answers per set | invalid "
-        "| std error mean / max |",
-        "|---|---|---|---|---|---|---|",
-        "| uniformly random | 0.917 | 0.375 | 0.542 | - | - | - |",
+        "| sampled policy | NashConv | gain seat 0 | gain seat 1 | return vs Nash (exact) "
+        "| answers per set | invalid | std error mean / max |",
+        "|---|---|---|---|---|---|---|---|",
+        f"| uniformly random | {u['nash_conv']:.3f} | {u['best_response_gain_seat0']:.3f} "
+        f"| {u['best_response_gain_seat1']:.3f} | {return_vs_nash(u):+.3f} | - | - | - |",
     ]
     for tag, res in rows:
         e = res.get("exploitability")
         if e:
+            exact = f"{return_vs_nash(e):+.3f}" if "return_vs_nash_seat0" in e else "-"
             lines.append(
                 f"| {tag} | {e['nash_conv']:.3f} | {e['best_response_gain_seat0']:.3f} "
-                f"| {e['best_response_gain_seat1']:.3f} | {e.get('samples_per_infoset', 0):.0f} "
-                f"| {e.get('invalid_rate', 0):.3f} "
+                f"| {e['best_response_gain_seat1']:.3f} | {exact} "
+                f"| {e.get('samples_per_infoset', 0):.0f} | {e.get('invalid_rate', 0):.3f} "
                 f"| {e.get('mean_std_error', 0):.3f} / {e.get('max_std_error', 0):.3f} |"
             )
     lines += [
@@ -180,9 +209,10 @@ def main() -> None:
         if not model:
             p.error(f"--model {spec!r}: give TAG=MODEL")
         rows.append((tag, evaluate(tag, model, a, out)))
-    lines = results_table(a.game, rows, baseline)
-    if a.game == "kuhn_poker" and rows:
-        lines += kuhn_tables(rows)
+    uniform = uniform_report(a.game) if a.game == "kuhn_poker" else None
+    lines = results_table(a.game, rows, baseline, uniform)
+    if uniform and rows:
+        lines += kuhn_tables(rows, uniform)
     text = "\n".join(lines) + "\n"
     (out / ("random_player.md" if a.baseline_only else "summary.md")).write_text(text)
     print(text)
