@@ -10,8 +10,9 @@ kept as OUT/TAG.json and not repeated. The random player plays the same opponent
 opponent: win rate and mean return over all games and over the games the model did not forfeit
 (95% Wilson and Student-t intervals), the forfeit rate, and for Kuhn Poker the sampled NashConv,
 the sampled policy's exact return against the Nash policy, and the model's action frequencies
-per card. Against the Nash policy of a solved game the random player's exact expected return
-(the uniform policy's, both seats averaged) stands beside its sampled games.
+per card. Where the game is solved the random player's exact figures stand beside its sampled
+games: its expected return against the Nash policy (Kuhn Poker), its win, draw and loss
+probabilities against `random` and `perfect` (tic-tac-toe); all seats averaged.
 
     .venv/bin/python bench/free_play_evidence.py --out bench/results/kuhn_free_smollm2 \\
         --model before=smollm2-135m-instruct \\
@@ -108,6 +109,39 @@ def uniform_report(game: str) -> dict:
     return exploitability_report(game, os_policy.UniformRandomPolicy(spiel).to_tabular())
 
 
+def exact_random_outcomes(game: str, opponent: str) -> tuple[float, float, float] | None:
+    """A uniformly random player's exact (win, draw, loss) probabilities against `random` or
+    `perfect` (uniform over the minimax-optimal moves) in a solved perfect-information game,
+    seats alternating; None for other opponents and games."""
+    from zerosum.solvers import minimax_values
+
+    if opponent not in ("random", "perfect") or not load_game(game).capabilities.minimax:
+        return None
+    values = minimax_values(game) if opponent == "perfect" else {}
+    memo: dict[tuple[str, int], tuple[float, float, float]] = {}
+
+    def outcomes(state, seat: int) -> tuple[float, float, float]:
+        key = (str(state), seat)
+        if key not in memo:
+            if state.is_terminal():
+                r = state.returns()[seat]
+                memo[key] = (float(r > 0), float(r == 0), float(r < 0))
+            else:
+                actions = state.legal_actions()
+                mover = state.current_player()
+                if mover != seat and opponent == "perfect":
+                    sign = 1.0 if mover == 0 else -1.0
+                    scores = {a: sign * values[str(state.child(a))] for a in actions}
+                    actions = [a for a in actions if scores[a] == max(scores.values())]
+                rows = [outcomes(state.child(a), seat) for a in actions]
+                memo[key] = tuple(sum(col) / len(rows) for col in zip(*rows))
+        return memo[key]
+
+    root = load_game(game).spiel_game.new_initial_state()
+    seats = [outcomes(root, 0), outcomes(root, 1)]
+    return tuple((a + b) / 2 for a, b in zip(*seats))
+
+
 def return_vs_nash(report: dict) -> float:
     """A policy's exact expected return against the Nash policy, seats alternating."""
     return (report["return_vs_nash_seat0"] + report["return_vs_nash_seat1"]) / 2
@@ -141,6 +175,22 @@ def results_table(
                 f"| {cell(r, 'mean_return')} | {r['invalid_rate']:.3f} | {v.get('games', '-')} "
                 f"| {cell(v, 'win_rate')} | {cell(v, 'mean_return')} |"
             )
+    return lines
+
+
+def exact_table(game: str, opponents: list[str]) -> list[str]:
+    """The random player's exact outcome probabilities, where the game is solved."""
+    rows = [(spec, exact_random_outcomes(game, spec)) for spec in opponents]
+    rows = [(spec, p) for spec, p in rows if p is not None]
+    if not rows:
+        return []
+    lines = [
+        "",
+        f"| {game} vs | uniformly random, exact: win | draw | loss | win or draw |",
+        "|---|---|---|---|---|",
+    ]
+    for spec, (win, draw, loss) in rows:
+        lines.append(f"| {spec} | {win:.4f} | {draw:.4f} | {loss:.4f} | {win + draw:.4f} |")
     return lines
 
 
@@ -211,6 +261,7 @@ def main() -> None:
         rows.append((tag, evaluate(tag, model, a, out)))
     uniform = uniform_report(a.game) if a.game == "kuhn_poker" else None
     lines = results_table(a.game, rows, baseline, uniform)
+    lines += exact_table(a.game, a.opponents.split(","))
     if uniform and rows:
         lines += kuhn_tables(rows, uniform)
     text = "\n".join(lines) + "\n"
