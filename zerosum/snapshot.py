@@ -72,7 +72,7 @@ class Snapshot:
                 p.data = live[n]
 
     def state_dict(self) -> dict:
-        """What a checkpoint stores (tensors and an int: loads with `weights_only`)."""
+        """What a checkpoint stores (tensors, an int and a bool: loads with `weights_only`)."""
         return {"step": self.step, "weights": self.weights, "foreign": self.foreign}
 
     def nbytes(self) -> int:
