@@ -115,7 +115,8 @@ def exact_random_outcomes(game: str, opponent: str) -> tuple[float, float, float
     seats alternating; None for other opponents and games."""
     from zerosum.solvers import minimax_values
 
-    if opponent not in ("random", "perfect") or not load_game(game).capabilities.minimax:
+    spec = load_game(game)
+    if opponent not in ("random", "perfect") or not spec.capabilities.minimax:
         return None
     values = minimax_values(game) if opponent == "perfect" else {}
     memo: dict[tuple[str, int], tuple[float, float, float]] = {}
@@ -137,7 +138,7 @@ def exact_random_outcomes(game: str, opponent: str) -> tuple[float, float, float
                 memo[key] = tuple(sum(col) / len(rows) for col in zip(*rows))
         return memo[key]
 
-    root = load_game(game).spiel_game.new_initial_state()
+    root = spec.spiel_game.new_initial_state()
     seats = [outcomes(root, 0), outcomes(root, 1)]
     return tuple((a + b) / 2 for a, b in zip(*seats))
 

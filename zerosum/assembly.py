@@ -46,6 +46,7 @@ from zerosum.rundir import (
     latest_checkpoint,
     write_atomic,
 )
+from zerosum.snapshot import fits
 from zerosum.wandb_logger import WandbLogger, require_wandb
 
 # A LoRA adapter on a tiny model names its base relative to itself: checkpoints/step-N/base,
@@ -300,8 +301,7 @@ def _first_magnet(cfg: TrainConfig, model, state: TrainState) -> dict | None:
         return state.magnet
     other, _ = load_model(name)
     weights = {n: p.detach() for n, p in trainable_parameters(other).items()}
-    params = trainable_parameters(model)
-    if set(weights) != set(params) or any(weights[n].shape != p.shape for n, p in params.items()):
+    if not fits(weights, trainable_parameters(model)):
         raise ValueError(
             f"config field 'algo.magnet_model' = {name!r} does not fit model.name "
             f"{cfg.model.name!r}: its weights differ in names or shapes; name a model of the "

@@ -270,7 +270,8 @@ class AlgoConfig:
     reasoning_weight: float = _f(
         LearnerSettings.reasoning_weight,
         "rollout.answer_mode reasoned: the loss weight of the reasoning's tokens, every term "
-        "of them (advantage, magnet KL, entropy), the move's being 1 (0: only the move learns)",
+        "of them (advantage, entropy, and the magnet KL unless algo.reasoning_kl_weight is "
+        "set), the move's being 1 (0: only the move learns)",
         numbers(0, 1),
     )
     reasoning_kl_weight: float | None = _f(

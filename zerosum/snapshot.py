@@ -19,6 +19,13 @@ import torch
 from zerosum.models import trainable_parameters
 
 
+def fits(weights: dict[str, torch.Tensor], params: dict[str, torch.nn.Parameter]) -> bool:
+    """Whether `weights` has exactly `params`' names, each of its shape."""
+    return set(weights) == set(params) and all(
+        weights[n].shape == p.shape for n, p in params.items()
+    )
+
+
 class Snapshot:
     """A snapshot of `model`'s trainable parameters, taken at `step` (0: the initial model)."""
 
@@ -33,9 +40,7 @@ class Snapshot:
             self.weights = {n: p.detach().clone() for n, p in self.params.items()}
             return
         weights = saved.get("weights", {})
-        if set(weights) != set(self.params) or any(
-            weights[n].shape != p.shape for n, p in self.params.items()
-        ):
+        if not fits(weights, self.params):
             raise ValueError("a checkpoint's weight snapshot does not match the model's parameters")
         self.step = int(saved["step"])
         self.weights = {n: weights[n].to(p.device, p.dtype) for n, p in self.params.items()}
