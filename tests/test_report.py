@@ -28,6 +28,7 @@ from zerosum.config import load_config
 from zerosum.evaluation.run import run_eval, write_results
 from zerosum.evaluation.settings import EvalSettings
 from zerosum.report import detect, write_report
+from zerosum.report.training import shown_replays
 from zerosum.rollout import schedule_games
 from zerosum.rundir import kept_step
 from zerosum.seeds import step_seed
@@ -115,6 +116,21 @@ def test_kept_steps_are_bounded_and_spread_over_the_run(steps, n):
     else:  # evenly spaced: no gap more than twice the mean
         gaps = [b - a for a, b in zip(kept, kept[1:])]
         assert max(gaps) <= 2 * steps / len(gaps) + 1
+
+
+@given(st.lists(st.integers(1, 4), min_size=1, max_size=12), st.integers(1, 30))
+def test_replays_show_the_first_kept_step_and_the_latest(per_step, max_replays):
+    """A long run's report shows how the model played before training, not only lately."""
+    games = [{"step": s, "index": i} for s, n in enumerate(per_step, 1) for i in range(n)]
+    shown = shown_replays(games, max_replays)
+    assert len(shown) == min(len(games), max_replays)
+    positions = [games.index(g) for g in shown]
+    assert positions == sorted(set(positions))  # in order, each once
+    assert shown[-1] == games[-1]  # the latest
+    first_step = [g for g in shown if g["step"] == 1]
+    assert len(first_step) >= min(per_step[0], max_replays // 2)  # before training
+    latest = shown[len(first_step) :]
+    assert latest == games[len(games) - len(latest) :]  # the rest, the latest ones
 
 
 def test_resume_keeps_games_jsonl_consistent(runs, tmp_path):

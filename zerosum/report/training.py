@@ -328,15 +328,27 @@ def _grid(parts: list[str]) -> str:
 # --- replays, config, metrics -------------------------------------------------------------
 
 
+def shown_replays(games: list[dict], max_replays: int) -> list[dict]:
+    """At most `max_replays` of the kept games, in order: up to half from the first kept step
+    (the model before training, so that a long run still shows where it started), the rest
+    the latest."""
+    if len(games) <= max_replays:
+        return games
+    first = [g for g in games if g["step"] == games[0]["step"]][: max_replays // 2]
+    latest = max_replays - len(first)
+    return first + (games[len(games) - latest :] if latest else [])
+
+
 def replays_section(games: list[dict], cfg: dict, max_replays: int) -> str:
     if not games:
         keep = cfg.get("run", {}).get("keep_games", 0)
         why = "run.keep_games is 0" if not keep else "no kept step has finished yet"
         return f"<p>No kept games ({esc(why)}).</p>"
-    shown = games[len(games) - max_replays :] if max_replays else []  # the latest
+    shown = shown_replays(games, max_replays)
     out = [
         f"<p class=note>{len(shown)} of {len(games)} kept games (the first "
-        f"{esc(cfg.get('run', {}).get('keep_games'))} of each kept step), latest last. Each "
+        f"{esc(cfg.get('run', {}).get('keep_games'))} of each kept step): the first kept "
+        "step's, played by the weights before any update, and the latest, latest last. Each "
         "replays exactly from its game seed and rollout seed with the weights before its "
         "step. Open a game to see every turn: the prompt the model saw, its whole response "
         "and the move read from it.</p>"
