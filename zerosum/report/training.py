@@ -335,8 +335,7 @@ def shown_replays(games: list[dict], max_replays: int) -> list[dict]:
     if len(games) <= max_replays:
         return games
     first = [g for g in games if g["step"] == games[0]["step"]][: max_replays // 2]
-    latest = max_replays - len(first)
-    return first + (games[len(games) - latest :] if latest else [])
+    return first + games[len(games) - (max_replays - len(first)) :]
 
 
 def replays_section(games: list[dict], cfg: dict, max_replays: int) -> str:
